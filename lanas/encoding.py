@@ -1,0 +1,110 @@
+"""The one converter from architectures to predictor features (layout version 1).
+
+Layout: a flat float vector of ``2 x 14 x K`` entries, index
+``(cell * 14 + edge) * K + op`` where ``cell`` is 0 = normal, 1 = reduce; ``edge`` numbers
+the 14 possible edges of a cell node by node (node 2: inputs 0,1 -> edges 0,1; node 3:
+inputs 0..2 -> edges 2..4; node 4 -> 5..8; node 5 -> 9..13); and ``op`` follows the order
+of ``space.ops`` (K ops, ``none`` included when the space has it).
+
+Each entry is ``edge_weight[cell, edge] * op_weight[cell, edge, op]``:
+
+* a **discrete genotype** has op_weight one-hot on its 8 chosen edges per cell (zero rows
+  elsewhere) and edge weight 1, so every node carries a mass of exactly 2;
+* **relaxed** weights use ``op_weight = softmax(alpha)`` per edge and
+  ``edge_weight = 2 * softmax(beta)`` over the incoming edges of each node (PC-DARTS edge
+  normalisation) or, without ``beta``, the uniform ``2 / (number of inputs of the node)``.
+  Every node again carries a mass of 2, so the predictor fitted on sampled genotypes is
+  evaluated on the same simplex during the search. As ``alpha`` and ``beta`` become
+  one-hot on a genotype's edges, the relaxed encoding tends to the discrete one.
+
+``decode`` is the inverse on discrete encodings and the DARTS derivation rule on relaxed
+ones (per node: the two edges with the strongest non-``none`` op, each with that op).
+"""
+from __future__ import annotations
+
+import torch
+
+from lanas.genotype import CELL_TYPES, NUM_NODES, Genotype
+from lanas.space import NUM_EDGES, SearchSpace
+
+LAYOUT_VERSION = 1
+
+NODE_OFFSETS = tuple(sum(range(2, n)) for n in range(2, 2 + NUM_NODES))  # (0, 2, 5, 9)
+
+
+def edge_index(node: int, inp: int) -> int:
+    return NODE_OFFSETS[node - 2] + inp
+
+
+def encoding_size(space: SearchSpace) -> int:
+    return len(CELL_TYPES) * NUM_EDGES * len(space.ops)
+
+
+def genotype_weights(genotype: Genotype, space: SearchSpace) -> torch.Tensor:
+    """Op weights ``[2, 14, K]`` that are one-hot on the genotype's chosen edges."""
+    w = torch.zeros(len(CELL_TYPES), NUM_EDGES, len(space.ops))
+    for c, cell in enumerate(CELL_TYPES):
+        for node, inp, op in genotype.edges(cell):
+            if op not in space.ops:
+                raise ValueError(f"op {op!r} of the genotype is not in the space {space.ops}")
+            w[c, edge_index(node, inp), space.ops.index(op)] = 1.0
+    return w
+
+
+def encode_genotype(genotype: Genotype, space: SearchSpace) -> torch.Tensor:
+    return genotype_weights(genotype, space).flatten()
+
+
+def uniform_edge_weights() -> torch.Tensor:
+    w = torch.empty(len(CELL_TYPES), NUM_EDGES)
+    for node in range(2, 2 + NUM_NODES):
+        start = NODE_OFFSETS[node - 2]
+        w[:, start : start + node] = 2.0 / node
+    return w
+
+
+def normalised_edge_weights(beta: torch.Tensor) -> torch.Tensor:
+    """``2 * softmax(beta)`` over the incoming edges of each node; ``beta`` is ``[2, 14]``."""
+    parts = []
+    for node in range(2, 2 + NUM_NODES):
+        start = NODE_OFFSETS[node - 2]
+        parts.append(2.0 * torch.softmax(beta[..., start : start + node], dim=-1))
+    return torch.cat(parts, dim=-1)
+
+
+def encode_relaxed(op_weights: torch.Tensor, edge_weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Encode op weights ``[..., 2, 14, K]`` (and edge weights ``[..., 2, 14]``)."""
+    if edge_weights is None:
+        edge_weights = uniform_edge_weights().to(op_weights)
+    return (op_weights * edge_weights.unsqueeze(-1)).flatten(-3)
+
+
+def encode_alpha(alpha: torch.Tensor, beta: torch.Tensor | None = None) -> torch.Tensor:
+    """Encode architecture logits ``alpha [2, 14, K]`` (and ``beta [2, 14]``); differentiable."""
+    edge_weights = None if beta is None else normalised_edge_weights(beta)
+    return encode_relaxed(torch.softmax(alpha, dim=-1), edge_weights)
+
+
+def decode(features: torch.Tensor, space: SearchSpace) -> Genotype:
+    """Genotype of an encoding: exact for discrete ones, DARTS derivation for relaxed ones."""
+    w = features.detach().reshape(len(CELL_TYPES), NUM_EDGES, len(space.ops)).cpu()
+    choosable = torch.tensor([op != "none" for op in space.ops])
+    masked = w.masked_fill(~choosable, float("-inf"))
+    strength, best_op = masked.max(dim=-1)  # [2, 14]
+    cells = []
+    for c in range(len(CELL_TYPES)):
+        pairs = []
+        for node in range(2, 2 + NUM_NODES):
+            start = NODE_OFFSETS[node - 2]
+            s = strength[c, start : start + node]
+            # stable ordering: strongest first, ties to the lower input index
+            top2 = sorted(sorted(range(node), key=lambda j: (-float(s[j]), j))[:2])
+            pairs.extend((space.ops[int(best_op[c, start + j])], j) for j in top2)
+        cells.append(tuple(pairs))
+    concat = tuple(range(2, 2 + NUM_NODES))
+    return Genotype(cells[0], concat, cells[1], concat)
+
+
+def derive_genotype(alpha: torch.Tensor, beta: torch.Tensor | None, space: SearchSpace) -> Genotype:
+    """The discrete genotype of a search state (pure function of ``alpha``, ``beta``)."""
+    return decode(encode_alpha(alpha, beta), space)

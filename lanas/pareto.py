@@ -1,0 +1,31 @@
+"""Accuracy-vs-latency Pareto front and 2-D hypervolume (maximise accuracy, minimise latency)."""
+from __future__ import annotations
+
+from typing import Sequence
+
+
+def dominates(a: tuple[float, float], b: tuple[float, float]) -> bool:
+    """``a = (accuracy, latency)`` dominates ``b``: no worse in both, better in one."""
+    return a[0] >= b[0] and a[1] <= b[1] and (a[0] > b[0] or a[1] < b[1])
+
+
+def pareto_mask(points: Sequence[tuple[float, float]]) -> list[bool]:
+    """True for each point that no other point dominates (duplicates all stay)."""
+    return [not any(dominates(q, p) for q in points) for p in points]
+
+
+def hypervolume(points: Sequence[tuple[float, float]], reference: tuple[float, float]) -> float:
+    """Area dominated by ``points`` and bounded by ``reference = (min accuracy, max latency)``.
+    Points not better than the reference in both coordinates add nothing."""
+    ref_acc, ref_lat = reference
+    front = sorted(
+        {(a, l) for (a, l), keep in zip(points, pareto_mask(points)) if keep and a > ref_acc and l < ref_lat},
+        key=lambda p: p[1],
+    )
+    area, best_acc = 0.0, ref_acc
+    # sweep latency upward; each step adds the strip up to the next point's latency
+    for i, (acc, lat) in enumerate(front):
+        best_acc = max(best_acc, acc)
+        next_lat = front[i + 1][1] if i + 1 < len(front) else ref_lat
+        area += (next_lat - lat) * (best_acc - ref_acc)
+    return area

@@ -1,0 +1,152 @@
+"""The latency predictor: architecture encoding -> latency, differentiable in its input.
+
+``prediction = mean + std * (additive(x) + mlp(x))``: the additive term is a linear
+lookup table over (cell, edge, op) -- on CPUs latency is close to additive -- and the
+MLP learns the interactions (more important on GPUs). The target normalisation
+(``mean``, ``std``) and the typical latency used to make the search's latency term
+scale-free are buffers saved with the weights.
+
+Targets are in whatever unit the dataset provides; the pipeline uses the
+reference-normalised latency (``latency_ms / reference_ms``), see :mod:`lanas.measure`.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class PredictorSettings:
+    hidden: tuple[int, ...] = (128, 128)  # MLP hidden widths (empty = additive model only)
+    epochs: int = 200  # full passes over the training rows
+    batch_size: int = 128  # rows per optimiser step (per worker)
+    lr: float = 1e-3  # Adam learning rate
+    weight_decay: float = 1e-5  # Adam weight decay
+    init_additive: bool = True  # start the additive term at the least-squares fit
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ValueError("epochs and batch_size must be >= 1")
+        if self.lr <= 0 or self.weight_decay < 0:
+            raise ValueError("lr must be > 0 and weight_decay >= 0")
+        if any(h < 1 for h in self.hidden):
+            raise ValueError(f"hidden widths must be >= 1, got {self.hidden}")
+
+
+class LatencyPredictor(nn.Module):
+    def __init__(self, in_features: int, hidden: Sequence[int] = (128, 128)):
+        super().__init__()
+        self.in_features = in_features
+        self.hidden = tuple(hidden)
+        self.additive = nn.Linear(in_features, 1)
+        layers: list[nn.Module] = []
+        width = in_features
+        for h in self.hidden:
+            layers += [nn.Linear(width, h), nn.ReLU()]
+            width = h
+        self.mlp = nn.Sequential(*layers, nn.Linear(width, 1)) if self.hidden else None
+        if self.mlp is not None:
+            nn.init.zeros_(self.mlp[-1].weight)  # start as the pure additive model
+            nn.init.zeros_(self.mlp[-1].bias)
+        self.register_buffer("mean", torch.tensor(0.0))
+        self.register_buffer("std", torch.tensor(1.0))
+        self.register_buffer("typical", torch.tensor(1.0))
+
+    def set_target_stats(self, y: torch.Tensor) -> None:
+        self.mean.fill_(float(y.mean()))
+        self.std.fill_(float(y.std()) if y.numel() > 1 and float(y.std()) > 0 else 1.0)
+        self.typical.fill_(float(y.median()))
+
+    def normalised(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.additive(x)
+        if self.mlp is not None:
+            out = out + self.mlp(x)
+        return out.squeeze(-1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.mean + self.std * self.normalised(x)
+
+    def latency_term(self, x: torch.Tensor) -> torch.Tensor:
+        """Scale-free latency for the search loss: prediction / median training latency,
+        so about 1 for a typical random architecture on any hardware."""
+        return self(x) / self.typical
+
+
+def relative_error(pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return (pred - y).abs() / y.abs()
+
+
+def fit_additive(model: LatencyPredictor, x: torch.Tensor, y: torch.Tensor, ridge: float = 1e-3) -> None:
+    """Set the additive term to the ridge least-squares fit of the normalised target."""
+    yn = (y - model.mean) / model.std
+    xa = torch.cat([x, torch.ones(len(x), 1)], dim=1).double()
+    gram = xa.T @ xa + ridge * torch.eye(xa.shape[1], dtype=torch.float64)
+    coef = torch.linalg.solve(gram, xa.T @ yn.double())
+    with torch.no_grad():
+        model.additive.weight.copy_(coef[:-1].float().unsqueeze(0))
+        model.additive.bias.copy_(coef[-1:].float())
+
+
+class NormalisedView(nn.Module):
+    """``forward`` = the predictor's normalised output; what gets wrapped for DDP."""
+
+    def __init__(self, predictor: LatencyPredictor):
+        super().__init__()
+        self.predictor = predictor
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.predictor.normalised(x)
+
+
+def train_predictor(
+    predictor: LatencyPredictor,
+    train: tuple[torch.Tensor, torch.Tensor],
+    val: tuple[torch.Tensor, torch.Tensor],
+    settings: PredictorSettings,
+    seed: int = 0,
+    on_epoch: Callable[[int, dict[str, float]], None] | None = None,
+    wrap: Callable[[nn.Module], nn.Module] = lambda m: m,
+) -> dict[str, float]:
+    """Train ``predictor`` on the relative squared error of ``train = (x, y)``.
+
+    Target statistics and the additive init come from ``train``; ``wrap`` may wrap the
+    module that is optimised (Ray Train passes ``prepare_model`` for DDP, after this
+    initialisation so every worker starts from rank 0's). ``on_epoch(epoch, metrics)``
+    is called after every epoch; the last metrics are returned."""
+    x, y = train
+    if len(x) == 0 or not torch.all(torch.isfinite(y)) or not torch.all(y > 0):
+        raise ValueError("latency targets must be non-empty, finite and > 0")
+    predictor.set_target_stats(y)
+    if settings.init_additive:
+        fit_additive(predictor, x, y)
+    net = wrap(NormalisedView(predictor))
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    opt = torch.optim.Adam(net.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, settings.epochs)
+    steps = max(1, math.ceil(len(x) / settings.batch_size))
+    metrics: dict[str, float] = {}
+    for epoch in range(settings.epochs):
+        net.train()
+        perm = torch.randperm(len(x), generator=gen)
+        total = 0.0
+        for i in range(steps):
+            idx = perm[i * settings.batch_size : (i + 1) * settings.batch_size]
+            pred = predictor.mean + predictor.std * net(x[idx])
+            loss = (((pred - y[idx]) / y[idx]) ** 2).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            total += float(loss)
+        sched.step()
+        predictor.eval()
+        with torch.no_grad():
+            val_mape = float(relative_error(predictor(val[0]), val[1]).mean()) if len(val[0]) else float("nan")
+        metrics = {"epoch": epoch + 1, "train_loss": total / steps, "val_mape": val_mape}
+        if on_epoch is not None:
+            on_epoch(epoch, metrics)
+    return metrics

@@ -1,0 +1,155 @@
+"""The latency-aware differentiable search loop (first-order DARTS bilevel).
+
+Per step: alpha (and beta) take an Adam step on a *validation* batch with
+
+    arch_loss = CE + lambda * latency_term(alpha),
+    latency_term(alpha) = predictor(encode_alpha(alpha, beta)) / predictor.typical,
+
+i.e. the frozen predictor's latency of the relaxed architecture divided by the median
+latency of its training architectures (scale-free: ~1 for a typical random
+architecture on any hardware, so one lambda grid serves every target). Then the
+network weights take an SGD step on a *training* batch with plain CE.
+
+The loop knows nothing of Ray: ``on_epoch(metrics, state)`` is the only hook (the
+pipeline uses it to report to Tune and checkpoint), and ``state`` restores a run.
+"""
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from lanas.encoding import derive_genotype, encode_alpha, encode_genotype
+from lanas.genotype import Genotype
+from lanas.network import MacroConfig
+from lanas.predictor import LatencyPredictor
+from lanas.space import SearchSpace
+from lanas.supernet import MODES, SuperNet
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    mode: str = "gdas"  # darts | pcdarts | gdas (see lanas.supernet; gdas is cheapest on CPU)
+    layers: int = 3  # cells in the supernet
+    channels: int = 8  # initial channels of the supernet
+    epochs: int = 10  # search epochs
+    batch_size: int = 64  # images per step (train and val batches)
+    w_lr: float = 0.05  # SGD learning rate of the weights (cosine to w_lr_min)
+    w_lr_min: float = 0.001
+    w_momentum: float = 0.9
+    w_weight_decay: float = 3e-4
+    grad_clip: float = 5.0  # gradient-norm clip of the weights
+    a_lr: float = 3e-3  # Adam learning rate of alpha/beta
+    a_weight_decay: float = 1e-3  # Adam weight decay of alpha/beta
+    warmup_epochs: int = 0  # epochs that train weights only before alpha moves
+    tau_max: float = 10.0  # gdas: Gumbel temperature at the first epoch
+    tau_min: float = 1.0  # gdas: ... and at the last (annealed linearly)
+    partial_channels: int = 4  # pcdarts: 1/K of the channels go through the mixed op
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
+        for name in ("layers", "channels", "epochs", "batch_size", "partial_channels"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not 0 <= self.warmup_epochs < self.epochs:
+            raise ValueError(f"warmup_epochs must be in [0, epochs), got {self.warmup_epochs}")
+        if self.w_lr <= 0 or self.a_lr <= 0 or self.tau_min <= 0 or self.tau_max < self.tau_min:
+            raise ValueError("w_lr, a_lr, tau_min must be > 0 and tau_max >= tau_min")
+
+
+@dataclass
+class SearchResult:
+    genotype: Genotype
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def build_supernet(space: SearchSpace, macro: MacroConfig, settings: SearchSettings) -> SuperNet:
+    search_macro = MacroConfig(settings.layers, settings.channels, macro.stem_multiplier, macro.in_channels, macro.num_classes)
+    return SuperNet(space, search_macro, settings.mode, settings.partial_channels)
+
+
+def latency_term(net: SuperNet, predictor: LatencyPredictor) -> torch.Tensor:
+    return predictor.latency_term(encode_alpha(net.latency_logits(), net.beta))
+
+
+def search(
+    net: SuperNet,
+    predictor: LatencyPredictor,
+    train: DataLoader,
+    val: DataLoader,
+    settings: SearchSettings,
+    lam: float,
+    device: str = "cpu",
+    on_epoch: Callable[[dict[str, Any], dict[str, Any]], None] | None = None,
+    state: dict[str, Any] | None = None,
+) -> SearchResult:
+    """Run (or resume from ``state``) one search with coefficient ``lam``."""
+    if not (lam >= 0 and math.isfinite(lam)):
+        raise ValueError(f"lambda must be a finite number >= 0, got {lam}")
+    net.to(device)
+    predictor.to(device).eval().requires_grad_(False)
+    w_opt = torch.optim.SGD(net.weight_parameters(), settings.w_lr, momentum=settings.w_momentum, weight_decay=settings.w_weight_decay)
+    w_sched = torch.optim.lr_scheduler.CosineAnnealingLR(w_opt, settings.epochs, eta_min=settings.w_lr_min)
+    a_opt = torch.optim.Adam(net.arch_parameters(), settings.a_lr, betas=(0.5, 0.999), weight_decay=settings.a_weight_decay)
+    history: list[dict[str, Any]] = []
+    start = 0
+    if state is not None:
+        net.load_state_dict(state["net"])
+        w_opt.load_state_dict(state["w_opt"])
+        a_opt.load_state_dict(state["a_opt"])
+        w_sched.load_state_dict(state["w_sched"])
+        history, start = list(state["history"]), int(state["epoch"])
+    ce = nn.CrossEntropyLoss()
+    for epoch in range(start, settings.epochs):
+        frac = epoch / max(1, settings.epochs - 1)
+        net.tau = settings.tau_max - (settings.tau_max - settings.tau_min) * frac
+        update_arch = epoch >= settings.warmup_epochs
+        net.train()
+        sums = {"train_ce": 0.0, "train_acc": 0.0, "val_ce": 0.0, "val_acc": 0.0, "latency_term": 0.0}
+        steps = 0
+        for (xt, yt), (xv, yv) in zip(train, itertools.cycle(val)):
+            xt, yt, xv, yv = xt.to(device), yt.to(device), xv.to(device), yv.to(device)
+            if update_arch:
+                a_opt.zero_grad()
+                logits_v = net(xv)
+                loss_v = ce(logits_v, yv)
+                lat = latency_term(net, predictor)
+                (loss_v + lam * lat).backward()
+                a_opt.step()
+                sums["val_ce"] += float(loss_v)
+                sums["val_acc"] += float((logits_v.argmax(1) == yv).float().mean())
+                sums["latency_term"] += float(lat)
+            w_opt.zero_grad()
+            logits_t = net(xt)
+            loss_t = ce(logits_t, yt)
+            loss_t.backward()
+            nn.utils.clip_grad_norm_(net.weight_parameters(), settings.grad_clip)
+            w_opt.step()
+            sums["train_ce"] += float(loss_t)
+            sums["train_acc"] += float((logits_t.argmax(1) == yt).float().mean())
+            steps += 1
+        w_sched.step()
+        genotype = derive_genotype(net.alpha.detach(), None if net.beta is None else net.beta.detach(), net.space)
+        with torch.no_grad():
+            if not update_arch:
+                sums["latency_term"] = float(latency_term(net, predictor)) * steps
+            derived = float(predictor(encode_genotype(genotype, net.space).to(device).unsqueeze(0)))
+        metrics = {k: v / max(steps, 1) for k, v in sums.items()}
+        if not update_arch:
+            metrics["val_ce"] = metrics["val_acc"] = float("nan")
+        metrics.update(epoch=epoch + 1, lam=lam, tau=net.tau, predicted_latency=derived, genotype=genotype.to_json())
+        history.append(metrics)
+        if on_epoch is not None:
+            snapshot = {
+                "net": net.state_dict(), "w_opt": w_opt.state_dict(), "a_opt": a_opt.state_dict(),
+                "w_sched": w_sched.state_dict(), "history": list(history), "epoch": epoch + 1,
+            }
+            on_epoch(metrics, snapshot)
+    final = derive_genotype(net.alpha.detach(), None if net.beta is None else net.beta.detach(), net.space)
+    return SearchResult(final, history)

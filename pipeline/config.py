@@ -1,0 +1,247 @@
+"""Run configuration: frozen dataclasses loaded once from YAML and passed explicitly.
+
+Each section reuses the settings type of the library function it drives. Unknown keys,
+wrong types and out-of-range values raise :class:`ConfigError` naming the key path
+(e.g. ``search.settings.epochs``). (dacite was tried: it loses the section path of
+unknown keys and of ``__post_init__`` checks, which is what users need to see.)
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from lanas.data import DataSettings
+from lanas.measure import MeasureSettings
+from lanas.network import MacroConfig
+from lanas.predictor import PredictorSettings
+from lanas.search import SearchSettings
+from lanas.space import SearchSpace
+from lanas.train import TrainSettings
+
+
+class ConfigError(ValueError):
+    """A config that cannot be used; the message names the key."""
+
+
+@dataclass(frozen=True)
+class Resources:
+    num_cpus: float = 1.0  # CPUs each task / worker / trial reserves
+    num_gpus: float = 0.0  # GPUs (fractions allowed for Tune trials)
+    custom: dict[str, float] = field(default_factory=dict)  # e.g. {latency_node: 1}
+
+    def __post_init__(self) -> None:
+        if self.num_cpus < 0 or self.num_gpus < 0 or any(v < 0 for v in self.custom.values()):
+            raise ValueError("resources must be >= 0")
+
+    def ray_options(self) -> dict[str, Any]:
+        return {"num_cpus": self.num_cpus, "num_gpus": self.num_gpus, "resources": dict(self.custom)}
+
+    def as_bundle(self) -> dict[str, float]:
+        return {"CPU": self.num_cpus, "GPU": self.num_gpus, **self.custom}
+
+
+@dataclass(frozen=True)
+class NetworkSection:
+    """The deployed network: what is measured (stage 1), predicted and evaluated (stage 4)."""
+
+    layers: int = 5  # cells
+    channels: int = 16  # initial channels
+    stem_multiplier: int = 3  # stem width = stem_multiplier * channels
+
+    def __post_init__(self) -> None:
+        MacroConfig(self.layers, self.channels, self.stem_multiplier)  # same checks
+
+
+@dataclass(frozen=True)
+class MeasureStage:
+    num_archs: int = 200  # random architectures to measure (the --num-archs default)
+    chunk_size: int = 10  # architectures per Ray task
+    max_in_flight: int = 0  # tasks in flight at once; 0 = as many as the cluster fits
+    max_retries: int = 2  # retries of a task whose worker died
+    protocol: MeasureSettings = MeasureSettings()
+    resources: Resources = Resources()
+
+    def __post_init__(self) -> None:
+        if self.num_archs < 1:
+            raise ValueError(f"num_archs must be > 0, got {self.num_archs}")
+        if self.chunk_size < 1 or self.max_in_flight < 0 or self.max_retries < 0:
+            raise ValueError("chunk_size must be >= 1; max_in_flight, max_retries >= 0")
+
+
+@dataclass(frozen=True)
+class FitStage:
+    model: PredictorSettings = PredictorSettings()
+    val_fraction: float = 0.1  # share of architectures (by arch_id hash) for validation
+    test_fraction: float = 0.2  # ... and for the held-out test
+    max_test_mape: float = 0.10  # quality gate: search refuses a worse predictor
+    num_workers: int = 1  # Ray Train workers (data-parallel)
+    resources_per_worker: Resources = Resources()
+
+    def __post_init__(self) -> None:
+        if not (0 < self.val_fraction < 1 and 0 < self.test_fraction < 1 and self.val_fraction + self.test_fraction < 1):
+            raise ValueError("val_fraction and test_fraction must be in (0, 1) and sum below 1")
+        if self.max_test_mape <= 0:
+            raise ValueError(f"max_test_mape must be > 0, got {self.max_test_mape}")
+        if self.num_workers < 1:
+            raise ValueError(f"num_workers must be >= 1, got {self.num_workers}")
+
+
+@dataclass(frozen=True)
+class SearchStage:
+    lambdas: tuple[float, ...] = (0.0, 1.0)  # the lambda grid, one Tune trial per (lambda, seed)
+    seeds: tuple[int, ...] = (0,)
+    settings: SearchSettings = SearchSettings()
+    max_failures: int = 2  # retries of a failed trial (Tune FailureConfig)
+    resources: Resources = Resources()
+
+    def __post_init__(self) -> None:
+        if not self.lambdas:
+            raise ValueError("lambdas must not be empty")
+        for lam in self.lambdas:
+            if not math.isfinite(lam) or lam < 0:
+                raise ValueError(f"lambdas must be finite numbers >= 0, got {lam}")
+        if not self.seeds:
+            raise ValueError("seeds must not be empty")
+
+
+@dataclass(frozen=True)
+class EvaluateStage:
+    train: TrainSettings = TrainSettings()
+    random_archs: int = 4  # random architectures trained as a reference cloud
+    published: bool = True  # also train the published genotypes (DARTS V1/V2, PC-DARTS)
+    resources: Resources = Resources()
+
+    def __post_init__(self) -> None:
+        if self.random_archs < 0:
+            raise ValueError(f"random_archs must be >= 0, got {self.random_archs}")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    name: str = "run"  # default run directory: runs/<name>
+    seed: int = 0  # seeds sampling, splits and training
+    space: SearchSpace = SearchSpace()
+    data: DataSettings = DataSettings()
+    network: NetworkSection = NetworkSection()
+    measure: MeasureStage = MeasureStage()
+    fit: FitStage = FitStage()
+    search: SearchStage = SearchStage()
+    evaluate: EvaluateStage = EvaluateStage()
+
+    def macro(self) -> MacroConfig:
+        n = self.network
+        return MacroConfig(n.layers, n.channels, n.stem_multiplier, self.data.in_channels, self.data.num_classes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return _plain(dataclasses.asdict(self))
+
+    def identity(self) -> str:
+        """Hash of everything that gives the run's results their meaning. The number of
+        architectures to measure is left out: a run may be extended with more."""
+        d = self.to_dict()
+        d["measure"].pop("num_archs")
+        d.pop("name")
+        return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def _plain(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    return obj
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", str(tp))
+
+
+def _convert(value: Any, tp: Any, path: str) -> Any:
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if dataclasses.is_dataclass(tp):
+        return build(tp, value, path)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _convert(value, inner[0], path)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{path}: expected a list, got {value!r}")
+        item = args[0]
+        return tuple(_convert(v, item, f"{path}[{i}]") for i, v in enumerate(value))
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{path}: expected a mapping, got {value!r}")
+        return {str(k): _convert(v, args[1], f"{path}.{k}") for k, v in value.items()}
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{path}: expected a number, got {value!r}")
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{path}: expected an integer, got {value!r}")
+        return value
+    if tp in (str, bool):
+        if not isinstance(value, tp):
+            raise ConfigError(f"{path}: expected {_type_name(tp)}, got {value!r}")
+        return value
+    raise ConfigError(f"{path}: unsupported type {tp}")  # pragma: no cover - programming error
+
+
+def build(cls: type, data: Any, path: str = "") -> Any:
+    """Build dataclass ``cls`` from plain data; missing keys take their defaults."""
+    where = path or "config"
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name for f in dataclasses.fields(cls) if f.init}
+    unknown = sorted(set(data) - fields)
+    if unknown:
+        prefix = f"{path}." if path else ""
+        raise ConfigError(f"unknown config key {prefix}{unknown[0]} (valid keys here: {', '.join(sorted(fields))})")
+    kwargs = {k: _convert(v, hints[k], f"{path}.{k}" if path else k) for k, v in data.items()}
+    try:
+        return cls(**kwargs)
+    except ValueError as exc:
+        if isinstance(exc, ConfigError):
+            raise
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> RunConfig:
+    """Load a YAML profile. ``overrides`` maps dotted keys to values (from the CLI)."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from None
+    return config_from_dict(data or {}, overrides)
+
+
+def config_from_dict(data: dict[str, Any], overrides: dict[str, Any] | None = None) -> RunConfig:
+    data = json.loads(json.dumps(data))  # deep copy of plain data
+    for dotted, value in (overrides or {}).items():
+        node = data
+        *parents, leaf = dotted.split(".")
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = value
+    return build(RunConfig, data)
+
+
+def dump_config(cfg: RunConfig) -> str:
+    return yaml.safe_dump(cfg.to_dict(), sort_keys=False)

@@ -1,0 +1,32 @@
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    torch.set_num_threads(1)
+
+
+def write_cifar10(root: Path, n_train_per_batch: int = 20, n_test: int = 20, seed: int = 0) -> Path:
+    """Write a tiny dataset in CIFAR-10's own on-disk format (python pickles)."""
+    rng = np.random.default_rng(seed)
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+
+    def batch(n):
+        return {"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8), "labels": rng.integers(0, 10, n).tolist()}
+
+    for i in range(1, 6):
+        with open(folder / f"data_batch_{i}", "wb") as fh:
+            pickle.dump(batch(n_train_per_batch), fh)
+    with open(folder / "test_batch", "wb") as fh:
+        pickle.dump(batch(n_test), fh)
+    with open(folder / "batches.meta", "wb") as fh:
+        pickle.dump({"label_names": [f"c{i}" for i in range(10)]}, fh)
+    return root

@@ -1,0 +1,61 @@
+import pytest
+import torch
+
+from lanas.encoding import (LAYOUT_VERSION, decode, derive_genotype, encode_alpha, encode_genotype,
+                            encode_relaxed, encoding_size, genotype_weights)
+from lanas.genotype import PUBLISHED, published
+from lanas.space import SearchSpace
+
+SPACE = SearchSpace()
+
+
+def _genotypes():
+    return SPACE.sample_unique(10, 0) + [published(n) for n in PUBLISHED]
+
+
+def test_layout():
+    assert LAYOUT_VERSION == 1
+    assert encoding_size(SPACE) == 2 * 14 * 8
+    e = encode_genotype(published("darts_v2"), SPACE)
+    assert e.shape == (224,) and e.sum() == 16  # 8 edges per cell, one-hot
+    # node masses: every node carries 2 in both cells
+    w = e.reshape(2, 14, 8).sum(-1)
+    for start, n in ((0, 2), (2, 3), (5, 4), (9, 5)):
+        assert torch.all(w[:, start : start + n].sum(-1) == 2)
+
+
+@pytest.mark.parametrize("g", _genotypes(), ids=lambda g: g.arch_id[:8])
+def test_discrete_round_trip(g):
+    assert decode(encode_genotype(g, SPACE), SPACE) == g
+
+
+@pytest.mark.parametrize("g", _genotypes(), ids=lambda g: g.arch_id[:8])
+def test_one_hot_weights_encode_like_the_genotype(g):
+    weights = genotype_weights(g, SPACE)
+    assert torch.equal(encode_relaxed(weights, torch.ones(2, 14)), encode_genotype(g, SPACE))
+    # logits that are one-hot in the limit: alpha large on the chosen op, beta on the chosen edges
+    alpha = 50.0 * weights
+    beta = 50.0 * (weights.sum(-1) > 0).float()
+    assert torch.allclose(encode_alpha(alpha, beta), encode_genotype(g, SPACE), atol=1e-6)
+    assert derive_genotype(alpha, beta, SPACE) == g
+
+
+def test_relaxed_encoding_keeps_node_mass_and_is_differentiable():
+    alpha = torch.randn(2, 14, 8, requires_grad=True)
+    beta = torch.randn(2, 14, requires_grad=True)
+    for b in (None, beta):
+        e = encode_alpha(alpha, b)
+        w = e.reshape(2, 14, 8).sum(-1)
+        for start, n in ((0, 2), (2, 3), (5, 4), (9, 5)):
+            assert torch.allclose(w[:, start : start + n].sum(-1), torch.full((2,), 2.0))
+    (encode_alpha(alpha, beta) * torch.randn(224)).sum().backward()
+    assert alpha.grad.abs().sum() > 0 and beta.grad.abs().sum() > 0
+
+
+def test_derivation_never_picks_none_and_is_valid():
+    alpha = torch.zeros(2, 14, 8)
+    alpha[..., 0] = 10.0  # 'none' strongest everywhere
+    alpha[..., 4] = 1.0  # then sep_conv_3x3
+    g = derive_genotype(alpha, None, SPACE)
+    g.validate(SPACE.ops)
+    assert {op for op, _ in g.normal + g.reduce} == {"sep_conv_3x3"}

@@ -1,0 +1,74 @@
+import pytest
+import torch
+
+from lanas.data import DataSettings, load_splits, loader
+from lanas.encoding import encode_genotype, encoding_size
+from lanas.network import MacroConfig
+from lanas.predictor import LatencyPredictor
+from lanas.search import SearchSettings, build_supernet, latency_term, search
+from lanas.space import SearchSpace
+from lanas.supernet import MODES
+
+SPACE = SearchSpace()
+COST = {"none": 0.0, "max_pool_3x3": 0.1, "avg_pool_3x3": 0.1, "skip_connect": 0.05,
+        "sep_conv_3x3": 1.0, "sep_conv_5x5": 2.0, "dil_conv_3x3": 0.6, "dil_conv_5x5": 1.2}
+
+
+def toy_predictor() -> LatencyPredictor:
+    """An additive predictor with known per-op costs (no MLP)."""
+    p = LatencyPredictor(encoding_size(SPACE), hidden=())
+    with torch.no_grad():
+        p.additive.weight.copy_(torch.tensor([COST[o] for o in SPACE.ops]).repeat(28).unsqueeze(0))
+        p.additive.bias.fill_(1.0)
+        p.typical.fill_(8.0)
+    return p
+
+
+@pytest.fixture(scope="module")
+def loaders():
+    splits = load_splits(DataSettings(limit=128))
+    return loader(splits.train, 32, True), loader(splits.val, 32, True)
+
+
+def _run(mode, lam, loaders, epochs=1, seed=0, **kw):
+    torch.manual_seed(seed)
+    settings = SearchSettings(mode=mode, layers=2, channels=8, epochs=epochs, batch_size=32, **kw)
+    net = build_supernet(SPACE, MacroConfig(in_channels=1), settings)
+    return net, search(net, toy_predictor(), *loaders, settings, lam)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_one_epoch_search_returns_a_valid_genotype(mode, loaders):
+    _, result = _run(mode, 0.5, loaders)
+    result.genotype.validate(SPACE.ops)
+    (m,) = result.history
+    assert m["epoch"] == 1 and m["genotype"] == result.genotype.to_json()
+    assert all(k in m for k in ("train_acc", "val_acc", "train_ce", "val_ce", "latency_term", "predicted_latency"))
+
+
+def test_large_lambda_ends_with_lower_predicted_latency(loaders):
+    p = toy_predictor()
+    net0, r0 = _run("gdas", 0.0, loaders, epochs=2, a_lr=0.05)
+    net1, r1 = _run("gdas", 10.0, loaders, epochs=2, a_lr=0.05)
+    lat = lambda g: float(p(encode_genotype(g, SPACE).unsqueeze(0)))
+    assert float(latency_term(net1, p)) < float(latency_term(net0, p))
+    assert lat(r1.genotype) < lat(r0.genotype)
+    assert r1.history[-1]["predicted_latency"] == pytest.approx(lat(r1.genotype), rel=1e-5)
+
+
+def test_resume_from_a_snapshot_continues_where_it_stopped(loaders):
+    snaps = []
+    torch.manual_seed(0)
+    settings = SearchSettings(mode="gdas", layers=2, channels=8, epochs=2, batch_size=32)
+    net = build_supernet(SPACE, MacroConfig(in_channels=1), settings)
+    search(net, toy_predictor(), *loaders, settings, 1.0, on_epoch=lambda m, s: snaps.append(s))
+    first = snaps[0]
+    net2 = build_supernet(SPACE, MacroConfig(in_channels=1), settings)
+    resumed = search(net2, toy_predictor(), *loaders, settings, 1.0, state=first)
+    assert [h["epoch"] for h in resumed.history] == [1, 2]
+    assert resumed.history[0] == snaps[0]["history"][0]
+
+
+def test_negative_lambda_is_refused(loaders):
+    with pytest.raises(ValueError, match="lambda must be"):
+        _run("gdas", -1.0, loaders)
