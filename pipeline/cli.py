@@ -1,0 +1,162 @@
+"""``lanas``: the command line. Each stage runs alone or all together (``reproduce``).
+
+Errors in the user's input (config, genotypes, datasets, run directory, cluster) print
+one line ``lanas: error: ...`` and exit with code 2; nothing is overwritten.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Callable
+
+from lanas.genotype import GenotypeError
+from pipeline.config import ConfigError
+from pipeline.errors import PipelineError
+
+EXIT_USAGE = 2
+
+
+def _common(p: argparse.ArgumentParser, config_required: bool = True) -> None:
+    p.add_argument("--config", required=config_required, help="YAML run profile, e.g. configs/demo.yaml")
+    p.add_argument("--run-dir", help="run directory (default: runs/<config name>)")
+    p.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else a local Ray)")
+    p.add_argument("--overwrite", action="store_true", help="accept a run directory made with another config")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _open_run(args: argparse.Namespace):
+    from pipeline.config import load_config
+    from pipeline.rundir import RunDir
+
+    cfg = load_config(args.config)
+    return RunDir.open(Path(args.run_dir or Path("runs") / cfg.name), cfg, overwrite=args.overwrite)
+
+
+def cmd_measure(args: argparse.Namespace) -> None:
+    from pipeline.measure import run_measure
+    from pipeline.ray_env import init_ray
+
+    if args.num_archs is not None and args.num_archs <= 0:
+        raise PipelineError(f"--num-archs must be > 0, got {args.num_archs}")
+    run = _open_run(args)
+    init_ray(args.address)
+    summary = run_measure(run, args.num_archs, args.genotypes, progress=not args.quiet)
+    run.mark_done("measure", summary)
+
+
+def cmd_fit(args: argparse.Namespace) -> None:
+    from pipeline.fit import run_fit
+    from pipeline.ray_env import init_ray
+
+    run = _open_run(args)
+    init_ray(args.address)
+    run_fit(run, hardware=args.hardware)
+
+
+def cmd_predict(args: argparse.Namespace) -> None:
+    from pipeline.fit import predict_genotypes
+
+    for line in predict_genotypes(args.run_dir, args.genotypes):
+        print(line)
+
+
+def cmd_search(args: argparse.Namespace) -> None:
+    from pipeline.ray_env import init_ray
+    from pipeline.search import run_search
+
+    run = _open_run(args)
+    init_ray(args.address)
+    run_search(run, resume=args.resume, force_predictor=args.force_predictor, progress=not args.quiet)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    from pipeline.evaluate import run_evaluate
+    from pipeline.ray_env import init_ray
+
+    run = _open_run(args)
+    init_ray(args.address)
+    run_evaluate(run, progress=not args.quiet)
+
+
+def cmd_report(args: argparse.Namespace) -> None:
+    from pipeline.report import run_report
+
+    run = _open_run(args)
+    print(run_report(run))
+
+
+def cmd_reproduce(args: argparse.Namespace) -> None:
+    from pipeline.reproduce import reproduce
+
+    reproduce(args)
+
+
+def cmd_submit(args: argparse.Namespace) -> None:
+    from pipeline.submit import submit_command
+
+    submit_command(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lanas", description="Latency-aware differentiable NAS on Ray: "
+                                     "measure -> fit -> search -> evaluate -> report.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, fn: Callable, help_: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_, description=help_)
+        p.set_defaults(func=fn)
+        return p
+
+    p = add("measure", cmd_measure, "stage 1: measure the latency of sampled (or given) architectures into Parquet")
+    _common(p)
+    p.add_argument("--num-archs", type=int, help="architectures to sample (default: measure.num_archs)")
+    p.add_argument("--genotypes", help="measure exactly these genotypes (JSON lines) instead of sampling")
+
+    p = add("fit", cmd_fit, "stage 2: fit the latency predictor with Ray Train, against baselines")
+    _common(p)
+    p.add_argument("--hardware", help="hardware partition to fit (default: the only/most recent one)")
+
+    p = add("predict", cmd_predict, "predict the latency of genotypes with a run's fitted predictor")
+    p.add_argument("--run-dir", required=True)
+    p.add_argument("--genotypes", required=True, help="JSON lines file of genotypes")
+
+    p = add("search", cmd_search, "stage 3: Ray Tune sweep of lambda over differentiable searches")
+    _common(p)
+    p.add_argument("--resume", action="store_true", help="continue an interrupted sweep (Tuner.restore)")
+    p.add_argument("--force-predictor", action="store_true", help="search even if the predictor fails its quality gate")
+
+    p = add("evaluate", cmd_evaluate, "stage 4: train derived architectures from scratch, measure real latency")
+    _common(p)
+
+    p = add("report", cmd_report, "stage 5: Pareto front, hypervolume, plots and report.md")
+    _common(p)
+
+    p = add("reproduce", cmd_reproduce, "all five stages from one config, skipping completed ones")
+    _common(p)
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run (completed stages are always skipped)")
+    p.add_argument("--force-predictor", action="store_true", help="search even if the predictor fails its quality gate")
+
+    p = add("submit", cmd_submit, "submit `lanas reproduce` to a Ray cluster through the Jobs API")
+    from pipeline.submit import add_arguments
+
+    add_arguments(p)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        args.func(args)
+    except (ConfigError, GenotypeError, PipelineError) as exc:
+        print(f"lanas: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("lanas: interrupted; re-run the same command to resume", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

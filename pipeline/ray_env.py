@@ -1,0 +1,34 @@
+"""Connecting to Ray: only entry points call this."""
+from __future__ import annotations
+
+import logging
+import os
+
+from pipeline.errors import PipelineError
+
+
+def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
+    """Start a local Ray (``address`` None) or connect to a cluster; clear error if unreachable.
+
+    ``address`` may also come from ``RAY_ADDRESS`` (set by the Jobs API for submitted jobs)."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    # Ray Train V2 and Tune both run in the same driver; V2 is the default in 2.60
+    os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
+    kwargs = {"logging_level": logging.WARNING, "log_to_driver": True}
+    if address is None and not os.environ.get("RAY_ADDRESS"):
+        kwargs["num_cpus"] = num_cpus
+        kwargs["include_dashboard"] = True
+    try:
+        ray.init(address=address, **kwargs)
+    except (ConnectionError, TimeoutError, RuntimeError) as exc:
+        where = address or os.environ.get("RAY_ADDRESS") or "local"
+        raise PipelineError(f"cannot connect to the Ray cluster at {where}: {str(exc).splitlines()[0]}") from None
+
+
+def cluster_cpus() -> float:
+    import ray
+
+    return float(ray.cluster_resources().get("CPU", 0.0))

@@ -1,0 +1,122 @@
+"""The run directory: ``runs/<name>/`` holds everything a run writes.
+
+    config.yaml     the resolved config (written once; a different config is refused)
+    manifest.json   git SHA, package versions, host, hardware; updated per stage
+    measure/ fit/ search/ evaluate/ report/   one folder per stage, each with DONE.json
+                    once the stage has completed
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pipeline.config import RunConfig, config_from_dict, dump_config
+from pipeline.errors import PipelineError
+
+STAGES = ("measure", "fit", "search", "evaluate", "report")
+
+
+def write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def git_sha() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                             cwd=Path(__file__).resolve().parent)
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def versions() -> dict[str, str]:
+    out = {"python": sys.version.split()[0]}
+    for pkg in ("lanas", "torch", "torchvision", "ray", "pyarrow", "scikit-learn", "numpy"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+@dataclass(frozen=True)
+class RunDir:
+    path: Path
+    config: RunConfig
+
+    @classmethod
+    def open(cls, path: str | Path, config: RunConfig, overwrite: bool = False) -> "RunDir":
+        """Create the run directory, or reopen one made with the same config.
+
+        A run directory whose config differs (apart from ``measure.num_archs``, which
+        may grow) is refused unless ``overwrite``, which replaces only config.yaml."""
+        root = Path(path)
+        cfg_file = root / "config.yaml"
+        if cfg_file.exists() and not overwrite:
+            try:
+                old = config_from_dict(yaml.safe_load(cfg_file.read_text(encoding="utf-8")) or {})
+            except Exception as exc:  # noqa: BLE001 - any unreadable config is the same problem
+                raise PipelineError(f"{cfg_file} is unreadable ({exc}); pass --overwrite to replace it") from None
+            if old.identity() != config.identity():
+                diff = _first_difference(old.to_dict(), config.to_dict())
+                raise PipelineError(
+                    f"run directory {root} was created with a different config ({diff}); "
+                    "use another --run-dir or pass --overwrite")
+        elif root.exists() and any(root.iterdir()) and not cfg_file.exists():
+            raise PipelineError(f"{root} exists and is not a run directory (no config.yaml); refusing to write there")
+        root.mkdir(parents=True, exist_ok=True)
+        write_atomic(cfg_file, dump_config(config))
+        run = cls(root, config)
+        run.update_manifest({})
+        return run
+
+    @classmethod
+    def existing(cls, path: str | Path) -> "RunDir":
+        cfg_file = Path(path) / "config.yaml"
+        if not cfg_file.is_file():
+            raise PipelineError(f"{path} is not a run directory (no config.yaml)")
+        return cls(Path(path), config_from_dict(yaml.safe_load(cfg_file.read_text(encoding="utf-8")) or {}))
+
+    def stage(self, name: str) -> Path:
+        assert name in STAGES, name
+        p = self.path / name
+        p.mkdir(parents=True, exist_ok=True)
+        return p
+
+    def is_done(self, name: str) -> bool:
+        return (self.path / name / "DONE.json").is_file()
+
+    def mark_done(self, name: str, summary: dict[str, Any]) -> None:
+        write_atomic(self.stage(name) / "DONE.json", json.dumps({"finished_at": time.time(), **summary}, indent=2))
+
+    def clear_done(self, name: str) -> None:
+        (self.path / name / "DONE.json").unlink(missing_ok=True)
+
+    def update_manifest(self, extra: dict[str, Any]) -> dict[str, Any]:
+        f = self.path / "manifest.json"
+        manifest = json.loads(f.read_text()) if f.exists() else {}
+        manifest.update({"git_sha": git_sha(), "versions": versions(), "host": platform.node(),
+                         "platform": platform.platform(), "config_identity": self.config.identity()})
+        manifest.update(extra)
+        write_atomic(f, json.dumps(manifest, indent=2, sort_keys=True))
+        return manifest
+
+
+def _first_difference(a: Any, b: Any, path: str = "") -> str:
+    if isinstance(a, dict) and isinstance(b, dict):
+        for k in sorted(set(a) | set(b)):
+            if a.get(k) != b.get(k):
+                return _first_difference(a.get(k), b.get(k), f"{path}.{k}" if path else k)
+    return f"{path or 'config'}: {a!r} there, {b!r} now"

@@ -1,0 +1,146 @@
+"""``lanas submit``: run ``lanas reproduce`` on a Ray cluster through the Jobs API.
+
+A thin wrapper over :class:`ray.job_submission.JobSubmissionClient`: it packs the
+working directory (without runs/, .venv/, .git/), sets the entrypoint, passes the Ray
+auth token as an ``Authorization: Bearer`` header (token authentication stays on), and
+can follow the logs, show the status or stop a job. Plain ``ray job submit`` works too
+(README, "On a cluster").
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import time
+from pathlib import Path
+
+from pipeline.errors import PipelineError
+
+EXCLUDES = ["runs/", ".venv/", ".git/", "*.egg-info/", "__pycache__/", ".pytest_cache/", ".whl/", ".gl/"]
+TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--address", default=os.environ.get("RAY_DASHBOARD_ADDRESS", "http://127.0.0.1:8265"),
+                   help="dashboard/Jobs API address (default: RAY_DASHBOARD_ADDRESS or http://127.0.0.1:8265)")
+    p.add_argument("--config", help="YAML profile (a path inside the working directory)")
+    p.add_argument("--run-dir", help="run directory on the cluster (use shared storage for multi-node clusters)")
+    p.add_argument("--working-dir", default=".", help="directory packed and shipped with the job (default: .)")
+    p.add_argument("--token-file", help="file holding the Ray auth token (default: RAY_AUTH_TOKEN, "
+                   "RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token)")
+    p.add_argument("--follow", action="store_true", help="stream the job's logs until it ends; exit non-zero unless it SUCCEEDED")
+    p.add_argument("--status", metavar="JOB_ID", help="print the status of a job")
+    p.add_argument("--logs", metavar="JOB_ID", help="print the logs of a job")
+    p.add_argument("--stop", metavar="JOB_ID", help="stop a job")
+    p.add_argument("--timeout", type=float, default=0, help="with --follow: stop following after this many seconds (0 = never)")
+
+
+def read_token(token_file: str | None = None) -> str:
+    """The auth token: --token-file, else RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH, ~/.ray/auth_token."""
+    if token_file is None and os.environ.get("RAY_AUTH_TOKEN"):
+        return os.environ["RAY_AUTH_TOKEN"].strip()
+    path = Path(token_file or os.environ.get("RAY_AUTH_TOKEN_PATH") or Path.home() / ".ray" / "auth_token").expanduser()
+    try:
+        token = path.read_text(encoding="utf-8").strip()
+    except OSError:
+        raise PipelineError(f"no Ray auth token: set RAY_AUTH_TOKEN or write the token to {path} "
+                            "(`ray get-auth-token` on the head prints it)") from None
+    if not token:
+        raise PipelineError(f"the Ray auth token file {path} is empty")
+    return token
+
+
+def client(address: str, token: str):
+    from ray.job_submission import JobSubmissionClient
+
+    try:
+        return JobSubmissionClient(address, headers={"Authorization": f"Bearer {token}"})
+    except Exception as exc:  # noqa: BLE001 - connection, auth and version errors all end here
+        raise PipelineError(f"cannot reach the Ray Jobs API at {address}: {_first_line(exc)}") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def entrypoint(config: str, run_dir: str | None) -> str:
+    cmd = ["python", "-m", "pipeline", "reproduce", "--config", config, "--quiet"]
+    if run_dir:
+        cmd += ["--run-dir", run_dir]
+    return shlex.join(cmd)
+
+
+def submit(address: str, config: str, run_dir: str | None = None, working_dir: str = ".",
+           token: str | None = None) -> tuple[object, str]:
+    """Validate locally, then submit. Returns (client, job id)."""
+    from pipeline.config import load_config
+
+    wd = Path(working_dir).resolve()
+    cfg_path = Path(config)
+    full = cfg_path if cfg_path.is_absolute() else wd / cfg_path
+    if not full.is_file():
+        raise PipelineError(f"config file not found: {config}")
+    try:
+        rel = full.resolve().relative_to(wd)
+    except ValueError:
+        raise PipelineError(f"config {config} must be inside the working directory {wd} to travel with the job") from None
+    load_config(full)  # a config error stops here, before anything is submitted
+    c = client(address, token if token is not None else read_token())
+    try:
+        job_id = c.submit_job(
+            entrypoint=entrypoint(str(rel), run_dir),
+            runtime_env={"working_dir": str(wd), "excludes": EXCLUDES},
+            metadata={"lanas_config": str(rel)},
+        )
+    except Exception as exc:  # noqa: BLE001
+        raise PipelineError(f"job submission to {address} failed: {_first_line(exc)}") from None
+    return c, job_id
+
+
+def follow(c, job_id: str, timeout: float = 0, poll: float = 2.0) -> str:
+    """Print new log output until the job ends; returns the final status."""
+    printed = 0
+    start = time.monotonic()
+    while True:
+        status = c.get_job_status(job_id)
+        status = str(getattr(status, "value", status))
+        logs = c.get_job_logs(job_id)
+        if len(logs) > printed:
+            print(logs[printed:], end="", flush=True)
+            printed = len(logs)
+        if status in TERMINAL:
+            return status
+        if timeout and time.monotonic() - start > timeout:
+            return status
+        time.sleep(poll)
+
+
+def submit_command(args: argparse.Namespace) -> None:
+    token = read_token(args.token_file)
+    if args.status or args.logs or args.stop:
+        c = client(args.address, token)
+        job = args.status or args.logs or args.stop
+        try:
+            if args.status:
+                info = c.get_job_info(job)
+                print(f"{job}: {info.status} {info.message or ''}".rstrip())
+            elif args.logs:
+                print(c.get_job_logs(job), end="")
+            else:
+                print(f"{job}: stop requested" if c.stop_job(job) else f"{job}: already finished")
+        except Exception as exc:  # noqa: BLE001
+            raise PipelineError(f"job {job}: {_first_line(exc)}") from None
+        return
+    if not args.config:
+        raise PipelineError("--config is required to submit (or use --status/--logs/--stop JOB_ID)")
+    c, job_id = submit(args.address, args.config, args.run_dir, args.working_dir, token)
+    print(f"submitted {job_id} to {args.address}")
+    print(f"  status: lanas submit --address {args.address} --status {job_id}")
+    print(f"  logs:   lanas submit --address {args.address} --logs {job_id}")
+    print(f"  stop:   lanas submit --address {args.address} --stop {job_id}")
+    if args.follow:
+        status = follow(c, job_id, args.timeout)
+        print(f"job {job_id}: {status}")
+        if status != "SUCCEEDED":
+            raise PipelineError(f"job {job_id} ended {status}")
