@@ -80,15 +80,33 @@ def relative_error(pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return (pred - y).abs() / y.abs()
 
 
-def fit_additive(model: LatencyPredictor, x: torch.Tensor, y: torch.Tensor, ridge: float = 1e-3) -> None:
-    """Set the additive term to the ridge least-squares fit of the normalised target."""
-    yn = (y - model.mean) / model.std
+RIDGE_GRID = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)
+
+
+def fit_additive(model: LatencyPredictor, x: torch.Tensor, y: torch.Tensor,
+                 val: tuple[torch.Tensor, torch.Tensor] | None = None) -> float:
+    """Set the additive term to the ridge least-squares fit of the normalised target,
+    the ridge strength chosen on ``val`` (1.0 without it). Returns the strength."""
+    yn = ((y - model.mean) / model.std).double()
     xa = torch.cat([x, torch.ones(len(x), 1)], dim=1).double()
-    gram = xa.T @ xa + ridge * torch.eye(xa.shape[1], dtype=torch.float64)
-    coef = torch.linalg.solve(gram, xa.T @ yn.double())
+    gram, rhs = xa.T @ xa, xa.T @ yn
+    penalty = torch.eye(xa.shape[1], dtype=torch.float64)
+    penalty[-1, -1] = 0.0  # the bias is not shrunk
+    best: tuple[float, float, torch.Tensor] | None = None
+    for ridge in RIDGE_GRID if val is not None and len(val[0]) else (1.0,):
+        coef = torch.linalg.solve(gram + ridge * penalty, rhs)
+        err = 0.0
+        if val is not None and len(val[0]):
+            xv = torch.cat([val[0], torch.ones(len(val[0]), 1)], dim=1).double()
+            pred = model.mean.double() + model.std.double() * (xv @ coef)
+            err = float(relative_error(pred, val[1].double()).mean())
+        if best is None or err < best[0]:
+            best = (err, ridge, coef)
+    _, ridge, coef = best
     with torch.no_grad():
         model.additive.weight.copy_(coef[:-1].float().unsqueeze(0))
         model.additive.bias.copy_(coef[-1:].float())
+    return ridge
 
 
 class NormalisedView(nn.Module):
@@ -122,7 +140,7 @@ def train_predictor(
         raise ValueError("latency targets must be non-empty, finite and > 0")
     predictor.set_target_stats(y)
     if settings.init_additive:
-        fit_additive(predictor, x, y)
+        fit_additive(predictor, x, y, val)
     net = wrap(NormalisedView(predictor))
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)

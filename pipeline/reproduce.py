@@ -1,0 +1,48 @@
+"""``lanas reproduce``: measure -> fit -> search -> evaluate -> report from one config.
+
+Completed stages (``<stage>/DONE.json``) are skipped, so an interrupted run continues
+where it stopped; each stage itself resumes without duplicates.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from pipeline.config import load_config
+from pipeline.ray_env import init_ray
+from pipeline.rundir import STAGES, RunDir
+
+
+def reproduce(args: argparse.Namespace) -> str:
+    from pipeline.evaluate import run_evaluate
+    from pipeline.fit import run_fit
+    from pipeline.measure import run_measure
+    from pipeline.report import run_report
+    from pipeline.search import run_search
+
+    cfg = load_config(args.config)
+    run = RunDir.open(Path(args.run_dir or Path("runs") / cfg.name), cfg, overwrite=args.overwrite)
+    progress = not args.quiet
+    steps = {
+        "measure": lambda: run.mark_done("measure", run_measure(run, progress=progress)),
+        "fit": lambda: run_fit(run),
+        "search": lambda: run_search(run, resume=args.resume, force_predictor=args.force_predictor, progress=progress),
+        "evaluate": lambda: run_evaluate(run, progress=progress),
+        "report": lambda: run_report(run),
+    }
+    t0 = time.perf_counter()
+    print(f"[reproduce] run directory {run.path}", flush=True)
+    for stage in STAGES:
+        if run.is_done(stage):
+            print(f"[reproduce] {stage}: complete, skipped", flush=True)
+            continue
+        if stage != "report":
+            init_ray(args.address)
+        t = time.perf_counter()
+        print(f"[reproduce] {stage}: starting", flush=True)
+        steps[stage]()
+        print(f"[reproduce] {stage}: done in {time.perf_counter() - t:.0f} s", flush=True)
+    report = run.path / "report" / "report.md"
+    print(f"[reproduce] finished in {time.perf_counter() - t0:.0f} s; report: {report}", flush=True)
+    return str(report)
