@@ -105,6 +105,28 @@ def decode(features: torch.Tensor, space: SearchSpace) -> Genotype:
     return Genotype(cells[0], concat, cells[1], concat)
 
 
+EDGE_GROUPS = ("normal", "reduce_stride2", "reduce_stride1")
+
+
+def group_matrix(space: SearchSpace) -> torch.Tensor:
+    """``[2*14*K, 3*K]`` 0/1 matrix summing the encoding per (edge group, op).
+
+    Within a cell an op's cost depends on the cell's channels, resolution and stride,
+    not on which edge it sits on: the normal cell's 14 edges form one group; in the
+    reduction cell, edges from the two cell inputs (stride 2) and edges from
+    intermediate nodes (stride 1) form the other two. ``x @ group_matrix`` are op counts
+    (or relaxed op masses) per group: the features of an additive per-op lookup table."""
+    k = len(space.ops)
+    m = torch.zeros(len(CELL_TYPES), NUM_EDGES, k, len(EDGE_GROUPS), k)
+    for node in range(2, 2 + NUM_NODES):
+        for inp in range(node):
+            e = edge_index(node, inp)
+            for o in range(k):
+                m[0, e, o, 0, o] = 1.0
+                m[1, e, o, 1 if inp < 2 else 2, o] = 1.0
+    return m.reshape(encoding_size(space), len(EDGE_GROUPS) * k)
+
+
 def derive_genotype(alpha: torch.Tensor, beta: torch.Tensor | None, space: SearchSpace) -> Genotype:
     """The discrete genotype of a search state (pure function of ``alpha``, ``beta``)."""
     return decode(encode_alpha(alpha, beta), space)

@@ -1,8 +1,9 @@
 """The latency predictor: architecture encoding -> latency, differentiable in its input.
 
-``prediction = mean + std * (additive(x) + mlp(x))``: the additive term is a linear
-lookup table over (cell, edge, op) -- on CPUs latency is close to additive -- and the
-MLP learns the interactions (more important on GPUs). The target normalisation
+``prediction = mean + std * (additive(x @ pool) + mlp(x))``: the additive term is a
+linear lookup table over op counts per edge group (``pool`` =
+:func:`lanas.encoding.group_matrix`; on CPUs latency is close to additive), and the MLP
+sees the full encoding to learn the interactions (more important on GPUs). The target normalisation
 (``mean``, ``std``) and the typical latency used to make the search's latency term
 scale-free are buffers saved with the weights.
 
@@ -38,11 +39,13 @@ class PredictorSettings:
 
 
 class LatencyPredictor(nn.Module):
-    def __init__(self, in_features: int, hidden: Sequence[int] = (128, 128)):
+    def __init__(self, in_features: int, hidden: Sequence[int] = (128, 128), pool: torch.Tensor | None = None):
         super().__init__()
         self.in_features = in_features
         self.hidden = tuple(hidden)
-        self.additive = nn.Linear(in_features, 1)
+        # fixed map from the encoding to the additive term's features (identity: one weight per entry)
+        self.register_buffer("pool", torch.eye(in_features) if pool is None else pool.clone())
+        self.additive = nn.Linear(self.pool.shape[1], 1)
         layers: list[nn.Module] = []
         width = in_features
         for h in self.hidden:
@@ -61,8 +64,15 @@ class LatencyPredictor(nn.Module):
         self.std.fill_(float(y.std()) if y.numel() > 1 and float(y.std()) > 0 else 1.0)
         self.typical.fill_(float(y.median()))
 
+    @classmethod
+    def for_space(cls, space, hidden: Sequence[int]) -> "LatencyPredictor":
+        """The predictor the pipeline uses: grouped additive term + MLP on ``space``'s encoding."""
+        from lanas.encoding import encoding_size, group_matrix
+
+        return cls(encoding_size(space), hidden, group_matrix(space))
+
     def normalised(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.additive(x)
+        out = self.additive(x @ self.pool)
         if self.mlp is not None:
             out = out + self.mlp(x)
         return out.squeeze(-1)
@@ -88,7 +98,7 @@ def fit_additive(model: LatencyPredictor, x: torch.Tensor, y: torch.Tensor,
     """Set the additive term to the ridge least-squares fit of the normalised target,
     the ridge strength chosen on ``val`` (1.0 without it). Returns the strength."""
     yn = ((y - model.mean) / model.std).double()
-    xa = torch.cat([x, torch.ones(len(x), 1)], dim=1).double()
+    xa = torch.cat([x @ model.pool, torch.ones(len(x), 1)], dim=1).double()
     gram, rhs = xa.T @ xa, xa.T @ yn
     penalty = torch.eye(xa.shape[1], dtype=torch.float64)
     penalty[-1, -1] = 0.0  # the bias is not shrunk
@@ -97,7 +107,7 @@ def fit_additive(model: LatencyPredictor, x: torch.Tensor, y: torch.Tensor,
         coef = torch.linalg.solve(gram + ridge * penalty, rhs)
         err = 0.0
         if val is not None and len(val[0]):
-            xv = torch.cat([val[0], torch.ones(len(val[0]), 1)], dim=1).double()
+            xv = torch.cat([val[0] @ model.pool, torch.ones(len(val[0]), 1)], dim=1).double()
             pred = model.mean.double() + model.std.double() * (xv @ coef)
             err = float(relative_error(pred, val[1].double()).mean())
         if best is None or err < best[0]:
@@ -134,7 +144,8 @@ def train_predictor(
     Target statistics and the additive init come from ``train``; ``wrap`` may wrap the
     module that is optimised (Ray Train passes ``prepare_model`` for DDP, after this
     initialisation so every worker starts from rank 0's). ``on_epoch(epoch, metrics)``
-    is called after every epoch; the last metrics are returned."""
+    is called after every epoch. The state with the best validation MAPE (the additive
+    initialisation included) is kept at the end; its metrics are returned."""
     x, y = train
     if len(x) == 0 or not torch.all(torch.isfinite(y)) or not torch.all(y > 0):
         raise ValueError("latency targets must be non-empty, finite and > 0")
@@ -147,6 +158,13 @@ def train_predictor(
     opt = torch.optim.Adam(net.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, settings.epochs)
     steps = max(1, math.ceil(len(x) / settings.batch_size))
+
+    def val_mape() -> float:
+        predictor.eval()
+        with torch.no_grad():
+            return float(relative_error(predictor(val[0]), val[1]).mean()) if len(val[0]) else float("nan")
+
+    best = (val_mape(), {k: v.detach().clone() for k, v in predictor.state_dict().items()}, {"epoch": 0})
     metrics: dict[str, float] = {}
     for epoch in range(settings.epochs):
         net.train()
@@ -159,12 +177,14 @@ def train_predictor(
             opt.zero_grad()
             loss.backward()
             opt.step()
-            total += float(loss)
+            total += float(loss.detach())
         sched.step()
-        predictor.eval()
-        with torch.no_grad():
-            val_mape = float(relative_error(predictor(val[0]), val[1]).mean()) if len(val[0]) else float("nan")
-        metrics = {"epoch": epoch + 1, "train_loss": total / steps, "val_mape": val_mape}
+        metrics = {"epoch": epoch + 1, "train_loss": total / steps, "val_mape": val_mape()}
+        if metrics["val_mape"] < best[0]:  # NaN (no val rows) never replaces: keeps training to the end
+            best = (metrics["val_mape"], {k: v.detach().clone() for k, v in predictor.state_dict().items()}, metrics)
         if on_epoch is not None:
             on_epoch(epoch, metrics)
+    if len(val[0]):
+        predictor.load_state_dict(best[1])
+        return {**metrics, "best_epoch": best[2]["epoch"], "val_mape": best[0]}
     return metrics

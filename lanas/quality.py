@@ -3,7 +3,10 @@
 Baselines, fitted on the same training rows and scored on the same test rows:
 
 * ``lut``   -- an additive per-(cell, edge, op) lookup table fitted by least squares
-  (the ProxylessNAS/FBNet approach): ridge regression on the one-hot encoding;
+  (the ProxylessNAS/FBNet approach, one entry per position and op): ridge regression
+  on the one-hot encoding;
+* ``lut_op`` -- an additive lookup table per (edge group, op): ridge regression on the
+  op counts ``x @ group_matrix`` (24 entries instead of 224);
 * ``trees`` -- a scikit-learn gradient-boosted tree ensemble on the same encoding;
 * ``flops`` -- FLOPs of the deployed network, mapped to latency by a 1-D linear fit
   (its rank correlation is what matters).

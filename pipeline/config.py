@@ -144,13 +144,16 @@ class RunConfig:
     def to_dict(self) -> dict[str, Any]:
         return _plain(dataclasses.asdict(self))
 
-    def identity(self) -> str:
-        """Hash of everything that gives the run's results their meaning. The number of
-        architectures to measure is left out: a run may be extended with more."""
+    def identity_dict(self) -> dict[str, Any]:
+        """Everything that gives the run's results their meaning. The number of
+        architectures to measure is left out (a run may be extended with more), and the name."""
         d = self.to_dict()
         d["measure"].pop("num_archs")
         d.pop("name")
-        return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
+        return d
+
+    def identity(self) -> str:
+        return hashlib.sha1(json.dumps(self.identity_dict(), sort_keys=True).encode()).hexdigest()[:12]
 
 
 def _plain(obj: Any) -> Any:

@@ -25,7 +25,9 @@ import torch
 
 from lanas.genotype import Genotype, read_jsonl
 from lanas.encoding import encode_genotype, encoding_size
+from lanas.encoding import group_matrix
 from lanas.predictor import LatencyPredictor, PredictorSettings, train_predictor
+from lanas.space import SearchSpace
 from lanas import quality
 from pipeline import dataset as ds
 from pipeline import predictor_store
@@ -112,7 +114,7 @@ def _train_loop_per_worker(config: dict[str, Any]) -> None:
 
     train, val = collect("train"), collect("val")
     settings = PredictorSettings(**{**config["settings"], "hidden": tuple(config["settings"]["hidden"])})
-    predictor = LatencyPredictor(config["in_features"], settings.hidden)
+    predictor = LatencyPredictor.for_space(SearchSpace(tuple(config["ops"])), settings.hidden)
     every = max(1, settings.epochs // 5)
 
     def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
@@ -140,6 +142,7 @@ def train_with_ray(run: RunDir, splits: dict[str, Any], in_features: int) -> tup
     trainer = TorchTrainer(
         _train_loop_per_worker,
         train_loop_config={"settings": asdict(fit.model), "in_features": in_features, "seed": run.config.seed,
+                           "ops": list(run.config.space.ops),
                            "threads": max(1, int(res.num_cpus))},
         scaling_config=ray.train.ScalingConfig(
             num_workers=fit.num_workers, use_gpu=res.num_gpus > 0,
@@ -153,7 +156,7 @@ def train_with_ray(run: RunDir, splits: dict[str, Any], in_features: int) -> tup
         raise PipelineError(f"the Ray Train job left no checkpoint (error: {result.error})")
     with result.checkpoint.as_directory() as d:
         state = torch.load(Path(d) / "predictor.pt", map_location="cpu", weights_only=True)
-    model = LatencyPredictor(in_features, fit.model.hidden)
+    model = LatencyPredictor.for_space(run.config.space, fit.model.hidden)
     model.load_state_dict(state)
     return model.eval(), dict(result.metrics or {})
 
@@ -165,6 +168,8 @@ def evaluate_all(run: RunDir, model: LatencyPredictor, splits: dict[str, Any], r
     with torch.no_grad():
         mlp = model(xte).numpy()
     lut = quality.fit_lut(xtr.numpy(), ytr.numpy())
+    groups = group_matrix(cfg.space)
+    lut_op = quality.fit_lut((xtr @ groups).numpy(), ytr.numpy())
     trees = quality.fit_trees(xtr.numpy(), ytr.numpy(), cfg.seed)
     macro, res = cfg.macro(), cfg.measure.protocol.resolution
     rng = np.random.default_rng(cfg.seed)
@@ -173,7 +178,7 @@ def evaluate_all(run: RunDir, model: LatencyPredictor, splits: dict[str, Any], r
     slope, intercept = quality.fit_flops(flops_of(splits["train"].iloc[sample]), ytr.numpy()[sample])
     flops_pred = slope * np.asarray(flops_of(splits["test"]), dtype=float) + intercept
     y = yte.numpy()
-    preds = {"predictor": mlp, "lut": lut.predict(xte.numpy()), "trees": trees.predict(xte.numpy()), "flops": flops_pred}
+    preds = {"predictor": mlp, "lut": lut.predict(xte.numpy()), "lut_op": lut_op.predict((xte @ groups).numpy()), "trees": trees.predict(xte.numpy()), "flops": flops_pred}
     return {name: quality.regression_metrics(p, y, reference_ms) for name, p in preds.items()}, {
         "test_true": y.tolist(), "test_pred": mlp.tolist(), "lut_pred": preds["lut"].tolist()}
 
@@ -222,7 +227,8 @@ def metrics_table(hw: str, scores: dict[str, dict[str, float]], counts: dict[str
              f"split by arch_id hash. Quality gate: MAPE <= {gate:.0%}.", "",
              "| model | MAPE | RMSE (ms) | within +-5% | within +-10% | Kendall tau | Spearman rho |",
              "|---|---|---|---|---|---|---|"]
-    names = {"predictor": "**lanas predictor** (additive + MLP)", "lut": "lookup table (ridge, additive)",
+    names = {"predictor": "**lanas predictor** (grouped additive + MLP)", "lut": "lookup table per (cell, edge, op)",
+             "lut_op": "lookup table per (edge group, op)",
              "trees": "gradient-boosted trees", "flops": "FLOPs (linear map)"}
     for k, v in scores.items():
         lines.append(f"| {names[k]} | {v['mape']:.2%} | {v['rmse_ms']:.4f} | {v['within_5pct']:.1%} | "

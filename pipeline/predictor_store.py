@@ -14,7 +14,8 @@ from typing import Any
 
 import torch
 
-from lanas.encoding import LAYOUT_VERSION, encoding_size
+from lanas.encoding import LAYOUT_VERSION
+from lanas.space import SearchSpace
 from lanas.predictor import LatencyPredictor
 from pipeline.config import RunConfig
 from pipeline.errors import PipelineError
@@ -70,19 +71,13 @@ def load(folder: Path, cfg: RunConfig | None = None, hardware: str | None = None
                                     f"the run needs {want[key]!r}")
     if hardware is not None and meta.get("hardware") != hardware:
         raise PipelineError(f"predictor in {folder} was fitted for hardware {meta.get('hardware')!r}, not {hardware!r}")
-    model = LatencyPredictor(encoding_size_from(meta), hidden=tuple(meta["hidden"]))
+    model = LatencyPredictor.for_space(SearchSpace(tuple(meta["ops"])), tuple(meta["hidden"]))
     try:
         state = torch.load(wf, map_location="cpu", weights_only=True)
         model.load_state_dict(state)
     except Exception as exc:  # noqa: BLE001 - corrupt file or wrong shapes
         raise PipelineError(f"cannot load predictor weights {wf}: {str(exc).splitlines()[0]}") from None
     return StoredPredictor(model.eval(), meta)
-
-
-def encoding_size_from(meta: dict[str, Any]) -> int:
-    from lanas.space import SearchSpace
-
-    return encoding_size(SearchSpace(tuple(meta["ops"])))
 
 
 def check_quality(stored: StoredPredictor, max_mape: float, force: bool = False) -> None:

@@ -70,7 +70,7 @@ class RunDir:
             except Exception as exc:  # noqa: BLE001 - any unreadable config is the same problem
                 raise PipelineError(f"{cfg_file} is unreadable ({exc}); pass --overwrite to replace it") from None
             if old.identity() != config.identity():
-                diff = _first_difference(old.to_dict(), config.to_dict())
+                diff = _first_difference(old.identity_dict(), config.identity_dict())
                 raise PipelineError(
                     f"run directory {root} was created with a different config ({diff}); "
                     "use another --run-dir or pass --overwrite")

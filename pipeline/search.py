@@ -42,7 +42,7 @@ def _trainable(config: dict[str, Any], cfg: RunConfig, predictor_state: dict, pr
     torch.set_num_threads(threads)
     lam, seed = float(config["lam"]), int(config["seed"])
     device = "cuda" if cfg.search.resources.num_gpus > 0 and torch.cuda.is_available() else "cpu"
-    predictor = LatencyPredictor(predictor_state["additive.weight"].shape[1], tuple(predictor_meta["hidden"]))
+    predictor = LatencyPredictor.for_space(cfg.space, tuple(predictor_meta["hidden"]))
     predictor.load_state_dict(predictor_state)
     s = cfg.search.settings
     splits = load_splits(cfg.data)

@@ -30,3 +30,43 @@ def write_cifar10(root: Path, n_train_per_batch: int = 20, n_test: int = 20, see
     with open(folder / "batches.meta", "wb") as fh:
         pickle.dump({"label_names": [f"c{i}" for i in range(10)]}, fh)
     return root
+
+
+SMOKE = ROOT / "configs" / "smoke.yaml"
+
+
+@pytest.fixture(scope="session")
+def ray_start():
+    """A real local Ray with 2 CPUs for the whole session (tests that use it only)."""
+    import ray
+
+    from pipeline.ray_env import init_ray
+
+    init_ray(num_cpus=2)
+    yield ray
+    ray.shutdown()
+
+
+def smoke_config(**overrides):
+    from pipeline.config import load_config
+
+    return load_config(SMOKE, overrides)
+
+
+@pytest.fixture(scope="session")
+def measured_run(ray_start, tmp_path_factory):
+    """A smoke run directory whose stage 1 has measured the smoke profile's 60 architectures."""
+    from pipeline.measure import run_measure
+    from pipeline.rundir import RunDir
+
+    run = RunDir.open(tmp_path_factory.mktemp("measured") / "run", smoke_config())
+    summary = run_measure(run, progress=False)
+    run.mark_done("measure", summary)
+    return run
+
+
+def run_cli(*args, cwd=ROOT, timeout=600):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "pipeline", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout)

@@ -1,0 +1,52 @@
+import pytest
+
+from conftest import ROOT, run_cli
+from pipeline.config import ConfigError, RunConfig, config_from_dict, load_config
+
+
+@pytest.mark.parametrize("name", ["demo", "smoke", "cifar10"])
+def test_shipped_profiles_load(name):
+    cfg = load_config(ROOT / "configs" / f"{name}.yaml")
+    assert isinstance(cfg, RunConfig) and cfg.name == name
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        ({"serch": {}}, r"unknown config key serch \(valid keys here: .*search"),
+        ({"search": {"settings": {"epochz": 3}}}, "unknown config key search.settings.epochz"),
+        ({"search": {"lambdas": [0, "big"]}}, r"search.lambdas\[1\]: expected a number, got 'big'"),
+        ({"search": {"lambdas": [0, -1]}}, "search: lambdas must be finite numbers >= 0"),
+        ({"measure": {"num_archs": 0}}, "measure: num_archs must be > 0"),
+        ({"measure": {"protocol": {"device": "tpu"}}}, "measure.protocol: device must be"),
+        ({"network": {"layers": "five"}}, "network.layers: expected an integer, got 'five'"),
+        ({"data": {"dataset": "imagenet"}}, "data: dataset must be one of"),
+        ({"fit": {"max_test_mape": 0}}, "fit: max_test_mape must be > 0"),
+        ({"space": {"ops": ["sep_conv_9x9"]}}, "space: space.ops: unknown ops"),
+        ({"evaluate": {"train": {"epochs": True}}}, "evaluate.train.epochs: expected an integer, got True"),
+    ],
+)
+def test_bad_config_names_the_key(data, message):
+    with pytest.raises(ConfigError, match=message):
+        config_from_dict(data)
+
+
+def test_overrides_and_identity():
+    a = config_from_dict({})
+    b = config_from_dict({}, {"measure.num_archs": 999})
+    c = config_from_dict({}, {"search.settings.epochs": 3})
+    assert b.measure.num_archs == 999 and a.identity() == b.identity() != c.identity()
+
+
+def test_cli_bad_config_is_one_line_and_exit_2(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\nsearch:\n  lambdas: [0, oops]\n")
+    r = run_cli("measure", "--config", str(bad), "--run-dir", str(tmp_path / "run"))
+    assert r.returncode == 2
+    assert r.stderr.strip() == "lanas: error: search.lambdas[1]: expected a number, got 'oops'"
+    assert not (tmp_path / "run").exists()
+    r = run_cli("measure", "--config", str(tmp_path / "missing.yaml"))
+    assert r.returncode == 2 and "config file not found" in r.stderr
+    bad.write_text("name: [unclosed\n")
+    r = run_cli("fit", "--config", str(bad))
+    assert r.returncode == 2 and "not valid YAML" in r.stderr and len(r.stderr.strip().splitlines()) == 1

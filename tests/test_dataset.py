@@ -1,0 +1,53 @@
+from datetime import datetime, timezone
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from lanas.encoding import encode_genotype
+from lanas.space import SearchSpace
+from pipeline import dataset as ds
+from pipeline.errors import PipelineError
+
+
+def _rows(n, hw_seed=0):
+    space = SearchSpace()
+    out = []
+    for g in space.sample_unique(n, hw_seed):
+        out.append({"arch_id": g.arch_id, "genotype": g.to_json(), "encoding": encode_genotype(g, space).tolist(),
+                    "layout_version": 1, "space_ops": ",".join(space.ops), "batch_size": 1, "resolution": 8,
+                    "in_channels": 1, "channels": 8, "layers": 3, "dtype": "float32", "threads": 1, "status": "ok",
+                    "error": None, "latency_ms": 1.5, "latency_p10_ms": 1.4, "latency_p90_ms": 1.6, "ref_latency_ms": 1.0,
+                    "latency_ratio": 1.5, "latency_ratio_p10": 1.4, "latency_ratio_p90": 1.6, "repeats": 5, "warmup": 1,
+                    "torch_version": "x", "measured_at": datetime.now(timezone.utc), "seed": 0, "node": "n"})
+    return out
+
+
+def test_shards_round_trip_partitioned_by_hardware(tmp_path):
+    root = tmp_path / "dataset"
+    ds.write_shard(root, "cpu-a-t1", _rows(3), tmp_path / "tmp")
+    ds.write_shard(root, "cuda-b", _rows(2, 1), tmp_path / "tmp")
+    assert list((tmp_path / "tmp").iterdir()) == []  # temp files were renamed into place
+    t = ds.read_table(root)
+    assert t.num_rows == 5 and set(t.column("hardware").to_pylist()) == {"cpu-a-t1", "cuda-b"}
+    assert ds.read_table(root, "cuda-b").num_rows == 2
+    assert ds.hardware_partitions(root) == ["cpu-a-t1", "cuda-b"]
+    assert len(ds.measured_keys(root)) == 5
+
+
+def test_corrupt_and_foreign_files_are_named_and_left_alone(tmp_path):
+    root = tmp_path / "dataset"
+    ds.write_shard(root, "cpu-a-t1", _rows(2), tmp_path / "tmp")
+    bad = root / "hardware=cpu-a-t1" / "part-zz.parquet"
+    bad.write_bytes(b"PAR1 not really")
+    with pytest.raises(PipelineError, match="corrupt Parquet file in the latency dataset: .*part-zz.parquet"):
+        ds.read_table(root)
+    assert bad.read_bytes() == b"PAR1 not really"
+    bad.unlink()
+    pq.write_table(pa.table({"arch_id": ["x"], "latency": [1.0]}), root / "hardware=cpu-a-t1" / "other.parquet")
+    with pytest.raises(PipelineError, match=r"foreign schema .*other.parquet \(missing columns"):
+        ds.measured_keys(root)
+    (root / "hardware=cpu-a-t1" / "other.parquet").unlink()
+    (root / "notes.txt").write_text("hi")
+    with pytest.raises(PipelineError, match="foreign file in the latency dataset: .*notes.txt"):
+        ds.check_dataset(root)

@@ -1,0 +1,103 @@
+"""Stage 2 on a real local Ray: Ray Train fit, checkpoint, predict, quality gate, bad input."""
+import json
+import math
+import shutil
+from datetime import datetime, timezone
+
+import pytest
+import torch
+
+from conftest import ROOT, run_cli, smoke_config
+from lanas.encoding import encode_alpha, encode_genotype
+from lanas.genotype import published
+from pipeline import dataset as ds
+from pipeline import predictor_store
+from pipeline.errors import PipelineError
+from pipeline.fit import load_checked, run_fit
+from pipeline.measure import dataset_dir
+from pipeline.rundir import RunDir
+
+
+@pytest.fixture(scope="module")
+def fitted(measured_run):
+    summary = run_fit(measured_run)
+    return measured_run, summary
+
+
+def test_fit_exports_a_checked_predictor_with_baselines(fitted):
+    run, summary = fitted
+    folder = run.path / "fit"
+    for name in ("predictor.pt", "predictor.json", "metrics.json", "metrics.md", "scatter.png", "DONE.json"):
+        assert (folder / name).is_file(), name
+    meta = json.loads((folder / "predictor.json").read_text())
+    assert meta["hardware"] == summary["hardware"] and meta["layout_version"] == 1
+    assert set(meta["baselines"]) == {"lut", "lut_op", "trees", "flops"}
+    for key in ("mape", "rmse_ms", "within_5pct", "within_10pct", "kendall_tau", "spearman_rho"):
+        assert math.isfinite(meta["test"][key]), key
+    assert meta["rows"]["train"] + meta["rows"]["val"] + meta["rows"]["test"] == 60
+    assert "lookup table" in (folder / "metrics.md").read_text()
+
+
+def test_checkpoint_reload_gives_the_same_predictions(fitted):
+    run, _ = fitted
+    a = load_checked(run, gate=False)
+    b = predictor_store.load(run.path / "fit", run.config, a.meta["hardware"])
+    x = torch.stack([encode_genotype(g, run.config.space) for g in run.config.space.sample_unique(5, 7)])
+    assert torch.equal(a.predict_ratio(x), b.predict_ratio(x))
+    alpha = torch.randn(2, 14, 8, requires_grad=True)
+    a.model.latency_term(encode_alpha(alpha)).backward()
+    assert torch.isfinite(alpha.grad).all() and alpha.grad.abs().sum() > 0
+
+
+def test_predict_cli_prints_one_json_line_per_genotype(fitted, tmp_path):
+    run, _ = fitted
+    f = tmp_path / "g.jsonl"
+    f.write_text(published("darts_v1").to_json() + "\n" + published("darts_v2").to_json() + "\n")
+    r = run_cli("predict", "--run-dir", str(run.path), "--genotypes", str(f))
+    assert r.returncode == 0, r.stderr
+    lines = [json.loads(x) for x in r.stdout.splitlines()]
+    assert [x["arch_id"] for x in lines] == [published("darts_v1").arch_id, published("darts_v2").arch_id]
+    assert all(x["predicted_latency_ms"] > 0 for x in lines)
+
+
+def test_mismatched_predictor_and_quality_gate(fitted):
+    run, _ = fitted
+    other = smoke_config(**{"space.ops": ["none", "skip_connect", "sep_conv_3x3"]})
+    with pytest.raises(PipelineError, match="does not match the run: ops"):
+        predictor_store.load(run.path / "fit", other)
+    with pytest.raises(PipelineError, match="fitted for hardware"):
+        predictor_store.load(run.path / "fit", run.config, "cuda-other")
+    stored = load_checked(run, gate=False)
+    with pytest.raises(PipelineError, match="exceeds the quality gate"):
+        predictor_store.check_quality(stored, max_mape=1e-6)
+    predictor_store.check_quality(stored, max_mape=1e-6, force=True)
+
+
+def _copy_run(run, tmp_path, name):
+    dst = tmp_path / name
+    shutil.copytree(run.path / "measure", dst / "measure", ignore=shutil.ignore_patterns("DONE.json"))
+    shutil.copy(run.path / "config.yaml", dst / "config.yaml")
+    shutil.copy(run.path / "manifest.json", dst / "manifest.json")
+    return RunDir.existing(dst)
+
+
+def test_bad_datasets(measured_run, ray_start, tmp_path):
+    empty = RunDir.open(tmp_path / "empty", smoke_config())
+    with pytest.raises(PipelineError, match="latency dataset .* is empty"):
+        run_fit(empty)
+    run = _copy_run(measured_run, tmp_path, "copy")
+    with pytest.raises(PipelineError, match="no rows for hardware 'cuda-none'"):
+        run_fit(run, hardware="cuda-none")
+    # NaN / negative / zero latencies are dropped (counted); too few rows remain to split
+    hw = ds.hardware_partitions(dataset_dir(run))[0]
+    rows = ds.read_table(dataset_dir(run), hw).to_pylist()
+    for f in dataset_dir(run).rglob("*.parquet"):
+        f.unlink()
+    for i, r in enumerate(rows):
+        r.pop("hardware")
+        if i % 10:
+            r["latency_ratio"] = [float("nan"), -1.0, 0.0][i % 3]
+    ds.write_shard(dataset_dir(run), hw, rows, tmp_path / "tmp")
+    with pytest.raises(PipelineError, match="too few rows to split: 6 usable rows"):
+        run_fit(run)
+    assert not (run.path / "fit" / "predictor.pt").exists()

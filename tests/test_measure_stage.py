@@ -1,0 +1,102 @@
+"""Stage 1 on a real local Ray: the dataset, resume, interruption and bad input."""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pyarrow.dataset as pads
+import pytest
+
+from conftest import ROOT, run_cli, smoke_config
+from lanas.genotype import published
+from pipeline import dataset as ds
+from pipeline.errors import PipelineError
+from pipeline.measure import dataset_dir, run_measure
+from pipeline.rundir import RunDir
+
+
+def test_smoke_measurement_reads_back_everywhere(measured_run, ray_start):
+    root = dataset_dir(measured_run)
+    t = pads.dataset(str(root), format="parquet", partitioning="hive").to_table()
+    assert t.num_rows == 60
+    for col in ("arch_id", "genotype", "encoding", "hardware", "batch_size", "resolution", "channels", "layers",
+                "dtype", "latency_ms", "latency_p10_ms", "latency_p90_ms", "ref_latency_ms", "latency_ratio",
+                "repeats", "torch_version", "measured_at", "seed", "status"):
+        assert col in t.column_names, col
+    df = pd.read_parquet(root)
+    assert len(df) == 60 and not df["arch_id"].duplicated().any()
+    ok = df[df["status"] == "ok"]
+    assert (ok["latency_ms"] > 0).all() and (ok["latency_p10_ms"] <= ok["latency_p90_ms"]).all()
+    assert ((ok["latency_ratio"] - ok["latency_ms"] / ok["ref_latency_ms"]).abs() < 1e-9).all()
+    assert len(set(len(e) for e in df["encoding"])) == 1
+    rd = ray_start.data.read_parquet(str(root))
+    assert rd.count() == 60 and "hardware" in rd.schema().names
+    assert (root.parent / f"latency_hist_{df['hardware'].iloc[0]}.png").is_file()
+
+
+def test_rerun_skips_what_is_measured_and_genotypes_file_adds_exactly_those(measured_run, tmp_path):
+    again = run_measure(measured_run, progress=False)
+    assert again["new_rows"] == 0 and again["rows"] == 60
+    f = tmp_path / "g.jsonl"
+    f.write_text("".join(published(n).to_json() + "\n" for n in ("darts_v1", "darts_v2", "darts_v1")))
+    out = run_measure(measured_run, genotypes_file=str(f), progress=False)
+    assert out["new_rows"] == 2 and out["rows"] == 62
+    assert run_measure(measured_run, genotypes_file=str(f), progress=False)["new_rows"] == 0
+
+
+def test_bad_inputs_fail_cleanly_and_write_nothing(measured_run, tmp_path):
+    before = sorted(p.name for p in dataset_dir(measured_run).rglob("*.parquet"))
+    f = tmp_path / "g.jsonl"
+    f.write_text(published("darts_v1").to_json() + "\n" + '{"normal": []}\n')
+    with pytest.raises(Exception, match=r"g.jsonl:2: genotype fields must be"):
+        run_measure(measured_run, genotypes_file=str(f), progress=False)
+    with pytest.raises(PipelineError, match="--num-archs must be > 0"):
+        run_measure(measured_run, num_archs=0, progress=False)
+    assert sorted(p.name for p in dataset_dir(measured_run).rglob("*.parquet")) == before
+
+
+def test_corrupt_dataset_file_is_named_and_kept(tmp_path):
+    run = tmp_path / "run"
+    cfg_path = ROOT / "configs" / "smoke.yaml"
+    bad = run / "measure" / "dataset" / "hardware=cpu-x-t1" / "part-bad.parquet"
+    bad.parent.mkdir(parents=True)
+    (run / "config.yaml").write_text((cfg_path).read_text())  # make it a run dir of this config
+    bad.write_bytes(b"garbage")
+    r = run_cli("measure", "--config", str(cfg_path), "--run-dir", str(run), "--num-archs", "3", "--quiet")
+    assert r.returncode == 2, r.stderr
+    assert "corrupt Parquet file in the latency dataset" in r.stderr and "part-bad.parquet" in r.stderr
+    assert bad.read_bytes() == b"garbage"
+    r = run_cli("measure", "--config", str(cfg_path), "--run-dir", str(run), "--num-archs", "-4")
+    assert r.returncode == 2 and "--num-archs must be > 0" in r.stderr
+
+
+def test_run_dir_from_another_config_is_refused(measured_run):
+    with pytest.raises(PipelineError, match="different config"):
+        RunDir.open(measured_run.path, smoke_config(**{"network.channels": 16}))
+
+
+@pytest.mark.slow
+def test_interrupted_run_is_completed_by_a_rerun_without_duplicates(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text((ROOT / "configs" / "smoke.yaml").read_text().replace("chunk_size: 10", "chunk_size: 4")
+                   .replace("num_archs: 60", "num_archs: 40"))
+    run = tmp_path / "run"
+    args = [sys.executable, "-m", "pipeline", "measure", "--config", str(cfg), "--run-dir", str(run), "--quiet"]
+    proc = subprocess.Popen(args, cwd=ROOT, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    part = run / "measure" / "dataset"
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and len(list(part.rglob("*.parquet"))) < 2:
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)  # the driver and everything it started
+    proc.wait()
+    shards = len(list(part.rglob("*.parquet")))
+    rows = pd.read_parquet(part)
+    assert 2 <= shards and len(rows) < 40, "the run should have been interrupted part-way"
+    r = run_cli("measure", "--config", str(cfg), "--run-dir", str(run), "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert f"{len(rows)} already measured" in r.stdout
+    df = pd.read_parquet(part)
+    assert len(df) == 40 and df["arch_id"].is_unique
+    assert set(df["arch_id"]) == {g.arch_id for g in smoke_config().space.sample_unique(40, 0)}

@@ -1,0 +1,24 @@
+import pytest
+
+from conftest import smoke_config
+from pipeline.errors import PipelineError
+from pipeline.rundir import RunDir
+
+
+def test_same_config_reopens_and_other_config_is_refused(tmp_path):
+    run = RunDir.open(tmp_path / "r", smoke_config())
+    manifest = (tmp_path / "r" / "manifest.json").read_text()
+    assert '"git_sha"' in manifest and '"torch"' in manifest
+    RunDir.open(tmp_path / "r", smoke_config(**{"measure.num_archs": 500}))  # more archs: same run
+    with pytest.raises(PipelineError, match=r"different config \(search.settings.epochs: 2 there, 5 now\)"):
+        RunDir.open(tmp_path / "r", smoke_config(**{"search.settings.epochs": 5}))
+    assert "epochs: 2" in (tmp_path / "r" / "config.yaml").read_text()  # not overwritten
+    RunDir.open(tmp_path / "r", smoke_config(**{"search.settings.epochs": 5}), overwrite=True)
+    assert run.stage("fit").is_dir()
+
+
+def test_a_foreign_folder_is_not_taken_over(tmp_path):
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "thesis.tex").write_text("x")
+    with pytest.raises(PipelineError, match="not a run directory"):
+        RunDir.open(tmp_path / "mine", smoke_config())

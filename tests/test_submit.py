@@ -1,0 +1,76 @@
+"""Job submission against a real local Ray head with token authentication (slow)."""
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, run_cli
+
+pytestmark = pytest.mark.slow
+
+DASHBOARD_PORT = 8275
+
+
+@pytest.fixture()
+def ray_head(tmp_path):
+    """`ray start --head` on 127.0.0.1 with token auth on, stopped afterwards."""
+    ray = str(Path(sys.executable).parent / "ray")
+    token_file = tmp_path / "auth_token"
+    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token_file)}
+    token_file.write_text(subprocess.run([ray, "get-auth-token", "--generate"], env=env, capture_output=True,
+                                         text=True, check=True).stdout.strip().splitlines()[-1])
+    r = subprocess.run([ray, "start", "--head", "--node-ip-address=127.0.0.1", "--dashboard-host=127.0.0.1",
+                        f"--dashboard-port={DASHBOARD_PORT}", "--num-cpus=2", "--disable-usage-stats",
+                        f"--temp-dir={tmp_path / 'ray'}"], env=env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+    try:
+        yield f"http://127.0.0.1:{DASHBOARD_PORT}", token_file
+    finally:
+        subprocess.run([ray, "stop", "--force"], env=env, capture_output=True)
+
+
+def test_submit_reproduce_with_token_follow_logs_and_refusals(ray_head, tmp_path):
+    address, token_file = ray_head
+    run_dir = tmp_path / "job-run"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH")}
+    base = ["submit", "--address", address, "--token-file", str(token_file)]
+
+    # without a token the head refuses (and nothing is submitted)
+    r = subprocess.run([sys.executable, "-m", "pipeline", "submit", "--address", address, "--config", "configs/smoke.yaml",
+                        "--token-file", str(tmp_path / "nope")], cwd=ROOT, capture_output=True, text=True, env=env)
+    assert r.returncode == 2 and "no Ray auth token" in r.stderr
+    wrong = tmp_path / "wrong"
+    wrong.write_text("not-the-token")
+    r = subprocess.run([sys.executable, "-m", "pipeline", "submit", "--address", address, "--config", "configs/smoke.yaml",
+                        "--token-file", str(wrong)], cwd=ROOT, capture_output=True, text=True, env=env)
+    assert r.returncode == 2 and "lanas: error:" in r.stderr, r.stderr
+    # a config that does not exist, an unreachable address: clear errors
+    r = run_cli(*base, "--config", "configs/nope.yaml")
+    assert r.returncode == 2 and "config file not found" in r.stderr
+    r = run_cli("submit", "--address", "http://127.0.0.1:9", "--config", "configs/smoke.yaml", "--token-file", str(token_file))
+    assert r.returncode == 2 and "cannot reach the Ray Jobs API" in r.stderr
+
+    # the real submission, followed to the end
+    r = run_cli(*base, "--config", "configs/smoke.yaml", "--run-dir", str(run_dir), "--follow", timeout=900)
+    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
+    job_id = r.stdout.split("submitted ", 1)[1].split()[0]
+    assert f"job {job_id}: SUCCEEDED" in r.stdout
+    assert (run_dir / "report" / "report.md").is_file() and (run_dir / "report" / "pareto.png").is_file()
+    r = run_cli(*base, "--status", job_id)
+    assert r.returncode == 0 and "SUCCEEDED" in r.stdout
+    r = run_cli(*base, "--logs", job_id)
+    assert r.returncode == 0 and "[reproduce] finished" in r.stdout
+
+    # stop: a second job is stopped on request
+    r = run_cli(*base, "--config", "configs/smoke.yaml", "--run-dir", str(tmp_path / "stopped"))
+    job2 = r.stdout.split("submitted ", 1)[1].split()[0]
+    r = run_cli(*base, "--stop", job2)
+    assert r.returncode == 0 and job2 in r.stdout
+    for _ in range(60):
+        if "STOPPED" in run_cli(*base, "--status", job2).stdout:
+            break
+        time.sleep(1)
+    assert "STOPPED" in run_cli(*base, "--status", job2).stdout
