@@ -190,5 +190,8 @@ def plot_histogram(run: RunDir, hardware: str) -> Path | None:
     return out
 
 
-def write_jsonl(path: Path, genotypes: Sequence[Genotype]) -> None:
-    path.write_text("".join(json.dumps(g.to_dict()) + "\n" for g in genotypes), encoding="utf-8")
+def measure_jsonl_path(run: RunDir, genotypes: Sequence[Genotype], name: str = "genotypes.jsonl") -> Path:
+    """Write ``genotypes`` as a JSON-lines file in the run's measure folder (for --genotypes)."""
+    path = run.stage("measure") / name
+    path.write_text("".join(g.to_json() + "\n" for g in genotypes), encoding="utf-8")
+    return path

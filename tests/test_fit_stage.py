@@ -101,3 +101,13 @@ def test_bad_datasets(measured_run, ray_start, tmp_path):
     with pytest.raises(PipelineError, match="too few rows to split: 6 usable rows"):
         run_fit(run)
     assert not (run.path / "fit" / "predictor.pt").exists()
+
+
+def test_invalid_genotype_json_is_one_line_and_exit_2(fitted, tmp_path):
+    run, _ = fitted
+    f = tmp_path / "bad.jsonl"
+    f.write_text(published("darts_v1").to_json() + "\n" + published("darts_v1").to_json().replace("sep_conv_3x3", "conv_7x7", 1) + "\n")
+    r = run_cli("predict", "--run-dir", str(run.path), "--genotypes", str(f))
+    assert r.returncode == 2 and r.stdout == ""
+    assert r.stderr.strip().splitlines() == [f"lanas: error: {f}:2: normal[0]: unknown op 'conv_7x7' "
+                                             f"(space ops: {', '.join(run.config.space.ops)})"]

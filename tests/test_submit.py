@@ -1,7 +1,10 @@
 """Job submission against a real local Ray head with token authentication (slow)."""
 import os
+import secrets
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -18,18 +21,22 @@ DASHBOARD_PORT = 8275
 def ray_head(tmp_path):
     """`ray start --head` on 127.0.0.1 with token auth on, stopped afterwards."""
     ray = str(Path(sys.executable).parent / "ray")
+    token = secrets.token_hex(32)  # what `ray get-auth-token --generate` makes; ~/.ray is left alone
     token_file = tmp_path / "auth_token"
-    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token_file)}
-    token_file.write_text(subprocess.run([ray, "get-auth-token", "--generate"], env=env, capture_output=True,
-                                         text=True, check=True).stdout.strip().splitlines()[-1])
+    token_file.write_text(token)
+    # as after `source .venv/bin/activate`: the job's `python` is the venv's
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token, "PATH": path}
+    ray_tmp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # unix socket paths must stay < 108 bytes
     r = subprocess.run([ray, "start", "--head", "--node-ip-address=127.0.0.1", "--dashboard-host=127.0.0.1",
                         f"--dashboard-port={DASHBOARD_PORT}", "--num-cpus=2", "--disable-usage-stats",
-                        f"--temp-dir={tmp_path / 'ray'}"], env=env, capture_output=True, text=True)
+                        f"--temp-dir={ray_tmp}"], env=env, capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
     try:
         yield f"http://127.0.0.1:{DASHBOARD_PORT}", token_file
     finally:
         subprocess.run([ray, "stop", "--force"], env=env, capture_output=True)
+        shutil.rmtree(ray_tmp, ignore_errors=True)
 
 
 def test_submit_reproduce_with_token_follow_logs_and_refusals(ray_head, tmp_path):
