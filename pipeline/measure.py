@@ -8,7 +8,6 @@ re-run skips every architecture already in the dataset for that hardware and set
 """
 from __future__ import annotations
 
-import json
 import platform
 import statistics
 import time

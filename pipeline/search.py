@@ -10,7 +10,6 @@ derived genotypes are collected in ``search/results.jsonl``.
 from __future__ import annotations
 
 import json
-import math
 import tempfile
 import time
 from pathlib import Path
@@ -67,7 +66,7 @@ def _trainable(config: dict[str, Any], cfg: RunConfig, predictor_state: dict, pr
     search(net, predictor, train, val, s, lam, device=device, on_epoch=on_epoch, state=state)
 
 
-def _tuner(run: RunDir, stored, resume: bool):
+def _tuner(run: RunDir, stored, resume: bool, progress: bool):
     from ray import tune
 
     cfg = run.config
@@ -87,7 +86,7 @@ def _tuner(run: RunDir, stored, resume: bool):
         tune_config=tune.TuneConfig(trial_name_creator=lambda t: trial_name(t.config["lam"], t.config["seed"]),
                                     trial_dirname_creator=lambda t: f"lam={t.config['lam']:g}_seed={t.config['seed']}"),
         run_config=tune.RunConfig(
-            name=EXPERIMENT, storage_path=str(storage), verbose=1,
+            name=EXPERIMENT, storage_path=str(storage), verbose=1 if progress else 0,
             failure_config=tune.FailureConfig(max_failures=cfg.search.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2)),
     )
@@ -100,7 +99,7 @@ def run_search(run: RunDir, resume: bool = False, force_predictor: bool = False,
     print(f"[search] {n} trials (lambda in {list(cfg.search.lambdas)}, seeds {list(cfg.search.seeds)}), "
           f"mode {cfg.search.settings.mode}, {cfg.search.settings.epochs} epochs each", flush=True)
     t0 = time.perf_counter()
-    results = _tuner(run, stored, resume).fit()
+    results = _tuner(run, stored, resume, progress).fit()
     rows, errors = [], []
     for r in results:
         m = r.metrics or {}
@@ -133,6 +132,3 @@ def load_results(run: RunDir) -> list[dict[str, Any]]:
         raise PipelineError(f"no completed search in {run.path} (run `lanas search` first)")
     return [json.loads(line) for line in f.read_text().splitlines() if line.strip()]
 
-
-def _finite(x: Any) -> bool:
-    return isinstance(x, (int, float)) and math.isfinite(x)

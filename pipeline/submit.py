@@ -89,6 +89,7 @@ def submit(address: str, config: str, run_dir: str | None = None, working_dir: s
     c = client(address, token if token is not None else read_token())
     try:
         job_id = c.submit_job(
+            submission_id=f"lanas-{Path(rel).stem}-{time.strftime('%Y%m%d-%H%M%S')}",
             entrypoint=entrypoint(str(rel), run_dir),
             runtime_env={"working_dir": str(wd), "excludes": EXCLUDES},
             metadata={"lanas_config": str(rel)},

@@ -2,12 +2,11 @@
 import json
 import math
 import shutil
-from datetime import datetime, timezone
 
 import pytest
 import torch
 
-from conftest import ROOT, run_cli, smoke_config
+from conftest import run_cli, smoke_config
 from lanas.encoding import encode_alpha, encode_genotype
 from lanas.genotype import published
 from pipeline import dataset as ds

@@ -11,7 +11,6 @@ import pytest
 
 from conftest import ROOT, run_cli, smoke_config
 from lanas.genotype import published
-from pipeline import dataset as ds
 from pipeline.errors import PipelineError
 from pipeline.measure import dataset_dir, run_measure
 from pipeline.rundir import RunDir
