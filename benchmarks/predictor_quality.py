@@ -72,6 +72,7 @@ def main() -> None:
 
     def fit_all(n: int) -> dict[str, dict]:
         xs, ys = xtr[:n], ytr[:n]
+        torch.manual_seed(cfg.seed)
         p = LatencyPredictor.for_space(cfg.space, fit.model.hidden)
         train_predictor(p, (xs, ys), (xva, yva), fit.model, seed=cfg.seed)
         with torch.no_grad():

@@ -93,30 +93,19 @@ def relative_error(pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 RIDGE_GRID = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)
 
 
-def fit_additive(model: LatencyPredictor, x: torch.Tensor, y: torch.Tensor,
-                 val: tuple[torch.Tensor, torch.Tensor] | None = None) -> float:
-    """Set the additive term to the ridge least-squares fit of the normalised target,
-    the ridge strength chosen on ``val`` (1.0 without it). Returns the strength."""
-    yn = ((y - model.mean) / model.std).double()
-    xa = torch.cat([x @ model.pool, torch.ones(len(x), 1)], dim=1).double()
-    gram, rhs = xa.T @ xa, xa.T @ yn
-    penalty = torch.eye(xa.shape[1], dtype=torch.float64)
-    penalty[-1, -1] = 0.0  # the bias is not shrunk
-    best: tuple[float, float, torch.Tensor] | None = None
-    for ridge in RIDGE_GRID if val is not None and len(val[0]) else (1.0,):
-        coef = torch.linalg.solve(gram + ridge * penalty, rhs)
-        err = 0.0
-        if val is not None and len(val[0]):
-            xv = torch.cat([val[0] @ model.pool, torch.ones(len(val[0]), 1)], dim=1).double()
-            pred = model.mean.double() + model.std.double() * (xv @ coef)
-            err = float(relative_error(pred, val[1].double()).mean())
-        if best is None or err < best[0]:
-            best = (err, ridge, coef)
-    _, ridge, coef = best
+def fit_additive(model: LatencyPredictor, x: torch.Tensor, y: torch.Tensor) -> float:
+    """Set the additive term to the ridge least-squares fit of the normalised target on
+    ``x @ pool``, the ridge strength chosen by efficient leave-one-out cross-validation
+    (scikit-learn's RidgeCV, the same criterion as the lookup-table baseline).
+    Returns the chosen strength."""
+    from sklearn.linear_model import RidgeCV
+
+    yn = ((y - model.mean) / model.std).double().numpy()
+    ridge = RidgeCV(alphas=RIDGE_GRID).fit((x @ model.pool).double().numpy(), yn)
     with torch.no_grad():
-        model.additive.weight.copy_(coef[:-1].float().unsqueeze(0))
-        model.additive.bias.copy_(coef[-1:].float())
-    return ridge
+        model.additive.weight.copy_(torch.as_tensor(ridge.coef_, dtype=torch.float32).unsqueeze(0))
+        model.additive.bias.fill_(float(ridge.intercept_))
+    return float(ridge.alpha_)
 
 
 class NormalisedView(nn.Module):
@@ -151,7 +140,7 @@ def train_predictor(
         raise ValueError("latency targets must be non-empty, finite and > 0")
     predictor.set_target_stats(y)
     if settings.init_additive:
-        fit_additive(predictor, x, y, val)
+        fit_additive(predictor, x, y)
     net = wrap(NormalisedView(predictor))
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)

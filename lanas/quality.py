@@ -38,7 +38,9 @@ def fit_lut(x: np.ndarray, y: np.ndarray):
     """Additive lookup table: ridge regression, its strength chosen by cross-validation."""
     from sklearn.linear_model import RidgeCV
 
-    return RidgeCV(alphas=(1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)).fit(x, y)
+    from lanas.predictor import RIDGE_GRID
+
+    return RidgeCV(alphas=RIDGE_GRID).fit(x, y)
 
 
 def fit_trees(x: np.ndarray, y: np.ndarray, seed: int = 0):

@@ -113,6 +113,7 @@ def _train_loop_per_worker(config: dict[str, Any]) -> None:
 
     train, val = collect("train"), collect("val")
     settings = PredictorSettings(**{**config["settings"], "hidden": tuple(config["settings"]["hidden"])})
+    torch.manual_seed(config["seed"])  # same initial weights on every worker and every run
     predictor = LatencyPredictor.for_space(SearchSpace(tuple(config["ops"])), settings.hidden)
     every = max(1, settings.epochs // 5)
 

@@ -44,5 +44,16 @@ def reproduce(args: argparse.Namespace) -> str:
         steps[stage]()
         print(f"[reproduce] {stage}: done in {time.perf_counter() - t:.0f} s", flush=True)
     report = run.path / "report" / "report.md"
+    print_summary(run)
     print(f"[reproduce] finished in {time.perf_counter() - t0:.0f} s; report: {report}", flush=True)
     return str(report)
+
+
+def print_summary(run: RunDir) -> None:
+    """The searched architectures: lambda, test accuracy, measured latency, genotype."""
+    from pipeline.evaluate import load_evaluation
+
+    for r in sorted((r for r in load_evaluation(run) if r["kind"] == "searched"), key=lambda r: (r["seed"], r["lam"])):
+        lat = "measurement failed" if r["measured_latency_ms"] is None else f"{r['measured_latency_ms']:.3f} ms measured"
+        print(f"[result] lambda={r['lam']:g} seed={r['seed']}: test acc {100 * r['test_acc']:.1f} %, {lat}, "
+              f"{r['predicted_latency_ms']:.3f} ms predicted\n         genotype {r['genotype']}", flush=True)

@@ -10,6 +10,7 @@ derived genotypes are collected in ``search/results.jsonl``.
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -99,6 +100,8 @@ def run_search(run: RunDir, resume: bool = False, force_predictor: bool = False,
     print(f"[search] {n} trials (lambda in {list(cfg.search.lambdas)}, seeds {list(cfg.search.seeds)}), "
           f"mode {cfg.search.settings.mode}, {cfg.search.settings.epochs} epochs each", flush=True)
     t0 = time.perf_counter()
+    # a checkpoint per epoch is deliberate (resume from the last epoch); silence Tune's frequency warning
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     results = _tuner(run, stored, resume, progress).fit()
     rows, errors = [], []
     for r in results:
