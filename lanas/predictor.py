@@ -127,20 +127,25 @@ def train_predictor(
     seed: int = 0,
     on_epoch: Callable[[int, dict[str, float]], None] | None = None,
     wrap: Callable[[nn.Module], nn.Module] = lambda m: m,
+    init: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> dict[str, float]:
     """Train ``predictor`` on the relative squared error of ``train = (x, y)``.
 
-    Target statistics and the additive init come from ``train``; ``wrap`` may wrap the
+    Target statistics and the additive init come from ``init`` (default ``train``; a
+    data-parallel worker passes the whole training set here and its shard as ``train``);
+    ``wrap`` may wrap the
     module that is optimised (Ray Train passes ``prepare_model`` for DDP, after this
     initialisation so every worker starts from rank 0's). ``on_epoch(epoch, metrics)``
     is called after every epoch. The state with the best validation MAPE (the additive
     initialisation included) is kept at the end; its metrics are returned."""
     x, y = train
-    if len(x) == 0 or not torch.all(torch.isfinite(y)) or not torch.all(y > 0):
-        raise ValueError("latency targets must be non-empty, finite and > 0")
-    predictor.set_target_stats(y)
+    xi, yi = init if init is not None else train
+    for t in (y, yi):
+        if len(t) == 0 or not torch.all(torch.isfinite(t)) or not torch.all(t > 0):
+            raise ValueError("latency targets must be non-empty, finite and > 0")
+    predictor.set_target_stats(yi)
     if settings.init_additive:
-        fit_additive(predictor, x, y)
+        fit_additive(predictor, xi, yi)
     net = wrap(NormalisedView(predictor))
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)

@@ -25,6 +25,12 @@ def _common(p: argparse.ArgumentParser, config_required: bool = True) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
+def _search_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--resume", action="store_true", help="continue an interrupted sweep (Tuner.restore); "
+                   "completed stages are always skipped")
+    p.add_argument("--force-predictor", action="store_true", help="search even if the predictor fails its quality gate")
+
+
 def _open_run(args: argparse.Namespace):
     from pipeline.config import load_config
     from pipeline.rundir import RunDir
@@ -123,8 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("search", cmd_search, "stage 3: Ray Tune sweep of lambda over differentiable searches")
     _common(p)
-    p.add_argument("--resume", action="store_true", help="continue an interrupted sweep (Tuner.restore)")
-    p.add_argument("--force-predictor", action="store_true", help="search even if the predictor fails its quality gate")
+    _search_flags(p)
 
     p = add("evaluate", cmd_evaluate, "stage 4: train derived architectures from scratch, measure real latency")
     _common(p)
@@ -134,8 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("reproduce", cmd_reproduce, "all five stages from one config, skipping completed ones")
     _common(p)
-    p.add_argument("--resume", action="store_true", help="continue an interrupted run (completed stages are always skipped)")
-    p.add_argument("--force-predictor", action="store_true", help="search even if the predictor fails its quality gate")
+    _search_flags(p)
 
     p = add("submit", cmd_submit, "submit `lanas reproduce` to a Ray cluster through the Jobs API")
     from pipeline.submit import add_arguments

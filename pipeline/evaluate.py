@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -27,8 +26,7 @@ from pipeline import dataset as ds
 from pipeline.config import RunConfig
 from pipeline.fit import load_checked
 from pipeline.measure import measure_genotypes, setting_key
-from pipeline.rundir import RunDir, write_atomic
-from pipeline.search import load_results
+from pipeline.rundir import RunDir, read_jsonl, write_jsonl
 
 RANDOM_SEED_OFFSET = 10_000  # random reference architectures use seed + this
 
@@ -36,7 +34,7 @@ RANDOM_SEED_OFFSET = 10_000  # random reference architectures use seed + this
 def candidates(run: RunDir) -> list[dict[str, Any]]:
     cfg = run.config
     out = [{"name": f"lambda={r['lam']:g} seed={r['seed']}", "kind": "searched", "lam": r["lam"], "seed": r["seed"],
-            "genotype": r["genotype"]} for r in load_results(run)]
+            "genotype": r["genotype"]} for r in run.stage_results("search")]
     if cfg.evaluate.published:
         for name in PUBLISHED:
             g = published(name)
@@ -68,10 +66,6 @@ def train_candidate(genotype_json: str, cfg: RunConfig) -> dict[str, Any]:
             "train_s": time.perf_counter() - t0}
 
 
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(x) for x in path.read_text().splitlines() if x.strip()] if path.is_file() else []
-
-
 def run_evaluate(run: RunDir, progress: bool = True) -> list[dict[str, Any]]:
     import ray
     from tqdm import tqdm
@@ -86,7 +80,7 @@ def run_evaluate(run: RunDir, progress: bool = True) -> list[dict[str, Any]]:
 
     # phase 1: training, in parallel
     trained_file = folder / "trained.jsonl"
-    trained = {r["arch_id"]: r for r in _read_jsonl(trained_file)}
+    trained = {r["arch_id"]: r for r in read_jsonl(trained_file)}
     todo = [a for a in unique if a not in trained]
     print(f"[evaluate] {len(cands)} candidates ({len(unique)} distinct architectures); training {len(todo)} "
           f"for {cfg.evaluate.train.epochs} epochs, {len(trained)} already trained", flush=True)
@@ -137,7 +131,7 @@ def run_evaluate(run: RunDir, progress: bool = True) -> list[dict[str, Any]]:
                         "measurement_error": None if ok else (m.get("error") or "not measured"),
                         "predicted_latency_ratio": p, "predicted_latency_ms": p * ref_ms,
                         "prediction_error": (p / m["latency_ratio"] - 1.0) if ok else None})
-    write_atomic(folder / "results.jsonl", "".join(json.dumps(r) + "\n" for r in results))
+    write_jsonl(folder / "results.jsonl", results)
     for r in results:
         lat = f"{r['measured_latency_ms']:.3f} ms" if r["measured_latency_ms"] is not None else "failed"
         print(f"[evaluate] {r['name']:<22} test acc {r['test_acc']:.3f}  measured {lat}  "
@@ -145,11 +139,3 @@ def run_evaluate(run: RunDir, progress: bool = True) -> list[dict[str, Any]]:
     run.mark_done("evaluate", {"candidates": len(results), "wall_s": time.perf_counter() - t0})
     return results
 
-
-def load_evaluation(run: RunDir) -> list[dict[str, Any]]:
-    from pipeline.errors import PipelineError
-
-    f = run.path / "evaluate" / "results.jsonl"
-    if not f.is_file() or not run.is_done("evaluate"):
-        raise PipelineError(f"no completed evaluation in {run.path} (run `lanas evaluate` first)")
-    return _read_jsonl(f)

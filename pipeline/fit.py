@@ -111,7 +111,7 @@ def _train_loop_per_worker(config: dict[str, Any]) -> None:
 
         return _arrays(pd.concat(frames)) if frames else (torch.empty(0, config["in_features"]), torch.empty(0))
 
-    train, val = collect("train"), collect("val")
+    train, val, full = collect("train"), collect("val"), collect("train_full")
     settings = PredictorSettings(**{**config["settings"], "hidden": tuple(config["settings"]["hidden"])})
     torch.manual_seed(config["seed"])  # same initial weights on every worker and every run
     predictor = LatencyPredictor.for_space(SearchSpace(tuple(config["ops"])), settings.hidden)
@@ -122,7 +122,7 @@ def _train_loop_per_worker(config: dict[str, Any]) -> None:
             ray.train.report(metrics)
 
     metrics = train_predictor(predictor, train, val, settings, seed=config["seed"] + ctx.get_world_rank(),
-                              on_epoch=on_epoch, wrap=ray.train.torch.prepare_model)
+                              on_epoch=on_epoch, wrap=ray.train.torch.prepare_model, init=full)
     with tempfile.TemporaryDirectory() as tmp:
         checkpoint = None
         if ctx.get_world_rank() == 0:
@@ -148,7 +148,10 @@ def train_with_ray(run: RunDir, splits: dict[str, Any], in_features: int) -> tup
             num_workers=fit.num_workers, use_gpu=res.num_gpus > 0,
             resources_per_worker={"CPU": res.num_cpus, **({"GPU": res.num_gpus} if res.num_gpus else {}), **res.custom}),
         run_config=ray.train.RunConfig(name="fit", storage_path=str((run.stage("fit") / "ray").resolve())),
-        datasets={name: ray.data.from_pandas(splits[name][columns].reset_index(drop=True)) for name in ("train", "val")},
+        # "train" is sharded across workers for SGD; every worker also sees the whole
+        # training set ("train_full") for the target statistics and the additive init
+        datasets={**{name: ray.data.from_pandas(splits[name][columns].reset_index(drop=True)) for name in ("train", "val")},
+                  "train_full": ray.data.from_pandas(splits["train"][columns].reset_index(drop=True))},
         dataset_config=ray.train.DataConfig(datasets_to_split=["train"]),
     )
     result = trainer.fit()

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 from lanas.pareto import hypervolume, pareto_mask
-from pipeline.evaluate import load_evaluation
 from pipeline.rundir import RunDir, write_atomic
 
 CSV_FIELDS = ["name", "kind", "lam", "seed", "arch_id", "test_acc", "measured_latency_ms", "measured_raw_ms",
@@ -147,7 +146,7 @@ def markdown(run: RunDir, results: list[dict[str, Any]], a: dict[str, Any]) -> s
 
 
 def run_report(run: RunDir) -> str:
-    results = load_evaluation(run)
+    results = run.stage_results("evaluate")
     a = analyse(results)
     folder = run.stage("report")
     hardware = json.loads((run.path / "fit" / "predictor.json").read_text())["hardware"]

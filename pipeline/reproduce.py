@@ -51,9 +51,7 @@ def reproduce(args: argparse.Namespace) -> str:
 
 def print_summary(run: RunDir) -> None:
     """The searched architectures: lambda, test accuracy, measured latency, genotype."""
-    from pipeline.evaluate import load_evaluation
-
-    for r in sorted((r for r in load_evaluation(run) if r["kind"] == "searched"), key=lambda r: (r["seed"], r["lam"])):
+    for r in sorted((r for r in run.stage_results("evaluate") if r["kind"] == "searched"), key=lambda r: (r["seed"], r["lam"])):
         lat = "measurement failed" if r["measured_latency_ms"] is None else f"{r['measured_latency_ms']:.3f} ms measured"
         print(f"[result] lambda={r['lam']:g} seed={r['seed']}: test acc {100 * r['test_acc']:.1f} %, {lat}, "
               f"{r['predicted_latency_ms']:.3f} ms predicted\n         genotype {r['genotype']}", flush=True)

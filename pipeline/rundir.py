@@ -32,6 +32,14 @@ def write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
+    write_atomic(path, "".join(json.dumps(r) + "\n" for r in rows))
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines() if x.strip()] if path.is_file() else []
+
+
 def git_sha() -> str:
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
@@ -100,6 +108,13 @@ class RunDir:
 
     def mark_done(self, name: str, summary: dict[str, Any]) -> None:
         write_atomic(self.stage(name) / "DONE.json", json.dumps({"finished_at": time.time(), **summary}, indent=2))
+
+    def stage_results(self, name: str) -> list[dict[str, Any]]:
+        """``<stage>/results.jsonl`` of a completed stage; a clear error if it is not."""
+        f = self.path / name / "results.jsonl"
+        if not f.is_file() or not self.is_done(name):
+            raise PipelineError(f"no completed {name} stage in {self.path} (run `lanas {name}` first)")
+        return read_jsonl(f)
 
     def clear_done(self, name: str) -> None:
         (self.path / name / "DONE.json").unlink(missing_ok=True)

@@ -9,7 +9,6 @@ derived genotypes are collected in ``search/results.jsonl``.
 """
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 import time
@@ -25,7 +24,7 @@ from lanas.search import build_supernet, search
 from pipeline.config import RunConfig
 from pipeline.errors import PipelineError
 from pipeline.fit import load_checked
-from pipeline.rundir import RunDir, write_atomic
+from pipeline.rundir import RunDir, write_jsonl
 
 EXPERIMENT = "sweep"
 
@@ -120,18 +119,11 @@ def run_search(run: RunDir, resume: bool = False, force_predictor: bool = False,
         raise PipelineError(f"{len(errors)} search trial(s) failed after retries: {'; '.join(errors)}; "
                             "fix the cause and re-run with --resume")
     rows.sort(key=lambda r: (r["lam"], r["seed"]))
-    folder = run.stage("search")
-    write_atomic(folder / "results.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+    write_jsonl(run.stage("search") / "results.jsonl", rows)
     for r in rows:
         print(f"[search] lambda={r['lam']:g} seed={r['seed']}: predicted {r['predicted_latency_ms']:.3f} ms, "
               f"val acc {r['val_acc']:.3f}, arch {r['arch_id'][:10]}", flush=True)
     run.mark_done("search", {"trials": len(rows), "wall_s": time.perf_counter() - t0})
     return rows
 
-
-def load_results(run: RunDir) -> list[dict[str, Any]]:
-    f = run.path / "search" / "results.jsonl"
-    if not f.is_file() or not run.is_done("search"):
-        raise PipelineError(f"no completed search in {run.path} (run `lanas search` first)")
-    return [json.loads(line) for line in f.read_text().splitlines() if line.strip()]
 
