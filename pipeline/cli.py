@@ -33,9 +33,11 @@ def _search_flags(p: argparse.ArgumentParser) -> None:
 
 def _open_run(args: argparse.Namespace):
     from pipeline.config import load_config
+    from pipeline.ray_env import check_reachable
     from pipeline.rundir import RunDir
 
     cfg = load_config(args.config)
+    check_reachable(getattr(args, "address", None))  # before anything is written
     return RunDir.open(Path(args.run_dir or Path("runs") / cfg.name), cfg, overwrite=args.overwrite)
 
 

@@ -48,9 +48,9 @@ def measure_genotypes(genotypes: Sequence[Genotype], space: SearchSpace, macro: 
     }
     rows, timed = [], 0.0
     for g in genotypes:
-        row = {**base, "arch_id": g.arch_id, "genotype": g.to_json(),
-               "encoding": encode_genotype(g, space).tolist(), "measured_at": datetime.now(timezone.utc)}
+        row = {**base, "arch_id": g.arch_id, "genotype": g.to_json(), "measured_at": datetime.now(timezone.utc)}
         try:
+            row["encoding"] = encode_genotype(g, space).tolist()
             t = meter.measure(g)
             timed += t.timed_s
             row.update(status="ok", error=None, latency_ms=t.arch.median_ms, latency_p10_ms=t.arch.p10_ms,

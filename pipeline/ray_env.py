@@ -3,8 +3,26 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 
 from pipeline.errors import PipelineError
+
+
+def check_reachable(address: str | None, timeout: float = 5.0) -> None:
+    """Fail fast (``ray.init`` waits minutes) when a cluster address does not answer.
+    ``None``/``auto``/``local`` (a local Ray) are not checked."""
+    address = address or os.environ.get("RAY_ADDRESS")
+    if not address or address in ("auto", "local"):
+        return
+    hostport = address.split("://", 1)[-1].rstrip("/")
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        raise PipelineError(f"invalid Ray address {address!r}: expected host:port or ray://host:port")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout):
+            pass
+    except OSError as exc:
+        raise PipelineError(f"cannot connect to the Ray cluster at {address}: {exc.strerror or exc}") from None
 
 
 def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
@@ -15,6 +33,7 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
 
     if ray.is_initialized():
         return
+    check_reachable(address)
     # Ray Train V2 and Tune both run in the same driver; V2 is the default in 2.60
     os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
     kwargs = {"logging_level": logging.WARNING, "log_to_driver": True}

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from pipeline.config import load_config
-from pipeline.ray_env import init_ray
+from pipeline.ray_env import check_reachable, init_ray
 from pipeline.rundir import STAGES, RunDir
 
 
@@ -22,6 +22,7 @@ def reproduce(args: argparse.Namespace) -> str:
     from pipeline.search import run_search
 
     cfg = load_config(args.config)
+    check_reachable(args.address)  # before anything is written
     run = RunDir.open(Path(args.run_dir or Path("runs") / cfg.name), cfg, overwrite=args.overwrite)
     progress = not args.quiet
     steps = {

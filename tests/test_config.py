@@ -50,3 +50,11 @@ def test_cli_bad_config_is_one_line_and_exit_2(tmp_path):
     bad.write_text("name: [unclosed\n")
     r = run_cli("fit", "--config", str(bad))
     assert r.returncode == 2 and "not valid YAML" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_unreachable_cluster_is_one_line_exit_2_and_writes_nothing(tmp_path):
+    for cmd in ("measure", "reproduce"):
+        r = run_cli(cmd, "--config", "configs/smoke.yaml", "--run-dir", str(tmp_path / "r"), "--address", "127.0.0.1:9")
+        assert r.returncode == 2 and r.stderr.strip().splitlines() == [
+            "lanas: error: cannot connect to the Ray cluster at 127.0.0.1:9: Connection refused"], r.stderr
+    assert not (tmp_path / "r").exists()

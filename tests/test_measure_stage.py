@@ -11,6 +11,7 @@ import pytest
 
 from conftest import ROOT, run_cli, smoke_config
 from lanas.genotype import published
+from pipeline import dataset as ds
 from pipeline.errors import PipelineError
 from pipeline.measure import dataset_dir, run_measure
 from pipeline.rundir import RunDir
@@ -99,3 +100,21 @@ def test_interrupted_run_is_completed_by_a_rerun_without_duplicates(tmp_path):
     df = pd.read_parquet(part)
     assert len(df) == 40 and df["arch_id"].is_unique
     assert set(df["arch_id"]) == {g.arch_id for g in smoke_config().space.sample_unique(40, 0)}
+
+
+def test_a_failed_measurement_is_a_row_with_its_error_never_a_number(tmp_path):
+    from lanas.genotype import Genotype
+    from pipeline.measure import measure_genotypes
+
+    cfg = smoke_config()
+    good = published("darts_v2")
+    # built directly, bypassing validation: node 2 reads input 7, which does not exist
+    broken = Genotype((("sep_conv_3x3", 7),) + good.normal[1:], good.normal_concat, good.reduce, good.reduce_concat)
+    out = measure_genotypes([good, broken], cfg.space, cfg.macro(), cfg.measure.protocol, 0)
+    ok, failed = out["rows"]
+    assert ok["status"] == "ok" and ok["latency_ms"] > 0
+    assert failed["status"] == "failed" and "IndexError" in failed["error"]
+    assert all(failed.get(k) is None for k in ("latency_ms", "latency_p10_ms", "latency_ratio", "ref_latency_ms"))
+    ds.write_shard(tmp_path / "d", out["hardware"], out["rows"], tmp_path / "t")
+    back = {r["arch_id"]: r for r in ds.read_table(tmp_path / "d").to_pylist()}
+    assert back[broken.arch_id]["latency_ms"] is None and back[broken.arch_id]["status"] == "failed"

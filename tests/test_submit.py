@@ -81,3 +81,21 @@ def test_submit_reproduce_with_token_follow_logs_and_refusals(ray_head, tmp_path
             break
         time.sleep(1)
     assert "STOPPED" in run_cli(*base, "--status", job2).stdout
+
+
+def test_plain_ray_job_submit_works_as_documented(ray_head):
+    """README's `RAY_AUTH_MODE=token ray job submit ...`: packing, auth and the job's python."""
+    address, token_file = ray_head
+    ray = str(Path(sys.executable).parent / "ray")
+    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token_file)}
+    env.pop("RAY_AUTH_TOKEN", None)
+    r = subprocess.run([ray, "job", "submit", "--address", address, "--working-dir", ".",
+                        "--runtime-env-json", '{"excludes": ["runs/", ".venv/", ".git/"]}',
+                        "--", "python", "-m", "pipeline", "reproduce", "--help"],
+                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    assert "succeeded" in (r.stdout + r.stderr).lower() and "--force-predictor" in r.stdout
+    env["RAY_AUTH_MODE"] = "disabled"  # the client sends no token: the head refuses
+    r = subprocess.run([ray, "job", "submit", "--address", address, "--", "echo", "hi"], cwd=ROOT, env=env,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0 and "token" in (r.stdout + r.stderr).lower()
