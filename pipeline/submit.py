@@ -18,6 +18,7 @@ from pipeline.errors import PipelineError
 
 EXCLUDES = ["runs/", ".venv/", ".git/", "*.egg-info/", "__pycache__/", ".pytest_cache/", ".whl/", ".gl/"]
 TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
+AGENT_WAIT_S = 60.0  # how long to retry a head whose job agent is not up yet
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -87,16 +88,23 @@ def submit(address: str, config: str, run_dir: str | None = None, working_dir: s
         raise PipelineError(f"config {config} must be inside the working directory {wd} to travel with the job") from None
     load_config(full)  # a config error stops here, before anything is submitted
     c = client(address, token if token is not None else read_token())
-    try:
-        job_id = c.submit_job(
-            submission_id=f"lanas-{Path(rel).stem}-{time.strftime('%Y%m%d-%H%M%S')}",
-            entrypoint=entrypoint(str(rel), run_dir),
-            runtime_env={"working_dir": str(wd), "excludes": EXCLUDES},
-            metadata={"lanas_config": str(rel)},
-        )
-    except Exception as exc:  # noqa: BLE001
-        raise PipelineError(f"job submission to {address} failed: {_first_line(exc)}") from None
-    return c, job_id
+    submission_id = f"lanas-{Path(rel).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+    deadline = time.monotonic() + AGENT_WAIT_S
+    while True:
+        try:
+            job_id = c.submit_job(
+                submission_id=submission_id,
+                entrypoint=entrypoint(str(rel), run_dir),
+                runtime_env={"working_dir": str(wd), "excludes": EXCLUDES},
+                metadata={"lanas_config": str(rel)},
+            )
+            return c, job_id
+        except Exception as exc:  # noqa: BLE001
+            # a head that has just started answers 500 until its job agent is up
+            if "No available agent" in str(exc) and time.monotonic() < deadline:
+                time.sleep(2.0)
+                continue
+            raise PipelineError(f"job submission to {address} failed: {_first_line(exc)}") from None
 
 
 def follow(c, job_id: str, timeout: float = 0, poll: float = 2.0) -> str:
