@@ -2,6 +2,7 @@
 import os
 import secrets
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -17,6 +18,16 @@ pytestmark = pytest.mark.slow
 DASHBOARD_PORT = 8275
 
 
+def _free_ports(n: int) -> list[int]:
+    socks = [socket.socket() for _ in range(n)]
+    for sk in socks:
+        sk.bind(("127.0.0.1", 0))
+    ports = [sk.getsockname()[1] for sk in socks]
+    for sk in socks:
+        sk.close()
+    return ports
+
+
 @pytest.fixture()
 def ray_head(tmp_path):
     """`ray start --head` on 127.0.0.1 with token auth on, stopped afterwards."""
@@ -28,8 +39,12 @@ def ray_head(tmp_path):
     path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
     env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token, "PATH": path}
     ray_tmp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # unix socket paths must stay < 108 bytes
+    # own ports for everything: the session's in-process Ray (ray_start) may be running beside it
+    gcs, agent, agent_grpc, metrics, runtime_env = _free_ports(5)
     r = subprocess.run([ray, "start", "--head", "--node-ip-address=127.0.0.1", "--dashboard-host=127.0.0.1",
-                        f"--dashboard-port={DASHBOARD_PORT}", "--num-cpus=2", "--disable-usage-stats",
+                        f"--port={gcs}", f"--dashboard-port={DASHBOARD_PORT}", f"--dashboard-agent-listen-port={agent}",
+                        f"--dashboard-agent-grpc-port={agent_grpc}", f"--metrics-export-port={metrics}",
+                        f"--runtime-env-agent-port={runtime_env}", "--num-cpus=2", "--disable-usage-stats",
                         f"--temp-dir={ray_tmp}"], env=env, capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
     try:
