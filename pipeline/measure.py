@@ -62,12 +62,6 @@ def measure_genotypes(genotypes: Sequence[Genotype], space: SearchSpace, macro: 
     return {"hardware": hw, "rows": rows, "timed_s": timed, "wall_s": time.perf_counter() - t0}
 
 
-def _remote_measure():
-    import ray
-
-    return ray.remote(measure_genotypes)
-
-
 def _probe(protocol: MeasureSettings) -> str:
     return hardware_id(protocol)
 
@@ -117,7 +111,7 @@ def run_measure(run: RunDir, num_archs: int | None = None, genotypes_file: str |
             max_in_flight = max(1, int(ray.cluster_resources().get("GPU", 0) // res.num_gpus))
         else:
             max_in_flight = max(1, int(cluster_cpus() // max(res.num_cpus, 1e-9)))
-    task = _remote_measure().options(name=f"measure[{hw}]", max_retries=cfg.measure.max_retries, **res.ray_options())
+    task = ray.remote(measure_genotypes).options(name=f"measure[{hw}]", max_retries=cfg.measure.max_retries, **res.ray_options())
     macro = cfg.macro()
     t0 = time.perf_counter()
     pending: list = []
@@ -139,10 +133,12 @@ def run_measure(run: RunDir, num_archs: int | None = None, genotypes_file: str |
         bar.update(len(out["rows"]))
     bar.close()
     wall = time.perf_counter() - t0
-    summary = summarise(run, hw)
+    rows = ds.read_table(root, hw).to_pylist()
+    summary = summarise(rows, hw)
     summary.update(new_rows=written, new_failed=failed, wall_s=wall, timed_s=timed, task_s=busy,
                    archs_per_s=written / wall if wall > 0 and written else 0.0, max_in_flight=max_in_flight)
-    plot_histogram(run, hw)
+    key = setting_key(cfg)
+    plot_histogram(run, hw, [r for r in rows if r["status"] == "ok" and ds.setting_of(r) == key])
     print(f"[measure] {hw}: {summary['rows']} rows ({summary['failed']} failed); latency ms "
           f"min/median/max = {summary['latency_ms_min']:.3f}/{summary['latency_ms_median']:.3f}/"
           f"{summary['latency_ms_max']:.3f}; dataset: {root}", flush=True)
@@ -150,17 +146,8 @@ def run_measure(run: RunDir, num_archs: int | None = None, genotypes_file: str |
     return summary
 
 
-def ok_rows(run: RunDir, hardware: str, cfg: RunConfig | None = None) -> list[dict[str, Any]]:
-    """Successful rows of ``hardware`` at the run's measurement setting."""
-    cfg = cfg or run.config
-    key = setting_key(cfg)
-    t = ds.read_table(dataset_dir(run), hardware)
-    return [r for r in t.to_pylist() if r["status"] == "ok" and ds.setting_of(r) == key]
-
-
-def summarise(run: RunDir, hardware: str) -> dict[str, Any]:
-    t = ds.read_table(dataset_dir(run), hardware, columns=["status", "latency_ms", "ref_latency_ms"])
-    rows = t.to_pylist()
+def summarise(rows: list[dict[str, Any]], hardware: str) -> dict[str, Any]:
+    """Counts and latency range of one partition's rows."""
     lat = [r["latency_ms"] for r in rows if r["status"] == "ok"]
     refs = [r["ref_latency_ms"] for r in rows if r["status"] == "ok"]
     return {"hardware": hardware, "rows": len(rows), "failed": sum(r["status"] != "ok" for r in rows),
@@ -168,13 +155,13 @@ def summarise(run: RunDir, hardware: str) -> dict[str, Any]:
             "latency_ms_max": max(lat, default=float("nan")), "reference_ms": statistics.median(refs) if refs else float("nan")}
 
 
-def plot_histogram(run: RunDir, hardware: str) -> Path | None:
+def plot_histogram(run: RunDir, hardware: str, rows: list[dict[str, Any]]) -> Path | None:
+    """Histograms of raw and reference-normalised latency of the successful ``rows``."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = ok_rows(run, hardware)
     if not rows:
         return None
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
