@@ -62,10 +62,10 @@ def choose_hardware(run: RunDir, hardware: str | None) -> str:
 
 
 def load_rows(run: RunDir, hardware: str) -> tuple[dict[str, Any], dict[str, int]]:
-    """Ray Data read of one partition -> split rows, plus counts of what was dropped."""
+    """Ray Data read of one partition -> split rows, plus counts of what was dropped.
+    The dataset's files were validated by :func:`choose_hardware` just before."""
     import ray
 
-    ds.check_dataset(dataset_dir(run))  # corrupt or foreign files: a clear error first
     cfg = run.config
     part = dataset_dir(run) / f"{ds.PARTITION}={hardware}"
     data = ray.data.read_parquet(str(part), columns=COLUMNS)
@@ -105,16 +105,18 @@ def _train_loop_per_worker(config: dict[str, Any]) -> None:
     torch.set_num_threads(config["threads"])
     ctx = ray.train.get_context()
 
+    space = SearchSpace(tuple(config["ops"]))
+
     def collect(name: str) -> tuple[torch.Tensor, torch.Tensor]:
         frames = list(ray.train.get_dataset_shard(name).iter_batches(batch_format="pandas", batch_size=4096))
         import pandas as pd
 
-        return _arrays(pd.concat(frames)) if frames else (torch.empty(0, config["in_features"]), torch.empty(0))
+        return _arrays(pd.concat(frames)) if frames else (torch.empty(0, encoding_size(space)), torch.empty(0))
 
     train, val, full = collect("train"), collect("val"), collect("train_full")
     settings = PredictorSettings(**{**config["settings"], "hidden": tuple(config["settings"]["hidden"])})
     torch.manual_seed(config["seed"])  # same initial weights on every worker and every run
-    predictor = LatencyPredictor.for_space(SearchSpace(tuple(config["ops"])), settings.hidden)
+    predictor = LatencyPredictor.for_space(space, settings.hidden)
     every = max(1, settings.epochs // 5)
 
     def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
@@ -131,7 +133,7 @@ def _train_loop_per_worker(config: dict[str, Any]) -> None:
         ray.train.report(metrics, checkpoint=checkpoint)
 
 
-def train_with_ray(run: RunDir, splits: dict[str, Any], in_features: int) -> tuple[LatencyPredictor, dict[str, Any]]:
+def train_with_ray(run: RunDir, splits: dict[str, Any]) -> tuple[LatencyPredictor, dict[str, Any]]:
     import ray.data
     import ray.train
     from ray.train.torch import TorchTrainer
@@ -141,7 +143,7 @@ def train_with_ray(run: RunDir, splits: dict[str, Any], in_features: int) -> tup
     columns = ["encoding", "latency_ratio"]
     trainer = TorchTrainer(
         _train_loop_per_worker,
-        train_loop_config={"settings": asdict(fit.model), "in_features": in_features, "seed": run.config.seed,
+        train_loop_config={"settings": asdict(fit.model), "seed": run.config.seed,
                            "ops": list(run.config.space.ops),
                            "threads": max(1, int(res.num_cpus))},
         scaling_config=ray.train.ScalingConfig(
@@ -198,9 +200,8 @@ def run_fit(run: RunDir, hardware: str | None = None) -> dict[str, Any]:
           f"Ray Train with {run.config.fit.num_workers} worker(s)", flush=True)
     all_rows = [splits[k] for k in MIN_ROWS]
     reference_ms = float(statistics.median(np.concatenate([f["ref_latency_ms"].to_numpy() for f in all_rows])))
-    in_features = encoding_size(run.config.space)
     t1 = time.perf_counter()
-    model, train_metrics = train_with_ray(run, splits, in_features)
+    model, train_metrics = train_with_ray(run, splits)
     t2 = time.perf_counter()
     scores, points = evaluate_all(run, model, splits, reference_ms)
     print(f"[fit] Ray Train job {t2 - t1:.1f} s, baselines and test metrics {time.perf_counter() - t2:.1f} s", flush=True)
