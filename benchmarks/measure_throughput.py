@@ -33,6 +33,7 @@ def main() -> None:
     ap.add_argument("--archs", type=int, default=40)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--repeat-archs", type=int, default=50)
+    ap.add_argument("--target", default="cpu-t1-torch-b1", help="the target measured (benchmarks/targets.py covers all)")
     args = ap.parse_args()
     init_ray(num_cpus=2)
     tmp = Path(tempfile.mkdtemp(prefix="lanas-bench-"))
@@ -41,18 +42,18 @@ def main() -> None:
     seed = 100
     repeat_cfg = load_config(args.config, {"seed": 7, "name": "repeat"})
     first = RunDir.open(tmp / "repeat-a", repeat_cfg)
-    run_measure(first, num_archs=args.repeat_archs, progress=False)
+    run_measure(first, num_archs=args.repeat_archs, progress=False, target=args.target)
     for r in range(args.rounds):
         for workers in (1, 2):
             seed += 1
             cfg = load_config(args.config, {"seed": seed, "name": f"speed{seed}"})
             run = RunDir.open(tmp / f"speed-{seed}", cfg)
-            s = run_measure(run, num_archs=args.archs, progress=False, max_in_flight=workers)
+            s = run_measure(run, num_archs=args.archs, progress=False, max_in_flight=workers, target=args.target)
             speed[workers].append(s["archs_per_s"])
             overhead[workers].append(1 - s["timed_s"] / (s["wall_s"] * workers))
             print(f"round {r + 1}, {workers} worker(s): {s['archs_per_s']:.2f} archs/s, overhead {overhead[workers][-1]:.1%}")
     second = RunDir.open(tmp / "repeat-b", repeat_cfg)
-    run_measure(second, num_archs=args.repeat_archs, progress=False)
+    run_measure(second, num_archs=args.repeat_archs, progress=False, target=args.target)
 
     def by_arch(run: RunDir) -> dict[str, dict]:
         return {r["arch_id"]: r for r in ds.read_table(dataset_dir(run)).to_pylist() if r["status"] == "ok"}
@@ -79,7 +80,8 @@ def main() -> None:
     print(f"repeatability over {rep['archs']} archs: median {rep['median_rel_diff_normalised']:.2%} normalised "
           f"(p90 {rep['p90_rel_diff_normalised']:.2%}), raw ms {rep['median_rel_diff_raw_ms']:.2%} (target <= 3 %)")
     record("measure_throughput", figures, "python benchmarks/measure_throughput.py "
-           f"--archs {args.archs} --rounds {args.rounds} --repeat-archs {args.repeat_archs} --config {args.config}")
+           f"--archs {args.archs} --rounds {args.rounds} --repeat-archs {args.repeat_archs} --config {args.config} "
+           f"--target {args.target}")
 
 
 if __name__ == "__main__":

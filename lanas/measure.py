@@ -1,59 +1,53 @@
-"""Latency measurement of one network on one device (the protocol of DESIGN.md).
+"""Latency measurement of one network on one target (device x runtime x dtype x batch x threads).
 
-Fixed batch size and input size; eval mode under ``torch.inference_mode()``; warm-up
-runs; many timed repeats; median as the statistic with p10/p90 kept; CPU: a fixed thread
-count; CUDA: CUDA events around each timed call.
+The protocol (nn-Meter, HW-NAS-Bench, ProxylessNAS): fixed batch and input size; eval
+mode under ``torch.inference_mode()``; warm-up runs; many timed repeats; the median
+kept with p10/p90; a fixed thread count on CPU; CUDA events around each call for torch
+on CUDA (ONNX Runtime's ``run`` returns its outputs on the host, so the host clock holds).
 
 Shared CPUs drift by several percent within minutes, so every architecture is timed
-*interleaved* with a fixed reference network (ref, arch, ref, arch, ...) and the ratio
-``median(arch) / median(ref)`` is kept beside the raw milliseconds. (``torch.utils.
-benchmark`` times one statement at a time, so it cannot interleave two; hence this
-small timer.)
+*interleaved* with a fixed reference network compiled for the same target, and the
+statistic is the median of the per-pair ratios ``arch_i / ref_i`` (the pairs are what the
+interleaving buys; the ratio of the two medians throws the pairing away). Which of the
+two runs first alternates from pair to pair, and the garbage collector is off while
+timing. (``torch.utils.benchmark`` times one statement at a time, so it cannot
+interleave two networks, nor time an ONNX Runtime session; hence this small timer.)
 """
 from __future__ import annotations
 
+import gc
 import platform
-import re
 import statistics
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Callable, Iterator
 
 import torch
-from torch import nn
 
 from lanas.genotype import Genotype, published
 from lanas.network import MacroConfig, Network
+from lanas.runtimes import Compiled, compile_for, device_name, example_input, runtime_version
+from lanas.target import Target
 
-DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 REFERENCE_GENOTYPE = "darts_v2"  # the fixed reference network, built with the run's macro
 
 
 @dataclass(frozen=True)
 class MeasureSettings:
-    device: str = "cpu"  # "cpu" or "cuda"
-    batch_size: int = 1  # images per timed inference
-    resolution: int = 8  # input height = width
-    dtype: str = "float32"  # float32 | float16 | bfloat16 (half types on CUDA)
-    threads: int = 1  # CPU threads per measuring worker (intra-op)
     warmup: int = 5  # untimed runs of each network before timing
-    repeats: int = 25  # timed runs of each network (interleaved with the reference)
+    repeats: int = 25  # timed runs of each network (interleaved with the reference), at least
+    min_time_s: float = 0.0  # ... and more pairs until this many seconds were timed (sub-ms runtimes)
+    max_repeats: int = 1000  # ... but never more than this many pairs
 
     def __post_init__(self) -> None:
-        if self.device not in ("cpu", "cuda"):
-            raise ValueError(f"device must be 'cpu' or 'cuda', got {self.device!r}")
-        if self.dtype not in DTYPES:
-            raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {self.dtype!r}")
-        for name in ("batch_size", "resolution", "threads", "repeats"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.repeats < 1:
+            raise ValueError(f"repeats must be >= 1, got {self.repeats}")
         if self.warmup < 0:
             raise ValueError(f"warmup must be >= 0, got {self.warmup}")
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-")
+        if self.min_time_s < 0 or self.max_repeats < self.repeats:
+            raise ValueError(f"min_time_s must be >= 0 and max_repeats >= repeats, got {self.min_time_s}, "
+                             f"{self.max_repeats}")
 
 
 def cpu_model() -> str:
@@ -67,13 +61,9 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine() or "unknown"
 
 
-def hardware_id(settings: MeasureSettings) -> str:
-    """``cpu-<model>-t<threads>`` or ``cuda-<device name>`` (partition key of the dataset)."""
-    if settings.device == "cuda":
-        if not torch.cuda.is_available():
-            raise RuntimeError("measure.device is 'cuda' but no CUDA device is visible")
-        return "cuda-" + _slug(torch.cuda.get_device_name())
-    return f"cpu-{_slug(cpu_model())}-t{settings.threads}"
+def hardware_id(target: Target) -> str:
+    """The dataset partition key of ``target`` on this machine (see :mod:`lanas.target`)."""
+    return target.hardware_id(device_name(target))
 
 
 @contextmanager
@@ -84,6 +74,19 @@ def cpu_threads(n: int) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(old)
+
+
+@contextmanager
+def quiet_timing(threads: int) -> Iterator[None]:
+    """Fixed torch threads, inference mode, garbage collector off (restored after)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        with cpu_threads(threads), torch.inference_mode():
+            yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 @dataclass(frozen=True)
@@ -103,83 +106,93 @@ class Timing:
 class PairedTiming:
     arch: Timing
     reference: Timing
-    ratio: float  # median(arch) / median(reference)
-    ratio_p10: float  # spread of the per-repeat ratios arch_i / ref_i
+    ratio: float  # median of the per-pair ratios arch_i / ref_i
+    ratio_p10: float  # their spread
     ratio_p90: float
     timed_s: float  # wall seconds spent inside timed calls (for overhead accounting)
 
 
-class _Clock:
-    def __init__(self, device: torch.device):
-        self.cuda = device.type == "cuda"
-        if self.cuda:
-            self.start, self.end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+def _clock(compiled: Compiled) -> Callable[[], float]:
+    """A function running ``compiled`` once and returning its milliseconds."""
+    if compiled.cuda_events:
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
 
-    def time_ms(self, model: nn.Module, x: torch.Tensor) -> float:
-        if self.cuda:
-            self.start.record()
-            model(x)
-            self.end.record()
-            self.end.synchronize()
-            return self.start.elapsed_time(self.end)
+        def cuda_ms() -> float:
+            start.record()
+            compiled.run()
+            end.record()
+            end.synchronize()
+            return start.elapsed_time(end)
+
+        return cuda_ms
+
+    def host_ms() -> float:
         t0 = time.perf_counter_ns()
-        model(x)
+        compiled.run()
         return (time.perf_counter_ns() - t0) / 1e6
 
-
-def prepare(model: nn.Module, settings: MeasureSettings) -> nn.Module:
-    return model.to(device=settings.device, dtype=DTYPES[settings.dtype]).eval()
+    return host_ms
 
 
-def example_input(in_channels: int, settings: MeasureSettings) -> torch.Tensor:
-    gen = torch.Generator().manual_seed(0)
-    x = torch.randn(settings.batch_size, in_channels, settings.resolution, settings.resolution, generator=gen)
-    return x.to(device=settings.device, dtype=DTYPES[settings.dtype])
-
-
-def warm_up(model: nn.Module, x: torch.Tensor, settings: MeasureSettings) -> None:
-    with cpu_threads(settings.threads), torch.inference_mode():
-        for _ in range(settings.warmup):
-            model(x)
-        if x.device.type == "cuda":
+def warm_up(compiled: Compiled, runs: int, threads: int) -> None:
+    with quiet_timing(threads):
+        for _ in range(runs):
+            compiled.run()
+        if compiled.cuda_events:
             torch.cuda.synchronize()
 
 
-def time_interleaved(model: nn.Module, reference: nn.Module, x: torch.Tensor, settings: MeasureSettings,
-                     warm_reference: bool = True) -> PairedTiming:
-    """Time ``model`` and ``reference`` alternately on input ``x`` (both prepared).
-    ``warm_reference=False`` skips the reference's warm-up when it is known to be warm."""
-    clock = _Clock(x.device)
-    arch_ms, ref_ms = [], []
-    if warm_reference:
-        warm_up(reference, x, settings)
-    warm_up(model, x, settings)
-    with cpu_threads(settings.threads), torch.inference_mode():
-        for _ in range(settings.repeats):
-            ref_ms.append(clock.time_ms(reference, x))
-            arch_ms.append(clock.time_ms(model, x))
-    ratios = [a / r for a, r in zip(arch_ms, ref_ms)]
+def time_interleaved(model: Compiled, reference: Compiled, settings: MeasureSettings, threads: int) -> PairedTiming:
+    """Time ``model`` and ``reference`` (both warm) in pairs, alternating which runs first:
+    ``settings.repeats`` pairs, more until ``settings.min_time_s`` was spent timing."""
+    arch_clock, ref_clock = _clock(model), _clock(reference)
+    arch_ms: list[float] = []
+    ref_ms: list[float] = []
+    timed_ms = 0.0
+    with quiet_timing(threads):
+        while len(arch_ms) < settings.repeats or (
+                len(arch_ms) < settings.max_repeats and timed_ms < 1e3 * settings.min_time_s):
+            if len(arch_ms) % 2:
+                arch_ms.append(arch_clock())
+                ref_ms.append(ref_clock())
+            else:
+                ref_ms.append(ref_clock())
+                arch_ms.append(arch_clock())
+            timed_ms += arch_ms[-1] + ref_ms[-1]
     arch, ref = Timing.of(arch_ms), Timing.of(ref_ms)
-    spread = Timing.of(ratios)
     if not (arch.median_ms > 0 and ref.median_ms > 0):
         raise RuntimeError(f"non-positive timing (arch {arch.median_ms} ms, ref {ref.median_ms} ms)")
-    return PairedTiming(arch, ref, arch.median_ms / ref.median_ms, spread.p10_ms, spread.p90_ms,
-                        (sum(arch_ms) + sum(ref_ms)) / 1e3)
+    ratios = Timing.of([a / r for a, r in zip(arch_ms, ref_ms)])
+    return PairedTiming(arch, ref, ratios.median_ms, ratios.p10_ms, ratios.p90_ms, (sum(arch_ms) + sum(ref_ms)) / 1e3)
+
+
+@dataclass(frozen=True)
+class Measurement:
+    timing: PairedTiming
+    export_s: float  # the architecture's ONNX export (0 for eager)
+    compile_s: float  # its session / compiled-model build
 
 
 class LatencyMeter:
-    """Measures genotypes at one macro and setting against a fixed reference network.
+    """Measures genotypes at one macro and input size on one target, against a fixed
+    reference network compiled for the same target.
 
-    The reference is warmed up once here; afterwards it stays warm, being timed every
-    other call, so each architecture only needs its own warm-up."""
+    The reference is compiled and warmed up once here; afterwards it stays warm, being
+    timed every other call, so each architecture only needs its own warm-up."""
 
-    def __init__(self, macro: MacroConfig, settings: MeasureSettings, seed: int = 0):
-        self.macro, self.settings = macro, settings
+    def __init__(self, macro: MacroConfig, target: Target, settings: MeasureSettings, resolution: int, seed: int = 0):
+        self.macro, self.target, self.settings = macro, target, settings
+        self.runtime_version = runtime_version(target.runtime)
+        self.x = example_input(macro.in_channels, resolution, target)
         torch.manual_seed(seed)
-        self.reference = prepare(Network(published(REFERENCE_GENOTYPE), macro), settings)
-        self.x = example_input(macro.in_channels, settings)
-        warm_up(self.reference, self.x, settings)
+        self.reference = compile_for(Network(published(REFERENCE_GENOTYPE), macro), self.x, target)
+        warm_up(self.reference, settings.warmup, target.threads)
 
-    def measure(self, genotype: Genotype) -> PairedTiming:
-        model = prepare(Network(genotype, self.macro), self.settings)
-        return time_interleaved(model, self.reference, self.x, self.settings, warm_reference=False)
+    def compile(self, genotype: Genotype) -> Compiled:
+        return compile_for(Network(genotype, self.macro), self.x, self.target)
+
+    def measure(self, genotype: Genotype) -> Measurement:
+        model = self.compile(genotype)
+        warm_up(model, self.settings.warmup, self.target.threads)
+        timing = time_interleaved(model, self.reference, self.settings, self.target.threads)
+        return Measurement(timing, model.export_s, model.compile_s)

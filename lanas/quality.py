@@ -27,8 +27,9 @@ def regression_metrics(pred: np.ndarray, true: np.ndarray, ms_per_unit: float = 
     """MAPE, RMSE (in ms: units x ``ms_per_unit``), share within +-5 / +-10 %, Kendall tau, Spearman rho."""
     pred, true = np.asarray(pred, dtype=float), np.asarray(true, dtype=float)
     rel = np.abs(pred - true) / np.abs(true)
-    tau = stats.kendalltau(pred, true).statistic if len(true) > 1 else float("nan")
-    rho = stats.spearmanr(pred, true).statistic if len(true) > 1 else float("nan")
+    varied = len(true) > 1 and np.ptp(pred) > 0 and np.ptp(true) > 0  # rank correlation is undefined otherwise
+    tau = stats.kendalltau(pred, true).statistic if varied else float("nan")
+    rho = stats.spearmanr(pred, true).statistic if varied else float("nan")
     return {"mape": float(rel.mean()), "rmse_ms": float(np.sqrt(np.mean((pred - true) ** 2)) * ms_per_unit),
             "within_5pct": float((rel <= 0.05).mean()), "within_10pct": float((rel <= 0.10).mean()),
             "kendall_tau": float(tau), "spearman_rho": float(rho), "n": int(len(true))}
@@ -63,3 +64,21 @@ def network_flops(genotype: Genotype, macro: MacroConfig, resolution: int) -> in
 def fit_flops(flops: Sequence[int], y: np.ndarray) -> tuple[float, float]:
     slope, intercept = np.polyfit(np.asarray(flops, dtype=float), y, 1)
     return float(slope), float(intercept)
+
+
+def paired_bootstrap(err_a: np.ndarray, err_b: np.ndarray, n: int = 2000, seed: int = 0,
+                     level: float = 0.95) -> dict[str, float]:
+    """Mean of ``err_a - err_b`` over the same test rows, with a percentile bootstrap
+    interval (rows resampled with replacement, ``n`` times). An interval that holds 0 is
+    a tie within the noise of this test set."""
+    a, b = np.asarray(err_a, dtype=float), np.asarray(err_b, dtype=float)
+    d = a - b
+    rng = np.random.default_rng(seed)
+    means = d[rng.integers(0, len(d), size=(n, len(d)))].mean(axis=1)
+    lo, hi = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
+    return {"mean": float(d.mean()), "lo": float(lo), "hi": float(hi), "n": int(len(d))}
+
+
+def verdict(diff: dict[str, float]) -> str:
+    """'better', 'worse' or 'tie' for a bootstrap interval of (ours - theirs) errors."""
+    return "better" if diff["hi"] < 0 else "worse" if diff["lo"] > 0 else "tie"

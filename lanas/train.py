@@ -66,7 +66,7 @@ def train_network(
             loss.backward()
             nn.utils.clip_grad_norm_(net.parameters(), settings.grad_clip)
             opt.step()
-            total_loss += float(loss) * len(y)
+            total_loss += float(loss.detach()) * len(y)
             correct += int((logits.argmax(1) == y).sum())
             n += len(y)
         sched.step()

@@ -15,6 +15,7 @@ from pipeline.config import ConfigError
 from pipeline.errors import PipelineError
 
 EXIT_USAGE = 2
+RUNTIME_COMMANDS = ("measure", "evaluate")  # stages that time networks: their runtimes must be installed
 
 
 def _common(p: argparse.ArgumentParser, config_required: bool = True) -> None:
@@ -23,6 +24,11 @@ def _common(p: argparse.ArgumentParser, config_required: bool = True) -> None:
     p.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else a local Ray)")
     p.add_argument("--overwrite", action="store_true", help="accept a run directory made with another config")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _target_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--target", metavar="ID", help="only this target: its spec (e.g. cpu-t1-onnxruntime-b1) or "
+                   "hardware id (default: every target of the config)")
 
 
 def _search_flags(p: argparse.ArgumentParser) -> None:
@@ -37,6 +43,10 @@ def _open_run(args: argparse.Namespace):
     from pipeline.rundir import RunDir
 
     cfg = load_config(args.config)
+    if args.command in RUNTIME_COMMANDS:
+        from pipeline.measure import check_runtimes
+
+        check_runtimes(cfg.targets)
     check_reachable(getattr(args, "address", None))  # before anything is written
     return RunDir.open(Path(args.run_dir or Path("runs") / cfg.name), cfg, overwrite=args.overwrite)
 
@@ -49,8 +59,7 @@ def cmd_measure(args: argparse.Namespace) -> None:
         raise PipelineError(f"--num-archs must be > 0, got {args.num_archs}")
     run = _open_run(args)
     init_ray(args.address)
-    summary = run_measure(run, args.num_archs, args.genotypes, progress=not args.quiet)
-    run.mark_done("measure", summary)
+    run_measure(run, args.num_archs, args.genotypes, progress=not args.quiet, target=args.target)
 
 
 def cmd_fit(args: argparse.Namespace) -> None:
@@ -59,14 +68,20 @@ def cmd_fit(args: argparse.Namespace) -> None:
 
     run = _open_run(args)
     init_ray(args.address)
-    run_fit(run, hardware=args.hardware)
+    run_fit(run, target=args.target)
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
     from pipeline.fit import predict_genotypes
 
-    for line in predict_genotypes(args.run_dir, args.genotypes):
+    for line in predict_genotypes(args.run_dir, args.genotypes, args.target):
         print(line)
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    from pipeline.export import export_candidate
+
+    print(export_candidate(args.run_dir, args.candidate, args.onnx))
 
 
 def cmd_search(args: argparse.Namespace) -> None:
@@ -120,14 +135,21 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("--num-archs", type=int, help="architectures to sample (default: measure.num_archs)")
     p.add_argument("--genotypes", help="measure exactly these genotypes (JSON lines) instead of sampling")
+    _target_flag(p)
 
-    p = add("fit", cmd_fit, "stage 2: fit the latency predictor with Ray Train, against baselines")
+    p = add("fit", cmd_fit, "stage 2: fit the latency predictors with Ray Train, against baselines")
     _common(p)
-    p.add_argument("--hardware", help="hardware partition to fit (default: the only/most recent one)")
+    _target_flag(p)
 
-    p = add("predict", cmd_predict, "predict the latency of genotypes with a run's fitted predictor")
+    p = add("predict", cmd_predict, "predict the latency of genotypes with a run's fitted predictors")
     p.add_argument("--run-dir", required=True)
     p.add_argument("--genotypes", required=True, help="JSON lines file of genotypes")
+    _target_flag(p)
+
+    p = add("export", cmd_export, "write an evaluated candidate as an ONNX file for deployment")
+    p.add_argument("--run-dir", required=True)
+    p.add_argument("--candidate", required=True, help="candidate name, as in report/pareto.csv (e.g. lam0.3-seed0-...)")
+    p.add_argument("--onnx", required=True, help="output file (an existing file is not overwritten)")
 
     p = add("search", cmd_search, "stage 3: Ray Tune sweep of lambda over differentiable searches")
     _common(p)

@@ -25,7 +25,9 @@ from lanas.network import MacroConfig
 from lanas.predictor import PredictorSettings
 from lanas.search import SearchSettings
 from lanas.space import SearchSpace
+from lanas.target import Target
 from lanas.train import TrainSettings
+from pipeline.dataset import Setting
 
 
 class ConfigError(ValueError):
@@ -64,17 +66,28 @@ class NetworkSection:
 @dataclass(frozen=True)
 class MeasureStage:
     num_archs: int = 200  # random architectures to measure (the --num-archs default)
+    targets: tuple[Target, ...] = (Target(),)  # deployment targets; every architecture is timed on each
     chunk_size: int = 10  # architectures per Ray task
     max_in_flight: int = 0  # tasks in flight at once; 0 = as many as the cluster fits
     max_retries: int = 2  # retries of a task whose worker died
-    protocol: MeasureSettings = MeasureSettings()
-    resources: Resources = Resources()
+    protocol: MeasureSettings = MeasureSettings()  # warm-up and timed repeats
+    resources: Resources = Resources()  # per task; a target raises it to its threads (CPU) or 1 GPU (cuda)
 
     def __post_init__(self) -> None:
         if self.num_archs < 1:
             raise ValueError(f"num_archs must be > 0, got {self.num_archs}")
         if self.chunk_size < 1 or self.max_in_flight < 0 or self.max_retries < 0:
             raise ValueError("chunk_size must be >= 1; max_in_flight, max_retries >= 0")
+        if not self.targets:
+            raise ValueError("targets must not be empty")
+        specs = [t.spec for t in self.targets]
+        if len(set(specs)) != len(specs):
+            raise ValueError(f"targets must be distinct, got {specs}")
+
+    def task_options(self, target: Target) -> dict[str, Any]:
+        """Ray options of a task measuring on ``target``."""
+        cpus, gpus = target.resource_options(self.resources.num_cpus, self.resources.num_gpus)
+        return {"num_cpus": cpus, "num_gpus": gpus, "resources": dict(self.resources.custom)}
 
 
 @dataclass(frozen=True)
@@ -118,11 +131,12 @@ class EvaluateStage:
     train: TrainSettings = TrainSettings()
     random_archs: int = 4  # random architectures trained as a reference cloud
     published: bool = True  # also train the published genotypes (DARTS V1/V2, PC-DARTS)
+    max_in_flight: int = 0  # training tasks in flight at once; 0 = as many as the cluster fits
     resources: Resources = Resources()
 
     def __post_init__(self) -> None:
-        if self.random_archs < 0:
-            raise ValueError(f"random_archs must be >= 0, got {self.random_archs}")
+        if self.random_archs < 0 or self.max_in_flight < 0:
+            raise ValueError(f"random_archs and max_in_flight must be >= 0, got {self.random_archs}, {self.max_in_flight}")
 
 
 @dataclass(frozen=True)
@@ -140,6 +154,14 @@ class RunConfig:
     def macro(self) -> MacroConfig:
         n = self.network
         return MacroConfig(n.layers, n.channels, n.stem_multiplier, self.data.in_channels, self.data.num_classes)
+
+    @property
+    def targets(self) -> tuple[Target, ...]:
+        return self.measure.targets
+
+    def setting(self, target: Target) -> Setting:
+        """The measurement setting of ``target`` in this run (input size from ``data``)."""
+        return Setting(target, self.macro(), self.data.resolution, self.space.ops)
 
     def to_dict(self) -> dict[str, Any]:
         return _plain(dataclasses.asdict(self))

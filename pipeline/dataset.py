@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -20,6 +21,8 @@ import pyarrow as pa
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
+from lanas.network import MacroConfig
+from lanas.target import Target
 from pipeline.errors import PipelineError
 
 PARTITION = "hardware"
@@ -31,13 +34,18 @@ FILE_SCHEMA = pa.schema([
     ("encoding", pa.list_(pa.float32())),  # lanas.encoding layout (see layout_version)
     ("layout_version", pa.int32()),
     ("space_ops", pa.string()),  # comma-separated op list of the encoding
+    ("device", pa.string()),  # the target: cpu | cuda ...
+    ("runtime", pa.string()),  # ... torch | onnxruntime | openvino ...
+    ("dtype", pa.string()),
     ("batch_size", pa.int32()),
-    ("resolution", pa.int32()),
-    ("in_channels", pa.int32()),
+    ("threads", pa.int32()),
+    ("resolution", pa.int32()),  # input height = width (from the dataset)
+    ("in_channels", pa.int32()),  # the deployed network's macro
     ("channels", pa.int32()),
     ("layers", pa.int32()),
-    ("dtype", pa.string()),
-    ("threads", pa.int32()),
+    ("stem_multiplier", pa.int32()),
+    ("device_name", pa.string()),  # CPU model or CUDA device name
+    ("runtime_version", pa.string()),
     ("status", pa.string()),  # "ok" or "failed"
     ("error", pa.string()),  # why it failed (null when ok)
     ("latency_ms", pa.float64()),  # median of the timed runs (null when failed)
@@ -49,12 +57,38 @@ FILE_SCHEMA = pa.schema([
     ("latency_ratio_p90", pa.float64()),
     ("repeats", pa.int32()),
     ("warmup", pa.int32()),
+    ("export_s", pa.float64()),  # seconds to export this architecture to ONNX (0 for eager); not latency
+    ("compile_s", pa.float64()),  # seconds to build its runtime session / compiled model; not latency
     ("torch_version", pa.string()),
     ("measured_at", pa.timestamp("us", tz="UTC")),
     ("seed", pa.int64()),
     ("node", pa.string()),  # Ray node the row was measured on
 ])
-SETTING_COLUMNS = ("batch_size", "resolution", "in_channels", "channels", "layers", "dtype", "threads", "space_ops")
+
+
+@dataclass(frozen=True)
+class Setting:
+    """What a latency row depends on besides the architecture and the machine: the
+    target, the deployed network's macro, the input size and the encoding's op list.
+    The one definition of the setting columns of the dataset."""
+
+    target: Target
+    macro: MacroConfig
+    resolution: int
+    space_ops: tuple[str, ...]
+
+    def columns(self) -> dict[str, Any]:
+        t, m = self.target, self.macro
+        return {"device": t.device, "runtime": t.runtime, "dtype": t.dtype, "batch_size": t.batch_size,
+                "threads": t.threads, "resolution": self.resolution, "in_channels": m.in_channels,
+                "channels": m.channels, "layers": m.layers, "stem_multiplier": m.stem_multiplier,
+                "space_ops": ",".join(self.space_ops)}
+
+    def key(self) -> tuple:
+        return tuple(self.columns().values())
+
+
+SETTING_COLUMNS = tuple(Setting(Target(), MacroConfig(), 1, ()).columns())
 
 
 def _files(root: Path) -> list[Path]:

@@ -1,17 +1,24 @@
-"""Stage 4 -- ``lanas evaluate``: train each candidate from scratch, then measure it.
+"""Stage 4 -- ``lanas evaluate``: train each candidate from scratch, then measure it on
+every target.
 
 Candidates: every derived genotype of the sweep (lambda = 0 among them when in the
 grid), the published genotypes whose ops the space has, and ``evaluate.random_archs``
-random architectures as a reference cloud. Phase 1 trains them in parallel Ray tasks
-(``evaluate.resources``); phase 2, after all training has finished, measures their real
-latency with the stage-1 task, protocol and resources (so no training runs beside a
-timing), into ``evaluate/latency/`` -- a dataset of the stage-1 schema. Both phases
-append as results arrive and skip what is already there on a re-run.
+random architectures as a reference cloud. Phase 1 trains each distinct architecture
+once, in parallel Ray tasks (``evaluate.resources``), keeping its weights in
+``evaluate/weights/`` (for ``lanas export``). Phase 2, after all training has finished,
+measures every candidate on every target with the stage-1 code, protocol and resources
+(so no training runs beside a timing) into ``evaluate/latency/`` -- a dataset of the
+stage-1 schema: the cross-target latency matrix. Both phases append as results arrive
+and skip what is already there on a re-run.
+
+``results.jsonl`` has one row per (candidate, target): accuracy (the same on every
+target), measured and predicted latency on that target.
 """
 from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -24,32 +31,45 @@ from lanas.train import evaluate as evaluate_net
 from lanas.train import train_network
 from pipeline import dataset as ds
 from pipeline.config import RunConfig
-from pipeline.fit import load_checked
-from pipeline.measure import measure_genotypes, setting_key
+from pipeline.errors import PipelineError
+from pipeline.fanout import check_resources, fan_out, slots
+from pipeline.measure import measure_into, missing, probe_targets
+from pipeline.predictor_store import load_all
 from pipeline.rundir import RunDir, read_jsonl, write_jsonl
 
 RANDOM_SEED_OFFSET = 10_000  # random reference architectures use seed + this
+EVAL_BATCH = 512  # images per forward pass when scoring val and test
+TRAIN_RETRIES = 2  # retries of a training task whose worker died
+
+
+def candidate_name(row: dict[str, Any]) -> str:
+    """``lam0-seed0`` (shared by every target), ``lam0.3-seed0-cpu-t1-onnxruntime-b1``."""
+    base = f"lam{row['lam']:g}-seed{row['seed']}"
+    return f"{base}-{row['target']}" if row["target"] else base
 
 
 def candidates(run: RunDir) -> list[dict[str, Any]]:
     cfg = run.config
-    out = [{"name": f"lambda={r['lam']:g} seed={r['seed']}", "kind": "searched", "lam": r["lam"], "seed": r["seed"],
-            "genotype": r["genotype"]} for r in run.stage_results("search")]
+    out = [{"name": candidate_name(r), "kind": "searched", "lam": r["lam"], "seed": r["seed"],
+            "searched_for": r["target"], "genotype": r["genotype"]} for r in run.stage_results("search")]
     if cfg.evaluate.published:
         for name in PUBLISHED:
             g = published(name)
             if all(op in cfg.space.ops for op, _ in g.normal + g.reduce):
-                out.append({"name": name, "kind": "published", "lam": None, "seed": None, "genotype": g.to_json()})
+                out.append({"name": name, "kind": "published", "lam": None, "seed": None, "searched_for": None,
+                            "genotype": g.to_json()})
     for i, g in enumerate(cfg.space.sample_unique(cfg.evaluate.random_archs, cfg.seed + RANDOM_SEED_OFFSET)
                           if cfg.evaluate.random_archs else []):
-        out.append({"name": f"random-{i}", "kind": "random", "lam": None, "seed": None, "genotype": g.to_json()})
+        out.append({"name": f"random-{i}", "kind": "random", "lam": None, "seed": None, "searched_for": None,
+                    "genotype": g.to_json()})
     for c in out:
         c["arch_id"] = Genotype.from_json(c["genotype"], cfg.space.ops).arch_id
     return out
 
 
 def train_candidate(genotype_json: str, cfg: RunConfig) -> dict[str, Any]:
-    """Inside a Ray task: train from scratch on the train split, score on val and test."""
+    """Inside a Ray task: train from scratch on the train split, score on val and test.
+    Returns the scores and the trained weights."""
     t0 = time.perf_counter()
     torch.set_num_threads(max(1, int(cfg.evaluate.resources.num_cpus)))
     device = "cuda" if cfg.evaluate.resources.num_gpus > 0 and torch.cuda.is_available() else "cpu"
@@ -59,83 +79,115 @@ def train_candidate(genotype_json: str, cfg: RunConfig) -> dict[str, Any]:
     net = Network(g, cfg.macro())
     s = cfg.evaluate.train
     metrics = train_network(net, loader(splits.train, s.batch_size, True, cfg.seed), s, device)
-    val_acc, _ = evaluate_net(net, loader(splits.val, 512, False), device)
-    test_acc, test_loss = evaluate_net(net, loader(splits.test, 512, False), device)
+    val_acc, _ = evaluate_net(net, loader(splits.val, EVAL_BATCH, False), device)
+    test_acc, test_loss = evaluate_net(net, loader(splits.test, EVAL_BATCH, False), device)
     return {"arch_id": g.arch_id, "test_acc": test_acc, "test_loss": test_loss, "val_acc": val_acc,
             "train_acc": metrics["train_acc"], "params": sum(p.numel() for p in net.parameters()),
-            "train_s": time.perf_counter() - t0}
+            "train_s": time.perf_counter() - t0, "state": {k: v.cpu() for k, v in net.state_dict().items()}}
 
 
-def run_evaluate(run: RunDir, progress: bool = True) -> list[dict[str, Any]]:
+def weights_path(run: RunDir, arch_id: str) -> Path:
+    return run.stage("evaluate") / "weights" / f"{arch_id}.pt"
+
+
+def train_all(run: RunDir, unique: dict[str, str], progress: bool) -> dict[str, dict[str, Any]]:
+    """Phase 1: train every architecture not trained yet; returns arch_id -> scores."""
     import ray
     from tqdm import tqdm
 
     cfg = run.config
-    t0 = time.perf_counter()
-    stored = load_checked(run, gate=False)
-    hw = stored.meta["hardware"]
-    folder = run.stage("evaluate")
-    cands = candidates(run)
-    unique = {c["arch_id"]: c["genotype"] for c in cands}
-
-    # phase 1: training, in parallel
-    trained_file = folder / "trained.jsonl"
-    trained = {r["arch_id"]: r for r in read_jsonl(trained_file)}
+    trained_file = run.stage("evaluate") / "trained.jsonl"
+    trained = {r["arch_id"]: r for r in read_jsonl(trained_file) if weights_path(run, r["arch_id"]).is_file()}
     todo = [a for a in unique if a not in trained]
-    print(f"[evaluate] {len(cands)} candidates ({len(unique)} distinct architectures); training {len(todo)} "
-          f"for {cfg.evaluate.train.epochs} epochs, {len(trained)} already trained", flush=True)
-    task = ray.remote(train_candidate).options(name="evaluate.train", max_retries=2, **cfg.evaluate.resources.ray_options())
-    pending = {task.remote(unique[a], cfg): a for a in todo}
+    print(f"[evaluate] {len(unique)} distinct architectures; training {len(todo)} for {cfg.evaluate.train.epochs} "
+          f"epochs, {len(unique) - len(todo)} already trained", flush=True)
+    options = cfg.evaluate.resources.ray_options()
+    check_resources(options, "evaluate (training)")
+    task = ray.remote(train_candidate).options(name="evaluate.train", max_retries=TRAIN_RETRIES, **options)
     bar = tqdm(total=len(todo), unit="arch", desc="evaluate.train", disable=not progress)
+    weights_path(run, "x").parent.mkdir(exist_ok=True)
+
     with trained_file.open("a", encoding="utf-8") as fh:
-        while pending:
-            done, _ = ray.wait(list(pending), num_returns=1)
-            r = ray.get(done[0])
-            pending.pop(done[0])
-            trained[r["arch_id"]] = r
+        def keep(arch_id: str, r: dict[str, Any]) -> None:
+            path = weights_path(run, arch_id)
+            tmp = path.with_name(f".{path.name}.tmp")
+            torch.save(r.pop("state"), tmp)
+            tmp.replace(path)  # weights first: a line in trained.jsonl implies its weights exist
+            trained[arch_id] = r
             fh.write(json.dumps(r) + "\n")
             fh.flush()
             bar.update(1)
+
+        fan_out(lambda a: task.remote(unique[a], cfg), todo, cfg.evaluate.max_in_flight or slots(options), keep)
     bar.close()
+    return trained
 
-    # phase 2: real latency, with the stage-1 protocol, after training has finished
-    lat_root = folder / "latency"
-    key = (hw, *setting_key(cfg))
-    have = ds.measured_keys(lat_root)
-    to_measure = [Genotype.from_json(unique[a], cfg.space.ops) for a in unique if (*key, a) not in have]
-    if to_measure:
-        print(f"[evaluate] measuring the real latency of {len(to_measure)} architectures on {hw}", flush=True)
-        mtask = ray.remote(measure_genotypes).options(name=f"evaluate.measure[{hw}]", max_retries=cfg.measure.max_retries,
-                                                      **cfg.measure.resources.ray_options())
-        size = cfg.measure.chunk_size
-        refs = [mtask.remote(to_measure[i : i + size], cfg.space, cfg.macro(), cfg.measure.protocol, cfg.seed)
-                for i in range(0, len(to_measure), size)]
-        while refs:
-            done, refs = ray.wait(refs, num_returns=1)
-            out = ray.get(done[0])
-            ds.write_shard(lat_root, out["hardware"], out["rows"], folder / "tmp")
-    rows = {r["arch_id"]: r for r in ds.read_table(lat_root, hw).to_pylist() if ds.setting_of(r) == setting_key(cfg)}
 
-    # join: accuracy, measured and predicted latency
-    ref_ms = stored.reference_ms
+def measure_all(run: RunDir, unique: dict[str, str], progress: bool) -> dict[tuple[str, str], dict[str, Any]]:
+    """Phase 2: every architecture on every target; returns (spec, arch_id) -> dataset row."""
+    cfg = run.config
+    root = run.stage("evaluate") / "latency"
+    ids = probe_targets(run, cfg.targets, record=False)
+    for spec, hw in ids.items():
+        if run.hardware_id(spec) != hw:
+            raise PipelineError(f"target {spec} is {hw} on this cluster, but its predictor was fitted on "
+                                f"{run.hardware_id(spec)}; evaluate on the hardware that was measured")
+    genotypes = [Genotype.from_json(g, cfg.space.ops) for g in unique.values()]
+    todo = missing(root, cfg, cfg.targets, ids, genotypes)
+    if any(todo.values()):
+        print(f"[evaluate] measuring real latency: {', '.join(f'{len(v)} on {ids[k]}' for k, v in todo.items())}",
+              flush=True)
+        measure_into(run, root, todo, cfg.measure.max_in_flight, progress, name="evaluate.measure")
+    table = ds.read_table(root).to_pylist()
+    out = {}
+    for t in cfg.targets:
+        key = cfg.setting(t).key()
+        for r in table:
+            if r[ds.PARTITION] == ids[t.spec] and ds.setting_of(r) == key:
+                out[(t.spec, r["arch_id"])] = r
+    return out
+
+
+def run_evaluate(run: RunDir, progress: bool = True) -> list[dict[str, Any]]:
+    cfg = run.config
+    t0 = time.perf_counter()
+    stored = load_all(run, gate=False)
+    cands = candidates(run)
+    unique = {c["arch_id"]: c["genotype"] for c in cands}
+    trained = train_all(run, unique, progress)
+    rows = measure_all(run, unique, progress)
+
+    # join: accuracy, measured and predicted latency, per target
     x = torch.stack([encode_genotype(Genotype.from_json(c["genotype"], cfg.space.ops), cfg.space) for c in cands])
-    predicted = stored.predict_ratio(x).tolist()
     results = []
-    for c, p in zip(cands, predicted):
-        t, m = trained[c["arch_id"]], rows.get(c["arch_id"], {})
-        ok = m.get("status") == "ok"
-        results.append({**c, **{k: t[k] for k in ("test_acc", "val_acc", "train_acc", "params")},
-                        "measured_latency_ratio": m.get("latency_ratio") if ok else None,
-                        "measured_latency_ms": m["latency_ratio"] * ref_ms if ok else None,
-                        "measured_raw_ms": m.get("latency_ms") if ok else None,
-                        "measurement_error": None if ok else (m.get("error") or "not measured"),
-                        "predicted_latency_ratio": p, "predicted_latency_ms": p * ref_ms,
-                        "prediction_error": (p / m["latency_ratio"] - 1.0) if ok else None})
-    write_jsonl(folder / "results.jsonl", results)
-    for r in results:
-        lat = f"{r['measured_latency_ms']:.3f} ms" if r["measured_latency_ms"] is not None else "failed"
-        print(f"[evaluate] {r['name']:<22} test acc {r['test_acc']:.3f}  measured {lat}  "
-              f"predicted {r['predicted_latency_ms']:.3f} ms", flush=True)
-    run.mark_done("evaluate", {"candidates": len(results), "wall_s": time.perf_counter() - t0})
+    for t in cfg.targets:
+        p = stored[t.spec]
+        for c, ratio in zip(cands, p.predict_ratio(x).tolist()):
+            tr, m = trained[c["arch_id"]], rows.get((t.spec, c["arch_id"]), {})
+            ok = m.get("status") == "ok"
+            results.append({**c, "target": t.spec, "hardware": p.meta.hardware,
+                            **{k: tr[k] for k in ("test_acc", "val_acc", "train_acc", "params")},
+                            "measured_latency_ratio": m.get("latency_ratio") if ok else None,
+                            "measured_latency_ms": m["latency_ratio"] * p.reference_ms if ok else None,
+                            "measured_raw_ms": m.get("latency_ms") if ok else None,
+                            "measurement_error": None if ok else (m.get("error") or "not measured"),
+                            "predicted_latency_ratio": ratio, "predicted_latency_ms": ratio * p.reference_ms,
+                            "prediction_error": (ratio / m["latency_ratio"] - 1.0) if ok else None})
+    write_jsonl(run.stage("evaluate") / "results.jsonl", results)
+    print_matrix(cfg, results)
+    run.mark_done("evaluate", {"candidates": len(cands), "targets": len(cfg.targets), "wall_s": time.perf_counter() - t0})
     return results
 
+
+def print_matrix(cfg: RunConfig, results: list[dict[str, Any]]) -> None:
+    """One line per candidate: test accuracy, then measured ms on each target."""
+    specs = [t.spec for t in cfg.targets]
+    by = {(r["name"], r["target"]): r for r in results}
+    print(f"[evaluate] {'candidate':<36} {'test acc':>8}  " + "  ".join(f"{s:>24}" for s in specs), flush=True)
+    for name in dict.fromkeys(r["name"] for r in results):
+        first = by[(name, specs[0])]
+        cells = []
+        for s in specs:
+            ms = by[(name, s)]["measured_latency_ms"]
+            cells.append(f"{'failed' if ms is None else f'{ms:.3f} ms':>24}")
+        print(f"[evaluate] {name:<36} {100 * first['test_acc']:7.1f}%  " + "  ".join(cells), flush=True)

@@ -1,17 +1,22 @@
-"""Stage 2 -- ``lanas fit``: a Ray Train job fits the latency predictor.
+"""Stage 2 -- ``lanas fit``: one Ray Train job fits a latency predictor per target.
 
-Reads one hardware partition of the stage-1 dataset with Ray Data, keeps the rows of
-the run's measurement setting, drops failed rows and non-finite or non-positive
-latencies (counted), splits train/val/test by a hash of ``arch_id`` (deterministic,
-stable as the dataset grows), and trains :class:`lanas.predictor.LatencyPredictor` on
-the reference-normalised latency with a ``TorchTrainer``. The held-out test set scores
-it beside the LUT, tree-ensemble and FLOPs baselines; the predictor is exported to
-``fit/`` with its metadata, ``metrics.json``, ``metrics.md`` and ``scatter.png``.
+For each target, reads its hardware partition of the stage-1 dataset with Ray Data,
+keeps the rows of the run's measurement setting, drops failed rows and non-finite or
+non-positive latencies (counted), and splits train/val/test by a hash of ``arch_id``
+(deterministic, stable as the dataset grows, the same split on every target). One
+``TorchTrainer`` job then trains :class:`lanas.predictor.LatencyPredictor` on each
+target's reference-normalised latency in turn (one Train job, not one per target: each
+costs ~25 s of start-up here). The held-out test set scores each predictor beside the
+lookup-table, tree-ensemble and FLOPs baselines, with a paired bootstrap interval of its
+MAPE difference to the best baseline. Output: ``fit/<hardware id>/`` (predictor, its
+metadata, ``metrics.md``, ``scatter.png``) and ``fit/metrics.md``, all targets side by side.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+import operator
 import statistics
 import tempfile
 import time
@@ -22,21 +27,26 @@ from typing import Any
 import numpy as np
 import torch
 
+from lanas import quality
+from lanas.encoding import LAYOUT_VERSION, encode_genotype, group_matrix
 from lanas.genotype import Genotype, read_jsonl
-from lanas.encoding import encode_genotype, encoding_size
-from lanas.encoding import group_matrix
 from lanas.predictor import LatencyPredictor, PredictorSettings, train_predictor
 from lanas.space import SearchSpace
-from lanas import quality
+from lanas.target import Target
 from pipeline import dataset as ds
 from pipeline import predictor_store
 from pipeline.errors import PipelineError
-from pipeline.measure import dataset_dir, setting_key
+from pipeline.measure import dataset_dir, select_targets
+from pipeline.predictor_store import PredictorMeta
 from pipeline.rundir import RunDir, write_atomic
 
 MIN_ROWS = {"train": 10, "val": 2, "test": 5}
 COLUMNS = ["arch_id", "genotype", "encoding", "status", "latency_ms", "ref_latency_ms", "latency_ratio",
            *ds.SETTING_COLUMNS]
+REPORTS_PER_FIT = 5  # progress reports to Ray Train per predictor (besides the final one)
+FLOPS_SAMPLE = 1000  # training rows whose FLOPs are counted for the FLOPs baseline
+NAMES = {"predictor": "**lanas predictor** (grouped additive + MLP)", "lut": "lookup table per (cell, edge, op)",
+         "lut_op": "lookup table per (edge group, op)", "trees": "gradient-boosted trees", "flops": "FLOPs (linear map)"}
 
 
 def split_of(arch_id: str, val_fraction: float, test_fraction: float) -> str:
@@ -44,50 +54,36 @@ def split_of(arch_id: str, val_fraction: float, test_fraction: float) -> str:
     return "test" if u < test_fraction else "val" if u < test_fraction + val_fraction else "train"
 
 
-def choose_hardware(run: RunDir, hardware: str | None) -> str:
-    parts = ds.hardware_partitions(dataset_dir(run))
-    if not parts:
-        raise PipelineError(f"the latency dataset {dataset_dir(run)} is empty (run `lanas measure` first)")
-    if hardware is not None:
-        if hardware not in parts:
-            raise PipelineError(f"no rows for hardware {hardware!r} in {dataset_dir(run)}; it has: {', '.join(parts)}")
-        return hardware
-    manifest = json.loads((run.path / "manifest.json").read_text())
-    last = manifest.get("measure", {}).get("hardware")
-    if last in parts:
-        return last
-    if len(parts) > 1:
-        raise PipelineError(f"the dataset holds several hardware targets ({', '.join(parts)}); pick one with --hardware")
-    return parts[0]
-
-
-def load_rows(run: RunDir, hardware: str) -> tuple[dict[str, Any], dict[str, int]]:
-    """Ray Data read of one partition -> split rows, plus counts of what was dropped.
-    The dataset's files were validated by :func:`choose_hardware` just before."""
+def load_rows(run: RunDir, target: Target, hardware: str) -> tuple[dict[str, Any], dict[str, int]]:
+    """Ray Data read of one target's partition -> split rows, plus counts of what was dropped."""
     import ray
+    from ray.data.expressions import col
 
-    cfg = run.config
+    from pipeline.ray_env import quiet_ray_data
+
+    quiet_ray_data()
     part = dataset_dir(run) / f"{ds.PARTITION}={hardware}"
-    data = ray.data.read_parquet(str(part), columns=COLUMNS)
-    key = setting_key(cfg)
-    data = data.filter(lambda r: tuple(r[c] for c in ds.SETTING_COLUMNS) == key)
-    rows = data.to_pandas()
+    if not part.is_dir():
+        raise PipelineError(f"no rows for target {target.spec} ({hardware}) in {dataset_dir(run)} "
+                            "(run `lanas measure` first)")
+    match = functools.reduce(operator.and_, (col(c) == v for c, v in run.config.setting(target).columns().items()))
+    rows = ray.data.read_parquet(str(part), columns=COLUMNS).filter(expr=match).to_pandas()
     dropped = {"failed": int((rows["status"] != "ok").sum())}
     ok = rows[rows["status"] == "ok"]
-    lat = ok["latency_ratio"].astype(float)
-    bad = ~np.isfinite(lat) | (lat <= 0) | ~np.isfinite(ok["latency_ms"].astype(float)) | (ok["latency_ms"].astype(float) <= 0)
+    lat, ms = ok["latency_ratio"].astype(float), ok["latency_ms"].astype(float)
+    bad = ~np.isfinite(lat) | (lat <= 0) | ~np.isfinite(ms) | (ms <= 0)
     dropped["nan_zero_or_negative"] = int(bad.sum())
     ok = ok[~bad]
     if len(ok) == 0:
-        raise PipelineError(f"no usable rows for hardware {hardware!r} at this run's measurement setting "
+        raise PipelineError(f"no usable rows for target {hardware} at this run's measurement setting "
                             f"({dropped['failed']} failed, {dropped['nan_zero_or_negative']} NaN/zero/negative)")
     fit = run.config.fit
     ok = ok.assign(split=[split_of(a, fit.val_fraction, fit.test_fraction) for a in ok["arch_id"]])
     splits = {name: ok[ok["split"] == name] for name in MIN_ROWS}
     for name, minimum in MIN_ROWS.items():
         if len(splits[name]) < minimum:
-            raise PipelineError(f"too few rows to split: {len(ok)} usable rows give {len(splits[name])} {name} rows "
-                                f"(need >= {minimum}); measure more architectures")
+            raise PipelineError(f"{hardware}: too few rows to split: {len(ok)} usable rows give {len(splits[name])} "
+                                f"{name} rows (need >= {minimum}); measure more architectures")
     return splits, dropped
 
 
@@ -98,131 +94,201 @@ def _arrays(frame) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _train_loop_per_worker(config: dict[str, Any]) -> None:
-    """Runs on every Ray Train worker; the only Ray code around lanas.train_predictor."""
+    """Runs on every Ray Train worker: the only Ray code around lanas.train_predictor,
+    once per target; every worker reports the same sequence (reports are collective).
+    Each worker runs SGD on its shard (rows ``rank::world``) of the training rows and
+    fits the target statistics and the additive init on all of them."""
+    import logging
+
     import ray.train
     import ray.train.torch
 
+    logging.getLogger().setLevel(logging.WARNING)  # Train logs every report at INFO through the root logger
     torch.set_num_threads(config["threads"])
     ctx = ray.train.get_context()
-
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
     space = SearchSpace(tuple(config["ops"]))
-
-    def collect(name: str) -> tuple[torch.Tensor, torch.Tensor]:
-        frames = list(ray.train.get_dataset_shard(name).iter_batches(batch_format="pandas", batch_size=4096))
-        import pandas as pd
-
-        return _arrays(pd.concat(frames)) if frames else (torch.empty(0, encoding_size(space)), torch.empty(0))
-
-    train, val, full = collect("train"), collect("val"), collect("train_full")
     settings = PredictorSettings(**{**config["settings"], "hidden": tuple(config["settings"]["hidden"])})
-    torch.manual_seed(config["seed"])  # same initial weights on every worker and every run
-    predictor = LatencyPredictor.for_space(space, settings.hidden)
-    every = max(1, settings.epochs // 5)
+    every = max(1, settings.epochs // REPORTS_PER_FIT)
+    final, states = {}, {}
+    for i, (spec, data) in enumerate(config["data"].items()):
+        def on_epoch(epoch: int, metrics: dict[str, float], spec=spec) -> None:
+            if (epoch + 1) % every == 0 and epoch + 1 < settings.epochs:
+                ray.train.report({"target": spec, **metrics})
 
-    def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
-        if (epoch + 1) % every == 0 and epoch + 1 < settings.epochs:
-            ray.train.report(metrics)
-
-    metrics = train_predictor(predictor, train, val, settings, seed=config["seed"] + ctx.get_world_rank(),
-                              on_epoch=on_epoch, wrap=ray.train.torch.prepare_model, init=full)
+        (xtr, ytr), val = [(torch.tensor(x), torch.tensor(y)) for x, y in (data["train"], data["val"])]
+        torch.manual_seed(config["seed"])  # same initial weights on every worker and every run
+        predictor = LatencyPredictor.for_space(space, settings.hidden)
+        metrics = train_predictor(predictor, (xtr[rank::world], ytr[rank::world]), val, settings,
+                                  seed=config["seed"] + rank, on_epoch=on_epoch, wrap=ray.train.torch.prepare_model,
+                                  init=(xtr, ytr))
+        final.update({f"{spec}/{k}": v for k, v in metrics.items()})
+        states[i] = predictor.state_dict()
     with tempfile.TemporaryDirectory() as tmp:
         checkpoint = None
-        if ctx.get_world_rank() == 0:
-            torch.save(predictor.state_dict(), Path(tmp) / "predictor.pt")
+        if rank == 0:
+            for i, state in states.items():
+                torch.save(state, Path(tmp) / f"predictor_{i}.pt")
             checkpoint = ray.train.Checkpoint.from_directory(tmp)
-        ray.train.report(metrics, checkpoint=checkpoint)
+        ray.train.report(final, checkpoint=checkpoint)
 
 
-def train_with_ray(run: RunDir, splits: dict[str, Any]) -> tuple[LatencyPredictor, dict[str, Any]]:
-    import ray.data
+def train_with_ray(run: RunDir, splits: dict[str, dict[str, Any]]) -> tuple[dict[str, LatencyPredictor], dict[str, Any]]:
+    """One TorchTrainer job fitting a predictor for every target spec in ``splits``.
+    The rows travel as arrays in the loop config (a few MB even at 100K rows)."""
     import ray.train
     from ray.train.torch import TorchTrainer
 
     fit = run.config.fit
     res = fit.resources_per_worker
-    columns = ["encoding", "latency_ratio"]
+    specs = list(splits)
+    data = {spec: {name: tuple(t.numpy() for t in _arrays(splits[spec][name])) for name in ("train", "val")}
+            for spec in specs}
     trainer = TorchTrainer(
         _train_loop_per_worker,
-        train_loop_config={"settings": asdict(fit.model), "seed": run.config.seed,
-                           "ops": list(run.config.space.ops),
-                           "threads": max(1, int(res.num_cpus))},
+        train_loop_config={"settings": asdict(fit.model), "seed": run.config.seed, "ops": list(run.config.space.ops),
+                           "threads": max(1, int(res.num_cpus)), "data": data},
         scaling_config=ray.train.ScalingConfig(
             num_workers=fit.num_workers, use_gpu=res.num_gpus > 0,
             resources_per_worker={"CPU": res.num_cpus, **({"GPU": res.num_gpus} if res.num_gpus else {}), **res.custom}),
-        run_config=ray.train.RunConfig(name="fit", storage_path=str((run.stage("fit") / "ray").resolve())),
-        # "train" is sharded across workers for SGD; every worker also sees the whole
-        # training set ("train_full") for the target statistics and the additive init
-        datasets={**{name: ray.data.from_pandas(splits[name][columns].reset_index(drop=True)) for name in ("train", "val")},
-                  "train_full": ray.data.from_pandas(splits["train"][columns].reset_index(drop=True))},
-        dataset_config=ray.train.DataConfig(datasets_to_split=["train"]),
+        run_config=ray.train.RunConfig(name="fit", storage_path=str((run.stage("fit") / "ray").resolve()),
+                                       logging_config=ray.train.LoggingConfig(log_level="WARNING")),
     )
     result = trainer.fit()
     if result.checkpoint is None:
         raise PipelineError(f"the Ray Train job left no checkpoint (error: {result.error})")
+    models = {}
     with result.checkpoint.as_directory() as d:
-        state = torch.load(Path(d) / "predictor.pt", map_location="cpu", weights_only=True)
-    model = LatencyPredictor.for_space(run.config.space, fit.model.hidden)
-    model.load_state_dict(state)
-    return model.eval(), dict(result.metrics or {})
+        for i, spec in enumerate(specs):
+            model = LatencyPredictor.for_space(run.config.space, fit.model.hidden)
+            model.load_state_dict(torch.load(Path(d) / f"predictor_{i}.pt", map_location="cpu", weights_only=True))
+            models[spec] = model.eval()
+    return models, dict(result.metrics or {})
 
 
-def evaluate_all(run: RunDir, model: LatencyPredictor, splits: dict[str, Any], reference_ms: float) -> dict[str, Any]:
-    """Test metrics of the predictor and of each baseline on the same split."""
+def score(run: RunDir, model: LatencyPredictor, splits: dict[str, Any], reference_ms: float,
+          flops: dict[str, int]) -> tuple[dict, dict, dict]:
+    """Test metrics of the predictor and of each baseline on the same split; the paired
+    bootstrap of the predictor's relative errors against the best baseline's. ``flops``
+    caches FLOPs by arch_id across targets (the same architectures on each)."""
     cfg = run.config
     (xtr, ytr), (xte, yte) = _arrays(splits["train"]), _arrays(splits["test"])
     with torch.no_grad():
-        mlp = model(xte).numpy()
-    lut = quality.fit_lut(xtr.numpy(), ytr.numpy())
+        ours = model(xte).numpy()
     groups = group_matrix(cfg.space)
+    lut = quality.fit_lut(xtr.numpy(), ytr.numpy())
     lut_op = quality.fit_lut((xtr @ groups).numpy(), ytr.numpy())
     trees = quality.fit_trees(xtr.numpy(), ytr.numpy(), cfg.seed)
-    macro, res = cfg.macro(), cfg.measure.protocol.resolution
-    rng = np.random.default_rng(cfg.seed)
-    sample = rng.choice(len(splits["train"]), size=min(len(splits["train"]), 1000), replace=False)
-    flops_of = lambda frame: [quality.network_flops(Genotype.from_json(g), macro, res) for g in frame["genotype"]]
+    macro, res = cfg.macro(), cfg.data.resolution
+    sample = np.random.default_rng(cfg.seed).choice(len(splits["train"]), size=min(len(splits["train"]), FLOPS_SAMPLE),
+                                                    replace=False)
+    def flops_of(frame) -> list[int]:
+        for a, g in zip(frame["arch_id"], frame["genotype"]):
+            if a not in flops:
+                flops[a] = quality.network_flops(Genotype.from_json(g), macro, res)
+        return [flops[a] for a in frame["arch_id"]]
+
     slope, intercept = quality.fit_flops(flops_of(splits["train"].iloc[sample]), ytr.numpy()[sample])
-    flops_pred = slope * np.asarray(flops_of(splits["test"]), dtype=float) + intercept
     y = yte.numpy()
-    preds = {"predictor": mlp, "lut": lut.predict(xte.numpy()), "lut_op": lut_op.predict((xte @ groups).numpy()), "trees": trees.predict(xte.numpy()), "flops": flops_pred}
-    return {name: quality.regression_metrics(p, y, reference_ms) for name, p in preds.items()}, {
-        "test_true": y.tolist(), "test_pred": mlp.tolist(), "lut_pred": preds["lut"].tolist()}
+    preds = {"predictor": ours, "lut": lut.predict(xte.numpy()), "lut_op": lut_op.predict((xte @ groups).numpy()),
+             "trees": trees.predict(xte.numpy()),
+             "flops": slope * np.asarray(flops_of(splits["test"]), dtype=float) + intercept}
+    scores = {name: quality.regression_metrics(p, y, reference_ms) for name, p in preds.items()}
+    best = min((k for k in scores if k != "predictor"), key=lambda k: scores[k]["mape"])
+    rel = {k: np.abs(p - y) / y for k, p in preds.items()}
+    versus = {**quality.paired_bootstrap(rel["predictor"], rel[best], seed=cfg.seed), "best": best}
+    points = {"test_true": y.tolist(), "test_pred": ours.tolist()}
+    return scores, versus, points
 
 
-def run_fit(run: RunDir, hardware: str | None = None) -> dict[str, Any]:
+def run_fit(run: RunDir, target: str | None = None) -> dict[str, Any]:
+    """Fit the predictor of every target of the run (or of the one named ``target``)."""
     t0 = time.perf_counter()
-    hw = choose_hardware(run, hardware)
-    splits, dropped = load_rows(run, hw)
-    counts = {k: len(v) for k, v in splits.items()}
-    if any(dropped.values()):
-        print(f"[fit] dropped {dropped['failed']} failed rows and {dropped['nan_zero_or_negative']} rows with "
-              "NaN, zero or negative latency", flush=True)
-    print(f"[fit] {hw}: train/val/test = {counts['train']}/{counts['val']}/{counts['test']} architectures; "
-          f"Ray Train with {run.config.fit.num_workers} worker(s)", flush=True)
-    all_rows = [splits[k] for k in MIN_ROWS]
-    reference_ms = float(statistics.median(np.concatenate([f["ref_latency_ms"].to_numpy() for f in all_rows])))
+    cfg = run.config
+    targets = select_targets(cfg, target, run.hardware_ids())
+    ds.check_dataset(dataset_dir(run))
+    if not ds.hardware_partitions(dataset_dir(run)):
+        raise PipelineError(f"the latency dataset {dataset_dir(run)} is empty (run `lanas measure` first)")
+    ids = {t.spec: run.hardware_id(t.spec) for t in targets}
+    splits, dropped = {}, {}
+    for t in targets:
+        splits[t.spec], dropped[t.spec] = load_rows(run, t, ids[t.spec])
+        c = {k: len(v) for k, v in splits[t.spec].items()}
+        d = dropped[t.spec]
+        print(f"[fit] {ids[t.spec]}: train/val/test = {c['train']}/{c['val']}/{c['test']} architectures"
+              + (f"; dropped {d['failed']} failed and {d['nan_zero_or_negative']} NaN/zero/negative rows"
+                 if any(d.values()) else ""), flush=True)
+    print(f"[fit] one Ray Train job, {cfg.fit.num_workers} worker(s), {len(targets)} predictor(s)", flush=True)
     t1 = time.perf_counter()
-    model, train_metrics = train_with_ray(run, splits)
-    t2 = time.perf_counter()
-    scores, points = evaluate_all(run, model, splits, reference_ms)
-    print(f"[fit] Ray Train job {t2 - t1:.1f} s, baselines and test metrics {time.perf_counter() - t2:.1f} s", flush=True)
-    meta = {**predictor_store.expected_meta(run.config), "hardware": hw, "hidden": list(run.config.fit.model.hidden),
-            "target": "latency_ratio", "reference_ms": reference_ms,
-            "normalisation": {"mean": float(model.mean), "std": float(model.std), "typical": float(model.typical)},
-            "rows": counts, "dropped": dropped, "test": scores["predictor"], "baselines": {k: v for k, v in scores.items() if k != "predictor"},
-            "train_metrics": {k: v for k, v in train_metrics.items() if isinstance(v, (int, float))}}
-    folder = run.stage("fit")
-    predictor_store.save(folder, model, meta)
-    write_atomic(folder / "metrics.json", json.dumps({"hardware": hw, "rows": counts, "dropped": dropped, "test": scores}, indent=2))
-    write_atomic(folder / "metrics.md", metrics_table(hw, scores, counts, run.config.fit.max_test_mape))
-    plot_scatter(folder / "scatter.png", points, reference_ms, hw, scores["predictor"])
-    best = min((v["mape"], k) for k, v in scores.items() if k != "predictor")
-    s = scores["predictor"]
-    print(f"[fit] test MAPE {s['mape']:.2%}, within +-10% {s['within_10pct']:.1%}, Kendall tau {s['kendall_tau']:.3f} "
-          f"(best baseline: {best[1]} {best[0]:.2%}); gate {run.config.fit.max_test_mape:.0%}: "
-          f"{'pass' if s['mape'] <= run.config.fit.max_test_mape else 'FAIL'}; wrote {folder}", flush=True)
-    summary = {"hardware": hw, "test": s, "wall_s": time.perf_counter() - t0}
-    run.mark_done("fit", summary)
+    models, train_metrics = train_with_ray(run, splits)
+    print(f"[fit] Ray Train job {time.perf_counter() - t1:.1f} s", flush=True)
+    summary: dict[str, Any] = {"targets": {}}
+    metas, flops = {}, {}
+    for t in targets:
+        metas[t.spec] = _export(run, t, ids[t.spec], models[t.spec], splits[t.spec], dropped[t.spec], train_metrics,
+                                flops)
+        summary["targets"][t.spec] = {"hardware": ids[t.spec], "test": metas[t.spec].test}
+    write_atomic(run.stage("fit") / "metrics.md", side_by_side(run, metas))
+    summary["wall_s"] = time.perf_counter() - t0
+    if all(predictor_store.folder(run, h).joinpath(predictor_store.META).is_file()
+           for h in (run.hardware_ids().get(t.spec, "") for t in cfg.targets)):
+        run.mark_done("fit", summary)
     return summary
+
+
+def _export(run: RunDir, target: Target, hw: str, model: LatencyPredictor, splits: dict[str, Any],
+            dropped: dict[str, int], train_metrics: dict[str, Any], flops: dict[str, int]) -> PredictorMeta:
+    """Score one target's predictor and write ``fit/<hw>/``."""
+    cfg = run.config
+    reference_ms = float(statistics.median(np.concatenate([splits[k]["ref_latency_ms"].to_numpy() for k in MIN_ROWS])))
+    scores, versus, points = score(run, model, splits, reference_ms, flops)
+    prefix = f"{target.spec}/"
+    meta = PredictorMeta(
+        layout_version=LAYOUT_VERSION, ops=cfg.space.ops, target=target, hardware=hw, macro=cfg.macro(),
+        resolution=cfg.data.resolution, hidden=cfg.fit.model.hidden, reference_ms=reference_ms,
+        rows={k: len(v) for k, v in splits.items()}, dropped=dropped, test=scores["predictor"],
+        baselines={k: v for k, v in scores.items() if k != "predictor"},
+        versus_best_baseline={k: v for k, v in versus.items() if k != "best"},
+        train_metrics={k[len(prefix):]: float(v) for k, v in train_metrics.items()
+                       if k.startswith(prefix) and isinstance(v, (int, float))})
+    where = predictor_store.folder(run, hw)
+    predictor_store.save(where, model, meta)
+    write_atomic(where / "metrics.json", json.dumps({"hardware": hw, "rows": meta.rows, "dropped": dropped,
+                                                     "test": scores, "versus_best_baseline": versus}, indent=2))
+    write_atomic(where / "metrics.md", metrics_table(hw, scores, meta.rows, cfg.fit.max_test_mape))
+    plot_scatter(where / "scatter.png", points, reference_ms, hw, scores["predictor"])
+    s = scores["predictor"]
+    print(f"[fit] {hw}: test MAPE {s['mape']:.2%}, within +-10% {s['within_10pct']:.1%}, Kendall tau "
+          f"{s['kendall_tau']:.3f}; best baseline {versus['best']} {scores[versus['best']]['mape']:.2%} "
+          f"({quality.verdict(versus)}: difference {versus['mean']:+.2%}, 95% CI [{versus['lo']:+.2%}, {versus['hi']:+.2%}]); "
+          f"gate {cfg.fit.max_test_mape:.0%}: {'pass' if s['mape'] <= cfg.fit.max_test_mape else 'FAIL'}", flush=True)
+    return meta
+
+
+def side_by_side(run: RunDir, metas: dict[str, PredictorMeta]) -> str:
+    """``fit/metrics.md``: one line per target."""
+    lines = ["# Latency predictors, one per target", "",
+             "Test split by arch_id hash (the same architectures on every target). *vs best baseline*: mean "
+             "difference of the relative errors on the same test architectures, with a 95 % paired-bootstrap "
+             "interval; an interval holding 0 is a tie within the noise of the test set. *vs additive LUT*: the "
+             "same against the per-(edge group, op) lookup table, which is what the MLP term adds to "
+             "(it helps where latency is not additive).", "",
+             "| target | hardware | rows (train/val/test) | MAPE | within ±10 % | Kendall τ | best baseline | "
+             "vs best baseline | vs additive LUT | gate |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for spec, m in metas.items():
+        best = min(m.baselines, key=lambda k: m.baselines[k]["mape"])
+        v = m.versus_best_baseline
+        lut = m.baselines["lut_op"]["mape"] - m.test["mape"]
+        lines.append(f"| {spec} | `{m.hardware}` | {m.rows['train']}/{m.rows['val']}/{m.rows['test']} | "
+                     f"{m.test['mape']:.2%} | {m.test['within_10pct']:.1%} | {m.test['kendall_tau']:.3f} | "
+                     f"{best} {m.baselines[best]['mape']:.2%} | {quality.verdict(v)} ({v['mean']:+.2%}, "
+                     f"[{v['lo']:+.2%}, {v['hi']:+.2%}]) | {'-' if lut >= 0 else '+'}{abs(lut):.2%} | "
+                     f"{'pass' if m.test['mape'] <= run.config.fit.max_test_mape else 'FAIL'} |")
+    lines.append("")
+    for spec, m in metas.items():
+        text = (predictor_store.folder(run, m.hardware) / "metrics.md").read_text(encoding="utf-8")
+        lines.append(text.replace("# Latency predictor", "## Latency predictor"))
+    return "\n".join(lines)
 
 
 def metrics_table(hw: str, scores: dict[str, dict[str, float]], counts: dict[str, int], gate: float) -> str:
@@ -231,11 +297,8 @@ def metrics_table(hw: str, scores: dict[str, dict[str, float]], counts: dict[str
              f"split by arch_id hash. Quality gate: MAPE <= {gate:.0%}.", "",
              "| model | MAPE | RMSE (ms) | within +-5% | within +-10% | Kendall tau | Spearman rho |",
              "|---|---|---|---|---|---|---|"]
-    names = {"predictor": "**lanas predictor** (grouped additive + MLP)", "lut": "lookup table per (cell, edge, op)",
-             "lut_op": "lookup table per (edge group, op)",
-             "trees": "gradient-boosted trees", "flops": "FLOPs (linear map)"}
     for k, v in scores.items():
-        lines.append(f"| {names[k]} | {v['mape']:.2%} | {v['rmse_ms']:.4f} | {v['within_5pct']:.1%} | "
+        lines.append(f"| {NAMES[k]} | {v['mape']:.2%} | {v['rmse_ms']:.4f} | {v['within_5pct']:.1%} | "
                      f"{v['within_10pct']:.1%} | {v['kendall_tau']:.3f} | {v['spearman_rho']:.3f} |")
     return "\n".join(lines) + "\n"
 
@@ -262,19 +325,17 @@ def plot_scatter(path: Path, points: dict[str, list[float]], reference_ms: float
     plt.close(fig)
 
 
-def load_checked(run: RunDir, force: bool = False, gate: bool = True) -> predictor_store.StoredPredictor:
-    """The run's predictor, checked against its config and (with ``gate``) its quality gate."""
-    stored = predictor_store.load(run.path / "fit", run.config)
-    if gate:
-        predictor_store.check_quality(stored, run.config.fit.max_test_mape, force)
-    return stored
-
-
-def predict_genotypes(run_dir: str, genotypes_file: str) -> list[str]:
+def predict_genotypes(run_dir: str, genotypes_file: str, target: str | None = None) -> list[str]:
+    """One JSON line per (genotype, target): predicted ratio and ms with each target's predictor."""
     run = RunDir.existing(run_dir)
-    stored = load_checked(run, gate=False)
-    gs = read_jsonl(genotypes_file, run.config.space.ops)
-    x = torch.stack([encode_genotype(g, run.config.space) for g in gs])
-    ratio = stored.predict_ratio(x).tolist()
-    return [json.dumps({"arch_id": g.arch_id, "hardware": stored.meta["hardware"], "predicted_latency_ratio": round(r, 6),
-                        "predicted_latency_ms": round(r * stored.reference_ms, 6)}) for g, r in zip(gs, ratio)]
+    cfg = run.config
+    gs = read_jsonl(genotypes_file, cfg.space.ops)
+    x = torch.stack([encode_genotype(g, cfg.space) for g in gs])
+    out = []
+    for t in select_targets(cfg, target, run.hardware_ids()):
+        stored = predictor_store.load_for(run, t, gate=False)
+        for g, r in zip(gs, stored.predict_ratio(x).tolist()):
+            out.append(json.dumps({"arch_id": g.arch_id, "target": t.spec, "hardware": stored.meta.hardware,
+                                   "predicted_latency_ratio": round(r, 6),
+                                   "predicted_latency_ms": round(r * stored.reference_ms, 6)}))
+    return out

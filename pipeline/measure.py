@@ -1,17 +1,19 @@
 """Stage 1 -- ``lanas measure``: fan latency measurements out over Ray workers.
 
-Each Ray task measures a chunk of architectures on one device (one CPU core or one GPU,
-from ``measure.resources``) with the interleaved-reference protocol of
-:mod:`lanas.measure`, and returns rows; the driver writes every returned chunk as one
-Parquet shard at once, so an interrupted run loses at most the chunks in flight and a
-re-run skips every architecture already in the dataset for that hardware and setting.
+Every (target, chunk of architectures) is one Ray task reserving what the target needs
+(``threads`` cores for a CPU target, so timing tasks never share a core; a GPU for a
+CUDA one). It times each architecture with the interleaved-reference protocol of
+:mod:`lanas.measure` in the target's runtime and returns rows; the driver writes each
+returned chunk as one Parquet shard at once, so an interrupted run loses at most the
+chunks in flight, and a re-run skips every architecture the dataset already holds for
+that target and setting.
 """
 from __future__ import annotations
 
+import json
 import platform
 import statistics
 import time
-from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Sequence
@@ -21,11 +23,13 @@ import torch
 from lanas.encoding import LAYOUT_VERSION, encode_genotype
 from lanas.genotype import Genotype, read_jsonl
 from lanas.measure import LatencyMeter, MeasureSettings, hardware_id
-from lanas.network import MacroConfig
+from lanas.runtimes import RuntimeMissing, device_name, runtime_version
 from lanas.space import SearchSpace
+from lanas.target import Target, pick
 from pipeline import dataset as ds
 from pipeline.config import RunConfig
 from pipeline.errors import PipelineError
+from pipeline.fanout import check_resources, fan_out, slots
 from pipeline.rundir import RunDir
 
 
@@ -33,37 +37,81 @@ def dataset_dir(run: RunDir) -> Path:
     return run.stage("measure") / "dataset"
 
 
-def measure_genotypes(genotypes: Sequence[Genotype], space: SearchSpace, macro: MacroConfig,
-                      protocol: MeasureSettings, seed: int) -> dict[str, Any]:
-    """Measure ``genotypes`` here (inside a Ray task). Returns hardware, rows and timing
-    totals; a genotype that fails is a row with status 'failed' and its error."""
+def measure_genotypes(genotypes: Sequence[Genotype], setting: ds.Setting, protocol: MeasureSettings,
+                      seed: int) -> dict[str, Any]:
+    """Measure ``genotypes`` here (inside a Ray task) on ``setting.target``. Returns the
+    hardware id, rows and timing totals; a genotype that fails (an op the runtime cannot
+    export or run, among others) is a row with status 'failed' and its error."""
     t0 = time.perf_counter()
-    hw = hardware_id(protocol)
-    meter = LatencyMeter(macro, protocol, seed)
-    base = {
-        "layout_version": LAYOUT_VERSION, "space_ops": ",".join(space.ops), "batch_size": protocol.batch_size,
-        "resolution": protocol.resolution, "in_channels": macro.in_channels, "channels": macro.channels,
-        "layers": macro.layers, "dtype": protocol.dtype, "threads": protocol.threads, "warmup": protocol.warmup,
-        "torch_version": torch.__version__, "seed": seed, "node": platform.node(),
-    }
+    target = setting.target
+    meter = LatencyMeter(setting.macro, target, protocol, setting.resolution, seed)
+    space = SearchSpace(setting.space_ops)
+    base = {"layout_version": LAYOUT_VERSION, **setting.columns(), "device_name": device_name(target),
+            "runtime_version": meter.runtime_version, "warmup": protocol.warmup, "torch_version": torch.__version__,
+            "seed": seed, "node": platform.node()}
     rows, timed = [], 0.0
     for g in genotypes:
         row = {**base, "arch_id": g.arch_id, "genotype": g.to_json(), "measured_at": datetime.now(timezone.utc)}
         try:
             row["encoding"] = encode_genotype(g, space).tolist()
-            t = meter.measure(g)
+            m = meter.measure(g)
+            t = m.timing
             timed += t.timed_s
             row.update(status="ok", error=None, latency_ms=t.arch.median_ms, latency_p10_ms=t.arch.p10_ms,
                        latency_p90_ms=t.arch.p90_ms, ref_latency_ms=t.reference.median_ms, latency_ratio=t.ratio,
-                       latency_ratio_p10=t.ratio_p10, latency_ratio_p90=t.ratio_p90, repeats=t.arch.repeats)
+                       latency_ratio_p10=t.ratio_p10, latency_ratio_p90=t.ratio_p90, repeats=t.arch.repeats,
+                       export_s=m.export_s, compile_s=m.compile_s)
         except Exception as exc:  # noqa: BLE001 - any failure is recorded, never a number
             row.update(status="failed", error=f"{type(exc).__name__}: {exc}"[:500], repeats=0)
         rows.append(row)
-    return {"hardware": hw, "rows": rows, "timed_s": timed, "wall_s": time.perf_counter() - t0}
+    return {"hardware": hardware_id(target), "rows": rows, "timed_s": timed, "wall_s": time.perf_counter() - t0}
 
 
-def _probe(protocol: MeasureSettings) -> str:
-    return hardware_id(protocol)
+def _probe(target: Target) -> str:
+    return hardware_id(target)
+
+
+def select_targets(cfg: RunConfig, name: str | None, hardware_ids: dict[str, str] | None = None) -> tuple[Target, ...]:
+    """All of the run's targets, or the one called ``name`` (its spec or hardware id)."""
+    if name is None:
+        return cfg.targets
+    try:
+        return (pick(cfg.targets, name, hardware_ids),)
+    except ValueError as exc:
+        raise PipelineError(str(exc)) from None
+
+
+def check_runtimes(targets: Sequence[Target]) -> None:
+    """One clear line, before anything runs, when a target's runtime is not installed."""
+    for t in targets:
+        try:
+            runtime_version(t.runtime)
+        except RuntimeMissing as exc:
+            raise PipelineError(f"target {t.spec}: {exc}") from None
+
+
+def probe_targets(run: RunDir, targets: Sequence[Target], record: bool = True) -> dict[str, str]:
+    """Hardware id of each target, asked of a worker with the target's resources (its
+    device model is the worker's). With ``record``, stores spec -> id in the manifest."""
+    import ray
+
+    cfg = run.config
+    refs = {}
+    for t in targets:
+        options = cfg.measure.task_options(t)
+        check_resources(options, f"measuring on target {t.spec}")
+        refs[t.spec] = ray.remote(_probe).options(name=f"measure[probe {t.spec}]", **options).remote(t)
+    ids = {}
+    for spec, ref in refs.items():
+        try:
+            ids[spec] = ray.get(ref)
+        except ray.exceptions.RayTaskError as exc:
+            raise PipelineError(f"target {spec}: {str(getattr(exc, 'cause', exc)).splitlines()[0]}") from None
+    if not record:
+        return ids
+    known = {**run.hardware_ids(), **ids}
+    run.update_manifest({"measure": {"targets": known, "protocol": cfg.to_dict()["measure"]["protocol"]}})
+    return ids
 
 
 def _select(cfg: RunConfig, num_archs: int | None, genotypes_file: str | None) -> list[Genotype]:
@@ -77,82 +125,106 @@ def _select(cfg: RunConfig, num_archs: int | None, genotypes_file: str | None) -
     return cfg.space.sample_unique(n, cfg.seed)
 
 
-def setting_key(cfg: RunConfig) -> tuple:
-    m, p = cfg.macro(), cfg.measure.protocol
-    row = {"batch_size": p.batch_size, "resolution": p.resolution, "in_channels": m.in_channels,
-           "channels": m.channels, "layers": m.layers, "dtype": p.dtype, "threads": p.threads,
-           "space_ops": ",".join(cfg.space.ops)}
-    return ds.setting_of(row)
+def missing(root: Path, cfg: RunConfig, targets: Sequence[Target], ids: dict[str, str],
+            genotypes: Sequence[Genotype]) -> dict[str, list[Genotype]]:
+    """Per target spec: the genotypes the dataset under ``root`` lacks for it (ok or failed rows count)."""
+    have = ds.measured_keys(root)
+    out = {}
+    for t in targets:
+        key = (ids[t.spec], *cfg.setting(t).key())
+        out[t.spec] = [g for g in genotypes if (*key, g.arch_id) not in have]
+    return out
 
 
-def run_measure(run: RunDir, num_archs: int | None = None, genotypes_file: str | None = None,
-                progress: bool = True, max_in_flight: int | None = None) -> dict[str, Any]:
-    """Measure the selected architectures that the dataset does not hold yet."""
+def measure_into(run: RunDir, root: Path, todo: dict[str, list[Genotype]], max_in_flight: int | None,
+                 progress: bool, name: str = "measure") -> dict[str, float]:
+    """Measure ``todo`` (target spec -> genotypes) with Ray tasks, chunk by chunk and
+    target by target in turn, writing each chunk as one shard of ``root``."""
     import ray
     from tqdm import tqdm
 
-    from pipeline.ray_env import cluster_cpus
-
     cfg = run.config
-    root = dataset_dir(run)
-    existing = ds.measured_keys(root)  # validates every existing file first
-    wanted = _select(cfg, num_archs, genotypes_file)
-    res = cfg.measure.resources
-    hw = ray.get(ray.remote(_probe).options(name="measure[probe]", **res.ray_options()).remote(cfg.measure.protocol))
-    key = (hw, *setting_key(cfg))
-    todo = [g for g in wanted if (*key, g.arch_id) not in existing]
-    print(f"[measure] {hw}: {len(wanted)} architectures wanted, {len(wanted) - len(todo)} already measured, "
-          f"{len(todo)} to measure", flush=True)
-    chunks = [todo[i : i + cfg.measure.chunk_size] for i in range(0, len(todo), cfg.measure.chunk_size)]
-    if max_in_flight is None:
-        max_in_flight = cfg.measure.max_in_flight
-    if not max_in_flight:
-        if res.num_gpus > 0:
-            max_in_flight = max(1, int(ray.cluster_resources().get("GPU", 0) // res.num_gpus))
-        else:
-            max_in_flight = max(1, int(cluster_cpus() // max(res.num_cpus, 1e-9)))
-    task = ray.remote(measure_genotypes).options(name=f"measure[{hw}]", max_retries=cfg.measure.max_retries, **res.ray_options())
-    macro = cfg.macro()
-    t0 = time.perf_counter()
-    pending: list = []
-    written = failed = 0
-    timed = busy = 0.0
-    bar = tqdm(total=len(todo), unit="arch", desc=f"measure[{hw}]", disable=not progress, mininterval=1.0)
-    next_chunk = 0
-    while next_chunk < len(chunks) or pending:
-        while next_chunk < len(chunks) and len(pending) < max_in_flight:
-            pending.append(task.remote(chunks[next_chunk], cfg.space, macro, cfg.measure.protocol, cfg.seed))
-            next_chunk += 1
-        done, pending = ray.wait(pending, num_returns=1)
-        out = ray.get(done[0])
-        ds.write_shard(root, out["hardware"], out["rows"], run.stage("measure") / "tmp")
-        written += len(out["rows"])
-        failed += sum(r["status"] != "ok" for r in out["rows"])
-        timed += out["timed_s"]
-        busy += out["wall_s"]
+    by_spec = {t.spec: t for t in cfg.targets}
+    size = cfg.measure.chunk_size
+    chunks = {spec: [gs[i : i + size] for i in range(0, len(gs), size)] for spec, gs in todo.items()}
+    jobs = [(spec, chunks[spec][i]) for i in range(max(map(len, chunks.values()), default=0))
+            for spec in chunks if i < len(chunks[spec])]
+    options = {spec: cfg.measure.task_options(by_spec[spec]) for spec in todo}
+    tasks = {spec: ray.remote(measure_genotypes).options(name=f"{name}[{spec}]", max_retries=cfg.measure.max_retries,
+                                                         **options[spec]) for spec in todo}
+    if not max_in_flight:  # as many as the cluster runs at once, summed over distinct resource shapes
+        shapes = {json.dumps(o, sort_keys=True): o for o in options.values()}
+        max_in_flight = sum(slots(o) for o in shapes.values())
+    totals = {"new_rows": 0, "new_failed": 0, "timed_s": 0.0, "task_s": 0.0}
+    bar = tqdm(total=sum(len(g) for _, g in jobs), unit="arch", desc=name, disable=not progress, mininterval=1.0)
+
+    def submit(job):
+        spec, gs = job
+        return tasks[spec].remote(gs, cfg.setting(by_spec[spec]), cfg.measure.protocol, cfg.seed)
+
+    def write(job, out):
+        ds.write_shard(root, out["hardware"], out["rows"], root.parent / "tmp")
+        totals["new_rows"] += len(out["rows"])
+        totals["new_failed"] += sum(r["status"] != "ok" for r in out["rows"])
+        totals["timed_s"] += out["timed_s"]
+        totals["task_s"] += out["wall_s"]
         bar.update(len(out["rows"]))
+
+    t0 = time.perf_counter()
+    fan_out(submit, jobs, max_in_flight, write)
     bar.close()
-    wall = time.perf_counter() - t0
-    rows = ds.read_table(root, hw).to_pylist()
-    summary = summarise(rows, hw)
-    summary.update(new_rows=written, new_failed=failed, wall_s=wall, timed_s=timed, task_s=busy,
-                   archs_per_s=written / wall if wall > 0 and written else 0.0, max_in_flight=max_in_flight)
-    key = setting_key(cfg)
-    plot_histogram(run, hw, [r for r in rows if r["status"] == "ok" and ds.setting_of(r) == key])
-    print(f"[measure] {hw}: {summary['rows']} rows ({summary['failed']} failed); latency ms "
-          f"min/median/max = {summary['latency_ms_min']:.3f}/{summary['latency_ms_median']:.3f}/"
-          f"{summary['latency_ms_max']:.3f}; dataset: {root}", flush=True)
-    run.update_manifest({"measure": {"hardware": hw, "protocol": asdict(cfg.measure.protocol)}})
+    totals["wall_s"] = time.perf_counter() - t0
+    totals["max_in_flight"] = max_in_flight
+    return totals
+
+
+def run_measure(run: RunDir, num_archs: int | None = None, genotypes_file: str | None = None,
+                progress: bool = True, max_in_flight: int | None = None, target: str | None = None) -> dict[str, Any]:
+    """Measure the selected architectures that the dataset does not hold yet, on every
+    target of the run (or the one named ``target``); marks the stage done."""
+    cfg = run.config
+    targets = select_targets(cfg, target, run.hardware_ids())
+    check_runtimes(targets)
+    root = dataset_dir(run)
+    ds.check_dataset(root)  # a corrupt or foreign file stops us before any work
+    wanted = _select(cfg, num_archs, genotypes_file)
+    ids = probe_targets(run, targets)
+    todo = missing(root, cfg, targets, ids, wanted)
+    for t in targets:
+        n = len(todo[t.spec])
+        print(f"[measure] {ids[t.spec]}: {len(wanted)} architectures wanted, {len(wanted) - n} already measured, "
+              f"{n} to measure", flush=True)
+    totals = measure_into(run, root, todo, max_in_flight or cfg.measure.max_in_flight, progress)
+    wall = totals["wall_s"]
+    summary: dict[str, Any] = {**totals, "archs_per_s": totals["new_rows"] / wall if wall > 0 and totals["new_rows"] else 0.0,
+                               "targets": {}}
+    table = ds.read_table(root)
+    for t in targets:
+        hw = ids[t.spec]
+        key = cfg.setting(t).key()
+        rows = [r for r in table.to_pylist() if r[ds.PARTITION] == hw and ds.setting_of(r) == key]
+        s = summarise(rows, hw)
+        summary["targets"][t.spec] = s
+        plot_histogram(run, hw, [r for r in rows if r["status"] == "ok"])
+        print(f"[measure] {hw}: {s['rows']} rows ({s['failed']} failed); latency ms min/median/max = "
+              f"{s['latency_ms_min']:.3f}/{s['latency_ms_median']:.3f}/{s['latency_ms_max']:.3f}", flush=True)
+    print(f"[measure] dataset: {root}", flush=True)
+    run.mark_done("measure", summary)
     return summary
 
 
 def summarise(rows: list[dict[str, Any]], hardware: str) -> dict[str, Any]:
-    """Counts and latency range of one partition's rows."""
-    lat = [r["latency_ms"] for r in rows if r["status"] == "ok"]
-    refs = [r["ref_latency_ms"] for r in rows if r["status"] == "ok"]
-    return {"hardware": hardware, "rows": len(rows), "failed": sum(r["status"] != "ok" for r in rows),
-            "latency_ms_min": min(lat, default=float("nan")), "latency_ms_median": statistics.median(lat) if lat else float("nan"),
-            "latency_ms_max": max(lat, default=float("nan")), "reference_ms": statistics.median(refs) if refs else float("nan")}
+    """Counts and latency range of one target's rows."""
+    ok = [r for r in rows if r["status"] == "ok"]
+    lat = [r["latency_ms"] for r in ok]
+    refs = [r["ref_latency_ms"] for r in ok]
+    prep = [r["export_s"] + r["compile_s"] for r in ok]
+    return {"hardware": hardware, "rows": len(rows), "failed": len(rows) - len(ok),
+            "latency_ms_min": min(lat, default=float("nan")),
+            "latency_ms_median": statistics.median(lat) if lat else float("nan"),
+            "latency_ms_max": max(lat, default=float("nan")),
+            "reference_ms": statistics.median(refs) if refs else float("nan"),
+            "export_compile_s_median": statistics.median(prep) if prep else float("nan")}
 
 
 def plot_histogram(run: RunDir, hardware: str, rows: list[dict[str, Any]]) -> Path | None:

@@ -1,80 +1,111 @@
-"""The fitted predictor on disk: ``fit/predictor.pt`` (state dict) + ``fit/predictor.json``.
+"""Fitted predictors on disk, one per target: ``fit/<hardware id>/predictor.pt`` (state
+dict) + ``predictor.json`` (:class:`PredictorMeta`).
 
-The JSON says what the weights mean (encoding layout version, op list, hardware,
-measurement setting, network macro, target and its normalisation, the run's reference
-latency in ms) and how good they are (held-out test metrics). Loading checks all of it
-against the run, so a predictor from another space or hardware is a clear error.
+The metadata says what the weights mean (encoding layout version, op list, target and
+hardware id, network macro and input size, the regression target and the run's
+reference latency in ms) and how good they are (held-out test metrics, baselines).
+Loading checks all of it against the run, so a predictor of another space, macro or
+target is a clear error. Every stage reads it through this module.
 """
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 import torch
 
 from lanas.encoding import LAYOUT_VERSION
-from lanas.space import SearchSpace
+from lanas.network import MacroConfig
 from lanas.predictor import LatencyPredictor
-from pipeline.config import RunConfig
+from lanas.space import SearchSpace
+from lanas.target import Target
+from pipeline.config import ConfigError, RunConfig, build
 from pipeline.errors import PipelineError
-from pipeline.rundir import write_atomic
+from pipeline.rundir import RunDir, write_atomic
 
 WEIGHTS, META = "predictor.pt", "predictor.json"
 
 
 @dataclass(frozen=True)
+class PredictorMeta:
+    """Written by ``lanas fit``, read by every later stage."""
+
+    layout_version: int  # lanas.encoding layout of the input features
+    ops: tuple[str, ...]  # the search space's op list (order = encoding order)
+    target: Target  # what the latencies were measured on ...
+    hardware: str  # ... and on which device (the dataset partition)
+    macro: MacroConfig  # the deployed network that was timed
+    resolution: int  # its input height = width
+    hidden: tuple[int, ...]  # MLP widths of the predictor
+    reference_ms: float  # median reference-network latency: ms = predicted ratio x this
+    fits: str = "latency_ratio"  # the regression target (reference-normalised latency)
+    rows: dict[str, int] = field(default_factory=dict)  # train / val / test architectures
+    dropped: dict[str, int] = field(default_factory=dict)  # rows left out, by reason
+    test: dict[str, float] = field(default_factory=dict)  # held-out test metrics of the predictor
+    baselines: dict[str, dict[str, float]] = field(default_factory=dict)  # ... of each baseline
+    versus_best_baseline: dict[str, float] = field(default_factory=dict)  # paired bootstrap of the MAPE difference
+    train_metrics: dict[str, float] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str, where: str) -> "PredictorMeta":
+        try:
+            return build(cls, json.loads(text))
+        except (json.JSONDecodeError, ConfigError) as exc:
+            raise PipelineError(f"{where} is not predictor metadata of this version: {exc}") from None
+
+    def check_matches(self, cfg: RunConfig, target: Target | None, where: Path) -> None:
+        """Raise naming the first field in which this predictor does not fit ``cfg``/``target``."""
+        want = {"layout_version": LAYOUT_VERSION, "ops": cfg.space.ops, "macro": cfg.macro(),
+                "resolution": cfg.data.resolution}
+        if target is not None:
+            want["target"] = target
+        for key, value in want.items():
+            if getattr(self, key) != value:
+                raise PipelineError(f"predictor in {where} does not match the run: {key} is {getattr(self, key)!r}, "
+                                    f"the run needs {value!r}")
+
+
+@dataclass(frozen=True)
 class StoredPredictor:
     model: LatencyPredictor
-    meta: dict[str, Any]
+    meta: PredictorMeta
 
     @property
     def reference_ms(self) -> float:
-        return float(self.meta["reference_ms"])
+        return self.meta.reference_ms
 
     def predict_ratio(self, x: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
             return self.model(x)
 
 
-def expected_meta(cfg: RunConfig) -> dict[str, Any]:
-    """The fields a predictor must share with a run to be used in it."""
-    m, p = cfg.macro(), cfg.measure.protocol
-    return {"layout_version": LAYOUT_VERSION, "ops": list(cfg.space.ops),
-            "macro": {"layers": m.layers, "channels": m.channels, "stem_multiplier": m.stem_multiplier,
-                      "in_channels": m.in_channels},
-            "setting": {"batch_size": p.batch_size, "resolution": p.resolution, "dtype": p.dtype, "threads": p.threads}}
+def folder(run: RunDir, hardware: str) -> Path:
+    return run.path / "fit" / hardware
 
 
-def save(folder: Path, model: LatencyPredictor, meta: dict[str, Any]) -> None:
-    tmp = folder / f".{WEIGHTS}.tmp"
+def save(where: Path, model: LatencyPredictor, meta: PredictorMeta) -> None:
+    where.mkdir(parents=True, exist_ok=True)
+    tmp = where / f".{WEIGHTS}.tmp"
     torch.save(model.state_dict(), tmp)
-    tmp.replace(folder / WEIGHTS)
-    write_atomic(folder / META, json.dumps(meta, indent=2, sort_keys=True))
+    tmp.replace(where / WEIGHTS)
+    write_atomic(where / META, meta.to_json())
 
 
-def load(folder: Path, cfg: RunConfig | None = None, hardware: str | None = None) -> StoredPredictor:
-    """Load and check against ``cfg`` (and ``hardware``) when given."""
-    wf, mf = folder / WEIGHTS, folder / META
+def load(where: Path, cfg: RunConfig | None = None, target: Target | None = None) -> StoredPredictor:
+    """Load the predictor in ``where``, checked against ``cfg`` (and ``target``) when given."""
+    wf, mf = where / WEIGHTS, where / META
     if not wf.is_file() or not mf.is_file():
-        raise PipelineError(f"no fitted predictor in {folder} (run `lanas fit` first)")
-    try:
-        meta = json.loads(mf.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise PipelineError(f"{mf} is not valid JSON: {exc}") from None
+        raise PipelineError(f"no fitted predictor in {where} (run `lanas fit` first)")
+    meta = PredictorMeta.from_json(mf.read_text(encoding="utf-8"), str(mf))
     if cfg is not None:
-        want = expected_meta(cfg)
-        for key in ("layout_version", "ops", "macro", "setting"):
-            if meta.get(key) != want[key]:
-                raise PipelineError(f"predictor in {folder} does not match the run: {key} is {meta.get(key)!r}, "
-                                    f"the run needs {want[key]!r}")
-    if hardware is not None and meta.get("hardware") != hardware:
-        raise PipelineError(f"predictor in {folder} was fitted for hardware {meta.get('hardware')!r}, not {hardware!r}")
-    model = LatencyPredictor.for_space(SearchSpace(tuple(meta["ops"])), tuple(meta["hidden"]))
+        meta.check_matches(cfg, target, where)
+    model = LatencyPredictor.for_space(SearchSpace(meta.ops), meta.hidden)
     try:
-        state = torch.load(wf, map_location="cpu", weights_only=True)
-        model.load_state_dict(state)
+        model.load_state_dict(torch.load(wf, map_location="cpu", weights_only=True))
     except Exception as exc:  # noqa: BLE001 - corrupt file or wrong shapes
         raise PipelineError(f"cannot load predictor weights {wf}: {str(exc).splitlines()[0]}") from None
     return StoredPredictor(model.eval(), meta)
@@ -82,10 +113,24 @@ def load(folder: Path, cfg: RunConfig | None = None, hardware: str | None = None
 
 def check_quality(stored: StoredPredictor, max_mape: float, force: bool = False) -> None:
     """The quality gate: refuse a predictor whose held-out MAPE exceeds ``max_mape``."""
-    mape = stored.meta.get("test", {}).get("mape")
+    mape = stored.meta.test.get("mape")
     if mape is None or not mape <= max_mape:
-        msg = (f"predictor test MAPE {mape if mape is None else f'{mape:.1%}'} exceeds the quality gate "
-               f"fit.max_test_mape = {max_mape:.1%}")
+        msg = (f"predictor for {stored.meta.hardware}: test MAPE {mape if mape is None else f'{mape:.1%}'} exceeds "
+               f"the quality gate fit.max_test_mape = {max_mape:.1%}")
         if not force:
             raise PipelineError(msg + "; measure more architectures or pass --force-predictor")
         print(f"[warning] {msg}; continuing because --force-predictor was given", flush=True)
+
+
+def load_for(run: RunDir, target: Target, force: bool = False, gate: bool = True) -> StoredPredictor:
+    """The run's predictor for ``target``, checked against its config and (with ``gate``)
+    the quality gate."""
+    stored = load(folder(run, run.hardware_id(target.spec)), run.config, target)
+    if gate:
+        check_quality(stored, run.config.fit.max_test_mape, force)
+    return stored
+
+
+def load_all(run: RunDir, force: bool = False, gate: bool = True) -> dict[str, StoredPredictor]:
+    """Target spec -> checked predictor, for every target of the run."""
+    return {t.spec: load_for(run, t, force, gate) for t in run.config.targets}

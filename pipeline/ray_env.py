@@ -51,3 +51,17 @@ def cluster_cpus() -> float:
     import ray
 
     return float(ray.cluster_resources().get("CPU", 0.0))
+
+
+def quiet_ray_data() -> None:
+    """One progress line per stage from us, not Ray Data's bars and per-dataset lines in
+    front of every later line: Ray Data's console handler shows errors only (its log
+    file under the Ray session keeps everything)."""
+    import ray.data
+    from ray.data import DataContext
+
+    ctx = DataContext.get_current()
+    ctx.enable_progress_bars = ctx.enable_operator_progress_bars = ctx.print_on_execution_start = False
+    for handler in logging.getLogger(ray.data.__name__).handlers:
+        if not isinstance(handler, logging.FileHandler):
+            handler.setLevel(logging.ERROR)

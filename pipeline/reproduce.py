@@ -17,16 +17,17 @@ from pipeline.rundir import STAGES, RunDir
 def reproduce(args: argparse.Namespace) -> str:
     from pipeline.evaluate import run_evaluate
     from pipeline.fit import run_fit
-    from pipeline.measure import run_measure
+    from pipeline.measure import check_runtimes, run_measure
     from pipeline.report import run_report
     from pipeline.search import run_search
 
     cfg = load_config(args.config)
+    check_runtimes(cfg.targets)
     check_reachable(args.address)  # before anything is written
     run = RunDir.open(Path(args.run_dir or Path("runs") / cfg.name), cfg, overwrite=args.overwrite)
     progress = not args.quiet
     steps = {
-        "measure": lambda: run.mark_done("measure", run_measure(run, progress=progress)),
+        "measure": lambda: run_measure(run, progress=progress),
         "fit": lambda: run_fit(run),
         "search": lambda: run_search(run, resume=args.resume, force_predictor=args.force_predictor, progress=progress),
         "evaluate": lambda: run_evaluate(run, progress=progress),
@@ -51,8 +52,11 @@ def reproduce(args: argparse.Namespace) -> str:
 
 
 def print_summary(run: RunDir) -> None:
-    """The searched architectures: lambda, test accuracy, measured latency, genotype."""
-    for r in sorted((r for r in run.stage_results("evaluate") if r["kind"] == "searched"), key=lambda r: (r["seed"], r["lam"])):
+    """Each searched architecture on the target it was searched for: lambda, test
+    accuracy, measured and predicted latency, genotype."""
+    rows = [r for r in run.stage_results("evaluate") if r["kind"] == "searched"
+            and r["searched_for"] in (None, r["target"])]
+    for r in sorted(rows, key=lambda r: (r["target"], r["seed"], r["lam"])):
         lat = "measurement failed" if r["measured_latency_ms"] is None else f"{r['measured_latency_ms']:.3f} ms measured"
-        print(f"[result] lambda={r['lam']:g} seed={r['seed']}: test acc {100 * r['test_acc']:.1f} %, {lat}, "
+        print(f"[result] {r['target']}: {r['name']}: test acc {100 * r['test_acc']:.1f} %, {lat}, "
               f"{r['predicted_latency_ms']:.3f} ms predicted\n         genotype {r['genotype']}", flush=True)

@@ -119,9 +119,23 @@ class RunDir:
     def clear_done(self, name: str) -> None:
         (self.path / name / "DONE.json").unlink(missing_ok=True)
 
+    def manifest(self) -> dict[str, Any]:
+        f = self.path / "manifest.json"
+        return json.loads(f.read_text(encoding="utf-8")) if f.is_file() else {}
+
+    def hardware_ids(self) -> dict[str, str]:
+        """Target spec -> hardware id (dataset partition), as stage 1 last probed them."""
+        return dict(self.manifest().get("measure", {}).get("targets", {}))
+
+    def hardware_id(self, spec: str) -> str:
+        ids = self.hardware_ids()
+        if spec not in ids:
+            raise PipelineError(f"target {spec} has not been measured in {self.path} (run `lanas measure` first)")
+        return ids[spec]
+
     def update_manifest(self, extra: dict[str, Any]) -> dict[str, Any]:
         f = self.path / "manifest.json"
-        manifest = json.loads(f.read_text()) if f.exists() else {}
+        manifest = self.manifest()
         manifest.update({"git_sha": git_sha(), "versions": versions(), "host": platform.node(),
                          "platform": platform.platform(), "config_identity": self.config.identity()})
         manifest.update(extra)

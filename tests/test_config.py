@@ -4,7 +4,7 @@ from conftest import ROOT, run_cli
 from pipeline.config import ConfigError, RunConfig, config_from_dict, load_config
 
 
-@pytest.mark.parametrize("name", ["demo", "smoke", "cifar10"])
+@pytest.mark.parametrize("name", ["demo", "smoke", "targets-smoke", "cifar10"])
 def test_shipped_profiles_load(name):
     cfg = load_config(ROOT / "configs" / f"{name}.yaml")
     assert isinstance(cfg, RunConfig) and cfg.name == name
@@ -18,7 +18,11 @@ def test_shipped_profiles_load(name):
         ({"search": {"lambdas": [0, "big"]}}, r"search.lambdas\[1\]: expected a number, got 'big'"),
         ({"search": {"lambdas": [0, -1]}}, "search: lambdas must be finite numbers >= 0"),
         ({"measure": {"num_archs": 0}}, "measure: num_archs must be > 0"),
-        ({"measure": {"protocol": {"device": "tpu"}}}, "measure.protocol: device must be"),
+        ({"measure": {"targets": [{"device": "tpu"}]}}, r"measure.targets\[0\]: device must be"),
+        ({"measure": {"targets": [{"runtime": "onnx"}]}}, r"measure.targets\[0\]: runtime must be one of"),
+        ({"measure": {"targets": [{}, {"threads": 1}]}}, "measure: targets must be distinct"),
+        ({"measure": {"targets": []}}, "measure: targets must not be empty"),
+        ({"measure": {"protocol": {"device": "cpu"}}}, "unknown config key measure.protocol.device"),
         ({"network": {"layers": "five"}}, "network.layers: expected an integer, got 'five'"),
         ({"data": {"dataset": "imagenet"}}, "data: dataset must be one of"),
         ({"fit": {"max_test_mape": 0}}, "fit: max_test_mape must be > 0"),

@@ -5,19 +5,21 @@ import pyarrow.parquet as pq
 import pytest
 
 from lanas.encoding import encode_genotype
+from lanas.network import MacroConfig
 from lanas.space import SearchSpace
+from lanas.target import Target
 from pipeline import dataset as ds
 from pipeline.errors import PipelineError
 
 
 def _rows(n, hw_seed=0):
     space = SearchSpace()
+    setting = ds.Setting(Target(), MacroConfig(3, 8), 8, space.ops)
     out = []
     for g in space.sample_unique(n, hw_seed):
         out.append({"arch_id": g.arch_id, "genotype": g.to_json(), "encoding": encode_genotype(g, space).tolist(),
-                    "layout_version": 1, "space_ops": ",".join(space.ops), "batch_size": 1, "resolution": 8,
-                    "in_channels": 1, "channels": 8, "layers": 3, "dtype": "float32", "threads": 1, "status": "ok",
-                    "error": None, "latency_ms": 1.5, "latency_p10_ms": 1.4, "latency_p90_ms": 1.6, "ref_latency_ms": 1.0,
+                    "layout_version": 1, **setting.columns(), "device_name": "x", "runtime_version": "1",
+                    "export_s": 0.0, "compile_s": 0.0, "status": "ok", "error": None, "latency_ms": 1.5, "latency_p10_ms": 1.4, "latency_p90_ms": 1.6, "ref_latency_ms": 1.0,
                     "latency_ratio": 1.5, "latency_ratio_p10": 1.4, "latency_ratio_p90": 1.6, "repeats": 5, "warmup": 1,
                     "torch_version": "x", "measured_at": datetime.now(timezone.utc), "seed": 0, "node": "n"})
     return out
@@ -51,3 +53,13 @@ def test_corrupt_and_foreign_files_are_named_and_left_alone(tmp_path):
     (root / "notes.txt").write_text("hi")
     with pytest.raises(PipelineError, match="foreign file in the latency dataset: .*notes.txt"):
         ds.check_dataset(root)
+
+
+def test_the_setting_is_the_one_definition_of_the_setting_columns():
+    space = SearchSpace()
+    a = ds.Setting(Target(runtime="onnxruntime"), MacroConfig(3, 8), 8, space.ops)
+    b = ds.Setting(Target(runtime="torch"), MacroConfig(3, 8), 8, space.ops)
+    assert tuple(a.columns()) == ds.SETTING_COLUMNS and a.key() != b.key()
+    assert all(c in ds.FILE_SCHEMA.names for c in ds.SETTING_COLUMNS)
+    row = {**a.columns(), "arch_id": "x"}
+    assert ds.setting_of(row) == a.key()

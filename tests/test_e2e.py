@@ -1,8 +1,10 @@
-"""`lanas reproduce` end to end on the smoke profile through a real local Ray (slow).
+"""`lanas reproduce` end to end on the three-target smoke profile (torch eager, ONNX
+Runtime, OpenVINO) through a real local Ray (slow).
 
 One run is interrupted once the search stage has started, then resumed with --resume:
 the completed stages are skipped (not repeated) and the final artifacts hold their
-invariants.
+invariants: a partition, a predictor and a front per target, the cross-target latency
+matrix, the specialisation table, and an ONNX export of a searched architecture.
 """
 import csv
 import json
@@ -20,10 +22,12 @@ from lanas.genotype import Genotype
 from lanas.pareto import dominates
 
 pytestmark = pytest.mark.slow
+CONFIG = "configs/targets-smoke.yaml"
+SPECS = ["cpu-t1-torch-b1", "cpu-t1-onnxruntime-b1", "cpu-t1-openvino-b1"]
 
 
 def _start(run):
-    args = [sys.executable, "-m", "pipeline", "reproduce", "--config", "configs/smoke.yaml", "--run-dir", str(run), "--quiet"]
+    args = [sys.executable, "-m", "pipeline", "reproduce", "--config", CONFIG, "--run-dir", str(run), "--quiet"]
     return subprocess.Popen(args, cwd=ROOT, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
@@ -31,50 +35,94 @@ def test_reproduce_interrupted_then_resumed(tmp_path):
     run = tmp_path / "smoke"
     proc = _start(run)
     deadline = time.monotonic() + 400
-    while time.monotonic() < deadline and not (run / "search" / "tune").exists():
-        time.sleep(0.5)
-    time.sleep(3)  # let the sweep get going, then kill everything
-    os.killpg(proc.pid, signal.SIGKILL)
+    sweep = run / "search" / "tune" / "sweep"
+    while time.monotonic() < deadline and not list(sweep.glob("trial*/checkpoint_000000")):
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)  # a trial has checkpointed its first epoch: kill everything
     proc.wait()
     assert (run / "measure" / "DONE.json").is_file() and (run / "fit" / "DONE.json").is_file()
     assert not (run / "search" / "DONE.json").exists()
     done_before = {s: (run / s / "DONE.json").stat().st_mtime_ns for s in ("measure", "fit")}
     rows_before = len(pd.read_parquet(run / "measure" / "dataset"))
 
-    r = run_cli("reproduce", "--config", "configs/smoke.yaml", "--run-dir", str(run), "--quiet")
+    r = run_cli("reproduce", "--config", CONFIG, "--run-dir", str(run), "--quiet")
     assert r.returncode == 2 and "pass --resume" in r.stderr  # an interrupted sweep is not silently restarted
-    r = run_cli("reproduce", "--config", "configs/smoke.yaml", "--run-dir", str(run), "--quiet", "--resume")
+    r = run_cli("reproduce", "--config", CONFIG, "--run-dir", str(run), "--quiet", "--resume")
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert "[reproduce] measure: complete, skipped" in r.stdout and "[reproduce] fit: complete, skipped" in r.stdout
     assert {s: (run / s / "DONE.json").stat().st_mtime_ns for s in ("measure", "fit")} == done_before
     assert f"report: {run / 'report' / 'report.md'}" in r.stdout
 
-    # artifacts and their invariants
+    # artifacts and their invariants: one partition and one predictor per target
     df = pd.read_parquet(run / "measure" / "dataset")
-    assert len(df) == rows_before == 60 and df["arch_id"].is_unique
-    assert (run / "fit" / "predictor.pt").is_file() and json.loads((run / "fit" / "predictor.json").read_text())["test"]
+    assert len(df) == rows_before == 3 * 60 and df.groupby("hardware")["arch_id"].nunique().tolist() == [60] * 3
+    assert sorted(df["runtime"].unique()) == ["onnxruntime", "openvino", "torch"]
+    manifest = json.loads((run / "manifest.json").read_text())
+    ids = manifest["measure"]["targets"]
+    assert sorted(ids) == sorted(SPECS) and set(df["hardware"]) == set(ids.values())
+    side = (run / "fit" / "metrics.md").read_text()
+    for spec in SPECS:
+        meta = json.loads((run / "fit" / ids[spec] / "predictor.json").read_text())
+        assert meta["hardware"] == ids[spec] and meta["test"]["mape"] > 0 and meta["target"]["runtime"] in spec
+        assert f"| {spec} | `{ids[spec]}` |" in side
+    for trial_dir in sorted(sweep.glob("trial*")):  # every epoch reported once, resumed or not
+        epochs = [json.loads(x)["epoch"] for x in (trial_dir / "result.json").read_text().splitlines() if x.strip()]
+        assert epochs == [1, 2], (trial_dir.name, epochs)
     trials = [json.loads(x) for x in (run / "search" / "results.jsonl").read_text().splitlines()]
-    assert sorted(t["lam"] for t in trials) == [0.0, 2.0]
+    assert sorted((t["lam"], t["target"] or "") for t in trials) == [(0.0, "")] + [(2.0, s) for s in sorted(SPECS)]
     assert (run / "search" / "tune" / "sweep").is_dir()  # Tune's own outputs stay available
-    for name in ("pareto.csv", "pareto.png", "report.md"):
+    for name in ("pareto.csv", "pareto.png", "report.md", "latency_matrix.csv", "specialisation.csv"):
         assert (run / "report" / name).is_file(), name
+
+    # one front per target, over the architectures searched for it (and lambda = 0)
     with open(run / "report" / "pareto.csv") as fh:
         points = list(csv.DictReader(fh))
-    searched = [p for p in points if p["kind"] == "searched"]
-    assert len(searched) == 2
-    for p in searched:
-        Genotype.from_json(p["genotype"])  # valid
-        assert float(p["measured_latency_ms"]) > 0
-    front = [(float(p["test_acc"]), float(p["measured_latency_ms"])) for p in searched if p["on_front"] == "True"]
-    assert front and not any(dominates(a, b) for a in front for b in front)
-    others = [(float(p["test_acc"]), float(p["measured_latency_ms"])) for p in searched if p["on_front"] != "True"]
-    assert all(any(dominates(f, o) for f in front) for o in others)
+    assert len(points) == 3 * len({p["name"] for p in points})  # every candidate on every target
+    for spec in SPECS:
+        mine = [p for p in points if p["target"] == spec and p["kind"] == "searched" and p["searched_for"] in ("", spec)]
+        assert sorted(p["lam"] for p in mine) == ["0.0", "2.0"]
+        for p in mine:
+            Genotype.from_json(p["genotype"])  # valid
+            assert float(p["measured_latency_ms"]) > 0
+        front = [(float(p["test_acc"]), float(p["measured_latency_ms"])) for p in mine if p["on_front"] == "True"]
+        others = [(float(p["test_acc"]), float(p["measured_latency_ms"])) for p in mine if p["on_front"] != "True"]
+        assert front and not any(dominates(a, b) for a in front for b in front)
+        assert all(any(dominates(f, o) for f in front) for o in others)
+        foreign = [p for p in points if p["target"] == spec and p["searched_for"] not in ("", spec)]
+        assert len(foreign) == 2 and all(p["on_front"] == "False" for p in foreign)  # not on this target's front
+
+    # the cross-target matrix and the specialisation table
+    with open(run / "report" / "latency_matrix.csv") as fh:
+        matrix = list(csv.DictReader(fh))
+    assert len(matrix) == len({p["name"] for p in points}) and all(float(m[s]) > 0 for m in matrix for s in SPECS)
+    with open(run / "report" / "specialisation.csv") as fh:
+        spec_rows = list(csv.DictReader(fh))
+    assert sorted((r["deployed_on"], r["searched_for"]) for r in spec_rows) == sorted(
+        (b, a) for b in SPECS for a in SPECS if a != b)
+    cell = {(m["name"]): m for m in matrix}
+    for r in spec_rows:  # the table is the matrix read off at the right cells
+        own = cell[f"lam2-seed0-{r['deployed_on']}"][r["deployed_on"]]
+        other = cell[f"lam2-seed0-{r['searched_for']}"][r["deployed_on"]]
+        assert float(r["latency_lost"]) == pytest.approx(float(other) / float(own) - 1)
     report = (run / "report" / "report.md").read_text()
-    assert "Hypervolume" in report and "Run manifest" in report and "git_sha" in report
+    assert all(f"## Target `{s}`" in report for s in SPECS)
+    assert "Specialisation" in report and "Run manifest" in report and "git_sha" in report
+
+    # a searched architecture exported for deployment runs in ONNX Runtime with the trained weights
+    import numpy as np
+    import onnxruntime as ort
+
+    out = tmp_path / "net.onnx"
+    r = run_cli("export", "--run-dir", str(run), "--candidate", "lam2-seed0-cpu-t1-onnxruntime-b1", "--onnx", str(out))
+    assert r.returncode == 0 and "trained weights" in r.stdout, r.stderr
+    logits = ort.InferenceSession(str(out)).run(None, {"x": np.zeros((3, 1, 8, 8), np.float32)})[0]
+    assert logits.shape == (3, 10)
+    r = run_cli("export", "--run-dir", str(run), "--candidate", "lam2-seed0-cpu-t1-onnxruntime-b1", "--onnx", str(out))
+    assert r.returncode == 2 and "refusing to overwrite" in r.stderr
 
     # a second run is all skips and changes nothing
     before = (run / "report" / "pareto.csv").read_text()
-    r = run_cli("reproduce", "--config", "configs/smoke.yaml", "--run-dir", str(run), "--quiet")
+    r = run_cli("reproduce", "--config", CONFIG, "--run-dir", str(run), "--quiet")
     assert r.returncode == 0 and r.stdout.count("complete, skipped") == 5
     assert (run / "report" / "pareto.csv").read_text() == before
 

@@ -12,7 +12,7 @@ from lanas.genotype import published
 from pipeline import dataset as ds
 from pipeline import predictor_store
 from pipeline.errors import PipelineError
-from pipeline.fit import load_checked, run_fit
+from pipeline.fit import run_fit
 from pipeline.measure import dataset_dir
 from pipeline.rundir import RunDir
 
@@ -23,24 +23,34 @@ def fitted(measured_run):
     return measured_run, summary
 
 
+SPEC = "cpu-t1-torch-b1"
+
+
 def test_fit_exports_a_checked_predictor_with_baselines(fitted):
     run, summary = fitted
-    folder = run.path / "fit"
-    for name in ("predictor.pt", "predictor.json", "metrics.json", "metrics.md", "scatter.png", "DONE.json"):
+    hw = run.hardware_id(SPEC)
+    folder = predictor_store.folder(run, hw)
+    for name in ("predictor.pt", "predictor.json", "metrics.json", "metrics.md", "scatter.png"):
         assert (folder / name).is_file(), name
+    assert (run.path / "fit" / "DONE.json").is_file() and (run.path / "fit" / "metrics.md").is_file()
     meta = json.loads((folder / "predictor.json").read_text())
-    assert meta["hardware"] == summary["hardware"] and meta["layout_version"] == 1
+    assert meta["hardware"] == summary["targets"][SPEC]["hardware"] == hw and meta["layout_version"] == 1
+    assert meta["target"] == {"device": "cpu", "runtime": "torch", "dtype": "float32", "batch_size": 1, "threads": 1}
     assert set(meta["baselines"]) == {"lut", "lut_op", "trees", "flops"}
     for key in ("mape", "rmse_ms", "within_5pct", "within_10pct", "kendall_tau", "spearman_rho"):
         assert math.isfinite(meta["test"][key]), key
+    v = meta["versus_best_baseline"]
+    assert v["lo"] <= v["mean"] <= v["hi"] and v["n"] == meta["rows"]["test"]
     assert meta["rows"]["train"] + meta["rows"]["val"] + meta["rows"]["test"] == 60
     assert "lookup table" in (folder / "metrics.md").read_text()
+    side = (run.path / "fit" / "metrics.md").read_text()
+    assert f"| {SPEC} | `{hw}` |" in side and "paired-bootstrap" in side
 
 
 def test_checkpoint_reload_gives_the_same_predictions(fitted):
     run, _ = fitted
-    a = load_checked(run, gate=False)
-    b = predictor_store.load(run.path / "fit", run.config, a.meta["hardware"])
+    a = predictor_store.load_for(run, run.config.targets[0], gate=False)
+    b = predictor_store.load(predictor_store.folder(run, a.meta.hardware), run.config, run.config.targets[0])
     x = torch.stack([encode_genotype(g, run.config.space) for g in run.config.space.sample_unique(5, 7)])
     assert torch.equal(a.predict_ratio(x), b.predict_ratio(x))
     alpha = torch.randn(2, 14, 8, requires_grad=True)
@@ -56,17 +66,30 @@ def test_predict_cli_prints_one_json_line_per_genotype(fitted, tmp_path):
     assert r.returncode == 0, r.stderr
     lines = [json.loads(x) for x in r.stdout.splitlines()]
     assert [x["arch_id"] for x in lines] == [published("darts_v1").arch_id, published("darts_v2").arch_id]
-    assert all(x["predicted_latency_ms"] > 0 for x in lines)
+    assert all(x["predicted_latency_ms"] > 0 and x["target"] == SPEC for x in lines)
+    r = run_cli("predict", "--run-dir", str(run.path), "--genotypes", str(f), "--target", "cpu-t1-openvino-b1")
+    assert r.returncode == 2 and r.stderr.strip() == ("lanas: error: unknown target 'cpu-t1-openvino-b1'; this run's "
+                                                      f"targets: {SPEC} ({run.hardware_id(SPEC)})")
 
 
-def test_mismatched_predictor_and_quality_gate(fitted):
+def test_mismatched_predictor_and_quality_gate(fitted, tmp_path):
+    from lanas.target import Target
+
     run, _ = fitted
+    where = predictor_store.folder(run, run.hardware_id(SPEC))
     other = smoke_config(**{"space.ops": ["none", "skip_connect", "sep_conv_3x3"]})
     with pytest.raises(PipelineError, match="does not match the run: ops"):
-        predictor_store.load(run.path / "fit", other)
-    with pytest.raises(PipelineError, match="fitted for hardware"):
-        predictor_store.load(run.path / "fit", run.config, "cuda-other")
-    stored = load_checked(run, gate=False)
+        predictor_store.load(where, other)
+    with pytest.raises(PipelineError, match="does not match the run: target is Target.*runtime='torch'"):
+        predictor_store.load(where, run.config, Target(runtime="onnxruntime"))
+    with pytest.raises(PipelineError, match="does not match the run: macro is .*in_channels=1"):
+        predictor_store.load(where, smoke_config(**{"data.dataset": "cifar10", "data.root": "x"}))
+    foreign = tmp_path / "foreign"
+    shutil.copytree(where, foreign)
+    (foreign / "predictor.json").write_text(json.dumps({"hardware": "x", "weights": "y"}))
+    with pytest.raises(PipelineError, match="is not predictor metadata of this version: unknown config key weights"):
+        predictor_store.load(foreign)
+    stored = predictor_store.load_for(run, run.config.targets[0], gate=False)
     with pytest.raises(PipelineError, match="exceeds the quality gate"):
         predictor_store.check_quality(stored, max_mape=1e-6)
     predictor_store.check_quality(stored, max_mape=1e-6, force=True)
@@ -85,8 +108,8 @@ def test_bad_datasets(measured_run, ray_start, tmp_path):
     with pytest.raises(PipelineError, match="latency dataset .* is empty"):
         run_fit(empty)
     run = _copy_run(measured_run, tmp_path, "copy")
-    with pytest.raises(PipelineError, match="no rows for hardware 'cuda-none'"):
-        run_fit(run, hardware="cuda-none")
+    with pytest.raises(PipelineError, match="unknown target 'cuda-none'"):
+        run_fit(run, target="cuda-none")
     # NaN / negative / zero latencies are dropped (counted); too few rows remain to split
     hw = ds.hardware_partitions(dataset_dir(run))[0]
     rows = ds.read_table(dataset_dir(run), hw).to_pylist()
@@ -99,7 +122,7 @@ def test_bad_datasets(measured_run, ray_start, tmp_path):
     ds.write_shard(dataset_dir(run), hw, rows, tmp_path / "tmp")
     with pytest.raises(PipelineError, match="too few rows to split: 6 usable rows"):
         run_fit(run)
-    assert not (run.path / "fit" / "predictor.pt").exists()
+    assert not (run.path / "fit" / hw / "predictor.pt").exists()
 
 
 def test_invalid_genotype_json_is_one_line_and_exit_2(fitted, tmp_path):

@@ -21,15 +21,17 @@ def test_smoke_measurement_reads_back_everywhere(measured_run, ray_start):
     root = dataset_dir(measured_run)
     t = pads.dataset(str(root), format="parquet", partitioning="hive").to_table()
     assert t.num_rows == 60
-    for col in ("arch_id", "genotype", "encoding", "hardware", "batch_size", "resolution", "channels", "layers",
-                "dtype", "latency_ms", "latency_p10_ms", "latency_p90_ms", "ref_latency_ms", "latency_ratio",
-                "repeats", "torch_version", "measured_at", "seed", "status"):
+    for col in ("arch_id", "genotype", "encoding", "hardware", "device", "runtime", "batch_size", "threads",
+                "resolution", "channels", "layers", "dtype", "latency_ms", "latency_p10_ms", "latency_p90_ms",
+                "ref_latency_ms", "latency_ratio", "repeats", "torch_version", "runtime_version", "export_s",
+                "compile_s", "measured_at", "seed", "status"):
         assert col in t.column_names, col
     df = pd.read_parquet(root)
     assert len(df) == 60 and not df["arch_id"].duplicated().any()
     ok = df[df["status"] == "ok"]
     assert (ok["latency_ms"] > 0).all() and (ok["latency_p10_ms"] <= ok["latency_p90_ms"]).all()
-    assert ((ok["latency_ratio"] - ok["latency_ms"] / ok["ref_latency_ms"]).abs() < 1e-9).all()
+    assert (ok["latency_ratio_p10"] <= ok["latency_ratio"]).all() and (ok["latency_ratio"] <= ok["latency_ratio_p90"]).all()
+    assert set(df["hardware"]) == {measured_run.hardware_id("cpu-t1-torch-b1")}
     assert len(set(len(e) for e in df["encoding"])) == 1
     rd = ray_start.data.read_parquet(str(root))
     assert rd.count() == 60 and "hardware" in rd.schema().names
@@ -38,11 +40,11 @@ def test_smoke_measurement_reads_back_everywhere(measured_run, ray_start):
 
 def test_rerun_skips_what_is_measured_and_genotypes_file_adds_exactly_those(measured_run, tmp_path):
     again = run_measure(measured_run, progress=False)
-    assert again["new_rows"] == 0 and again["rows"] == 60
+    assert again["new_rows"] == 0 and again["targets"]["cpu-t1-torch-b1"]["rows"] == 60
     f = tmp_path / "g.jsonl"
     f.write_text("".join(published(n).to_json() + "\n" for n in ("darts_v1", "darts_v2", "darts_v1")))
     out = run_measure(measured_run, genotypes_file=str(f), progress=False)
-    assert out["new_rows"] == 2 and out["rows"] == 62
+    assert out["new_rows"] == 2 and out["targets"]["cpu-t1-torch-b1"]["rows"] == 62
     assert run_measure(measured_run, genotypes_file=str(f), progress=False)["new_rows"] == 0
 
 
@@ -110,7 +112,7 @@ def test_a_failed_measurement_is_a_row_with_its_error_never_a_number(tmp_path):
     good = published("darts_v2")
     # built directly, bypassing validation: node 2 reads input 7, which does not exist
     broken = Genotype((("sep_conv_3x3", 7),) + good.normal[1:], good.normal_concat, good.reduce, good.reduce_concat)
-    out = measure_genotypes([good, broken], cfg.space, cfg.macro(), cfg.measure.protocol, 0)
+    out = measure_genotypes([good, broken], cfg.setting(cfg.targets[0]), cfg.measure.protocol, 0)
     ok, failed = out["rows"]
     assert ok["status"] == "ok" and ok["latency_ms"] > 0
     assert failed["status"] == "failed" and "IndexError" in failed["error"]
@@ -118,3 +120,27 @@ def test_a_failed_measurement_is_a_row_with_its_error_never_a_number(tmp_path):
     ds.write_shard(tmp_path / "d", out["hardware"], out["rows"], tmp_path / "t")
     back = {r["arch_id"]: r for r in ds.read_table(tmp_path / "d").to_pylist()}
     assert back[broken.arch_id]["latency_ms"] is None and back[broken.arch_id]["status"] == "failed"
+
+
+def test_several_targets_one_partition_each_and_target_selection(ray_start, tmp_path):
+    from conftest import ROOT as root_dir
+    from pipeline.config import load_config
+
+    cfg = load_config(root_dir / "configs" / "targets-smoke.yaml", {"measure.chunk_size": 3})
+    run = RunDir.open(tmp_path / "run", cfg)
+    with pytest.raises(PipelineError, match=r"unknown target 'cpu-t9-torch-b1'; this run's targets: cpu-t1-torch-b1"):
+        run_measure(run, num_archs=4, progress=False, target="cpu-t9-torch-b1")
+    first = run_measure(run, num_archs=4, progress=False, target="cpu-t1-onnxruntime-b1")
+    assert first["new_rows"] == 4 and list(first["targets"]) == ["cpu-t1-onnxruntime-b1"]
+    ids = run.hardware_ids()
+    assert set(ids) == {"cpu-t1-onnxruntime-b1"} and ids["cpu-t1-onnxruntime-b1"].endswith("-t1-onnxruntime-b1")
+    second = run_measure(run, num_archs=4, progress=False)  # the other two targets only
+    assert second["new_rows"] == 8 and set(run.hardware_ids()) == {t.spec for t in cfg.targets}
+    df = pd.read_parquet(dataset_dir(run))
+    assert df.groupby("hardware").size().to_dict() == {run.hardware_id(t.spec): 4 for t in cfg.targets}
+    assert set(df["runtime"]) == {"torch", "onnxruntime", "openvino"} and (df["status"] == "ok").all()
+    onnx = df[df["runtime"] != "torch"]
+    assert (onnx["export_s"] > 0).all() and (df[df["runtime"] == "torch"]["export_s"] == 0).all()
+    # the same architecture by its hardware id, too
+    again = run_measure(run, num_archs=4, progress=False, target=ids["cpu-t1-onnxruntime-b1"])
+    assert again["new_rows"] == 0

@@ -1,0 +1,135 @@
+"""Runtimes a network is deployed with: PyTorch eager, ONNX Runtime, OpenVINO.
+
+:func:`compile_for` turns a ``torch.nn.Module`` and an example input into a
+:class:`Compiled` -- a zero-argument ``run()`` doing one inference on that input -- plus
+the seconds its export and compilation took (which users want to know, and which are
+not latency). ONNX Runtime and OpenVINO both start from the same in-memory ONNX export
+(:func:`export_onnx`, also what ``lanas export`` writes).
+
+ONNX Runtime: CPU provider (CUDA's on a cuda target, where installed), all graph
+optimisations, ``threads`` intra-op threads, sequential execution. OpenVINO: CPU,
+``LATENCY`` hint, one stream, ``threads`` inference threads, f32 inference precision
+(OpenVINO would silently run bf16 on CPUs that have it: not the target's dtype).
+"""
+from __future__ import annotations
+
+import importlib
+import io
+import time
+import warnings
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from lanas.target import Target
+
+TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+ONNX_OPSET = 17
+_MODULES = {"torch": "torch", "onnxruntime": "onnxruntime", "openvino": "openvino"}
+_INSTALL = {"onnxruntime": "pip install onnxruntime (a default dependency of lanas)",
+            "openvino": "pip install openvino, or pip install 'lanas[openvino]'"}
+
+
+class RuntimeMissing(RuntimeError):
+    """A runtime a target needs is not installed (or cannot run here)."""
+
+
+def runtime_version(runtime: str) -> str:
+    """The installed version of ``runtime``; :class:`RuntimeMissing` if it is not installed."""
+    try:
+        module = importlib.import_module(_MODULES[runtime])
+    except ImportError as exc:
+        raise RuntimeMissing(f"runtime {runtime!r} is not installed ({exc}); {_INSTALL.get(runtime, '')}") from None
+    return str(getattr(module, "__version__", "unknown"))
+
+
+def device_name(target: Target) -> str:
+    """The model of the device this process would time ``target`` on."""
+    from lanas.measure import cpu_model
+
+    if target.device == "cuda":
+        if not torch.cuda.is_available():
+            raise RuntimeMissing(f"target {target.spec} needs a CUDA device, and none is visible here")
+        return torch.cuda.get_device_name()
+    return cpu_model()
+
+
+@dataclass(frozen=True)
+class Compiled:
+    run: Callable[[], Any]  # one inference on the prepared input
+    export_s: float  # seconds spent exporting (ONNX), 0 for eager
+    compile_s: float  # seconds spent building the runtime's session / compiled model
+    cuda_events: bool  # time ``run`` with CUDA events (torch on cuda) rather than the host clock
+
+
+def export_onnx(model: nn.Module, x: torch.Tensor, dynamic_batch: bool = False) -> bytes:
+    """ONNX bytes of ``model`` (in eval mode) on input ``x``; input ``x``, output ``logits``."""
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        # the TorchScript exporter warns that it is legacy, and about constant folding of strided
+        # slices; the dynamo exporter needs onnxscript and takes seconds per network
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model.eval(), (x,), buf, dynamo=False, opset_version=ONNX_OPSET, input_names=["x"],
+                          output_names=["logits"],
+                          dynamic_axes={"x": {0: "batch"}, "logits": {0: "batch"}} if dynamic_batch else None)
+    return buf.getvalue()
+
+
+def example_input(in_channels: int, resolution: int, target: Target, seed: int = 0) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randn(target.batch_size, in_channels, resolution, resolution, generator=gen)
+
+
+def _torch(model: nn.Module, x: torch.Tensor, target: Target) -> Compiled:
+    t0 = time.perf_counter()
+    dtype = TORCH_DTYPES[target.dtype]
+    model = model.to(device=target.device, dtype=dtype).eval()
+    xd = x.to(device=target.device, dtype=dtype)
+    return Compiled(lambda: model(xd), 0.0, time.perf_counter() - t0, target.device == "cuda")
+
+
+def _onnxruntime(model: nn.Module, x: torch.Tensor, target: Target) -> Compiled:
+    import onnxruntime as ort
+
+    t0 = time.perf_counter()
+    onnx = export_onnx(model, x)
+    t1 = time.perf_counter()
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.intra_op_num_threads = target.threads
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3  # errors only
+    provider = "CUDAExecutionProvider" if target.device == "cuda" else "CPUExecutionProvider"
+    if provider not in ort.get_available_providers():
+        raise RuntimeMissing(f"ONNX Runtime here has no {provider} (it has {', '.join(ort.get_available_providers())})")
+    session = ort.InferenceSession(onnx, options, providers=[provider])
+    feed = {"x": x.numpy()}
+    return Compiled(lambda: session.run(None, feed), t1 - t0, time.perf_counter() - t1, False)
+
+
+def _openvino(model: nn.Module, x: torch.Tensor, target: Target) -> Compiled:
+    import openvino as ov
+
+    t0 = time.perf_counter()
+    onnx = export_onnx(model, x)
+    t1 = time.perf_counter()
+    core = ov.Core()
+    compiled = core.compile_model(core.read_model(onnx), "CPU", {
+        "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1, "INFERENCE_NUM_THREADS": target.threads,
+        "INFERENCE_PRECISION_HINT": "f32"})  # the target's dtype; OpenVINO would pick bf16 on CPUs that have it
+    request = compiled.create_infer_request()
+    request.set_input_tensor(ov.Tensor(x.numpy()))
+    return Compiled(request.infer, t1 - t0, time.perf_counter() - t1, False)
+
+
+_COMPILERS = {"torch": _torch, "onnxruntime": _onnxruntime, "openvino": _openvino}
+
+
+def compile_for(model: nn.Module, x: torch.Tensor, target: Target) -> Compiled:
+    """``model`` ready to time on ``target`` with input ``x`` (a CPU float32 tensor)."""
+    runtime_version(target.runtime)
+    with torch.no_grad():
+        return _COMPILERS[target.runtime](model.eval(), x, target)
