@@ -133,4 +133,4 @@ def test_search_bad_inputs(tmp_path):
     r = run_cli("search", "--config", str(bad), "--run-dir", str(tmp_path / "r"))
     assert r.returncode == 2 and "lambdas must be finite numbers >= 0" in r.stderr
     r = run_cli("search", "--config", "configs/smoke.yaml", "--run-dir", str(tmp_path / "r2"))
-    assert r.returncode == 2 and "no fitted predictor" in r.stderr
+    assert r.returncode == 2 and "target cpu-t1-torch-b1 has not been measured" in r.stderr
