@@ -48,20 +48,22 @@ def main() -> None:
     ap.add_argument("--archs", type=int, default=2000)
     ap.add_argument("--noise-archs", type=int, default=100)
     ap.add_argument("--run-dir", default="runs/bench-predictor")
+    ap.add_argument("--target", default="cpu-t1-torch-b1", help="the target measured and fitted")
     args = ap.parse_args()
     torch.set_num_threads(1)
     cfg = load_config(args.config, {"name": "bench-predictor"})
     init_ray(num_cpus=2)
     run = RunDir.open(args.run_dir, cfg)
-    run_measure(run, num_archs=args.archs, progress=True)
-    rows = [r for r in ds.read_table(dataset_dir(run)).to_pylist() if r["status"] == "ok"]
+    run_measure(run, num_archs=args.archs, progress=True, target=args.target)
+    rows = [r for r in ds.read_table(dataset_dir(run), run.hardware_id(args.target)).to_pylist() if r["status"] == "ok"]
     # noise floor: re-measure some of the same architectures in a second run directory
     again = RunDir.open(f"{args.run_dir}-again", cfg)
     subset = [Genotype.from_json(r["genotype"]) for r in rows[: args.noise_archs]]
     gfile = measure_jsonl_path(again, subset)
-    run_measure(again, genotypes_file=str(gfile), progress=False)
+    run_measure(again, genotypes_file=str(gfile), progress=False, target=args.target)
     first = {r["arch_id"]: r for r in rows}
-    second = [r for r in ds.read_table(dataset_dir(again)).to_pylist() if r["status"] == "ok"]
+    second = [r for r in ds.read_table(dataset_dir(again), again.hardware_id(args.target)).to_pylist()
+              if r["status"] == "ok"]
     noise = statistics.median(abs(r["latency_ratio"] / first[r["arch_id"]]["latency_ratio"] - 1) for r in second)
 
     fit = cfg.fit
@@ -83,7 +85,7 @@ def main() -> None:
         return {k: quality.regression_metrics(v, yte.numpy(), ref_ms) for k, v in preds.items()}
 
     full = fit_all(len(xtr))
-    macro, res = cfg.macro(), cfg.measure.protocol.resolution
+    macro, res = cfg.macro(), cfg.data.resolution
     sample = np.random.default_rng(0).choice(len(split["train"]), size=min(500, len(split["train"])), replace=False)
     flops_tr = [quality.network_flops(Genotype.from_json(split["train"][i]["genotype"]), macro, res) for i in sample]
     slope, icpt = quality.fit_flops(flops_tr, ytr.numpy()[sample])

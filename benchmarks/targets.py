@@ -23,6 +23,7 @@ import argparse
 import csv
 import itertools
 import json
+import shutil
 import statistics
 import sys
 from pathlib import Path
@@ -68,10 +69,12 @@ def main() -> None:
     ap.add_argument("--archs", type=int, default=600)
     ap.add_argument("--repeat-archs", type=int, default=50)
     ap.add_argument("--demo-run", default="runs/demo", help="a finished `make demo` run, for the specialisation gain")
-    ap.add_argument("--out", default="runs/bench-targets", help="where the benchmark's run directories go")
+    ap.add_argument("--out", default="runs/bench-targets", help="the benchmark's scratch folder (emptied first)")
     args = ap.parse_args()
-    init_ray(num_cpus=2)
     out = Path(args.out)
+    if out.exists():
+        shutil.rmtree(out)  # the benchmark's own scratch folder: every figure from a fresh measurement
+    init_ray(num_cpus=2)
     cfg = load_config(args.config, {"name": "bench-targets", "measure.targets": TARGETS, "measure.num_archs": args.archs})
     run = RunDir.open(out / "main", cfg, overwrite=True)
     speed = {}

@@ -7,8 +7,8 @@ Writes, in ``report/``:
 * ``pareto.png`` -- one panel per target: the architectures searched for it (colour:
   lambda), random ones as a grey cloud, published ones as stars, and its front;
 * ``latency_matrix.csv`` -- every candidate measured on every target;
-* ``specialisation.csv`` -- for targets A != B, the architecture searched for A measured
-  on B against the one searched for B, at the same lambda and seed;
+* ``specialisation.csv`` / ``.png`` -- for targets A != B, the architecture searched for A
+  measured on B against the one searched for B, at the same lambda and seed;
 * ``report.md`` -- all of it, with hypervolume, latency saved at equal-or-better
   accuracy versus lambda = 0, prediction error, the predictors side by side and the
   run manifest.
@@ -171,6 +171,39 @@ def plot(path: Path, per_target: dict[str, list[dict[str, Any]]], hardware: dict
     plt.close(fig)
 
 
+def plot_specialisation(path: Path, spec_rows: list[dict[str, Any]], specs: list[str]) -> None:
+    """One panel per deployed target: measured ms of the architecture searched for it
+    against those searched for the other targets, at each (lambda, seed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    deployed = [b for b in specs if any(r["deployed_on"] == b for r in spec_rows)]
+    fig, axes = plt.subplots(1, len(deployed), figsize=(5.5 * len(deployed), 4), squeeze=False)
+    for ax, b in zip(axes[0], deployed):
+        rows = [r for r in spec_rows if r["deployed_on"] == b]
+        cells = sorted({(r["lam"], r["seed"]) for r in rows})
+        others = sorted({r["searched_for"] for r in rows})
+        width = 0.8 / (1 + len(others))
+        for i, (lam, seed) in enumerate(cells):
+            own = next(r for r in rows if (r["lam"], r["seed"]) == (lam, seed))["ms_searched_for_deployed"]
+            ax.bar(i, own, width, color="tab:green", label="searched for this target" if i == 0 else None)
+            for j, a in enumerate(others):
+                r = next((r for r in rows if (r["lam"], r["seed"], r["searched_for"]) == (lam, seed, a)), None)
+                if r is not None and r["ms_searched_for_other"] is not None:
+                    ax.bar(i + (j + 1) * width, r["ms_searched_for_other"], width, color=f"C{j + 3}",
+                           label=f"searched for {a}" if i == 0 else None)
+        ax.set_xticks([i + width * len(others) / 2 for i in range(len(cells))],
+                      [f"λ={lam:g}, seed {seed}" for lam, seed in cells])
+        ax.set(ylabel="measured latency (ms, ratio x reference)", title=f"deployed on {b}")
+        ax.legend(fontsize=7)
+    fig.suptitle("What searching for the wrong target costs")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def _fmt(x: Any, spec: str) -> str:
     return "—" if x is None else format(x, spec)
 
@@ -214,7 +247,8 @@ def cross_target_section(matrix: list[dict[str, Any]], spec_rows: list[dict[str,
               "B paid off).", ""]
     if not spec_rows:
         return lines + ["(needs at least two targets and a λ > 0)", ""]
-    lines += ["| deployed on B | searched for A | λ | seed | searched for B (ms, acc) | searched for A (ms, acc) | "
+    lines += ["![Specialisation](specialisation.png)", "",
+              "| deployed on B | searched for A | λ | seed | searched for B (ms, acc) | searched for A (ms, acc) | "
               "latency lost |", "|---|---|---|---|---|---|---|"]
     for s in spec_rows:
         lines.append(f"| {s['deployed_on']} | {s['searched_for']} | {s['lam']:g} | {s['seed']} | "
@@ -259,6 +293,8 @@ def run_report(run: RunDir) -> str:
     _csv(folder / "latency_matrix.csv", matrix, ["name", "kind", "searched_for", "lam", "seed", "test_acc", *specs])
     _csv(folder / "specialisation.csv", spec_rows, list(spec_rows[0]) if spec_rows else ["deployed_on"])
     plot(folder / "pareto.png", per_target, hardware)
+    if spec_rows:
+        plot_specialisation(folder / "specialisation.png", spec_rows, specs)
     write_atomic(folder / "analysis.json", json.dumps({"targets": analyses, "specialisation": spec_rows}, indent=2))
     sections = [line for s in specs for line in target_section(s, hardware[s], per_target[s], analyses[s])]
     write_atomic(folder / "report.md", markdown(run, sections, cross_target_section(matrix, spec_rows, specs)))

@@ -59,9 +59,9 @@ def _trainable(config: dict[str, Any], cfg: RunConfig, trials: list[dict[str, An
     lam, seed = trial["lam"], trial["seed"]
     device = "cuda" if cfg.search.resources.num_gpus > 0 and torch.cuda.is_available() else "cpu"
     # lambda = 0 reports the first target's predicted latency; it does not steer the search
-    state, hidden, reference_ms = predictors[trial["target"] or cfg.targets[0].spec]
+    weights, hidden, reference_ms = predictors[trial["target"] or cfg.targets[0].spec]
     predictor = LatencyPredictor.for_space(cfg.space, hidden)
-    predictor.load_state_dict(state)
+    predictor.load_state_dict(weights)
     s = cfg.search.settings
     splits = load_splits(cfg.data)
     train, val = loader(splits.train, s.batch_size, True, seed), loader(splits.val, s.batch_size, True, seed + 1)

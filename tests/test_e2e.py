@@ -71,7 +71,7 @@ def test_reproduce_interrupted_then_resumed(tmp_path):
     trials = [json.loads(x) for x in (run / "search" / "results.jsonl").read_text().splitlines()]
     assert sorted((t["lam"], t["target"] or "") for t in trials) == [(0.0, "")] + [(2.0, s) for s in sorted(SPECS)]
     assert (run / "search" / "tune" / "sweep").is_dir()  # Tune's own outputs stay available
-    for name in ("pareto.csv", "pareto.png", "report.md", "latency_matrix.csv", "specialisation.csv"):
+    for name in ("pareto.csv", "pareto.png", "report.md", "latency_matrix.csv", "specialisation.csv", "specialisation.png"):
         assert (run / "report" / name).is_file(), name
 
     # one front per target, over the architectures searched for it (and lambda = 0)

@@ -39,13 +39,18 @@ def test_smoke_measurement_reads_back_everywhere(measured_run, ray_start):
 
 
 def test_rerun_skips_what_is_measured_and_genotypes_file_adds_exactly_those(measured_run, tmp_path):
-    again = run_measure(measured_run, progress=False)
+    import shutil
+
+    shutil.copytree(measured_run.path, tmp_path / "run")  # the shared fixture keeps its 60 rows
+    run = RunDir.existing(tmp_path / "run")
+    again = run_measure(run, progress=False)
     assert again["new_rows"] == 0 and again["targets"]["cpu-t1-torch-b1"]["rows"] == 60
     f = tmp_path / "g.jsonl"
     f.write_text("".join(published(n).to_json() + "\n" for n in ("darts_v1", "darts_v2", "darts_v1")))
-    out = run_measure(measured_run, genotypes_file=str(f), progress=False)
+    out = run_measure(run, genotypes_file=str(f), progress=False)
     assert out["new_rows"] == 2 and out["targets"]["cpu-t1-torch-b1"]["rows"] == 62
-    assert run_measure(measured_run, genotypes_file=str(f), progress=False)["new_rows"] == 0
+    assert run_measure(run, genotypes_file=str(f), progress=False)["new_rows"] == 0
+    assert len(pd.read_parquet(dataset_dir(measured_run))) == 60
 
 
 def test_bad_inputs_fail_cleanly_and_write_nothing(measured_run, tmp_path):
