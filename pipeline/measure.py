@@ -181,7 +181,8 @@ def measure_into(run: RunDir, root: Path, todo: dict[str, list[Genotype]], max_i
 def run_measure(run: RunDir, num_archs: int | None = None, genotypes_file: str | None = None,
                 progress: bool = True, max_in_flight: int | None = None, target: str | None = None) -> dict[str, Any]:
     """Measure the selected architectures that the dataset does not hold yet, on every
-    target of the run (or the one named ``target``); marks the stage done."""
+    target of the run (or the one named ``target``); marks the stage done when every
+    target was measured."""
     cfg = run.config
     targets = select_targets(cfg, target, run.hardware_ids())
     check_runtimes(targets)
@@ -209,7 +210,8 @@ def run_measure(run: RunDir, num_archs: int | None = None, genotypes_file: str |
         print(f"[measure] {hw}: {s['rows']} rows ({s['failed']} failed); latency ms min/median/max = "
               f"{s['latency_ms_min']:.3f}/{s['latency_ms_median']:.3f}/{s['latency_ms_max']:.3f}", flush=True)
     print(f"[measure] dataset: {root}", flush=True)
-    run.mark_done("measure", summary)
+    if target is None:  # one target alone does not complete the stage for `reproduce`
+        run.mark_done("measure", summary)
     return summary
 
 

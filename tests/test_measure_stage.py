@@ -137,10 +137,12 @@ def test_several_targets_one_partition_each_and_target_selection(ray_start, tmp_
         run_measure(run, num_archs=4, progress=False, target="cpu-t9-torch-b1")
     first = run_measure(run, num_archs=4, progress=False, target="cpu-t1-onnxruntime-b1")
     assert first["new_rows"] == 4 and list(first["targets"]) == ["cpu-t1-onnxruntime-b1"]
+    assert not run.is_done("measure")  # one target alone does not complete the stage
     ids = run.hardware_ids()
     assert set(ids) == {"cpu-t1-onnxruntime-b1"} and ids["cpu-t1-onnxruntime-b1"].endswith("-t1-onnxruntime-b1")
     second = run_measure(run, num_archs=4, progress=False)  # the other two targets only
     assert second["new_rows"] == 8 and set(run.hardware_ids()) == {t.spec for t in cfg.targets}
+    assert run.is_done("measure")
     df = pd.read_parquet(dataset_dir(run))
     assert df.groupby("hardware").size().to_dict() == {run.hardware_id(t.spec): 4 for t in cfg.targets}
     assert set(df["runtime"]) == {"torch", "onnxruntime", "openvino"} and (df["status"] == "ok").all()
