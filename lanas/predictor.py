@@ -140,9 +140,7 @@ def train_predictor(
     initialisation included) is kept at the end; its metrics are returned."""
     x, y = train
     xi, yi = init if init is not None else train
-    for t in (y, yi):
-        if len(t) == 0 or not torch.all(torch.isfinite(t)) or not torch.all(t > 0):
-            raise ValueError("latency targets must be non-empty, finite and > 0")
+    _check_targets(y, yi)
     predictor.set_target_stats(yi)
     if settings.init_additive:
         fit_additive(predictor, xi, yi)
@@ -151,34 +149,52 @@ def train_predictor(
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(net.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, settings.epochs)
-    steps = max(1, math.ceil(len(x) / settings.batch_size))
-
-    def val_mape() -> float:
-        predictor.eval()
-        with torch.no_grad():
-            return float(relative_error(predictor(val[0]), val[1]).mean()) if len(val[0]) else float("nan")
-
-    best = (val_mape(), {k: v.detach().clone() for k, v in predictor.state_dict().items()}, {"epoch": 0})
+    best = (_val_mape(predictor, val), _snapshot(predictor), {"epoch": 0})
     metrics: dict[str, float] = {}
     for epoch in range(settings.epochs):
-        net.train()
-        perm = torch.randperm(len(x), generator=gen)
-        total = 0.0
-        for i in range(steps):
-            idx = perm[i * settings.batch_size : (i + 1) * settings.batch_size]
-            pred = predictor.mean + predictor.std * net(x[idx])
-            loss = (((pred - y[idx]) / y[idx]) ** 2).mean()
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            total += float(loss.detach())
+        loss = _train_epoch(predictor, net, opt, (x, y), settings.batch_size, gen)
         sched.step()
-        metrics = {"epoch": epoch + 1, "train_loss": total / steps, "val_mape": val_mape()}
+        metrics = {"epoch": epoch + 1, "train_loss": loss, "val_mape": _val_mape(predictor, val)}
         if metrics["val_mape"] < best[0]:  # NaN (no val rows) never replaces: keeps training to the end
-            best = (metrics["val_mape"], {k: v.detach().clone() for k, v in predictor.state_dict().items()}, metrics)
+            best = (metrics["val_mape"], _snapshot(predictor), metrics)
         if on_epoch is not None:
             on_epoch(epoch, metrics)
     if len(val[0]):
         predictor.load_state_dict(best[1])
         return {**metrics, "best_epoch": best[2]["epoch"], "val_mape": best[0]}
     return metrics
+
+
+def _check_targets(*targets: torch.Tensor) -> None:
+    for t in targets:
+        if len(t) == 0 or not torch.all(torch.isfinite(t)) or not torch.all(t > 0):
+            raise ValueError("latency targets must be non-empty, finite and > 0")
+
+
+def _snapshot(predictor: LatencyPredictor) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in predictor.state_dict().items()}
+
+
+def _val_mape(predictor: LatencyPredictor, val: tuple[torch.Tensor, torch.Tensor]) -> float:
+    predictor.eval()
+    with torch.no_grad():
+        return float(relative_error(predictor(val[0]), val[1]).mean()) if len(val[0]) else float("nan")
+
+
+def _train_epoch(predictor: LatencyPredictor, net: nn.Module, opt: torch.optim.Optimizer,
+                 data: tuple[torch.Tensor, torch.Tensor], batch_size: int, gen: torch.Generator) -> float:
+    """One pass over ``data`` in a random order; the mean relative squared error."""
+    x, y = data
+    net.train()
+    steps = max(1, math.ceil(len(x) / batch_size))
+    perm = torch.randperm(len(x), generator=gen)
+    total = 0.0
+    for i in range(steps):
+        idx = perm[i * batch_size : (i + 1) * batch_size]
+        pred = predictor.mean + predictor.std * net(x[idx])
+        loss = (((pred - y[idx]) / y[idx]) ** 2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        total += float(loss.detach())
+    return total / steps

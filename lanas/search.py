@@ -105,45 +105,14 @@ def search(
         a_opt.load_state_dict(state["a_opt"])
         w_sched.load_state_dict(state["w_sched"])
         history, start = list(state["history"]), int(state["epoch"])
-    ce = nn.CrossEntropyLoss()
     for epoch in range(start, settings.epochs):
         frac = epoch / max(1, settings.epochs - 1)
         net.tau = settings.tau_max - (settings.tau_max - settings.tau_min) * frac
         update_arch = epoch >= settings.warmup_epochs
-        net.train()
-        sums = {"train_ce": 0.0, "train_acc": 0.0, "val_ce": 0.0, "val_acc": 0.0, "latency_term": 0.0}
-        steps = 0
-        for (xt, yt), (xv, yv) in zip(train, itertools.cycle(val)):
-            xt, yt, xv, yv = xt.to(device), yt.to(device), xv.to(device), yv.to(device)
-            if update_arch:
-                a_opt.zero_grad()
-                logits_v = net(xv)
-                loss_v = ce(logits_v, yv)
-                lat = latency_term(net, predictor)
-                (loss_v + lam * lat).backward()
-                a_opt.step()
-                sums["val_ce"] += float(loss_v.detach())
-                sums["val_acc"] += float((logits_v.argmax(1) == yv).float().mean())
-                sums["latency_term"] += float(lat.detach())
-            w_opt.zero_grad()
-            logits_t = net(xt)
-            loss_t = ce(logits_t, yt)
-            loss_t.backward()
-            nn.utils.clip_grad_norm_(net.weight_parameters(), settings.grad_clip)
-            w_opt.step()
-            sums["train_ce"] += float(loss_t.detach())
-            sums["train_acc"] += float((logits_t.argmax(1) == yt).float().mean())
-            steps += 1
+        sums, steps = _run_epoch(net, predictor, (train, val), (w_opt, a_opt), settings, lam, update_arch, device)
         w_sched.step()
-        genotype = derive_genotype(net.alpha.detach(), None if net.beta is None else net.beta.detach(), net.space)
-        with torch.no_grad():
-            if not update_arch:
-                sums["latency_term"] = float(latency_term(net, predictor)) * steps
-            derived = float(predictor(encode_genotype(genotype, net.space).to(device).unsqueeze(0)))
-        metrics = {k: v / max(steps, 1) for k, v in sums.items()}
-        if not update_arch:
-            metrics["val_ce"] = metrics["val_acc"] = float("nan")
-        metrics.update(epoch=epoch + 1, lam=lam, tau=net.tau, predicted_latency=derived, genotype=genotype.to_json())
+        metrics = _epoch_metrics(net, predictor, sums, steps, update_arch, device)
+        metrics.update(epoch=epoch + 1, lam=lam, tau=net.tau)
         history.append(metrics)
         if on_epoch is not None:
             snapshot = {
@@ -151,5 +120,57 @@ def search(
                 "w_sched": w_sched.state_dict(), "history": list(history), "epoch": epoch + 1,
             }
             on_epoch(metrics, snapshot)
-    final = derive_genotype(net.alpha.detach(), None if net.beta is None else net.beta.detach(), net.space)
-    return SearchResult(final, history)
+    return SearchResult(_derive(net), history)
+
+
+def _derive(net: SuperNet) -> Genotype:
+    return derive_genotype(net.alpha.detach(), None if net.beta is None else net.beta.detach(), net.space)
+
+
+def _run_epoch(net: SuperNet, predictor: LatencyPredictor, data: tuple[DataLoader, DataLoader],
+               opts: tuple[torch.optim.Optimizer, torch.optim.Optimizer], settings: SearchSettings, lam: float,
+               update_arch: bool, device: str) -> tuple[dict[str, float], int]:
+    """One epoch of first-order bilevel steps: alpha on a val batch (when ``update_arch``),
+    then the weights on a train batch. Returns the summed step metrics and the step count."""
+    (train, val), (w_opt, a_opt) = data, opts
+    ce = nn.CrossEntropyLoss()
+    net.train()
+    sums = {"train_ce": 0.0, "train_acc": 0.0, "val_ce": 0.0, "val_acc": 0.0, "latency_term": 0.0}
+    steps = 0
+    for (xt, yt), (xv, yv) in zip(train, itertools.cycle(val)):
+        xt, yt, xv, yv = xt.to(device), yt.to(device), xv.to(device), yv.to(device)
+        if update_arch:
+            a_opt.zero_grad()
+            logits_v = net(xv)
+            loss_v = ce(logits_v, yv)
+            lat = latency_term(net, predictor)
+            (loss_v + lam * lat).backward()
+            a_opt.step()
+            sums["val_ce"] += float(loss_v.detach())
+            sums["val_acc"] += float((logits_v.argmax(1) == yv).float().mean())
+            sums["latency_term"] += float(lat.detach())
+        w_opt.zero_grad()
+        logits_t = net(xt)
+        loss_t = ce(logits_t, yt)
+        loss_t.backward()
+        nn.utils.clip_grad_norm_(net.weight_parameters(), settings.grad_clip)
+        w_opt.step()
+        sums["train_ce"] += float(loss_t.detach())
+        sums["train_acc"] += float((logits_t.argmax(1) == yt).float().mean())
+        steps += 1
+    return sums, steps
+
+
+def _epoch_metrics(net: SuperNet, predictor: LatencyPredictor, sums: dict[str, float], steps: int,
+                   update_arch: bool, device: str) -> dict[str, Any]:
+    """Mean step metrics, the derived genotype and its predicted latency."""
+    genotype = _derive(net)
+    with torch.no_grad():
+        if not update_arch:
+            sums["latency_term"] = float(latency_term(net, predictor)) * steps
+        derived = float(predictor(encode_genotype(genotype, net.space).to(device).unsqueeze(0)))
+    metrics: dict[str, Any] = {k: v / max(steps, 1) for k, v in sums.items()}
+    if not update_arch:
+        metrics["val_ce"] = metrics["val_acc"] = float("nan")
+    metrics.update(predicted_latency=derived, genotype=genotype.to_json())
+    return metrics

@@ -199,11 +199,11 @@ def run_measure(run: RunDir, num_archs: int | None = None, genotypes_file: str |
     wall = totals["wall_s"]
     summary: dict[str, Any] = {**totals, "archs_per_s": totals["new_rows"] / wall if wall > 0 and totals["new_rows"] else 0.0,
                                "targets": {}}
-    table = ds.read_table(root)
+    table = ds.read_table(root).to_pylist()  # read once for every target's summary
     for t in targets:
         hw = ids[t.spec]
         key = cfg.setting(t).key()
-        rows = [r for r in table.to_pylist() if r[ds.PARTITION] == hw and ds.setting_of(r) == key]
+        rows = [r for r in table if r[ds.PARTITION] == hw and ds.setting_of(r) == key]
         s = summarise(rows, hw)
         summary["targets"][t.spec] = s
         plot_histogram(run, hw, [r for r in rows if r["status"] == "ok"])
