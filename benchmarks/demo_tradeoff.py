@@ -55,7 +55,20 @@ def main() -> None:
         for h in a["headline"]:
             print(f"  headline (seed {h['seed']}, lambda={h['lam']:g} vs 0): latency {h['latency_change']:+.1%}, "
                   f"accuracy {h['accuracy_change_points']:+.1f} points (aim: <= -20 %, >= -1 point)")
-        per_target[spec] = {"headline": a["headline"], "hypervolume": a["hypervolume"], "savings": a["savings"],
+        for kind in ("matched", "baseline", "random", "published"):
+            for x in results:
+                if x["kind"] == kind and x["target"] == spec and x["searched_for"] in (None, spec):
+                    print(f"  {kind} {x['name']}: test acc {x['test_acc']:.3f}, measured {x['measured_latency_ms']:.3f} ms")
+        m = a["searched_minus_matched_acc"]
+        if m:
+            print(f"  searched - latency-matched random: {100 * m['mean']:+.2f} points [{100 * m['lo']:+.2f}, "
+                  f"{100 * m['hi']:+.2f}] over {m['n']} pairs")
+        per_target[spec] = {"headline": a["headline"], "hypervolume": a["hypervolume"],
+                            "hypervolume_equal_size": a["hypervolume_equal_size"], "dominance": a["dominance"],
+                            "searched_minus_matched_acc": m, "savings": a["savings"],
+                            "others": {x["name"]: {f: x[f] for f in ("kind", "test_acc", "val_acc", "measured_latency_ms")}
+                                       for x in results if x["kind"] != "searched" and x["target"] == spec
+                                       and x["searched_for"] in (None, spec)},
                             "prediction_mape_derived": a["prediction_mape_derived"],
                             "prediction_mape_all": a["prediction_mape_all"],
                             "searched": {str(k): {f: v[f] for f in ("test_acc", "measured_latency_ms", "predicted_latency_ms")}

@@ -3,6 +3,12 @@
 Both give seeded train / val / test splits as torch datasets. The validation split is
 what the search updates alpha on; the test split is only used for final evaluation.
 Nothing is downloaded: CIFAR-10 must already be on disk in its own format.
+
+Training transforms (the train split only; val and test are never augmented):
+``DataSettings.augment`` -- DARTS' random crop (4-pixel padding) and horizontal flip, for
+CIFAR-10; ``load_splits(..., cutout=16)`` -- DARTS' cutout in final training; and
+``load_splits(..., with_val=True)`` -- the final training set of the DARTS protocol,
+train and validation together (then the returned val split is empty).
 """
 from __future__ import annotations
 
@@ -26,6 +32,7 @@ class DataSettings:
     test_fraction: float = 0.2  # digits: share held out as test (cifar10 has its own)
     limit: int = 0  # keep at most this many training images (0 = all), for quick runs
     seed: int = 0  # seed of the splits
+    augment: bool = False  # cifar10: random crop (4-px padding) + horizontal flip on the train split (DARTS)
 
     def __post_init__(self) -> None:
         if self.dataset not in DATASETS:
@@ -37,6 +44,8 @@ class DataSettings:
                 raise ValueError(f"{name} must be in (0, 1), got {getattr(self, name)}")
         if self.limit < 0:
             raise ValueError(f"limit must be >= 0, got {self.limit}")
+        if self.augment and self.dataset != "cifar10":
+            raise ValueError("augment (crop and flip) is for cifar10 only: digits are not flip-invariant")
 
     @property
     def in_channels(self) -> int:
@@ -56,11 +65,42 @@ class Splits:
     test: Dataset
 
 
+class Cutout:
+    """DARTS' cutout: zero one ``length`` x ``length`` square (clipped at the border) at a
+    random centre of a normalised image tensor ``[C, H, W]``."""
+
+    def __init__(self, length: int):
+        self.length = length
+
+    def __call__(self, img: torch.Tensor) -> torch.Tensor:
+        h, w = img.shape[-2:]
+        cy, cx = int(torch.randint(h, (1,))), int(torch.randint(w, (1,)))
+        half = self.length // 2
+        out = img.clone()
+        out[..., max(0, cy - half): min(h, cy + half), max(0, cx - half): min(w, cx + half)] = 0.0
+        return out
+
+
+class Transformed(Dataset):
+    """``dataset`` with ``fn`` applied to each image."""
+
+    def __init__(self, dataset: Dataset, fn):
+        self.dataset, self.fn = dataset, fn
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, i):
+        x, y = self.dataset[i]
+        return self.fn(x), y
+
+
 def _permutation(n: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).permutation(n)
 
 
-def _digits(s: DataSettings) -> Splits:
+def _digits(s: DataSettings) -> tuple[Dataset, Dataset, Dataset, list[int], list[int]]:
+    """(train images, the same without training transforms, test, train indices, val indices)."""
     from sklearn.datasets import load_digits
 
     bunch = load_digits()
@@ -74,11 +114,11 @@ def _digits(s: DataSettings) -> Splits:
     if s.limit:
         train_idx = train_idx[: s.limit]
     mean, std = x[train_idx].mean(), x[train_idx].std()
-    x = (x - mean) / std
-    return Splits(*(TensorDataset(x[i], y[i]) for i in (train_idx, val_idx, test_idx)))
+    full = TensorDataset((x - mean) / std, y)
+    return full, full, Subset(full, test_idx.tolist()), train_idx.tolist(), val_idx.tolist()
 
 
-def _cifar10(s: DataSettings) -> Splits:
+def _cifar10(s: DataSettings) -> tuple[Dataset, Dataset, Dataset, list[int], list[int]]:
     from torchvision import datasets, transforms
 
     cls = datasets.CIFAR10
@@ -92,19 +132,29 @@ def _cifar10(s: DataSettings) -> Splits:
         })
     if not os.path.isdir(os.path.join(s.root, cls.base_folder)):
         raise FileNotFoundError(f"CIFAR-10 not found: {os.path.join(s.root, cls.base_folder)} does not exist (nothing is downloaded)")
-    tf = transforms.Compose([transforms.ToTensor(), transforms.Normalize(CIFAR_MEAN, CIFAR_STD)])
-    train_full = cls(s.root, train=True, transform=tf, download=False)
-    test = cls(s.root, train=False, transform=tf, download=False)
+    plain = [transforms.ToTensor(), transforms.Normalize(CIFAR_MEAN, CIFAR_STD)]
+    augment = [transforms.RandomCrop(32, padding=4), transforms.RandomHorizontalFlip()] if s.augment else []
+    train_full = cls(s.root, train=True, transform=transforms.Compose(augment + plain), download=False)
+    eval_full = cls(s.root, train=True, transform=transforms.Compose(plain), download=False) if augment else train_full
+    test = cls(s.root, train=False, transform=transforms.Compose(plain), download=False)
     perm = _permutation(len(train_full), s.seed)
     n_val = int(round(len(perm) * s.val_fraction))
     train_idx = perm[n_val:]
     if s.limit:
         train_idx = train_idx[: s.limit]
-    return Splits(Subset(train_full, train_idx.tolist()), Subset(train_full, perm[:n_val].tolist()), test)
+    return train_full, eval_full, test, train_idx.tolist(), perm[:n_val].tolist()
 
 
-def load_splits(settings: DataSettings) -> Splits:
-    return _digits(settings) if settings.dataset == "digits" else _cifar10(settings)
+def load_splits(settings: DataSettings, cutout: int = 0, with_val: bool = False) -> Splits:
+    """The seeded splits; ``cutout`` > 0 adds cutout of that length to the train split;
+    ``with_val`` trains on train + val (DARTS' final training) and leaves val empty."""
+    if cutout < 0:
+        raise ValueError(f"cutout must be >= 0, got {cutout}")
+    train_full, eval_full, test, train_idx, val_idx = (_digits if settings.dataset == "digits" else _cifar10)(settings)
+    train: Dataset = Subset(train_full, train_idx + val_idx if with_val else train_idx)
+    if cutout:
+        train = Transformed(train, Cutout(cutout))
+    return Splits(train, Subset(eval_full, [] if with_val else val_idx), test)
 
 
 def loader(dataset: Dataset, batch_size: int, shuffle: bool, seed: int = 0) -> DataLoader:

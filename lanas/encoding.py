@@ -10,12 +10,20 @@ Each entry is ``edge_weight[cell, edge] * op_weight[cell, edge, op]``:
 
 * a **discrete genotype** has op_weight one-hot on its 8 chosen edges per cell (zero rows
   elsewhere) and edge weight 1, so every node carries a mass of exactly 2;
-* **relaxed** weights use ``op_weight = softmax(alpha)`` per edge and
-  ``edge_weight = 2 * softmax(beta)`` over the incoming edges of each node (PC-DARTS edge
-  normalisation) or, without ``beta``, the uniform ``2 / (number of inputs of the node)``.
-  Every node again carries a mass of 2, so the predictor fitted on sampled genotypes is
-  evaluated on the same simplex during the search. As ``alpha`` and ``beta`` become
-  one-hot on a genotype's edges, the relaxed encoding tends to the discrete one.
+* **relaxed** weights are the *expected* discrete encoding of the genotypes the search
+  state describes: ops drawn per edge from ``softmax(alpha)``, and per node two distinct
+  incoming edges drawn without replacement with probabilities ``softmax(beta)`` (PC-DARTS
+  edge normalisation) or, without ``beta``, uniformly. ``op_weight = softmax(alpha)`` and
+  ``edge_weight`` = the probability that the edge is among the two drawn
+  (:func:`inclusion_probabilities`): at most 1 per edge, 2 per node, exactly the mass
+  of every genotype. As ``alpha`` and ``beta`` become one-hot on a genotype's edges the
+  relaxed encoding tends to the discrete one; for a linear (lookup-table) predictor the
+  latency term is then exactly the expected latency of the sampled genotypes, for the MLP
+  a first-order estimate of it (``benchmarks/encoding_relaxed.py`` measures the gap).
+  Without ``beta`` (plain DARTS, GDAS) the edge weights are the constant ``2 / inputs``:
+  the latency term then sees the op choice only, not which two inputs a node keeps
+  (the derived topology follows DARTS' rule). (``2 * softmax(beta)``, used before, could
+  put a mass of 2 on one edge, a point no genotype reaches.)
 
 ``decode`` is the inverse on discrete encodings and the DARTS derivation rule on relaxed
 ones (per node: the two edges with the strongest non-``none`` op, each with that op).
@@ -55,21 +63,39 @@ def encode_genotype(genotype: Genotype, space: SearchSpace) -> torch.Tensor:
     return genotype_weights(genotype, space).flatten()
 
 
+def _per_node(fn, beta: torch.Tensor) -> torch.Tensor:
+    """Apply ``fn`` to the incoming-edge slice of every node of ``beta [..., 14]``."""
+    parts = [fn(beta[..., NODE_OFFSETS[node - 2] : NODE_OFFSETS[node - 2] + node]) for node in range(2, 2 + NUM_NODES)]
+    return torch.cat(parts, dim=-1)
+
+
 def uniform_edge_weights() -> torch.Tensor:
-    w = torch.empty(len(CELL_TYPES), NUM_EDGES)
-    for node in range(2, 2 + NUM_NODES):
-        start = NODE_OFFSETS[node - 2]
-        w[:, start : start + node] = 2.0 / node
-    return w
+    """Inclusion probabilities of two edges drawn uniformly per node: ``2 / inputs``."""
+    return _per_node(lambda b: torch.full_like(b, 2.0 / b.shape[-1]), torch.zeros(len(CELL_TYPES), NUM_EDGES))
+
+
+def edge_softmax(beta: torch.Tensor) -> torch.Tensor:
+    """``softmax(beta)`` over the incoming edges of each node (sums to 1 per node): the
+    PC-DARTS edge normalisation of the supernet's forward pass; ``beta`` is ``[..., 14]``."""
+    return _per_node(lambda b: torch.softmax(b, dim=-1), beta)
+
+
+def inclusion_probabilities(logits: torch.Tensor) -> torch.Tensor:
+    """P(edge j is among two edges drawn without replacement with probabilities
+    ``p = softmax(logits)`` over the last dim) = p_j + sum_{i != j} p_i q_ij, where
+    ``q_i = softmax`` of the logits without edge i (the second draw); each <= 1, sum 2.
+    Computed from logits, so it stays exact when one edge takes all of ``p``."""
+    n = logits.shape[-1]
+    eye = torch.eye(n, dtype=torch.bool, device=logits.device)
+    second = torch.softmax(logits.unsqueeze(-2).masked_fill(eye, float("-inf")), dim=-1)  # [..., i, j]
+    p = torch.softmax(logits, dim=-1)
+    return p + (p.unsqueeze(-1) * second).sum(-2)
 
 
 def normalised_edge_weights(beta: torch.Tensor) -> torch.Tensor:
-    """``2 * softmax(beta)`` over the incoming edges of each node; ``beta`` is ``[2, 14]``."""
-    parts = []
-    for node in range(2, 2 + NUM_NODES):
-        start = NODE_OFFSETS[node - 2]
-        parts.append(2.0 * torch.softmax(beta[..., start : start + node], dim=-1))
-    return torch.cat(parts, dim=-1)
+    """Relaxed edge weights of the encoding: the inclusion probabilities of two edges
+    drawn per node with probabilities ``softmax(beta)``; ``beta`` is ``[..., 14]``."""
+    return _per_node(inclusion_probabilities, beta)
 
 
 def encode_relaxed(op_weights: torch.Tensor, edge_weights: torch.Tensor | None = None) -> torch.Tensor:
@@ -128,5 +154,8 @@ def group_matrix(space: SearchSpace) -> torch.Tensor:
 
 
 def derive_genotype(alpha: torch.Tensor, beta: torch.Tensor | None, space: SearchSpace) -> Genotype:
-    """The discrete genotype of a search state (pure function of ``alpha``, ``beta``)."""
-    return decode(encode_alpha(alpha, beta), space)
+    """The discrete genotype of a search state (pure function of ``alpha``, ``beta``):
+    DARTS' rule, edges ranked by ``softmax(beta)`` x strongest non-``none`` op weight
+    (PC-DARTS), or by the op weight alone without ``beta``."""
+    edge_weights = None if beta is None else edge_softmax(beta)
+    return decode(encode_relaxed(torch.softmax(alpha, dim=-1), edge_weights), space)

@@ -151,6 +151,18 @@ def published(name: str) -> Genotype:
     return Genotype.from_json(text)
 
 
+TRIVIAL_OPS = ("skip_connect", "max_pool_3x3")  # (normal, reduce) op of the trivial baseline
+
+
+def trivial() -> Genotype:
+    """The no-convolution baseline: every node of the normal cell sums its two cell
+    inputs through skip connections, every node of the reduction cell through 3x3 max
+    pools. A searched cell has to beat it to show that its convolutions earn their time."""
+    concat = tuple(range(2, 2 + NUM_NODES))
+    normal, reduce = ((tuple((op, inp) for _ in range(NUM_NODES) for inp in (0, 1))) for op in TRIVIAL_OPS)
+    return Genotype(normal, concat, reduce, concat)
+
+
 def read_jsonl(path: str, ops: Sequence[str] = DARTS_OPS) -> list[Genotype]:
     """Read one genotype JSON per line; blank lines are skipped. Errors name the line."""
     out = []

@@ -120,12 +120,47 @@ class Cell(nn.Module):
         return torch.cat([states[i] for i in self.concat], dim=1)
 
 
-class Network(Backbone):
-    """The discrete network of a genotype. ``set_drop_path(p)`` enables drop-path."""
+class AuxiliaryHead(nn.Module):
+    """DARTS' auxiliary classifier (after the cell at 2/3 depth), with adaptive pooling to
+    2x2 in place of ``AvgPool2d(5, stride=3)`` on 8x8 maps, so it fits any input size."""
 
-    def __init__(self, genotype: Genotype, macro: MacroConfig):
+    def __init__(self, c: int, num_classes: int):
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.ReLU(inplace=False), nn.AdaptiveAvgPool2d(2),
+            nn.Conv2d(c, 128, 1, bias=False), nn.BatchNorm2d(128), nn.ReLU(inplace=True),
+            nn.Conv2d(128, 768, 2, bias=False), nn.BatchNorm2d(768), nn.ReLU(inplace=True))
+        self.classifier = nn.Linear(768, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x).flatten(1))
+
+
+class Network(Backbone):
+    """The discrete network of a genotype. ``set_drop_path(p)`` enables drop-path;
+    ``auxiliary`` adds DARTS' auxiliary head, used by ``forward_with_aux`` in training only
+    (``forward``, what is measured and exported, never runs it)."""
+
+    def __init__(self, genotype: Genotype, macro: MacroConfig, auxiliary: bool = False):
         super().__init__(macro, lambda c_pp, c_p, c, red, red_prev: Cell(genotype, c_pp, c_p, c, red, red_prev))
         self.genotype = genotype
+        self.aux_after = 2 * macro.layers // 3  # DARTS: the head reads the output of this cell
+        self.aux_head = AuxiliaryHead(self.cells[self.aux_after].multiplier * self._cell_channels(self.aux_after),
+                                      macro.num_classes) if auxiliary else None
+
+    def _cell_channels(self, index: int) -> int:
+        reductions = sum(1 for i in self.macro.reduction_layers() if i <= index)
+        return self.macro.channels * 2 ** reductions
+
+    def forward_with_aux(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Logits, and the auxiliary head's logits (None without the head)."""
+        aux = None
+        s0 = s1 = self.stem(x)
+        for i, cell in enumerate(self.cells):
+            s0, s1 = s1, cell(s0, s1)
+            if i == self.aux_after and self.aux_head is not None:
+                aux = self.aux_head(s1)
+        return self.classifier(self.pool(s1).flatten(1)), aux
 
     def set_drop_path(self, prob: float) -> None:
         for cell in self.cells:

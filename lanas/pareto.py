@@ -1,6 +1,9 @@
 """Accuracy-vs-latency Pareto front and 2-D hypervolume (maximise accuracy, minimise latency)."""
 from __future__ import annotations
 
+import itertools
+import math
+import random
 from typing import Sequence
 
 
@@ -29,3 +32,26 @@ def hypervolume(points: Sequence[tuple[float, float]], reference: tuple[float, f
         next_lat = front[i + 1][1] if i + 1 < len(front) else ref_lat
         area += (next_lat - lat) * (best_acc - ref_acc)
     return area
+
+
+def equal_size_hypervolume(points: Sequence[tuple[float, float]], size: int, reference: tuple[float, float],
+                           draws: int = 200, seed: int = 0) -> float:
+    """Mean hypervolume of ``size``-point subsets of ``points`` (every subset when there
+    are at most ``draws``, else ``draws`` random ones): compares sets of unequal size
+    fairly, since more points can only add area. ``points`` with at most ``size``
+    entries are taken whole."""
+    if len(points) <= size:
+        return hypervolume(points, reference)
+    if math.comb(len(points), size) <= draws:
+        subsets = list(itertools.combinations(points, size))
+    else:
+        rng = random.Random(seed)
+        subsets = [rng.sample(list(points), size) for _ in range(draws)]
+    return sum(hypervolume(s, reference) for s in subsets) / len(subsets)
+
+
+def dominated_share(by: Sequence[tuple[float, float]], points: Sequence[tuple[float, float]]) -> float | None:
+    """Share of ``points`` that some point of ``by`` dominates (None without points)."""
+    if not points:
+        return None
+    return sum(any(dominates(q, p) for q in by) for p in points) / len(points)

@@ -15,6 +15,7 @@ pipeline uses it to report to Tune and checkpoint), and ``state`` restores a run
 """
 from __future__ import annotations
 
+import copy
 import itertools
 import math
 from dataclasses import dataclass, field
@@ -88,8 +89,12 @@ def search(
     device: str = "cpu",
     on_epoch: Callable[[dict[str, Any], dict[str, Any]], None] | None = None,
     state: dict[str, Any] | None = None,
+    seed: int = 0,
 ) -> SearchResult:
-    """Run (or resume from ``state``) one search with coefficient ``lam``."""
+    """Run (or resume from ``state``) one search with coefficient ``lam``. Each epoch
+    draws its randomness (the loaders' batch order, Gumbel samples) from ``(seed,
+    epoch)`` alone, so a search resumed from an epoch's snapshot is the search that
+    would have run through."""
     if not (lam >= 0 and math.isfinite(lam)):
         raise ValueError(f"lambda must be a finite number >= 0, got {lam}")
     net.to(device)
@@ -97,15 +102,9 @@ def search(
     w_opt = torch.optim.SGD(net.weight_parameters(), settings.w_lr, momentum=settings.w_momentum, weight_decay=settings.w_weight_decay)
     w_sched = torch.optim.lr_scheduler.CosineAnnealingLR(w_opt, settings.epochs, eta_min=settings.w_lr_min)
     a_opt = torch.optim.Adam(net.arch_parameters(), settings.a_lr, betas=(0.5, 0.999), weight_decay=settings.a_weight_decay)
-    history: list[dict[str, Any]] = []
-    start = 0
-    if state is not None:
-        net.load_state_dict(state["net"])
-        w_opt.load_state_dict(state["w_opt"])
-        a_opt.load_state_dict(state["a_opt"])
-        w_sched.load_state_dict(state["w_sched"])
-        history, start = list(state["history"]), int(state["epoch"])
+    history, start = _restore(state, net, w_opt, a_opt, w_sched) if state is not None else ([], 0)
     for epoch in range(start, settings.epochs):
+        _seed_epoch(seed, epoch, (train, val))
         frac = epoch / max(1, settings.epochs - 1)
         net.tau = settings.tau_max - (settings.tau_max - settings.tau_min) * frac
         update_arch = epoch >= settings.warmup_epochs
@@ -115,12 +114,33 @@ def search(
         metrics.update(epoch=epoch + 1, lam=lam, tau=net.tau)
         history.append(metrics)
         if on_epoch is not None:
-            snapshot = {
+            snapshot = copy.deepcopy({  # a copy: state_dict() tensors are the live ones, changed by later epochs
                 "net": net.state_dict(), "w_opt": w_opt.state_dict(), "a_opt": a_opt.state_dict(),
-                "w_sched": w_sched.state_dict(), "history": list(history), "epoch": epoch + 1,
-            }
+                "w_sched": w_sched.state_dict(), "history": history, "epoch": epoch + 1,
+            })
             on_epoch(metrics, snapshot)
     return SearchResult(_derive(net), history)
+
+
+def _restore(state: dict[str, Any], net: SuperNet, *stateful: Any) -> tuple[list[dict[str, Any]], int]:
+    """Load a snapshot into the network, the two optimisers and the scheduler; returns
+    the history so far and the epoch to continue from."""
+    net.load_state_dict(state["net"])
+    for obj, key in zip(stateful, ("w_opt", "a_opt", "w_sched")):
+        obj.load_state_dict(state[key])
+    return list(state["history"]), int(state["epoch"])
+
+
+EPOCH_SEEDS = 1_000_003  # seeds of (seed, epoch) pairs: seed * this + epoch, apart for any realistic epoch count
+
+
+def _seed_epoch(seed: int, epoch: int, loaders: tuple[DataLoader, ...]) -> None:
+    """Seed torch (Gumbel samples) and each loader's shuffling generator from ``(seed, epoch)``."""
+    base = seed * EPOCH_SEEDS + epoch
+    torch.manual_seed(base)
+    for i, dl in enumerate(loaders):
+        if getattr(dl, "generator", None) is not None:
+            dl.generator.manual_seed(base * len(loaders) + i + 1)
 
 
 def _derive(net: SuperNet) -> Genotype:

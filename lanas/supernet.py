@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from lanas.encoding import NODE_OFFSETS, normalised_edge_weights
+from lanas.encoding import NODE_OFFSETS, edge_softmax
 from lanas.genotype import NUM_NODES
 from lanas.network import Backbone, MacroConfig, Preprocess
 from lanas.ops import build_op
@@ -113,7 +113,7 @@ class SuperNet(Backbone):
 
     def edge_weights(self) -> torch.Tensor:
         if self.beta is not None:
-            return normalised_edge_weights(self.beta)
+            return edge_softmax(self.beta)  # PC-DARTS: sums to 1 over a node's inputs
         # plain DARTS/GDAS sum the incoming edges of a node unweighted
         return torch.ones(2, NUM_EDGES, device=self.alpha.device)
 

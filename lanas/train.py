@@ -18,6 +18,9 @@ class TrainSettings:
     weight_decay: float = 3e-4  # SGD weight decay
     grad_clip: float = 5.0  # gradient-norm clip
     drop_path: float = 0.0  # drop-path probability, ramped linearly over training
+    cutout: int = 0  # cutout square length on the training images (DARTS: 16); 0 = off
+    auxiliary_weight: float = 0.0  # weight of the auxiliary head's loss (DARTS: 0.4); 0 = no head
+    with_val: bool = False  # train on train + val (DARTS' final training; then no validation accuracy)
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1:
@@ -26,6 +29,8 @@ class TrainSettings:
             raise ValueError(f"lr must be > 0, got {self.lr}")
         if not 0.0 <= self.drop_path < 1.0:
             raise ValueError(f"drop_path must be in [0, 1), got {self.drop_path}")
+        if self.cutout < 0 or self.auxiliary_weight < 0:
+            raise ValueError(f"cutout and auxiliary_weight must be >= 0, got {self.cutout}, {self.auxiliary_weight}")
 
 
 def evaluate(net: nn.Module, data: DataLoader, device: str = "cpu") -> tuple[float, float]:
@@ -60,8 +65,10 @@ def train_network(
         correct, total_loss, n = 0, 0.0, 0
         for x, y in train:
             x, y = x.to(device), y.to(device)
-            logits = net(x)
+            logits, aux = net.forward_with_aux(x) if settings.auxiliary_weight else (net(x), None)
             loss = nn.functional.cross_entropy(logits, y)
+            if aux is not None:
+                loss = loss + settings.auxiliary_weight * nn.functional.cross_entropy(aux, y)
             opt.zero_grad()
             loss.backward()
             nn.utils.clip_grad_norm_(net.parameters(), settings.grad_clip)

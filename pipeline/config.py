@@ -95,15 +95,15 @@ class FitStage:
     model: PredictorSettings = PredictorSettings()
     val_fraction: float = 0.1  # share of architectures (by arch_id hash) for validation
     test_fraction: float = 0.2  # ... and for the held-out test
-    max_test_mape: float = 0.10  # quality gate: search refuses a worse predictor
+    max_val_mape: float = 0.10  # quality gate: search refuses a worse predictor
     num_workers: int = 1  # Ray Train workers (data-parallel)
     resources_per_worker: Resources = Resources()
 
     def __post_init__(self) -> None:
         if not (0 < self.val_fraction < 1 and 0 < self.test_fraction < 1 and self.val_fraction + self.test_fraction < 1):
             raise ValueError("val_fraction and test_fraction must be in (0, 1) and sum below 1")
-        if self.max_test_mape <= 0:
-            raise ValueError(f"max_test_mape must be > 0, got {self.max_test_mape}")
+        if self.max_val_mape <= 0:
+            raise ValueError(f"max_val_mape must be > 0, got {self.max_val_mape}")
         if self.num_workers < 1:
             raise ValueError(f"num_workers must be >= 1, got {self.num_workers}")
 
@@ -131,6 +131,8 @@ class EvaluateStage:
     train: TrainSettings = TrainSettings()
     random_archs: int = 4  # random architectures trained as a reference cloud
     published: bool = True  # also train the published genotypes (DARTS V1/V2, PC-DARTS)
+    trivial: bool = True  # also train the no-convolution baseline (skip / max-pool cells; lanas.genotype.trivial)
+    matched_random: bool = True  # per searched lambda > 0 architecture, a random one of the same predicted latency
     max_in_flight: int = 0  # training tasks in flight at once; 0 = as many as the cluster fits
     resources: Resources = Resources()
 

@@ -2,8 +2,12 @@
 every target.
 
 Candidates: every derived genotype of the sweep (lambda = 0 among them when in the
-grid), the published genotypes whose ops the space has, and ``evaluate.random_archs``
-random architectures as a reference cloud. Phase 1 trains each distinct architecture
+grid), the published genotypes whose ops the space has, the trivial no-convolution
+baseline (``evaluate.trivial``), ``evaluate.random_archs`` random architectures as a
+reference cloud, and (``evaluate.matched_random``) for every architecture searched with
+lambda > 0 the random architecture whose predicted latency on its target is closest to
+its own (out of ``MATCH_POOL`` uniform samples): the baseline a search must beat at equal
+latency. Phase 1 trains each distinct architecture
 once, in parallel Ray tasks (``evaluate.resources``), keeping its weights in
 ``evaluate/weights/`` (for ``lanas export``). Phase 2, after all training has finished,
 measures every candidate on every target with the stage-1 code, protocol and resources
@@ -25,7 +29,7 @@ import torch
 
 from lanas.data import load_splits, loader
 from lanas.encoding import encode_genotype
-from lanas.genotype import PUBLISHED, Genotype, published
+from lanas.genotype import PUBLISHED, Genotype, published, trivial
 from lanas.network import Network
 from lanas.train import evaluate as evaluate_net
 from lanas.train import train_network
@@ -34,10 +38,12 @@ from pipeline.config import RunConfig
 from pipeline.errors import PipelineError
 from pipeline.fanout import check_resources, fan_out, slots
 from pipeline.measure import measure_into, missing, probe_targets
-from pipeline.predictor_store import load_all
+from pipeline.predictor_store import StoredPredictor, load_all
 from pipeline.rundir import RunDir, read_jsonl, write_jsonl
 
 RANDOM_SEED_OFFSET = 10_000  # random reference architectures use seed + this
+MATCH_SEED_OFFSET = 20_000  # ... and the pool of latency-matched ones seed + this
+MATCH_POOL = 4096  # uniform samples the latency-matched random architectures are chosen from
 EVAL_BATCH = 512  # images per forward pass when scoring val and test
 TRAIN_RETRIES = 2  # retries of a training task whose worker died
 
@@ -48,42 +54,70 @@ def candidate_name(row: dict[str, Any]) -> str:
     return f"{base}-{row['target']}" if row["target"] else base
 
 
-def candidates(run: RunDir) -> list[dict[str, Any]]:
+def _row(name: str, kind: str, genotype: Genotype, **extra: Any) -> dict[str, Any]:
+    return {"name": name, "kind": kind, "lam": None, "seed": None, "searched_for": None, "genotype": genotype.to_json(),
+            **extra}
+
+
+def candidates(run: RunDir, stored: dict[str, StoredPredictor]) -> list[dict[str, Any]]:
     cfg = run.config
     out = [{"name": candidate_name(r), "kind": "searched", "lam": r["lam"], "seed": r["seed"],
             "searched_for": r["target"], "genotype": r["genotype"]} for r in run.stage_results("search")]
-    if cfg.evaluate.published:
-        for name in PUBLISHED:
-            g = published(name)
-            if all(op in cfg.space.ops for op, _ in g.normal + g.reduce):
-                out.append({"name": name, "kind": "published", "lam": None, "seed": None, "searched_for": None,
-                            "genotype": g.to_json()})
+    named = [(n, "published", published(n)) for n in PUBLISHED] if cfg.evaluate.published else []
+    if cfg.evaluate.trivial:
+        named.append(("trivial", "baseline", trivial()))
+    out += [_row(n, kind, g) for n, kind, g in named if all(op in cfg.space.ops for op, _ in g.normal + g.reduce)]
     for i, g in enumerate(cfg.space.sample_unique(cfg.evaluate.random_archs, cfg.seed + RANDOM_SEED_OFFSET)
                           if cfg.evaluate.random_archs else []):
-        out.append({"name": f"random-{i}", "kind": "random", "lam": None, "seed": None, "searched_for": None,
-                    "genotype": g.to_json()})
+        out.append(_row(f"random-{i}", "random", g))
+    if cfg.evaluate.matched_random:
+        out += matched_random(cfg, [c for c in out if c["kind"] == "searched" and c["lam"] > 0], stored)
     for c in out:
         c["arch_id"] = Genotype.from_json(c["genotype"], cfg.space.ops).arch_id
     return out
 
 
+def matched_random(cfg: RunConfig, searched: list[dict[str, Any]],
+                   stored: dict[str, StoredPredictor]) -> list[dict[str, Any]]:
+    """For each searched architecture, the random one (out of ``MATCH_POOL``) whose
+    predicted latency on the target it was searched for is closest to its own."""
+    if not searched:
+        return []
+    pool = cfg.space.sample_unique(MATCH_POOL, cfg.seed + MATCH_SEED_OFFSET)
+    x_pool = torch.stack([encode_genotype(g, cfg.space) for g in pool])
+    out = []
+    for spec in dict.fromkeys(c["searched_for"] for c in searched):
+        predictor = stored[spec] if spec is not None else next(iter(stored.values()))
+        pool_ms = predictor.predict_ratio(x_pool)
+        for c in (c for c in searched if c["searched_for"] == spec):
+            own = predictor.predict_ratio(encode_genotype(Genotype.from_json(c["genotype"], cfg.space.ops), cfg.space)[None])
+            best = int((pool_ms / own - 1).abs().argmin())
+            out.append(_row(f"matched-{c['name']}", "matched", pool[best], lam=c["lam"], seed=c["seed"],
+                            searched_for=spec))
+    return out
+
+
 def train_candidate(genotype_json: str, cfg: RunConfig) -> dict[str, Any]:
-    """Inside a Ray task: train from scratch on the train split, score on val and test.
-    Returns the scores and the trained weights."""
+    """Inside a Ray task: train from scratch on the train split (train + val with
+    ``evaluate.train.with_val``: then there is no validation accuracy), score on val and
+    test. Returns the scores and the trained weights of the deployed network (without
+    the auxiliary head, which only helps training)."""
     t0 = time.perf_counter()
     torch.set_num_threads(max(1, int(cfg.evaluate.resources.num_cpus)))
     device = "cuda" if cfg.evaluate.resources.num_gpus > 0 and torch.cuda.is_available() else "cpu"
     g = Genotype.from_json(genotype_json, cfg.space.ops)
-    splits = load_splits(cfg.data)
-    torch.manual_seed(cfg.seed)
-    net = Network(g, cfg.macro())
     s = cfg.evaluate.train
+    splits = load_splits(cfg.data, cutout=s.cutout, with_val=s.with_val)
+    torch.manual_seed(cfg.seed)
+    net = Network(g, cfg.macro(), auxiliary=s.auxiliary_weight > 0)
     metrics = train_network(net, loader(splits.train, s.batch_size, True, cfg.seed), s, device)
-    val_acc, _ = evaluate_net(net, loader(splits.val, EVAL_BATCH, False), device)
+    val_acc = None if s.with_val else evaluate_net(net, loader(splits.val, EVAL_BATCH, False), device)[0]
     test_acc, test_loss = evaluate_net(net, loader(splits.test, EVAL_BATCH, False), device)
+    state = {k: v.cpu() for k, v in net.state_dict().items() if not k.startswith("aux_head.")}
     return {"arch_id": g.arch_id, "test_acc": test_acc, "test_loss": test_loss, "val_acc": val_acc,
-            "train_acc": metrics["train_acc"], "params": sum(p.numel() for p in net.parameters()),
-            "train_s": time.perf_counter() - t0, "state": {k: v.cpu() for k, v in net.state_dict().items()}}
+            "train_acc": metrics["train_acc"],
+            "params": sum(p.numel() for k, p in net.named_parameters() if not k.startswith("aux_head.")),
+            "train_s": time.perf_counter() - t0, "state": state}
 
 
 def weights_path(run: RunDir, arch_id: str) -> Path:
@@ -152,7 +186,7 @@ def run_evaluate(run: RunDir, progress: bool = True) -> list[dict[str, Any]]:
     cfg = run.config
     t0 = time.perf_counter()
     stored = load_all(run, gate=False)
-    cands = candidates(run)
+    cands = candidates(run, stored)
     unique = {c["arch_id"]: c["genotype"] for c in cands}
     trained = train_all(run, unique, progress)
     rows = measure_all(run, unique, progress)

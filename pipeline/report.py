@@ -5,7 +5,8 @@ Writes, in ``report/``:
 
 * ``pareto.csv`` -- every (candidate, target) row with its front membership;
 * ``pareto.png`` -- one panel per target: the architectures searched for it (colour:
-  lambda), random ones as a grey cloud, published ones as stars, and its front;
+  lambda), random ones as a grey cloud, latency-matched random ones as diamonds, the
+  trivial no-convolution baseline as a cross, published ones as stars, and its front;
 * ``latency_matrix.csv`` -- every candidate measured on every target;
 * ``specialisation.csv`` / ``.png`` -- for targets A != B, the architecture searched for A
   measured on B against the one searched for B, at the same lambda and seed;
@@ -25,12 +26,16 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from lanas.pareto import hypervolume, pareto_mask
+import numpy as np
+
+from lanas import quality
+from lanas.pareto import dominated_share, equal_size_hypervolume, hypervolume, pareto_mask
 from pipeline.rundir import RunDir, write_atomic
 
 CSV_FIELDS = ["target", "name", "kind", "searched_for", "lam", "seed", "arch_id", "test_acc", "val_acc",
               "measured_latency_ms", "measured_raw_ms", "predicted_latency_ms", "prediction_error", "params",
               "on_front", "genotype"]
+KINDS = ("searched", "matched", "random", "published", "baseline")  # candidate kinds (see pipeline.evaluate)
 HV_ACCURACY_MARGIN = 0.01  # hypervolume reference: this much below the lowest accuracy ...
 HV_LATENCY_FACTOR = 1.1  # ... and this times the highest latency
 
@@ -48,15 +53,16 @@ def analyse(results: list[dict[str, Any]]) -> dict[str, Any]:
     all_acc = [r["test_acc"] for r in ok]
     all_lat = [r["measured_latency_ms"] for r in ok]
     reference = (min(all_acc) - HV_ACCURACY_MARGIN, HV_LATENCY_FACTOR * max(all_lat)) if ok else (0.0, 0.0)
-    hv = {kind: hypervolume([(r["test_acc"], r["measured_latency_ms"]) for r in ok if r["kind"] == kind], reference)
-          for kind in ("searched", "random", "published")}
-    # latency saved at equal-or-better accuracy versus lambda = 0 (same seed)
+    comparison = compare_kinds(ok, reference)
+    # latency saved at equal-or-better *validation* accuracy versus lambda = 0 (same seed)
     savings = []
     for base in (r for r in searched if r["lam"] == 0.0):
-        peers = [r for r in searched if r["seed"] == base["seed"] and r["lam"] > 0 and r["test_acc"] >= base["test_acc"]]
+        key = decision_key(base)
+        peers = [r for r in searched if r["seed"] == base["seed"] and r["lam"] > 0 and r[key] >= base[key]]
         best = min(peers, key=lambda r: r["measured_latency_ms"], default=None)
-        savings.append({"seed": base["seed"], "lam0_acc": base["test_acc"], "lam0_ms": base["measured_latency_ms"],
-                        "best_lam": best["lam"] if best else None,
+        savings.append({"seed": base["seed"], "decided_on": key, "lam0_acc": base["test_acc"],
+                        "lam0_ms": base["measured_latency_ms"], "best_lam": best["lam"] if best else None,
+                        "best_acc": best["test_acc"] if best else None,
                         "saved": 1 - best["measured_latency_ms"] / base["measured_latency_ms"] if best else 0.0})
     # the paper's headline: highest lambda versus lambda = 0
     headline = []
@@ -70,16 +76,45 @@ def analyse(results: list[dict[str, Any]]) -> dict[str, Any]:
                              "accuracy_change_points": 100 * (hi["test_acc"] - lo["test_acc"])})
     errs = [abs(r["prediction_error"]) for r in ok if r["prediction_error"] is not None]
     derived_errs = [abs(r["prediction_error"]) for r in searched if r["prediction_error"] is not None]
-    return {"reference_point": reference, "hypervolume": hv, "savings": savings, "headline": headline,
+    return {"reference_point": reference, **comparison, "savings": savings, "headline": headline,
             "prediction_mape_all": statistics.mean(errs) if errs else None,
             "prediction_mape_derived": statistics.mean(derived_errs) if derived_errs else None,
             "failed": [r["name"] for r in results if r["measured_latency_ms"] is None]}
 
 
+def compare_kinds(ok: list[dict[str, Any]], reference: tuple[float, float]) -> dict[str, Any]:
+    """The searched architectures against each other kind: hypervolume of all points and
+    at the searched set's size (more points can only add area), per-point dominance, and
+    the paired accuracy difference to the latency-matched random architectures."""
+    points = {kind: [(r["test_acc"], r["measured_latency_ms"]) for r in ok if r["kind"] == kind] for kind in KINDS}
+    n = len(points["searched"])
+    by_name = {r["name"]: r for r in ok}
+    pairs = [(by_name[r["name"][len("matched-"):]], r) for r in ok
+             if r["kind"] == "matched" and r["name"][len("matched-"):] in by_name]
+    return {
+        "hypervolume": {kind: hypervolume(p, reference) for kind, p in points.items()},
+        "hypervolume_equal_size": {kind: equal_size_hypervolume(p, n, reference) for kind, p in points.items()} if n else {},
+        "equal_size": n,
+        "dominance": {kind: {"dominated_by_searched": dominated_share(points["searched"], p),
+                             "searched_dominated": dominated_share(p, points["searched"])}
+                      for kind, p in points.items() if kind != "searched" and p},
+        "searched_minus_matched_acc": quality.paired_bootstrap(np.array([s["test_acc"] for s, _ in pairs]),
+                                                               np.array([m["test_acc"] for _, m in pairs]))
+        if pairs else None,
+    }
+
+
+def decision_key(row: dict[str, Any]) -> str:
+    """The accuracy that decides: validation, or test only where the candidate was
+    trained on train+val (the DARTS protocol leaves no validation split)."""
+    return "val_acc" if row.get("val_acc") is not None else "test_acc"
+
+
 def on_target(results: list[dict[str, Any]], spec: str) -> list[dict[str, Any]]:
     """The rows of ``spec``'s front: every candidate measured on it, except architectures
     searched for another target (those are the specialisation table's)."""
-    return [r for r in results if r["target"] == spec and (r["kind"] != "searched" or r["searched_for"] in (None, spec))]
+    return [r for r in results if r["target"] == spec
+            and (r["kind"] not in ("searched", "matched") or r["searched_for"] in (None, spec))]
 
 
 def latency_matrix(results: list[dict[str, Any]], specs: list[str]) -> list[dict[str, Any]]:
@@ -127,12 +162,26 @@ def write_csv(path: Path, results: list[dict[str, Any]]) -> None:
     _csv(path, [{**r, "on_front": r.get("on_front", False)} for r in sorted(results, key=key)], CSV_FIELDS)
 
 
+def _lam_norm(searched: list[dict[str, Any]]):
+    """Colour scale of lambda: logarithmic above the smallest lambda > 0 (the grid is a log grid)."""
+    from matplotlib.colors import SymLogNorm
+
+    positive = [r["lam"] for r in searched if r["lam"] > 0]
+    return SymLogNorm(linthresh=min(positive), vmin=0, vmax=max(positive)) if positive else None
+
+
 def _panel(ax, rows: list[dict[str, Any]], hardware: str, colorbar) -> None:
     ok = [r for r in rows if r["measured_latency_ms"] is not None]
     rnd = [r for r in ok if r["kind"] == "random"]
     if rnd:
         ax.scatter([r["measured_latency_ms"] for r in rnd], [100 * r["test_acc"] for r in rnd], c="0.7", s=25,
                    label="random architectures")
+    matched = [r for r in ok if r["kind"] == "matched"]
+    if matched:
+        ax.scatter([r["measured_latency_ms"] for r in matched], [100 * r["test_acc"] for r in matched], marker="D",
+                   facecolors="none", edgecolors="tab:orange", s=40, label="random, latency-matched to a searched one")
+    for r in (r for r in ok if r["kind"] == "baseline"):
+        ax.scatter(r["measured_latency_ms"], 100 * r["test_acc"], marker="X", s=90, c="k", label="trivial (no conv)")
     for r in (r for r in ok if r["kind"] == "published"):
         ax.scatter(r["measured_latency_ms"], 100 * r["test_acc"], marker="*", s=140, c="tab:purple")
         ax.annotate(r["name"], (r["measured_latency_ms"], 100 * r["test_acc"]), textcoords="offset points",
@@ -140,7 +189,7 @@ def _panel(ax, rows: list[dict[str, Any]], hardware: str, colorbar) -> None:
     searched = [r for r in ok if r["kind"] == "searched"]
     if searched:
         sc = ax.scatter([r["measured_latency_ms"] for r in searched], [100 * r["test_acc"] for r in searched],
-                        c=[r["lam"] for r in searched], cmap="viridis", s=60, edgecolors="k",
+                        c=[r["lam"] for r in searched], cmap="viridis", s=60, edgecolors="k", norm=_lam_norm(searched),
                         label="searched for this target (colour: λ)", zorder=3)
         colorbar(sc, ax=ax, label="λ")
         for r in searched:
@@ -218,12 +267,27 @@ def target_section(spec: str, hardware: str, rows: list[dict[str, Any]], a: dict
                      f"{_fmt(r['measured_latency_ms'], '.3f')} | {r['predicted_latency_ms']:.3f} | "
                      f"{_fmt(r['prediction_error'], '+.1%')} | {'yes' if r.get('on_front') else ''} |")
     lines += ["", f"Hypervolume (accuracy x ms; reference point: accuracy {100 * ref_acc:.1f} %, latency "
-              f"{ref_lat:.3f} ms): " + ", ".join(f"{k} {v:.5f}" for k, v in a["hypervolume"].items()), ""]
+              f"{ref_lat:.3f} ms), all points of each kind: "
+              + ", ".join(f"{k} {v:.5f}" for k, v in a["hypervolume"].items() if any(r["kind"] == k for r in rows)), ""]
+    if a["equal_size"]:
+        lines.append(f"- Hypervolume at equal set size (mean over subsets of {a['equal_size']} points, since more "
+                     "points can only add area): " + ", ".join(f"{k} {v:.5f}" for k, v in a["hypervolume_equal_size"].items()
+                                                                 if any(r["kind"] == k for r in rows)))
+    for kind, d in a["dominance"].items():
+        lines.append(f"- Per point: {_fmt(d['dominated_by_searched'], '.0%')} of the {kind} architectures are dominated "
+                     f"by a searched one; {_fmt(d['searched_dominated'], '.0%')} of the searched ones by a {kind} one")
+    m = a["searched_minus_matched_acc"]
+    if m:
+        lines.append(f"- Searched minus latency-matched random, test accuracy over {m['n']} pairs: "
+                     f"{100 * m['mean']:+.2f} points (95 % bootstrap interval [{100 * m['lo']:+.2f}, {100 * m['hi']:+.2f}]; "
+                     + ("an interval holding 0 is a tie)" if m["lo"] <= 0 <= m["hi"] else "the interval excludes 0)"))
     for s in a["savings"]:
-        lines.append(f"- Latency saved at equal-or-better accuracy versus λ = 0, seed {s['seed']}: λ = 0 has "
-                     f"{100 * s['lam0_acc']:.1f} % at {s['lam0_ms']:.3f} ms; "
-                     + (f"λ = {s['best_lam']:g} saves {s['saved']:.1%}" if s["best_lam"] is not None
-                        else "no λ > 0 architecture matched its accuracy (0 % saved)"))
+        on = ("validation accuracy" if s["decided_on"] == "val_acc" else
+              "test accuracy, as the candidates were trained on train + val and have no validation split")
+        lines.append(f"- Latency saved at equal-or-better accuracy versus λ = 0, seed {s['seed']} (decided on {on}): "
+                     f"λ = 0 has {100 * s['lam0_acc']:.1f} % test accuracy at {s['lam0_ms']:.3f} ms; "
+                     + (f"λ = {s['best_lam']:g} saves {s['saved']:.1%} ({100 * s['best_acc']:.1f} % test accuracy)"
+                        if s["best_lam"] is not None else "no λ > 0 architecture matched its accuracy (0 % saved)"))
     for h in a["headline"]:
         lines.append(f"- Highest λ versus λ = 0, seed {h['seed']}: λ = {h['lam']:g} changes latency by "
                      f"{h['latency_change']:+.1%} and accuracy by {h['accuracy_change_points']:+.1f} points")

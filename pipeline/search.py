@@ -24,6 +24,7 @@ from lanas.predictor import LatencyPredictor
 from lanas.search import build_supernet, search
 from pipeline.config import RunConfig
 from pipeline.errors import PipelineError
+from pipeline.fanout import check_resources
 from pipeline.predictor_store import load_all
 from pipeline.rundir import RunDir, write_jsonl
 
@@ -81,7 +82,7 @@ def _trainable(config: dict[str, Any], cfg: RunConfig, trials: list[dict[str, An
             torch.save(snapshot, Path(tmp) / "search_state.pt")
             tune.report(report, checkpoint=tune.Checkpoint.from_directory(tmp))
 
-    search(net, predictor, train, val, s, lam, device=device, on_epoch=on_epoch, state=state)
+    search(net, predictor, train, val, s, lam, device=device, on_epoch=on_epoch, state=state, seed=seed)
 
 
 def _tuner(run: RunDir, trials: list[dict[str, Any]], stored: dict, resume: bool, progress: bool):
@@ -114,6 +115,7 @@ def _tuner(run: RunDir, trials: list[dict[str, Any]], stored: dict, resume: bool
 def run_search(run: RunDir, resume: bool = False, force_predictor: bool = False, progress: bool = True) -> list[dict[str, Any]]:
     cfg = run.config
     stored = load_all(run, force=force_predictor)
+    check_resources(cfg.search.resources.ray_options(), "search (each Tune trial)")
     trials = plan(cfg)
     print(f"[search] {len(trials)} trials: targets {[t.spec for t in cfg.targets]} x lambda in "
           f"{list(cfg.search.lambdas)} x seeds {list(cfg.search.seeds)} (lambda = 0 once per seed, shared); "

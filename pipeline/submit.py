@@ -57,7 +57,15 @@ def client(address: str, token: str):
     try:
         return JobSubmissionClient(address, headers={"Authorization": f"Bearer {token}"})
     except Exception as exc:  # noqa: BLE001 - connection, auth and version errors all end here
+        if _is_auth_refusal(exc):
+            raise PipelineError(f"the Ray head at {address} refused the auth token ({_first_line(exc)}); pass the "
+                                "cluster's token with --token-file or RAY_AUTH_TOKEN") from None
         raise PipelineError(f"cannot reach the Ray Jobs API at {address}: {_first_line(exc)}") from None
+
+
+def _is_auth_refusal(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return any(k in text for k in ("401", "403", "unauthorized", "unauthenticated", "forbidden", "invalid token"))
 
 
 def _first_line(exc: BaseException) -> str:

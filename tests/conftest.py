@@ -1,4 +1,5 @@
 import pickle
+import random
 from pathlib import Path
 
 import numpy as np
@@ -6,6 +7,32 @@ import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def pytest_addoption(parser):
+    parser.addoption("--order", choices=("file", "reverse", "random"), default="file",
+                     help="run the tests in file order, reversed, or shuffled (modules, then tests within each "
+                          "module, so module fixtures are built once): the suite must pass in every order")
+    parser.addoption("--order-seed", type=int, default=0, help="seed of --order random")
+
+
+def pytest_collection_modifyitems(config, items):
+    order = config.getoption("--order")
+    if order == "file":
+        return
+    modules: dict = {}
+    for item in items:
+        modules.setdefault(item.module.__name__, []).append(item)
+    groups = list(modules.values())
+    if order == "reverse":
+        groups = [g[::-1] for g in groups[::-1]]
+    else:
+        rng = random.Random(config.getoption("--order-seed"))
+        rng.shuffle(groups)
+        for g in groups:
+            rng.shuffle(g)
+    items[:] = [item for g in groups for item in g]
+    print(f"test order: {order}" + (f" (seed {config.getoption('--order-seed')})" if order == "random" else ""))
 
 
 @pytest.fixture(autouse=True)

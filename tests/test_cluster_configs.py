@@ -38,7 +38,13 @@ def test_cluster_launcher_yaml_matches_rays_schema():
     types = cfg["available_node_types"]
     assert cfg["head_node_type"] in types
     assert any(t["resources"].get("latency_node") for t in types.values())
-    assert any("RAY_AUTH_MODE=token" in c for c in cfg["head_start_ray_commands"])
+    # token auth on every node: each `ray start` (head and workers) in token mode, and the
+    # token file copied to Ray's default path on every node (file_mounts reach all of them)
+    for key in ("head_start_ray_commands", "worker_start_ray_commands"):
+        starts = [c for c in cfg[key] if "ray start" in c]
+        assert starts and all(c.startswith("RAY_AUTH_MODE=token ") for c in starts), key
+    assert cfg["file_mounts"].get("/home/ray/.ray/auth_token") == "~/.ray/auth_token"
+    assert not any("--generate" in c for c in cfg["head_start_ray_commands"])  # one token, not one per head start
 
 
 def test_kuberay_manifests_parse_and_agree():
@@ -46,7 +52,16 @@ def test_kuberay_manifests_parse_and_agree():
     job = yaml.safe_load((CLUSTER / "kuberay-rayjob.yaml").read_text())
     assert cluster["kind"] == "RayCluster" and job["kind"] == "RayJob"
     assert cluster["apiVersion"] == job["apiVersion"] == "ray.io/v1"
-    assert cluster["spec"]["rayVersion"] == job["spec"]["rayClusterSpec"]["rayVersion"] == ray.__version__
+    minor = ".".join(ray.__version__.split(".")[:2])
+    assert cluster["spec"]["rayVersion"] == job["spec"]["rayClusterSpec"]["rayVersion"]
+    assert cluster["spec"]["rayVersion"].startswith(minor + ".")  # the Ray line pinned in pyproject (2.60.*)
+    for spec in (cluster["spec"], job["spec"]["rayClusterSpec"]):  # every node type gets the mode and the same secret
+        groups = [spec["headGroupSpec"]] + spec["workerGroupSpecs"]
+        for g in groups:
+            for c in g["template"]["spec"]["containers"]:
+                env = {e["name"]: e for e in c.get("env", [])}
+                assert env["RAY_AUTH_MODE"]["value"] == "token", g.get("groupName", "head")
+                assert env["RAY_AUTH_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "ray-auth-token", "key": "token"}
     images = set(_images(cluster)) | set(_images(job))
     assert len(images) == 1  # one image everywhere
     assert job["spec"]["entrypoint"] == entrypoint("configs/cifar10.yaml", "/mnt/shared/runs/cifar10")

@@ -1,18 +1,65 @@
+from dataclasses import replace
+
 import pytest
+import torch
 
 from conftest import write_cifar10
 from lanas.data import DataSettings, load_splits
 
 
+def _stack(ds, k=0):
+    return torch.stack([torch.as_tensor(ds[i][k]) for i in range(len(ds))])
+
+
 def test_digits_splits_are_seeded_disjoint_and_normalised():
     a, b = load_splits(DataSettings()), load_splits(DataSettings())
     assert len(a.train) + len(a.val) + len(a.test) == 1797
-    assert (a.train.tensors[0] == b.train.tensors[0]).all()
+    assert (_stack(a.train) == _stack(b.train)).all()
     c = load_splits(DataSettings(seed=1))
-    assert not (a.test.tensors[1] == c.test.tensors[1]).all()
+    assert not (_stack(a.test, 1) == _stack(c.test, 1)).all()
+    assert set(a.train.indices).isdisjoint(a.val.indices) and set(a.train.indices).isdisjoint(a.test.indices)
     x, y = a.train[0]
     assert x.shape == (1, 8, 8) and 0 <= int(y) < 10
-    assert abs(float(a.train.tensors[0].mean())) < 1e-4
+    assert abs(float(_stack(a.train).mean())) < 1e-4
+
+
+def test_final_training_set_holds_train_and_val_and_leaves_val_empty():
+    s = DataSettings()
+    plain, full = load_splits(s), load_splits(s, with_val=True)
+    assert len(full.train) == len(plain.train) + len(plain.val) and len(full.val) == 0
+    assert (_stack(full.test) == _stack(plain.test)).all()
+    with pytest.raises(ValueError, match="augment .* cifar10 only"):
+        DataSettings(augment=True)
+
+
+def test_cifar10_training_transforms_touch_the_train_split_only(tmp_path):
+    root = write_cifar10(tmp_path)
+    s = DataSettings(dataset="cifar10", root=str(root), verify_checksums=False, val_fraction=0.2)
+    plain = load_splits(s)
+    torch.manual_seed(0)
+    aug = load_splits(replace(s, augment=True), cutout=16)
+    # val and test: exactly the plain normalised images, every time they are read
+    for split in ("val", "test"):
+        assert (_stack(getattr(aug, split)) == _stack(getattr(plain, split))).all()
+        assert (_stack(getattr(aug, split)) == _stack(getattr(aug, split))).all()
+    # train: crop, flip and cutout change the images and differ from read to read
+    first, second, reference = _stack(aug.train), _stack(aug.train), _stack(plain.train)
+    assert not (first == reference).all() and not (first == second).all()
+    assert (_stack(aug.train, 1) == _stack(plain.train, 1)).all()  # same images, same labels
+    # cutout: a 16x16 square (clipped at the border) of every training image is zero
+    zero_pixels = (first == 0).all(dim=1).flatten(1).sum(1)
+    assert (zero_pixels >= 8 * 8).all() and (zero_pixels <= 16 * 16 + 4 * 32).all()
+    assert ((reference == 0).all(dim=1).flatten(1).sum(1) == 0).all()  # the plain images had none
+
+
+def test_cutout_zeroes_one_square():
+    from lanas.data import Cutout
+
+    torch.manual_seed(0)
+    out = Cutout(4)(torch.ones(3, 32, 32))
+    zero = (out == 0).all(0)
+    rows, cols = zero.any(1).nonzero().flatten(), zero.any(0).nonzero().flatten()
+    assert zero.sum() == len(rows) * len(cols) and 1 <= len(rows) <= 4 and 1 <= len(cols) <= 4
 
 
 def test_cifar10_through_the_torchvision_loader(tmp_path):

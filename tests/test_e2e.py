@@ -89,7 +89,16 @@ def test_reproduce_interrupted_then_resumed(tmp_path):
         assert front and not any(dominates(a, b) for a in front for b in front)
         assert all(any(dominates(f, o) for f in front) for o in others)
         foreign = [p for p in points if p["target"] == spec and p["searched_for"] not in ("", spec)]
-        assert len(foreign) == 2 and all(p["on_front"] == "False" for p in foreign)  # not on this target's front
+        assert sorted(p["kind"] for p in foreign) == ["matched"] * 2 + ["searched"] * 2
+        assert all(p["on_front"] == "False" for p in foreign)  # not on this target's front
+        # baselines: the trivial no-convolution network, and a latency-matched random architecture per searched one
+        assert [p["name"] for p in points if p["target"] == spec and p["kind"] == "baseline"] == ["trivial"]
+        published = {p["name"]: p for p in points if p["target"] == spec and p["kind"] == "published"}
+        assert sorted(published) == ["darts_v1", "darts_v2", "pc_darts"]
+        assert all(float(p["measured_latency_ms"]) > 0 and 0 < float(p["test_acc"]) <= 1 for p in published.values())
+        matched = [p for p in points if p["target"] == spec and p["kind"] == "matched" and p["searched_for"] == spec]
+        assert [p["name"] for p in matched] == [f"matched-lam2-seed0-{spec}"]
+        assert matched[0]["arch_id"] != next(p["arch_id"] for p in mine if p["lam"] == "2.0")
 
     # the cross-target matrix and the specialisation table
     with open(run / "report" / "latency_matrix.csv") as fh:
@@ -107,6 +116,8 @@ def test_reproduce_interrupted_then_resumed(tmp_path):
     report = (run / "report" / "report.md").read_text()
     assert all(f"## Target `{s}`" in report for s in SPECS)
     assert "Specialisation" in report and "Run manifest" in report and "git_sha" in report
+    assert "| trivial | baseline |" in report and "Searched minus latency-matched random" in report
+    assert "Hypervolume at equal set size" in report and "decided on validation accuracy" in report
 
     # a searched architecture exported for deployment runs in ONNX Runtime with the trained weights
     import numpy as np

@@ -59,3 +59,36 @@ def test_derivation_never_picks_none_and_is_valid():
     g = derive_genotype(alpha, None, SPACE)
     g.validate(SPACE.ops)
     assert {op for op, _ in g.normal + g.reduce} == {"sep_conv_3x3"}
+
+
+def test_relaxed_edge_mass_is_a_genotype_point_even_when_beta_concentrates():
+    # 2 * softmax(beta) would put a mass of 2 on edge 9; no genotype has more than 1 per edge
+    beta = torch.zeros(2, 14)
+    beta[:, 9] = 200.0
+    w = encode_alpha(torch.zeros(2, 14, 8), beta).reshape(2, 14, 8).sum(-1)
+    assert w.max() <= 1.0 + 1e-6
+    assert torch.allclose(w[:, 9:14], torch.tensor([1.0, 0.25, 0.25, 0.25, 0.25]).expand(2, 5))
+
+
+def test_relaxed_edge_weights_are_the_inclusion_probabilities_of_sampled_genotypes():
+    from lanas.encoding import inclusion_probabilities
+
+    logits = torch.tensor([2.0, -1.0, 0.5, 0.0, -3.0])
+    gen = torch.Generator().manual_seed(0)
+    counts = torch.zeros(5)
+    n = 20000
+    for _ in range(n):
+        counts[torch.multinomial(torch.softmax(logits, 0), 2, replacement=False, generator=gen)] += 1
+    assert torch.allclose(inclusion_probabilities(logits), counts / n, atol=0.015)
+
+
+def test_pcdarts_forward_edge_weights_sum_to_one_per_node():
+    from lanas.network import MacroConfig
+    from lanas.supernet import SuperNet
+
+    net = SuperNet(SPACE, MacroConfig(layers=3, channels=8, in_channels=1), "pcdarts", 4)
+    with torch.no_grad():
+        net.beta.normal_()
+    w = net.edge_weights()
+    for start, n in ((0, 2), (2, 3), (5, 4), (9, 5)):
+        assert torch.allclose(w[:, start : start + n].sum(-1), torch.ones(2))

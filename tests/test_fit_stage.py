@@ -42,9 +42,29 @@ def test_fit_exports_a_checked_predictor_with_baselines(fitted):
     v = meta["versus_best_baseline"]
     assert v["lo"] <= v["mean"] <= v["hi"] and v["n"] == meta["rows"]["test"]
     assert meta["rows"]["train"] + meta["rows"]["val"] + meta["rows"]["test"] == 60
+    # data parallel: two Ray Train workers, each on its half of the training rows
+    assert run.config.fit.num_workers == 2 and meta["train_metrics"]["world_size"] == 2
+    assert meta["train_metrics"]["train_rows_per_worker"] == math.ceil(meta["rows"]["train"] / 2)
     assert "lookup table" in (folder / "metrics.md").read_text()
     side = (run.path / "fit" / "metrics.md").read_text()
     assert f"| {SPEC} | `{hw}` |" in side and "paired-bootstrap" in side
+    # the recorded val and test MAPE are those of the saved predictor on its own splits,
+    # recomputed here from the Parquet rows without Ray
+    import pandas as pd
+
+    from pipeline.fit import split_of
+
+    df = pd.read_parquet(dataset_dir(run))
+    df = df[(df["hardware"] == hw) & (df["status"] == "ok")]
+    split = df["arch_id"].map(lambda a: split_of(a, run.config.fit.val_fraction, run.config.fit.test_fraction))
+    model = predictor_store.load(folder).model
+    for name in ("val", "test"):
+        rows = df[split == name]
+        assert len(rows) == meta["rows"][name]
+        with torch.no_grad():
+            pred = model(torch.tensor(list(rows["encoding"]), dtype=torch.float32)).numpy()
+        mape = float(abs(pred / rows["latency_ratio"].to_numpy() - 1).mean())
+        assert mape == pytest.approx(meta[name]["mape"], rel=1e-4), name
 
 
 def test_checkpoint_reload_gives_the_same_predictions(fitted):
@@ -93,6 +113,22 @@ def test_mismatched_predictor_and_quality_gate(fitted, tmp_path):
     with pytest.raises(PipelineError, match="exceeds the quality gate"):
         predictor_store.check_quality(stored, max_mape=1e-6)
     predictor_store.check_quality(stored, max_mape=1e-6, force=True)
+    assert stored.meta.val["mape"] > 0 and stored.meta.rows["val"] >= 2
+
+
+def test_quality_gate_decides_on_validation_not_test(fitted):
+    import dataclasses
+
+    run, _ = fitted
+    stored = predictor_store.load_for(run, run.config.targets[0], gate=False)
+
+    def with_mapes(val, test):
+        meta = dataclasses.replace(stored.meta, val={**stored.meta.val, "mape": val}, test={**stored.meta.test, "mape": test})
+        return predictor_store.StoredPredictor(stored.model, meta)
+
+    predictor_store.check_quality(with_mapes(val=0.05, test=0.50), max_mape=0.10)  # test would refuse
+    with pytest.raises(PipelineError, match="validation MAPE 50.0% exceeds"):
+        predictor_store.check_quality(with_mapes(val=0.50, test=0.05), max_mape=0.10)  # test would accept
 
 
 def _copy_run(run, tmp_path, name):
@@ -123,6 +159,25 @@ def test_bad_datasets(measured_run, ray_start, tmp_path):
     with pytest.raises(PipelineError, match="too few rows to split: 6 usable rows"):
         run_fit(run)
     assert not (run.path / "fit" / hw / "predictor.pt").exists()
+
+
+def test_fit_refuses_a_resource_the_cluster_lacks_before_training(measured_run, ray_start, tmp_path):
+    run = _copy_run(measured_run, tmp_path, "resources")
+    cfg = smoke_config(**{"fit.resources_per_worker.custom": {"latency_node": 1}})
+    with pytest.raises(PipelineError, match=r"^fit \(each of 2 Ray Train workers\) needs latency_node=1 per task, "
+                                            r"and the Ray cluster has 0 \(CPU=2"):
+        run_fit(RunDir(run.path, cfg))
+    assert not (run.path / "fit" / "ray").exists() and not list((run.path / "fit").glob("*/predictor.pt"))
+
+
+def test_search_refuses_a_gpu_the_cluster_lacks_before_any_trial(fitted):
+    from pipeline.search import run_search
+
+    run, _ = fitted
+    cfg = smoke_config(**{"search.resources.num_gpus": 1})
+    with pytest.raises(PipelineError, match=r"^search \(each Tune trial\) needs GPU=1 per task, and the Ray cluster has 0"):
+        run_search(RunDir(run.path, cfg), progress=False)
+    assert not (run.path / "search").exists()
 
 
 def test_invalid_genotype_json_is_one_line_and_exit_2(fitted, tmp_path):

@@ -42,3 +42,23 @@ def test_supernet_rejects_bad_mode_and_partial_channels():
         SuperNet(SearchSpace(), MacroConfig(), "enas")
     with pytest.raises(ValueError, match="divisible by partial_channels"):
         SuperNet(SearchSpace(), MacroConfig(channels=6), "pcdarts", partial_channels=4)
+
+
+def test_auxiliary_head_trains_but_never_runs_in_the_deployed_forward():
+    from lanas.train import TrainSettings, train_network
+
+    macro = MacroConfig(layers=6, channels=8, in_channels=3)
+    torch.manual_seed(0)
+    net = Network(published("darts_v2"), macro, auxiliary=True)
+    x = torch.randn(4, 3, 32, 32)
+    logits, aux = net.forward_with_aux(x)
+    assert logits.shape == aux.shape == (4, 10)
+    net.eval()
+    plain = Network(published("darts_v2"), macro)
+    plain.load_state_dict({k: v for k, v in net.state_dict().items() if not k.startswith("aux_head.")})
+    plain.eval()
+    assert torch.equal(net(x), plain(x))  # the deployed forward is the network without the head
+    data = [(torch.randn(8, 3, 32, 32), torch.randint(0, 10, (8,)))]
+    before = net.aux_head.classifier.weight.detach().clone()
+    train_network(net, data, TrainSettings(epochs=1, batch_size=8, auxiliary_weight=0.4))
+    assert not torch.equal(before, net.aux_head.classifier.weight)  # the auxiliary loss reached the head

@@ -19,7 +19,7 @@ def rows():
     for name, kind, lam, sf, acc, ms_a, ms_b in CANDIDATES:
         for target, ms in ((A, ms_a), (B, ms_b)):
             out.append({"name": name, "kind": kind, "lam": lam, "seed": 0 if kind == "searched" else None,
-                        "searched_for": sf, "target": target, "test_acc": acc, "measured_latency_ms": ms,
+                        "searched_for": sf, "target": target, "test_acc": acc, "val_acc": acc, "measured_latency_ms": ms,
                         "prediction_error": 0.01})
     return out
 
@@ -30,7 +30,8 @@ def test_each_target_front_holds_only_what_was_searched_for_it():
     assert sorted(r["name"] for r in mine) == ["lam0-seed0", f"lam1-seed0-{B}", "random-0"]
     a = analyse(mine)
     assert {r["name"] for r in mine if r["on_front"]} == {"lam0-seed0", f"lam1-seed0-{B}"}
-    assert a["savings"] == [{"seed": 0, "lam0_acc": 0.99, "lam0_ms": 1.0, "best_lam": None, "saved": 0.0}]
+    assert a["savings"] == [{"seed": 0, "decided_on": "val_acc", "lam0_acc": 0.99, "lam0_ms": 1.0, "best_lam": None,
+                             "best_acc": None, "saved": 0.0}]
     assert a["headline"][0]["latency_change"] == pytest.approx(-0.4)
 
 
@@ -44,3 +45,44 @@ def test_matrix_and_specialisation_read_the_same_cells():
     assert table[(B, A)]["latency_lost"] == pytest.approx(0.9 / 0.6 - 1)
     assert table[(A, B)]["latency_lost"] == pytest.approx(6.0 / 4.0 - 1)
     assert table[(B, A)]["acc_searched_for_other"] == 0.98
+
+
+def _row(name, kind, lam, val, test, ms, seed=0):
+    return {"name": name, "kind": kind, "lam": lam, "seed": seed, "searched_for": None, "target": A, "test_acc": test,
+            "val_acc": val, "measured_latency_ms": ms, "prediction_error": 0.0}
+
+
+def test_latency_saved_is_decided_on_validation_where_test_would_choose_differently():
+    rows = [_row("lam0", "searched", 0.0, val=0.90, test=0.90, ms=10.0),
+            # on test this one matches lambda = 0 and is fastest, but its validation accuracy is lower
+            _row("lam1", "searched", 1.0, val=0.85, test=0.95, ms=2.0),
+            _row("lam0.1", "searched", 0.1, val=0.92, test=0.88, ms=5.0)]
+    s = analyse(rows)["savings"][0]
+    assert (s["decided_on"], s["best_lam"], s["saved"]) == ("val_acc", 0.1, pytest.approx(0.5))
+    # trained on train + val (DARTS' final training): no validation accuracy, so test decides, and says so
+    for r in rows:
+        r["val_acc"] = None
+    s = analyse(rows)["savings"][0]
+    assert (s["decided_on"], s["best_lam"], s["saved"]) == ("test_acc", 1.0, pytest.approx(0.8))
+
+
+def test_hypervolume_compares_sets_of_equal_size_and_pairs_matched_random():
+    searched = [_row("lam0", "searched", 0.0, 0.9, 0.90, 10.0), _row("lam1", "searched", 1.0, 0.9, 0.88, 4.0)]
+    # six random points, none fast: their full hypervolume beats the searched two only by number
+    rnd = [_row(f"random-{i}", "random", None, 0.9, 0.90 + 0.01 * i, 9.0 + i, seed=None) for i in range(6)]
+    matched = [_row("matched-lam1", "matched", 1.0, 0.9, 0.86, 4.1)]
+    a = analyse(searched + rnd + matched)
+    assert a["equal_size"] == 2
+    assert a["hypervolume"]["random"] > a["hypervolume_equal_size"]["random"]
+    assert a["hypervolume_equal_size"]["searched"] == a["hypervolume"]["searched"]
+    assert a["dominance"]["matched"]["dominated_by_searched"] == 1.0
+    assert a["searched_minus_matched_acc"]["n"] == 1
+    assert a["searched_minus_matched_acc"]["mean"] == pytest.approx(0.02)
+
+
+def test_front_is_over_the_searched_architectures_only():
+    # a random architecture dominates lam1; over all candidates lam1 would drop off the front
+    rows = [_row("lam0", "searched", 0.0, 0.9, 0.90, 10.0), _row("lam1", "searched", 1.0, 0.9, 0.88, 4.0),
+            _row("random-0", "random", None, 0.9, 0.95, 3.0, seed=None)]
+    analyse(rows)
+    assert {r["name"]: r["on_front"] for r in rows} == {"lam0": True, "lam1": True, "random-0": False}

@@ -56,17 +56,36 @@ def test_large_lambda_ends_with_lower_predicted_latency(loaders):
     assert r1.history[-1]["predicted_latency"] == pytest.approx(lat(r1.genotype), rel=1e-5)
 
 
-def test_resume_from_a_snapshot_continues_where_it_stopped(loaders):
+def _fresh(seed, settings):
+    torch.manual_seed(seed)
+    return build_supernet(SPACE, MacroConfig(in_channels=1), settings)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_resumed_search_is_the_uninterrupted_search(mode):
+    """Interrupted after epoch 1 and resumed in a new network (other initial weights)
+    with new loaders, the search ends with the same alpha, beta and weights as one
+    that ran through: the snapshot restores the network and both optimisers, and each
+    epoch's randomness (batch order, Gumbel samples) depends on (seed, epoch) alone."""
+    splits = load_splits(DataSettings(limit=64))
+    make = lambda: (loader(splits.train, 32, True, 5), loader(splits.val, 32, True, 6))  # noqa: E731
+    settings = SearchSettings(mode=mode, layers=2, channels=8, epochs=2, batch_size=32, a_lr=0.05)
+    through = _fresh(0, settings)
+    search(through, toy_predictor(), *make(), settings, 1.0, seed=3)
     snaps = []
-    torch.manual_seed(0)
-    settings = SearchSettings(mode="gdas", layers=2, channels=8, epochs=2, batch_size=32)
-    net = build_supernet(SPACE, MacroConfig(in_channels=1), settings)
-    search(net, toy_predictor(), *loaders, settings, 1.0, on_epoch=lambda m, s: snaps.append(s))
-    first = snaps[0]
-    net2 = build_supernet(SPACE, MacroConfig(in_channels=1), settings)
-    resumed = search(net2, toy_predictor(), *loaders, settings, 1.0, state=first)
-    assert [h["epoch"] for h in resumed.history] == [1, 2]
-    assert resumed.history[0] == snaps[0]["history"][0]
+    search(_fresh(0, settings), toy_predictor(), *make(), settings, 1.0, seed=3,
+           on_epoch=lambda m, s: snaps.append(s))
+    resumed = _fresh(1, settings)
+    assert not torch.equal(resumed.alpha, through.alpha)
+    result = search(resumed, toy_predictor(), *make(), settings, 1.0, seed=3, state=snaps[0])
+    assert [h["epoch"] for h in result.history] == [1, 2]
+    for name, value in through.state_dict().items():
+        assert torch.equal(resumed.state_dict()[name], value), name
+    assert result.history == snaps[1]["history"]
+    # ... and a different seed is a different search
+    other = _fresh(0, settings)
+    search(other, toy_predictor(), *make(), settings, 1.0, seed=4)
+    assert not torch.equal(other.alpha, through.alpha)
 
 
 def test_negative_lambda_is_refused(loaders):

@@ -1,4 +1,5 @@
 """Job submission against a real local Ray head with token authentication (slow)."""
+import contextlib
 import os
 import secrets
 import shutil
@@ -9,13 +10,15 @@ import tempfile
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from conftest import ROOT, run_cli
 
 pytestmark = pytest.mark.slow
 
-DASHBOARD_PORT = 8275
+WRONG_TOKEN_MESSAGE = "refused the auth token"
+START_TRIES = 3  # a free port can be taken between choosing it and `ray start` binding it
 
 
 def _free_ports(n: int) -> list[int]:
@@ -28,9 +31,36 @@ def _free_ports(n: int) -> list[int]:
     return ports
 
 
+def _processes_of(ray_tmp: str) -> list[psutil.Process]:
+    """The processes of the Ray instance whose temp dir is ``ray_tmp`` (every Ray process
+    carries its session directory, under the temp dir, on its command line)."""
+    out = []
+    for p in psutil.process_iter(["cmdline"]):
+        try:
+            if any(ray_tmp in arg for arg in (p.info["cmdline"] or [])):
+                out.append(p)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return out
+
+
+def _stop(ray_tmp: str) -> None:
+    """Stop only the Ray instance this fixture started (never `ray stop`, which stops
+    every Ray on the host, the suite's own and other users' included)."""
+    procs = _processes_of(ray_tmp)
+    for p in procs:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            p.terminate()
+    _, alive = psutil.wait_procs(procs, timeout=15)
+    for p in alive + _processes_of(ray_tmp):
+        with contextlib.suppress(psutil.NoSuchProcess):
+            p.kill()
+
+
 @pytest.fixture()
 def ray_head(tmp_path):
-    """`ray start --head` on 127.0.0.1 with token auth on, stopped afterwards."""
+    """`ray start --head` on 127.0.0.1 with token auth on, on ports chosen free (retried
+    if one was taken meanwhile); afterwards only its own processes are stopped."""
     ray = str(Path(sys.executable).parent / "ray")
     token = secrets.token_hex(32)  # what `ray get-auth-token --generate` makes; ~/.ray is left alone
     token_file = tmp_path / "auth_token"
@@ -39,19 +69,31 @@ def ray_head(tmp_path):
     path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
     env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token, "PATH": path}
     ray_tmp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # unix socket paths must stay < 108 bytes
-    # own ports for everything: the session's in-process Ray (ray_start) may be running beside it
-    gcs, agent, agent_grpc, metrics, runtime_env = _free_ports(5)
-    r = subprocess.run([ray, "start", "--head", "--node-ip-address=127.0.0.1", "--dashboard-host=127.0.0.1",
-                        f"--port={gcs}", f"--dashboard-port={DASHBOARD_PORT}", f"--dashboard-agent-listen-port={agent}",
-                        f"--dashboard-agent-grpc-port={agent_grpc}", f"--metrics-export-port={metrics}",
-                        f"--runtime-env-agent-port={runtime_env}", "--num-cpus=2", "--disable-usage-stats",
-                        f"--temp-dir={ray_tmp}"], env=env, capture_output=True, text=True)
-    assert r.returncode == 0, r.stdout + r.stderr
     try:
-        yield f"http://127.0.0.1:{DASHBOARD_PORT}", token_file
+        for attempt in range(START_TRIES):
+            # own ports for everything: the session's in-process Ray (ray_start) may be running beside it
+            gcs, dashboard, agent, agent_grpc, metrics, runtime_env = _free_ports(6)
+            r = subprocess.run([ray, "start", "--head", "--node-ip-address=127.0.0.1", "--dashboard-host=127.0.0.1",
+                                f"--port={gcs}", f"--dashboard-port={dashboard}", f"--dashboard-agent-listen-port={agent}",
+                                f"--dashboard-agent-grpc-port={agent_grpc}", f"--metrics-export-port={metrics}",
+                                f"--runtime-env-agent-port={runtime_env}", "--num-cpus=2", "--disable-usage-stats",
+                                f"--temp-dir={ray_tmp}"], env=env, capture_output=True, text=True)
+            if r.returncode == 0:
+                break
+            _stop(ray_tmp)
+        assert r.returncode == 0, r.stdout + r.stderr
+        yield f"http://127.0.0.1:{dashboard}", token_file
     finally:
-        subprocess.run([ray, "stop", "--force"], env=env, capture_output=True)
+        _stop(ray_tmp)
         shutil.rmtree(ray_tmp, ignore_errors=True)
+        assert not _processes_of(ray_tmp)
+
+
+def _jobs(address: str, token_file: Path) -> list:
+    """The jobs the head knows of (read with the right token)."""
+    from ray.job_submission import JobSubmissionClient
+
+    return JobSubmissionClient(address, headers={"Authorization": f"Bearer {token_file.read_text().strip()}"}).list_jobs()
 
 
 def test_submit_reproduce_with_token_follow_logs_and_refusals(ray_head, tmp_path):
@@ -68,12 +110,13 @@ def test_submit_reproduce_with_token_follow_logs_and_refusals(ray_head, tmp_path
     wrong.write_text("not-the-token")
     r = subprocess.run([sys.executable, "-m", "pipeline", "submit", "--address", address, "--config", "configs/smoke.yaml",
                         "--token-file", str(wrong)], cwd=ROOT, capture_output=True, text=True, env=env)
-    assert r.returncode == 2 and "lanas: error:" in r.stderr, r.stderr
+    assert r.returncode == 2 and "lanas: error:" in r.stderr and WRONG_TOKEN_MESSAGE in r.stderr, r.stderr
     # a config that does not exist, an unreachable address: clear errors
     r = run_cli(*base, "--config", "configs/nope.yaml")
     assert r.returncode == 2 and "config file not found" in r.stderr
     r = run_cli("submit", "--address", "http://127.0.0.1:9", "--config", "configs/smoke.yaml", "--token-file", str(token_file))
     assert r.returncode == 2 and "cannot reach the Ray Jobs API" in r.stderr
+    assert _jobs(address, token_file) == []  # every refusal above submitted nothing
 
     # the real submission, followed to the end
     r = run_cli(*base, "--config", "configs/smoke.yaml", "--run-dir", str(run_dir), "--follow", timeout=900)
