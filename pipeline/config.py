@@ -161,6 +161,13 @@ class RunConfig:
     def targets(self) -> tuple[Target, ...]:
         return self.measure.targets
 
+    def resource_asks(self) -> list[tuple[str, dict[str, Any]]]:
+        """(what, Ray options per task) of every stage's tasks, as the stages check them."""
+        return ([(f"measuring on target {t.spec}", self.measure.task_options(t)) for t in self.targets]
+                + [(f"fit (each of {self.fit.num_workers} Ray Train workers)", self.fit.resources_per_worker.ray_options()),
+                   ("search (each Tune trial)", self.search.resources.ray_options()),
+                   ("evaluate (training)", self.evaluate.resources.ray_options())])
+
     def setting(self, target: Target) -> Setting:
         """The measurement setting of ``target`` in this run (input size from ``data``)."""
         return Setting(target, self.macro(), self.data.resolution, self.space.ops)

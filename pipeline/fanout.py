@@ -24,6 +24,19 @@ def slots(options: dict[str, Any]) -> int:
     return max(1, int(min(fits))) if fits else 1
 
 
+def lacking(options: dict[str, Any], have: dict[str, float], what: str) -> str | None:
+    """The one-line refusal for tasks with Ray ``options`` on a cluster whose total
+    resources are ``have``, or None when every resource they ask for exists."""
+    need = {"CPU": options.get("num_cpus") or 0, "GPU": options.get("num_gpus") or 0, **(options.get("resources") or {})}
+    for name, amount in need.items():
+        if amount and have.get(name, 0.0) < amount:
+            listed = ", ".join(f"{k}={v:g}" for k, v in sorted(have.items())
+                               if not k.startswith(("node:", "accelerator_type:")) and k != "object_store_memory"
+                               and k != "memory")
+            return f"{what} needs {name}={amount:g} per task, and the Ray cluster has {have.get(name, 0.0):g} ({listed})"
+    return None
+
+
 def check_resources(options: dict[str, Any], what: str) -> None:
     """Refuse, in one line, tasks asking for a resource the cluster does not have at all
     (they would wait forever)."""
@@ -31,15 +44,9 @@ def check_resources(options: dict[str, Any], what: str) -> None:
 
     from pipeline.errors import PipelineError
 
-    have = ray.cluster_resources()
-    need = {"CPU": options.get("num_cpus") or 0, "GPU": options.get("num_gpus") or 0, **(options.get("resources") or {})}
-    for name, amount in need.items():
-        if amount and have.get(name, 0.0) < amount:
-            listed = ", ".join(f"{k}={v:g}" for k, v in sorted(have.items())
-                               if not k.startswith(("node:", "accelerator_type:")) and k != "object_store_memory"
-                               and k != "memory")
-            raise PipelineError(f"{what} needs {name}={amount:g} per task, and the Ray cluster has "
-                                f"{have.get(name, 0.0):g} ({listed})")
+    refusal = lacking(options, ray.cluster_resources(), what)
+    if refusal:
+        raise PipelineError(refusal)
 
 
 def fan_out(submit: Callable[[T], Any], items: Iterable[T], max_in_flight: int,

@@ -93,8 +93,11 @@ def compare_kinds(ok: list[dict[str, Any]], reference: tuple[float, float]) -> d
              if r["kind"] == "matched" and r["name"][len("matched-"):] in by_name]
     return {
         "hypervolume": {kind: hypervolume(p, reference) for kind, p in points.items()},
-        "hypervolume_equal_size": {kind: equal_size_hypervolume(p, n, reference) for kind, p in points.items()} if n else {},
-        "equal_size": n,
+        # more points can only add area: each kind against the searched set at the size of the smaller one
+        "hypervolume_equal_size": {kind: {"size": min(n, len(p)),
+                                          "searched": equal_size_hypervolume(points["searched"], min(n, len(p)), reference),
+                                          kind: equal_size_hypervolume(p, min(n, len(p)), reference)}
+                                   for kind, p in points.items() if kind != "searched" and p and n},
         "dominance": {kind: {"dominated_by_searched": dominated_share(points["searched"], p),
                              "searched_dominated": dominated_share(p, points["searched"])}
                       for kind, p in points.items() if kind != "searched" and p},
@@ -269,10 +272,11 @@ def target_section(spec: str, hardware: str, rows: list[dict[str, Any]], a: dict
     lines += ["", f"Hypervolume (accuracy x ms; reference point: accuracy {100 * ref_acc:.1f} %, latency "
               f"{ref_lat:.3f} ms), all points of each kind: "
               + ", ".join(f"{k} {v:.5f}" for k, v in a["hypervolume"].items() if any(r["kind"] == k for r in rows)), ""]
-    if a["equal_size"]:
-        lines.append(f"- Hypervolume at equal set size (mean over subsets of {a['equal_size']} points, since more "
-                     "points can only add area): " + ", ".join(f"{k} {v:.5f}" for k, v in a["hypervolume_equal_size"].items()
-                                                                 if any(r["kind"] == k for r in rows)))
+    if a["hypervolume_equal_size"]:
+        lines.append("- Hypervolume at equal set size (mean over subsets of the smaller set's size, since more points "
+                     "can only add area): " + "; ".join(f"searched {v['searched']:.5f} vs {k} {v[k]:.5f} ({v['size']} "
+                                                         f"point{'s' if v['size'] > 1 else ''} each)"
+                                                         for k, v in a["hypervolume_equal_size"].items()))
     for kind, d in a["dominance"].items():
         lines.append(f"- Per point: {_fmt(d['dominated_by_searched'], '.0%')} of the {kind} architectures are dominated "
                      f"by a searched one; {_fmt(d['searched_dominated'], '.0%')} of the searched ones by a {kind} one")

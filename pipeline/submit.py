@@ -34,6 +34,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--logs", metavar="JOB_ID", help="print the logs of a job")
     p.add_argument("--stop", metavar="JOB_ID", help="stop a job")
     p.add_argument("--timeout", type=float, default=0, help="with --follow: stop following after this many seconds (0 = never)")
+    p.add_argument("--allow-missing-resources", action="store_true",
+                   help="submit even if the cluster has none of a resource the profile asks for now "
+                        "(an autoscaling cluster adds such nodes on demand)")
 
 
 def read_token(token_file: str | None = None) -> str:
@@ -80,9 +83,41 @@ def entrypoint(config: str, run_dir: str | None) -> str:
     return shlex.join(cmd)
 
 
+def cluster_resources(address: str, token: str) -> dict[str, float]:
+    """Total logical resources of the cluster's alive nodes, from the dashboard's node summary."""
+    import json
+    import re
+    import urllib.request
+
+    req = urllib.request.Request(f"{address.rstrip('/')}/nodes?view=summary", headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(req, timeout=30) as resp:  # noqa: S310 - the user's own dashboard address
+        per_node = json.loads(resp.read())["data"]["nodeLogicalResources"]
+    total: dict[str, float] = {}
+    for text in per_node.values():  # "0.0/2.0 CPU\n0.0/1.0 latency_node\n0B/16.17GiB memory"
+        for m in re.finditer(r"^[\d.]+/([\d.]+) (\S+)$", text, re.M):
+            total[m.group(2)] = total.get(m.group(2), 0.0) + float(m.group(1))
+    return total
+
+
+def check_cluster(cfg, address: str, token: str) -> None:
+    """Refuse, before submitting, a profile asking for a resource the cluster has none of."""
+    from pipeline.fanout import lacking
+
+    try:
+        have = cluster_resources(address, token)
+    except Exception as exc:  # noqa: BLE001 - an older dashboard: the stages still check at run time
+        print(f"[submit] warning: could not read the cluster's resources ({_first_line(exc)}); not checked", flush=True)
+        return
+    for what, options in cfg.resource_asks():
+        refusal = lacking(options, have, what)
+        if refusal:
+            raise PipelineError(f"{refusal} at {address}; nothing was submitted (if the cluster autoscales, "
+                                "pass --allow-missing-resources)")
+
+
 def submit(address: str, config: str, run_dir: str | None = None, working_dir: str = ".",
-           token: str | None = None) -> tuple[object, str]:
-    """Validate locally, then submit. Returns (client, job id)."""
+           token: str | None = None, allow_missing_resources: bool = False) -> tuple[object, str]:
+    """Validate locally (config, token, the cluster's resources), then submit. Returns (client, job id)."""
     from pipeline.config import load_config
 
     wd = Path(working_dir).resolve()
@@ -94,8 +129,11 @@ def submit(address: str, config: str, run_dir: str | None = None, working_dir: s
         rel = full.resolve().relative_to(wd)
     except ValueError:
         raise PipelineError(f"config {config} must be inside the working directory {wd} to travel with the job") from None
-    load_config(full)  # a config error stops here, before anything is submitted
-    c = client(address, token if token is not None else read_token())
+    cfg = load_config(full)  # a config error stops here, before anything is submitted
+    token = token if token is not None else read_token()
+    c = client(address, token)
+    if not allow_missing_resources:
+        check_cluster(cfg, address, token)
     submission_id = f"lanas-{Path(rel).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
     deadline = time.monotonic() + AGENT_WAIT_S
     while True:
@@ -151,7 +189,7 @@ def submit_command(args: argparse.Namespace) -> None:
         return
     if not args.config:
         raise PipelineError("--config is required to submit (or use --status/--logs/--stop JOB_ID)")
-    c, job_id = submit(args.address, args.config, args.run_dir, args.working_dir, token)
+    c, job_id = submit(args.address, args.config, args.run_dir, args.working_dir, token, args.allow_missing_resources)
     print(f"submitted {job_id} to {args.address}")
     print(f"  status: lanas submit --address {args.address} --status {job_id}")
     print(f"  logs:   lanas submit --address {args.address} --logs {job_id}")

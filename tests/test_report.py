@@ -72,9 +72,11 @@ def test_hypervolume_compares_sets_of_equal_size_and_pairs_matched_random():
     rnd = [_row(f"random-{i}", "random", None, 0.9, 0.90 + 0.01 * i, 9.0 + i, seed=None) for i in range(6)]
     matched = [_row("matched-lam1", "matched", 1.0, 0.9, 0.86, 4.1)]
     a = analyse(searched + rnd + matched)
-    assert a["equal_size"] == 2
-    assert a["hypervolume"]["random"] > a["hypervolume_equal_size"]["random"]
-    assert a["hypervolume_equal_size"]["searched"] == a["hypervolume"]["searched"]
+    eq = a["hypervolume_equal_size"]
+    assert eq["random"]["size"] == 2 and eq["random"]["searched"] == a["hypervolume"]["searched"]
+    assert a["hypervolume"]["random"] > eq["random"]["random"]  # six points against two: the full set has more area
+    assert eq["matched"]["size"] == 1 and eq["matched"]["matched"] == a["hypervolume"]["matched"]
+    assert eq["matched"]["searched"] < a["hypervolume"]["searched"]  # the searched pair cut to single points
     assert a["dominance"]["matched"]["dominated_by_searched"] == 1.0
     assert a["searched_minus_matched_acc"]["n"] == 1
     assert a["searched_minus_matched_acc"]["mean"] == pytest.approx(0.02)

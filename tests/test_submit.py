@@ -31,30 +31,44 @@ def _free_ports(n: int) -> list[int]:
     return ports
 
 
-def _processes_of(ray_tmp: str) -> list[psutil.Process]:
-    """The processes of the Ray instance whose temp dir is ``ray_tmp`` (every Ray process
-    carries its session directory, under the temp dir, on its command line)."""
-    out = []
-    for p in psutil.process_iter(["cmdline"]):
+MARKER = "LANAS_TEST_RAY_INSTANCE"  # set in the environment of `ray start`: every process of that Ray inherits it
+
+
+def _processes_of(instance: str) -> list[psutil.Process]:
+    """The processes of the Ray instance started with ``MARKER=instance`` in its
+    environment: the daemons `ray start` leaves (they inherit the variable) and all
+    their descendants (agents, dashboard modules and workers, whose /proc environ is
+    overwritten by their process titles)."""
+    found: dict[int, psutil.Process] = {}
+    for p in psutil.process_iter():
         try:
-            if any(ray_tmp in arg for arg in (p.info["cmdline"] or [])):
-                out.append(p)
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            if p.environ().get(MARKER) == instance:
+                found[p.pid] = p
+                found.update((c.pid, c) for c in p.children(recursive=True))
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
             continue
-    return out
+    return [p for p in found.values() if _alive(p)]
 
 
-def _stop(ray_tmp: str) -> None:
+def _alive(p: psutil.Process) -> bool:
+    try:
+        return p.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _stop(instance: str) -> None:
     """Stop only the Ray instance this fixture started (never `ray stop`, which stops
     every Ray on the host, the suite's own and other users' included)."""
-    procs = _processes_of(ray_tmp)
+    procs = _processes_of(instance)
     for p in procs:
         with contextlib.suppress(psutil.NoSuchProcess):
             p.terminate()
-    _, alive = psutil.wait_procs(procs, timeout=15)
-    for p in alive + _processes_of(ray_tmp):
+    _, alive = psutil.wait_procs(procs, timeout=5)
+    for p in alive + _processes_of(instance):
         with contextlib.suppress(psutil.NoSuchProcess):
             p.kill()
+    psutil.wait_procs(_processes_of(instance), timeout=5)
 
 
 @pytest.fixture()
@@ -67,26 +81,28 @@ def ray_head(tmp_path):
     token_file.write_text(token)
     # as after `source .venv/bin/activate`: the job's `python` is the venv's
     path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
-    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token, "PATH": path}
+    instance = secrets.token_hex(8)
+    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token, "PATH": path, MARKER: instance}
     ray_tmp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # unix socket paths must stay < 108 bytes
     try:
         for attempt in range(START_TRIES):
             # own ports for everything: the session's in-process Ray (ray_start) may be running beside it
-            gcs, dashboard, agent, agent_grpc, metrics, runtime_env = _free_ports(6)
+            gcs, dashboard, agent, agent_grpc, metrics, runtime_env, client = _free_ports(7)
             r = subprocess.run([ray, "start", "--head", "--node-ip-address=127.0.0.1", "--dashboard-host=127.0.0.1",
                                 f"--port={gcs}", f"--dashboard-port={dashboard}", f"--dashboard-agent-listen-port={agent}",
                                 f"--dashboard-agent-grpc-port={agent_grpc}", f"--metrics-export-port={metrics}",
-                                f"--runtime-env-agent-port={runtime_env}", "--num-cpus=2", "--disable-usage-stats",
+                                f"--runtime-env-agent-port={runtime_env}", f"--ray-client-server-port={client}",
+                                "--num-cpus=2", "--disable-usage-stats",
                                 f"--temp-dir={ray_tmp}"], env=env, capture_output=True, text=True)
             if r.returncode == 0:
                 break
-            _stop(ray_tmp)
+            _stop(instance)
         assert r.returncode == 0, r.stdout + r.stderr
         yield f"http://127.0.0.1:{dashboard}", token_file
     finally:
-        _stop(ray_tmp)
+        _stop(instance)
         shutil.rmtree(ray_tmp, ignore_errors=True)
-        assert not _processes_of(ray_tmp)
+        assert not _processes_of(instance)
 
 
 def _jobs(address: str, token_file: Path) -> list:
@@ -116,6 +132,11 @@ def test_submit_reproduce_with_token_follow_logs_and_refusals(ray_head, tmp_path
     assert r.returncode == 2 and "config file not found" in r.stderr
     r = run_cli("submit", "--address", "http://127.0.0.1:9", "--config", "configs/smoke.yaml", "--token-file", str(token_file))
     assert r.returncode == 2 and "cannot reach the Ray Jobs API" in r.stderr
+    # a profile asking for what the cluster has none of: refused before submitting, naming both
+    r = run_cli(*base, "--config", "configs/cifar10.yaml")
+    assert r.returncode == 2 and r.stderr.strip().splitlines() == [
+        "lanas: error: measuring on target cuda-torch-b32 needs GPU=1 per task, and the Ray cluster has 0 (CPU=2) at "
+        f"{address}; nothing was submitted (if the cluster autoscales, pass --allow-missing-resources)"], r.stderr
     assert _jobs(address, token_file) == []  # every refusal above submitted nothing
 
     # the real submission, followed to the end
