@@ -109,6 +109,40 @@ def test_interrupted_run_is_completed_by_a_rerun_without_duplicates(tmp_path):
     assert set(df["arch_id"]) == {g.arch_id for g in smoke_config().space.sample_unique(40, 0)}
 
 
+def test_a_measuring_worker_killed_mid_chunk_is_retried_and_every_row_lands_once(ray_start, tmp_path):
+    """SIGKILL the Ray worker process while it runs a measuring task: Ray retries the
+    task (``measure.max_retries``) and the dataset ends with every architecture once."""
+    import threading
+
+    import psutil
+
+    run = RunDir.open(tmp_path / "run", smoke_config(**{"measure.num_archs": 20}))
+    outcome = {}
+
+    def drive():
+        try:
+            outcome["summary"] = run_measure(run, progress=False)
+        except Exception as exc:  # noqa: BLE001 - handed to the test below
+            outcome["error"] = exc
+
+    driver = threading.Thread(target=drive)
+    driver.start()
+    killed, deadline = None, time.monotonic() + 120
+    while killed is None and driver.is_alive() and time.monotonic() < deadline:
+        for p in psutil.process_iter(["cmdline"]):  # a worker running a task is titled ray::<task name>
+            if (p.info["cmdline"] or [""])[0] == "ray::measure[cpu-t1-torch-b1]":  # not the hardware probe
+                p.kill()
+                killed = p.pid
+                break
+        time.sleep(0.05)
+    driver.join(300)
+    assert killed is not None, "no measuring worker was caught running"
+    assert "error" not in outcome, outcome.get("error")
+    df = pd.read_parquet(dataset_dir(run))
+    assert len(df) == 20 and df["arch_id"].is_unique
+    assert set(df["arch_id"]) == {g.arch_id for g in run.config.space.sample_unique(20, run.config.seed)}
+
+
 def test_a_failed_measurement_is_a_row_with_its_error_never_a_number(tmp_path):
     from lanas.genotype import Genotype
     from pipeline.measure import measure_genotypes
