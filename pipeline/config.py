@@ -161,12 +161,15 @@ class RunConfig:
     def targets(self) -> tuple[Target, ...]:
         return self.measure.targets
 
-    def resource_asks(self) -> list[tuple[str, dict[str, Any]]]:
-        """(what, Ray options per task) of every stage's tasks, as the stages check them."""
-        return ([(f"measuring on target {t.spec}", self.measure.task_options(t)) for t in self.targets]
-                + [(f"fit (each of {self.fit.num_workers} Ray Train workers)", self.fit.resources_per_worker.ray_options()),
-                   ("search (each Tune trial)", self.search.resources.ray_options()),
-                   ("evaluate (training)", self.evaluate.resources.ray_options())])
+    def resource_asks(self) -> dict[str, tuple[str, dict[str, Any]]]:
+        """Key (``measure:<spec>``, ``fit``, ``search``, ``evaluate``) -> (what, Ray options per
+        task) of every stage's tasks: what the stages check when they start and ``lanas
+        submit`` checks before submitting."""
+        return {**{f"measure:{t.spec}": (f"measuring on target {t.spec}", self.measure.task_options(t))
+                   for t in self.targets},
+                "fit": (f"fit (each of {self.fit.num_workers} Ray Train workers)", self.fit.resources_per_worker.ray_options()),
+                "search": ("search (each Tune trial)", self.search.resources.ray_options()),
+                "evaluate": ("evaluate (training)", self.evaluate.resources.ray_options())}
 
     def setting(self, target: Target) -> Setting:
         """The measurement setting of ``target`` in this run (input size from ``data``)."""

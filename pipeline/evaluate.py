@@ -87,7 +87,7 @@ def matched_random(cfg: RunConfig, searched: list[dict[str, Any]],
     x_pool = torch.stack([encode_genotype(g, cfg.space) for g in pool])
     out = []
     for spec in dict.fromkeys(c["searched_for"] for c in searched):
-        predictor = stored[spec] if spec is not None else next(iter(stored.values()))
+        predictor = stored[spec]  # lambda > 0 searches always have a target
         pool_ms = predictor.predict_ratio(x_pool)
         for c in (c for c in searched if c["searched_for"] == spec):
             own = predictor.predict_ratio(encode_genotype(Genotype.from_json(c["genotype"], cfg.space.ops), cfg.space)[None])
@@ -135,8 +135,8 @@ def train_all(run: RunDir, unique: dict[str, str], progress: bool) -> dict[str, 
     todo = [a for a in unique if a not in trained]
     print(f"[evaluate] {len(unique)} distinct architectures; training {len(todo)} for {cfg.evaluate.train.epochs} "
           f"epochs, {len(unique) - len(todo)} already trained", flush=True)
-    options = cfg.evaluate.resources.ray_options()
-    check_resources(options, "evaluate (training)")
+    what, options = cfg.resource_asks()["evaluate"]
+    check_resources(what, options)
     task = ray.remote(train_candidate).options(name="evaluate.train", max_retries=TRAIN_RETRIES, **options)
     bar = tqdm(total=len(todo), unit="arch", desc="evaluate.train", disable=not progress)
     weights_path(run, "x").parent.mkdir(exist_ok=True)

@@ -24,7 +24,7 @@ def slots(options: dict[str, Any]) -> int:
     return max(1, int(min(fits))) if fits else 1
 
 
-def lacking(options: dict[str, Any], have: dict[str, float], what: str) -> str | None:
+def lacking(what: str, options: dict[str, Any], have: dict[str, float]) -> str | None:
     """The one-line refusal for tasks with Ray ``options`` on a cluster whose total
     resources are ``have``, or None when every resource they ask for exists."""
     need = {"CPU": options.get("num_cpus") or 0, "GPU": options.get("num_gpus") or 0, **(options.get("resources") or {})}
@@ -37,14 +37,14 @@ def lacking(options: dict[str, Any], have: dict[str, float], what: str) -> str |
     return None
 
 
-def check_resources(options: dict[str, Any], what: str) -> None:
+def check_resources(what: str, options: dict[str, Any]) -> None:
     """Refuse, in one line, tasks asking for a resource the cluster does not have at all
     (they would wait forever)."""
     import ray
 
     from pipeline.errors import PipelineError
 
-    refusal = lacking(options, ray.cluster_resources(), what)
+    refusal = lacking(what, options, ray.cluster_resources())
     if refusal:
         raise PipelineError(refusal)
 

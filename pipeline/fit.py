@@ -144,7 +144,7 @@ def train_with_ray(run: RunDir, splits: dict[str, dict[str, Any]]) -> tuple[dict
 
     fit = run.config.fit
     res = fit.resources_per_worker
-    check_resources(res.ray_options(), f"fit (each of {fit.num_workers} Ray Train workers)")
+    check_resources(*run.config.resource_asks()["fit"])
     specs = list(splits)
     data = {spec: {name: tuple(t.numpy() for t in _arrays(splits[spec][name])) for name in ("train", "val")}
             for spec in specs}

@@ -98,8 +98,8 @@ def probe_targets(run: RunDir, targets: Sequence[Target], record: bool = True) -
     cfg = run.config
     refs = {}
     for t in targets:
-        options = cfg.measure.task_options(t)
-        check_resources(options, f"measuring on target {t.spec}")
+        what, options = cfg.resource_asks()[f"measure:{t.spec}"]
+        check_resources(what, options)
         refs[t.spec] = ray.remote(_probe).options(name=f"measure[probe {t.spec}]", **options).remote(t)
     ids = {}
     for spec, ref in refs.items():

@@ -115,7 +115,7 @@ def _tuner(run: RunDir, trials: list[dict[str, Any]], stored: dict, resume: bool
 def run_search(run: RunDir, resume: bool = False, force_predictor: bool = False, progress: bool = True) -> list[dict[str, Any]]:
     cfg = run.config
     stored = load_all(run, force=force_predictor)
-    check_resources(cfg.search.resources.ray_options(), "search (each Tune trial)")
+    check_resources(*cfg.resource_asks()["search"])
     trials = plan(cfg)
     print(f"[search] {len(trials)} trials: targets {[t.spec for t in cfg.targets]} x lambda in "
           f"{list(cfg.search.lambdas)} x seeds {list(cfg.search.seeds)} (lambda = 0 once per seed, shared); "

@@ -108,8 +108,8 @@ def check_cluster(cfg, address: str, token: str) -> None:
     except Exception as exc:  # noqa: BLE001 - an older dashboard: the stages still check at run time
         print(f"[submit] warning: could not read the cluster's resources ({_first_line(exc)}); not checked", flush=True)
         return
-    for what, options in cfg.resource_asks():
-        refusal = lacking(options, have, what)
+    for what, options in cfg.resource_asks().values():
+        refusal = lacking(what, options, have)
         if refusal:
             raise PipelineError(f"{refusal} at {address}; nothing was submitted (if the cluster autoscales, "
                                 "pass --allow-missing-resources)")
