@@ -63,6 +63,7 @@ class Backbone(nn.Module):
         self.stem = nn.Sequential(nn.Conv2d(macro.in_channels, c_stem, 3, padding=1, bias=False), nn.BatchNorm2d(c_stem))
         c_pp, c_p, c_cur = c_stem, c_stem, c
         self.cells = nn.ModuleList()
+        self.out_channels: list[int] = []  # output channels of each cell
         reduction_prev = False
         for i in range(macro.layers):
             reduction = i in macro.reduction_layers()
@@ -72,6 +73,7 @@ class Backbone(nn.Module):
             self.cells.append(cell)
             reduction_prev = reduction
             c_pp, c_p = c_p, cell.multiplier * c_cur
+            self.out_channels.append(c_p)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Linear(c_p, macro.num_classes)
 
@@ -145,12 +147,7 @@ class Network(Backbone):
         super().__init__(macro, lambda c_pp, c_p, c, red, red_prev: Cell(genotype, c_pp, c_p, c, red, red_prev))
         self.genotype = genotype
         self.aux_after = 2 * macro.layers // 3  # DARTS: the head reads the output of this cell
-        self.aux_head = AuxiliaryHead(self.cells[self.aux_after].multiplier * self._cell_channels(self.aux_after),
-                                      macro.num_classes) if auxiliary else None
-
-    def _cell_channels(self, index: int) -> int:
-        reductions = sum(1 for i in self.macro.reduction_layers() if i <= index)
-        return self.macro.channels * 2 ** reductions
+        self.aux_head = AuxiliaryHead(self.out_channels[self.aux_after], macro.num_classes) if auxiliary else None
 
     def forward_with_aux(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Logits, and the auxiliary head's logits (None without the head)."""
