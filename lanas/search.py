@@ -25,6 +25,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from lanas.budget import Budget
 from lanas.encoding import derive_genotype, encode_alpha, encode_genotype
 from lanas.genotype import Genotype
 from lanas.network import MacroConfig
@@ -90,45 +91,57 @@ def search(
     on_epoch: Callable[[dict[str, Any], dict[str, Any]], None] | None = None,
     state: dict[str, Any] | None = None,
     seed: int = 0,
+    budget: Budget | None = None,
 ) -> SearchResult:
-    """Run (or resume from ``state``) one search with coefficient ``lam``. Each epoch
-    draws its randomness (the loaders' batch order, Gumbel samples) from ``(seed,
-    epoch)`` alone, so a search resumed from an epoch's snapshot is the search that
-    would have run through."""
-    if not (lam >= 0 and math.isfinite(lam)):
+    """Run (or resume from ``state``) one search with coefficient ``lam``, or, with a
+    ``budget``, with ``lam`` as the starting multiplier of the budget constraint (see
+    :mod:`lanas.budget`). Each epoch draws its randomness (the loaders' batch order,
+    Gumbel samples) from ``(seed, epoch)`` alone, so a search resumed from an epoch's
+    snapshot is the search that would have run through."""
+    if not math.isfinite(lam) or (lam < 0 and budget is None):
         raise ValueError(f"lambda must be a finite number >= 0, got {lam}")
     net.to(device)
     predictor.to(device).eval().requires_grad_(False)
     w_opt = torch.optim.SGD(net.weight_parameters(), settings.w_lr, momentum=settings.w_momentum, weight_decay=settings.w_weight_decay)
     w_sched = torch.optim.lr_scheduler.CosineAnnealingLR(w_opt, settings.epochs, eta_min=settings.w_lr_min)
     a_opt = torch.optim.Adam(net.arch_parameters(), settings.a_lr, betas=(0.5, 0.999), weight_decay=settings.a_weight_decay)
-    history, start = _restore(state, net, w_opt, a_opt, w_sched) if state is not None else ([], 0)
-    for epoch in range(start, settings.epochs):
+    history, start, lam = _restore(state, lam, net, w_opt, a_opt, w_sched) if state is not None else ([], 0, lam)
+    for epoch in range(start, settings.epochs + (budget.settings.extra_epochs if budget else 0)):
         _seed_epoch(seed, epoch, (train, val))
-        frac = epoch / max(1, settings.epochs - 1)
-        net.tau = settings.tau_max - (settings.tau_max - settings.tau_min) * frac
+        net.tau = settings.tau_max - (settings.tau_max - settings.tau_min) * min(1.0, epoch / max(1, settings.epochs - 1))
         update_arch = epoch >= settings.warmup_epochs
-        sums, steps = _run_epoch(net, predictor, (train, val), (w_opt, a_opt), settings, lam, update_arch, device)
-        w_sched.step()
+        step = _Step(predictor, (w_opt, a_opt), settings, lam, update_arch, device, budget,
+                     stop_inside=budget is not None and epoch >= settings.epochs, steps_per_epoch=len(train))
+        sums, steps = _run_epoch(net, (train, val), step)
+        if epoch < settings.epochs:  # extra epochs of a budget search keep the final learning rate
+            w_sched.step()
+        lam = step.lam
         metrics = _epoch_metrics(net, predictor, sums, steps, update_arch, device)
-        metrics.update(epoch=epoch + 1, lam=lam, tau=net.tau)
+        done = epoch + 1 >= settings.epochs and (
+            budget is None or budget.inside(metrics["predicted_latency"])
+            or epoch + 1 == settings.epochs + budget.settings.extra_epochs)
+        metrics.update(epoch=epoch + 1, lam=lam, tau=net.tau, done=done,
+                       lam_updates=step.updates + (history[-1].get("lam_updates", 0) if history else 0))
         history.append(metrics)
         if on_epoch is not None:
             snapshot = copy.deepcopy({  # a copy: state_dict() tensors are the live ones, changed by later epochs
                 "net": net.state_dict(), "w_opt": w_opt.state_dict(), "a_opt": a_opt.state_dict(),
-                "w_sched": w_sched.state_dict(), "history": history, "epoch": epoch + 1,
+                "w_sched": w_sched.state_dict(), "history": history, "epoch": epoch + 1, "lam": lam,
             })
             on_epoch(metrics, snapshot)
+        if done:
+            break
     return SearchResult(_derive(net), history)
 
 
-def _restore(state: dict[str, Any], net: SuperNet, *stateful: Any) -> tuple[list[dict[str, Any]], int]:
+def _restore(state: dict[str, Any], lam: float, net: SuperNet, *stateful: Any) -> tuple[list[dict[str, Any]], int, float]:
     """Load a snapshot into the network, the two optimisers and the scheduler; returns
-    the history so far and the epoch to continue from."""
+    the history so far, the epoch to continue from and lambda (``lam`` if the snapshot
+    has none)."""
     net.load_state_dict(state["net"])
     for obj, key in zip(stateful, ("w_opt", "a_opt", "w_sched")):
         obj.load_state_dict(state[key])
-    return list(state["history"]), int(state["epoch"])
+    return list(state["history"]), int(state["epoch"]), float(state.get("lam", lam))
 
 
 EPOCH_SEEDS = 1_000_003  # seeds of (seed, epoch) pairs: seed * this + epoch, apart for any realistic epoch count
@@ -147,50 +160,84 @@ def _derive(net: SuperNet) -> Genotype:
     return derive_genotype(net.alpha.detach(), None if net.beta is None else net.beta.detach(), net.space)
 
 
-def _run_epoch(net: SuperNet, predictor: LatencyPredictor, data: tuple[DataLoader, DataLoader],
-               opts: tuple[torch.optim.Optimizer, torch.optim.Optimizer], settings: SearchSettings, lam: float,
-               update_arch: bool, device: str) -> tuple[dict[str, float], int]:
-    """One epoch of first-order bilevel steps: alpha on a val batch (when ``update_arch``),
-    then the weights on a train batch. Returns the summed step metrics and the step count."""
-    (train, val), (w_opt, a_opt) = data, opts
-    ce = nn.CrossEntropyLoss()
+@dataclass
+class _Step:
+    """One first-order bilevel step's settings, and the multiplier a budget moves."""
+
+    predictor: LatencyPredictor
+    opts: tuple[torch.optim.Optimizer, torch.optim.Optimizer]  # (weights, architecture)
+    settings: SearchSettings
+    lam: float
+    update_arch: bool
+    device: str
+    budget: Budget | None = None
+    stop_inside: bool = False  # end the epoch at the first step whose derived architecture is inside the budget
+    steps_per_epoch: int = 1
+    updates: int = 0  # dual-ascent updates of lam
+
+    def arch(self, net: SuperNet, xv: torch.Tensor, yv: torch.Tensor, sums: dict[str, float]) -> bool:
+        """Alpha (and beta) take an Adam step on a val batch; a budget then moves lambda.
+        Returns whether the derived architecture is inside the budget."""
+        a_opt = self.opts[1]
+        a_opt.zero_grad()
+        logits = net(xv)
+        loss = nn.functional.cross_entropy(logits, yv)
+        lat = latency_term(net, self.predictor)
+        (loss + self.lam * lat).backward()
+        a_opt.step()
+        sums["val_ce"] += loss.item()
+        sums["val_acc"] += (logits.argmax(1) == yv).float().mean().item()
+        sums["latency_term"] += lat.item()
+        if self.budget is None:
+            return False
+        predicted = derived_latency(net, self.predictor, self.device)
+        self.lam, self.updates = self.budget.update(self.lam, predicted, self.steps_per_epoch), self.updates + 1
+        return self.budget.inside(predicted)
+
+    def weights(self, net: SuperNet, xt: torch.Tensor, yt: torch.Tensor, sums: dict[str, float]) -> None:
+        """The network weights take an SGD step on a train batch with plain CE."""
+        w_opt = self.opts[0]
+        w_opt.zero_grad()
+        logits = net(xt)
+        loss = nn.functional.cross_entropy(logits, yt)
+        loss.backward()
+        nn.utils.clip_grad_norm_(net.weight_parameters(), self.settings.grad_clip)
+        w_opt.step()
+        sums["train_ce"] += loss.item()
+        sums["train_acc"] += (logits.argmax(1) == yt).float().mean().item()
+
+
+def _run_epoch(net: SuperNet, data: tuple[DataLoader, DataLoader], step: _Step) -> tuple[dict[str, float], int]:
+    """One epoch of first-order bilevel steps: alpha on a val batch (when the step
+    updates the architecture), then the weights on a train batch. Returns the summed
+    step metrics and the step count."""
+    train, val = data
     net.train()
     sums = {"train_ce": 0.0, "train_acc": 0.0, "val_ce": 0.0, "val_acc": 0.0, "latency_term": 0.0}
     steps = 0
     for (xt, yt), (xv, yv) in zip(train, itertools.cycle(val)):
-        xt, yt, xv, yv = xt.to(device), yt.to(device), xv.to(device), yv.to(device)
-        if update_arch:
-            a_opt.zero_grad()
-            logits_v = net(xv)
-            loss_v = ce(logits_v, yv)
-            lat = latency_term(net, predictor)
-            (loss_v + lam * lat).backward()
-            a_opt.step()
-            sums["val_ce"] += float(loss_v.detach())
-            sums["val_acc"] += float((logits_v.argmax(1) == yv).float().mean())
-            sums["latency_term"] += float(lat.detach())
-        w_opt.zero_grad()
-        logits_t = net(xt)
-        loss_t = ce(logits_t, yt)
-        loss_t.backward()
-        nn.utils.clip_grad_norm_(net.weight_parameters(), settings.grad_clip)
-        w_opt.step()
-        sums["train_ce"] += float(loss_t.detach())
-        sums["train_acc"] += float((logits_t.argmax(1) == yt).float().mean())
+        inside = step.update_arch and step.arch(net, xv.to(step.device), yv.to(step.device), sums)
+        step.weights(net, xt.to(step.device), yt.to(step.device), sums)
         steps += 1
+        if inside and step.stop_inside:
+            break
     return sums, steps
+
+
+def derived_latency(net: SuperNet, predictor: LatencyPredictor, device: str) -> float:
+    """Predicted latency of the architecture the search state derives now."""
+    with torch.no_grad():
+        return float(predictor(encode_genotype(_derive(net), net.space).to(device).unsqueeze(0)))
 
 
 def _epoch_metrics(net: SuperNet, predictor: LatencyPredictor, sums: dict[str, float], steps: int,
                    update_arch: bool, device: str) -> dict[str, Any]:
     """Mean step metrics, the derived genotype and its predicted latency."""
-    genotype = _derive(net)
-    with torch.no_grad():
-        if not update_arch:
+    if not update_arch:
+        with torch.no_grad():
             sums["latency_term"] = float(latency_term(net, predictor)) * steps
-        derived = float(predictor(encode_genotype(genotype, net.space).to(device).unsqueeze(0)))
     metrics: dict[str, Any] = {k: v / max(steps, 1) for k, v in sums.items()}
     if not update_arch:
         metrics["val_ce"] = metrics["val_acc"] = float("nan")
-    metrics.update(predicted_latency=derived, genotype=genotype.to_json())
+    metrics.update(predicted_latency=derived_latency(net, predictor, device), genotype=_derive(net).to_json())
     return metrics

@@ -37,12 +37,31 @@ def _search_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--force-predictor", action="store_true", help="search even if the predictor fails its quality gate")
 
 
+def parse_budgets(values: list[str] | None) -> dict[str, tuple[float, ...]]:
+    """``--budget-ms TARGET=MS`` (repeatable) -> {target spec: budgets}; a malformed one is named."""
+    out: dict[str, tuple[float, ...]] = {}
+    for v in values or []:
+        spec, sep, ms = v.partition("=")
+        try:
+            t = float(ms)
+        except ValueError:
+            t = float("nan")
+        if not sep or not spec or not (t > 0 and t != float("inf")):
+            raise PipelineError(f"--budget-ms {v!r}: expected TARGET=MS with a target spec and a number of ms > 0, "
+                                "e.g. --budget-ms cpu-t1-onnxruntime-b1=0.2")
+        out[spec] = out.get(spec, ()) + (t,)
+    return out
+
+
 def _open_run(args: argparse.Namespace):
     from pipeline.config import load_config
     from pipeline.ray_env import check_reachable
     from pipeline.rundir import RunDir
 
     cfg = load_config(args.config)
+    budgets = parse_budgets(getattr(args, "budget_ms", None))
+    if budgets:
+        cfg = cfg.with_budgets(budgets)
     if args.command in RUNTIME_COMMANDS:
         from pipeline.measure import check_runtimes
 
@@ -151,9 +170,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--candidate", required=True, help="candidate name, as in report/pareto.csv (e.g. lam0.3-seed0-...)")
     p.add_argument("--onnx", required=True, help="output file (an existing file is not overwritten)")
 
-    p = add("search", cmd_search, "stage 3: Ray Tune sweep of lambda over differentiable searches")
+    p = add("search", cmd_search, "stage 3: Ray Tune sweep of lambda (and latency budgets) over differentiable searches")
     _common(p)
     _search_flags(p)
+    p.add_argument("--budget-ms", action="append", metavar="TARGET=MS",
+                   help="also search for the most accurate architecture under MS ms on TARGET (a target spec); "
+                   "repeatable; added to search.budgets_ms, and kept in the run's config")
 
     p = add("evaluate", cmd_evaluate, "stage 4: train derived architectures from scratch, measure real latency")
     _common(p)

@@ -19,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from lanas.budget import BudgetSettings
 from lanas.data import DataSettings
 from lanas.measure import MeasureSettings
 from lanas.network import MacroConfig
@@ -111,19 +112,31 @@ class FitStage:
 @dataclass(frozen=True)
 class SearchStage:
     lambdas: tuple[float, ...] = (0.0, 1.0)  # the lambda grid, one Tune trial per (lambda, seed)
+    # latency budgets (ms) per target spec, one Tune trial per (budget, seed): the most accurate
+    # architecture under each (lanas.budget); `lanas search --budget-ms TARGET=T` adds more
+    budgets_ms: dict[str, tuple[float, ...]] = field(default_factory=dict)
+    budget: BudgetSettings = BudgetSettings()  # how a budget search lands inside its budget
     seeds: tuple[int, ...] = (0,)
     settings: SearchSettings = SearchSettings()
     max_failures: int = 2  # retries of a failed trial (Tune FailureConfig)
     resources: Resources = Resources()
 
     def __post_init__(self) -> None:
-        if not self.lambdas:
-            raise ValueError("lambdas must not be empty")
+        if not self.lambdas and not any(self.budgets_ms.values()):
+            raise ValueError("lambdas must not be empty (unless budgets_ms gives budgets)")
         for lam in self.lambdas:
             if not math.isfinite(lam) or lam < 0:
                 raise ValueError(f"lambdas must be finite numbers >= 0, got {lam}")
+        for spec, budgets in self.budgets_ms.items():
+            for t in budgets:
+                if not (math.isfinite(t) and t > 0):
+                    raise ValueError(f"budgets_ms.{spec}: budgets must be finite numbers of ms > 0, got {t}")
         if not self.seeds:
             raise ValueError("seeds must not be empty")
+
+    def budget_list(self) -> list[tuple[str, float]]:
+        """(target spec, budget ms) of every budget, in config order, without repeats."""
+        return list(dict.fromkeys((spec, float(t)) for spec, budgets in self.budgets_ms.items() for t in budgets))
 
 
 @dataclass(frozen=True)
@@ -153,6 +166,22 @@ class RunConfig:
     search: SearchStage = SearchStage()
     evaluate: EvaluateStage = EvaluateStage()
 
+    def __post_init__(self) -> None:
+        specs = [t.spec for t in self.targets]
+        unknown = [spec for spec in self.search.budgets_ms if spec not in specs]
+        if unknown:
+            raise ValueError(f"search.budgets_ms: {unknown[0]!r} is not a target of this config "
+                             f"(targets: {', '.join(specs)})")
+
+    def with_budgets(self, extra: dict[str, tuple[float, ...]]) -> "RunConfig":
+        """This config with ``extra`` latency budgets added to ``search.budgets_ms``."""
+        merged = {spec: tuple(t for t in self.search.budgets_ms.get(spec, ()) if t not in extra.get(spec, ()))
+                  + tuple(extra.get(spec, ())) for spec in {**self.search.budgets_ms, **extra}}
+        try:
+            return dataclasses.replace(self, search=dataclasses.replace(self.search, budgets_ms=merged))
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+
     def macro(self) -> MacroConfig:
         n = self.network
         return MacroConfig(n.layers, n.channels, n.stem_multiplier, self.data.in_channels, self.data.num_classes)
@@ -180,9 +209,11 @@ class RunConfig:
 
     def identity_dict(self) -> dict[str, Any]:
         """Everything that gives the run's results their meaning. The number of
-        architectures to measure is left out (a run may be extended with more), and the name."""
+        architectures to measure and the latency budgets are left out (a run may be
+        extended with more of either), and the name."""
         d = self.to_dict()
         d["measure"].pop("num_archs")
+        d["search"].pop("budgets_ms")
         d.pop("name")
         return d
 

@@ -2,7 +2,7 @@
 every target.
 
 Candidates: every derived genotype of the sweep (lambda = 0 among them when in the
-grid), the published genotypes whose ops the space has, the trivial no-convolution
+grid; a latency budget's as kind ``budget``), the published genotypes whose ops the space has, the trivial no-convolution
 baseline (``evaluate.trivial``), ``evaluate.random_archs`` random architectures as a
 reference cloud, and (``evaluate.matched_random``) for every architecture searched with
 lambda > 0 the random architecture whose predicted latency on its target is closest to
@@ -49,20 +49,24 @@ TRAIN_RETRIES = 2  # retries of a training task whose worker died
 
 
 def candidate_name(row: dict[str, Any]) -> str:
-    """``lam0-seed0`` (shared by every target), ``lam0.3-seed0-cpu-t1-onnxruntime-b1``."""
+    """``lam0-seed0`` (shared by every target), ``lam0.3-seed0-cpu-t1-onnxruntime-b1``,
+    ``budget0.2ms-seed0-cpu-t1-onnxruntime-b1``."""
+    if row.get("budget_ms") is not None:
+        return f"budget{row['budget_ms']:g}ms-seed{row['seed']}-{row['target']}"
     base = f"lam{row['lam']:g}-seed{row['seed']}"
     return f"{base}-{row['target']}" if row["target"] else base
 
 
 def _row(name: str, kind: str, genotype: Genotype, **extra: Any) -> dict[str, Any]:
-    return {"name": name, "kind": kind, "lam": None, "seed": None, "searched_for": None, "genotype": genotype.to_json(),
-            **extra}
+    return {"name": name, "kind": kind, "lam": None, "seed": None, "searched_for": None, "budget_ms": None,
+            "genotype": genotype.to_json(), **extra}
 
 
 def candidates(run: RunDir, stored: dict[str, StoredPredictor]) -> list[dict[str, Any]]:
     cfg = run.config
-    out = [{"name": candidate_name(r), "kind": "searched", "lam": r["lam"], "seed": r["seed"],
-            "searched_for": r["target"], "genotype": r["genotype"]} for r in run.stage_results("search")]
+    out = [{"name": candidate_name(r), "kind": "searched" if r.get("budget_ms") is None else "budget", "lam": r["lam"],
+            "seed": r["seed"], "searched_for": r["target"], "budget_ms": r.get("budget_ms"), "genotype": r["genotype"]}
+           for r in run.stage_results("search")]
     named = [(n, "published", published(n)) for n in PUBLISHED] if cfg.evaluate.published else []
     if cfg.evaluate.trivial:
         named.append(("trivial", "baseline", trivial()))

@@ -8,6 +8,8 @@ Writes, in ``report/``:
   lambda), random ones as a grey cloud, latency-matched random ones as diamonds, the
   trivial no-convolution baseline as a cross, published ones as stars, and its front;
 * ``latency_matrix.csv`` -- every candidate measured on every target;
+* ``budgets.csv`` -- every latency budget (``search.budgets_ms``): predicted and measured
+  latency, accuracy, ``met`` (measured <= budget), the best lambda-sweep architecture under it;
 * ``specialisation.csv`` / ``.png`` -- for targets A != B, the architecture searched for A
   measured on B against the one searched for B, at the same lambda and seed;
 * ``report.md`` -- all of it, with hypervolume, latency saved at equal-or-better
@@ -32,10 +34,13 @@ from lanas import quality
 from lanas.pareto import dominated_share, equal_size_hypervolume, hypervolume, pareto_mask
 from pipeline.rundir import RunDir, write_atomic
 
-CSV_FIELDS = ["target", "name", "kind", "searched_for", "lam", "seed", "arch_id", "test_acc", "val_acc",
+CSV_FIELDS = ["target", "name", "kind", "searched_for", "lam", "budget_ms", "seed", "arch_id", "test_acc", "val_acc",
               "measured_latency_ms", "measured_raw_ms", "predicted_latency_ms", "prediction_error", "params",
               "on_front", "genotype"]
-KINDS = ("searched", "matched", "random", "published", "baseline")  # candidate kinds (see pipeline.evaluate)
+KINDS = ("searched", "matched", "random", "published", "baseline", "budget")  # candidate kinds (see pipeline.evaluate)
+OWN_TARGET_KINDS = ("searched", "matched", "budget")  # kinds that belong to the target they were searched for
+BUDGET_FIELDS = ["target", "budget_ms", "predicted_ms", "measured_ms", "test_acc", "met", "share_of_budget", "name",
+                 "seed", "lam", "sweep_best", "sweep_best_acc", "sweep_best_ms"]
 HV_ACCURACY_MARGIN = 0.01  # hypervolume reference: this much below the lowest accuracy ...
 HV_LATENCY_FACTOR = 1.1  # ... and this times the highest latency
 
@@ -117,7 +122,27 @@ def on_target(results: list[dict[str, Any]], spec: str) -> list[dict[str, Any]]:
     """The rows of ``spec``'s front: every candidate measured on it, except architectures
     searched for another target (those are the specialisation table's)."""
     return [r for r in results if r["target"] == spec
-            and (r["kind"] not in ("searched", "matched") or r["searched_for"] in (None, spec))]
+            and (r["kind"] not in OWN_TARGET_KINDS or r["searched_for"] in (None, spec))]
+
+
+def budgets(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per budget search, on its target: predicted and measured latency, accuracy,
+    whether the *measured* latency met the budget, and the best lambda-sweep architecture
+    (by the deciding accuracy) that meets the same budget."""
+    out = []
+    for r in sorted((r for r in results if r["kind"] == "budget" and r["target"] == r["searched_for"]),
+                    key=lambda r: (r["target"], r["budget_ms"], r["seed"])):
+        t, ms = r["budget_ms"], r["measured_latency_ms"]
+        meeting = [s for s in on_target(results, r["target"]) if s["kind"] == "searched"
+                   and s["measured_latency_ms"] is not None and s["measured_latency_ms"] <= t]
+        best = max(meeting, key=lambda s: (s[decision_key(s)], -s["measured_latency_ms"]), default=None)
+        out.append({"target": r["target"], "budget_ms": t, "predicted_ms": r["predicted_latency_ms"], "measured_ms": ms,
+                    "test_acc": r["test_acc"], "met": None if ms is None else ms <= t,
+                    "share_of_budget": None if ms is None else ms / t, "name": r["name"], "seed": r["seed"],
+                    "lam": r["lam"], "sweep_best": best["name"] if best else None,
+                    "sweep_best_acc": best["test_acc"] if best else None,
+                    "sweep_best_ms": best["measured_latency_ms"] if best else None})
+    return out
 
 
 def latency_matrix(results: list[dict[str, Any]], specs: list[str]) -> list[dict[str, Any]]:
@@ -189,6 +214,13 @@ def _panel(ax, rows: list[dict[str, Any]], hardware: str, colorbar) -> None:
         ax.scatter(r["measured_latency_ms"], 100 * r["test_acc"], marker="*", s=140, c="tab:purple")
         ax.annotate(r["name"], (r["measured_latency_ms"], 100 * r["test_acc"]), textcoords="offset points",
                     xytext=(5, -10), fontsize=8)
+    for r in (r for r in ok if r["kind"] == "budget"):
+        colour = "tab:green" if r["measured_latency_ms"] <= r["budget_ms"] else "tab:red"
+        ax.axvline(r["budget_ms"], ls=":", c=colour, lw=1)
+        ax.scatter(r["measured_latency_ms"], 100 * r["test_acc"], marker="s", s=55, c=colour, edgecolors="k", zorder=3,
+                   label="budget search (green: met, red: missed; dotted: its budget)")
+        ax.annotate(f"≤{r['budget_ms']:g} ms", (r["measured_latency_ms"], 100 * r["test_acc"]), textcoords="offset points",
+                    xytext=(6, -10), fontsize=8)
     searched = [r for r in ok if r["kind"] == "searched"]
     if searched:
         sc = ax.scatter([r["measured_latency_ms"] for r in searched], [100 * r["test_acc"] for r in searched],
@@ -203,7 +235,9 @@ def _panel(ax, rows: list[dict[str, Any]], hardware: str, colorbar) -> None:
                 c="tab:red", lw=1.5, label="Pareto front (searched)")
     ax.set(xlabel=f"measured latency (ms, ratio x reference)\n{hardware}", ylabel="test accuracy (%)")
     ax.grid(alpha=0.3)
-    ax.legend(loc="best", fontsize=7)
+    handles, labels = ax.get_legend_handles_labels()
+    unique = dict(zip(labels, handles))  # one legend entry per label (budget points repeat theirs)
+    ax.legend(unique.values(), unique.keys(), loc="best", fontsize=7)
 
 
 def plot(path: Path, per_target: dict[str, list[dict[str, Any]]], hardware: dict[str, str]) -> None:
@@ -302,6 +336,27 @@ def target_section(spec: str, hardware: str, rows: list[dict[str, Any]], a: dict
     return lines + [""]
 
 
+def budget_section(rows: list[dict[str, Any]]) -> list[str]:
+    """The budget table: every budget, met or missed by its measured latency."""
+    if not rows:
+        return []
+    met = sum(bool(r["met"]) for r in rows)
+    lines = ["## Latency budgets", "",
+             f"{met} of {len(rows)} budgets met by the *measured* latency of the architecture their search derived "
+             "(also `budgets.csv`). *Share*: measured / budget. *Best λ-sweep*: the most accurate architecture of the "
+             "λ sweep (by validation accuracy where there is one) that meets the same budget.", "",
+             "| target | budget (ms) | predicted (ms) | measured (ms) | share | met | test acc | λ at the end | "
+             "best λ-sweep under the budget |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        verdict = "—" if r["met"] is None else ("yes" if r["met"] else "**missed**")
+        sweep = (f"{r['sweep_best']}: {100 * r['sweep_best_acc']:.1f} %, {r['sweep_best_ms']:.3f} ms"
+                 if r["sweep_best"] else "none meets it")
+        lines.append(f"| {r['target']} | {r['budget_ms']:g} | {r['predicted_ms']:.3f} | {_fmt(r['measured_ms'], '.3f')} | "
+                     f"{_fmt(r['share_of_budget'], '.0%')} | {verdict} | {100 * r['test_acc']:.1f} % | {r['lam']:+.3f} | "
+                     f"{sweep} |")
+    return lines + [""]
+
+
 def cross_target_section(matrix: list[dict[str, Any]], spec_rows: list[dict[str, Any]], specs: list[str]) -> list[str]:
     lines = ["## Cross-target latency matrix", "", "Every candidate measured on every target (ms, ratio x reference).", "",
              "| candidate | searched for | test acc | " + " | ".join(f"`{s}`" for s in specs) + " |",
@@ -357,14 +412,19 @@ def run_report(run: RunDir) -> str:
     per_target = {s: on_target(results, s) for s in specs}
     analyses = {s: analyse(rows) for s, rows in per_target.items()}
     matrix, spec_rows = latency_matrix(results, specs), specialisation(results, specs)
+    budget_rows = budgets(results)
     write_csv(folder / "pareto.csv", results)
+    if budget_rows:
+        _csv(folder / "budgets.csv", budget_rows, BUDGET_FIELDS)
     _csv(folder / "latency_matrix.csv", matrix, ["name", "kind", "searched_for", "lam", "seed", "test_acc", *specs])
     _csv(folder / "specialisation.csv", spec_rows, list(spec_rows[0]) if spec_rows else ["deployed_on"])
     plot(folder / "pareto.png", per_target, hardware)
     if spec_rows:
         plot_specialisation(folder / "specialisation.png", spec_rows, specs)
-    write_atomic(folder / "analysis.json", json.dumps({"targets": analyses, "specialisation": spec_rows}, indent=2))
+    write_atomic(folder / "analysis.json", json.dumps({"targets": analyses, "specialisation": spec_rows,
+                                                       "budgets": budget_rows}, indent=2))
     sections = [line for s in specs for line in target_section(s, hardware[s], per_target[s], analyses[s])]
+    sections += budget_section(budget_rows)
     write_atomic(folder / "report.md", markdown(run, sections, cross_target_section(matrix, spec_rows, specs)))
     run.mark_done("report", {"front": {s: sum(bool(r.get("on_front")) for r in rows) for s, rows in per_target.items()}})
     return str(folder / "report.md")

@@ -69,7 +69,9 @@ class RunDir:
         """Create the run directory, or reopen one made with the same config.
 
         A run directory whose config differs (apart from ``measure.num_archs``, which
-        may grow) is refused unless ``overwrite``, which replaces only config.yaml."""
+        may grow, and ``search.budgets_ms``, which accumulate: the stored config keeps
+        every budget searched in the run) is refused unless ``overwrite``, which
+        replaces only config.yaml."""
         root = Path(path)
         cfg_file = root / "config.yaml"
         if cfg_file.exists() and not overwrite:
@@ -82,6 +84,7 @@ class RunDir:
                 raise PipelineError(
                     f"run directory {root} was created with a different config ({diff}); "
                     "use another --run-dir or pass --overwrite")
+            config = config.with_budgets(old.search.budgets_ms)
         elif root.exists() and any(root.iterdir()) and not cfg_file.exists():
             raise PipelineError(f"{root} exists and is not a run directory (no config.yaml); refusing to write there")
         root.mkdir(parents=True, exist_ok=True)

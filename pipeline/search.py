@@ -1,8 +1,12 @@
-"""Stage 3 -- ``lanas search``: one Ray Tune sweep over target x lambda x seed.
+"""Stage 3 -- ``lanas search``: one Ray Tune sweep over target x (lambda or budget) x seed.
 
 Each trial runs :func:`lanas.search.search` with the frozen, quality-gated predictor
 of its target (stage 2). lambda = 0 ignores latency, so it is the same search for every
-target: it runs once per seed and serves them all. The trial's ``on_epoch`` hook reports the epoch's metrics to Tune with a
+target: it runs once per seed and serves them all. A latency budget (``search.budgets_ms``,
+``--budget-ms``) is a trial of its own that adapts lambda until the derived architecture
+is predicted inside the budget (:mod:`lanas.budget`); a budget no architecture of the
+space can meet is refused before anything runs. The stage is incremental: trials already
+in ``results.jsonl`` are kept and not run again, so budgets can be added to a finished run. The trial's ``on_epoch`` hook reports the epoch's metrics to Tune with a
 checkpoint, so a failed trial is retried from its last epoch (``FailureConfig``) and an
 interrupted sweep continues with ``--resume`` (``Tuner.restore``). Tune's own outputs
 (result.json, progress.csv, TensorBoard events) stay under ``search/tune/``; the
@@ -10,6 +14,9 @@ derived genotypes are collected in ``search/results.jsonl``.
 """
 from __future__ import annotations
 
+import hashlib
+import json
+import math
 import os
 import tempfile
 import time
@@ -18,32 +25,46 @@ from typing import Any
 
 import torch
 
+from lanas.budget import Budget, reachable
 from lanas.data import load_splits, loader
 from lanas.genotype import Genotype
 from lanas.predictor import LatencyPredictor
+from lanas.target import Target
 from lanas.search import build_supernet, search
+from pipeline import dataset as ds
 from pipeline.config import RunConfig
 from pipeline.errors import PipelineError
 from pipeline.fanout import check_resources
-from pipeline.predictor_store import load_all
-from pipeline.rundir import RunDir, write_jsonl
+from pipeline.measure import dataset_dir
+from pipeline.predictor_store import StoredPredictor, load_all
+from pipeline.rundir import RunDir, read_jsonl, write_jsonl
 
-EXPERIMENT = "sweep"
+EXPERIMENT = "sweep"  # Tune experiment of the first sweep; later extensions get a suffix
 
 
 def plan(cfg: RunConfig) -> list[dict[str, Any]]:
-    """The trials of the sweep: (target spec, lambda, seed); lambda = 0 once per seed, target None."""
+    """The trials of the sweep: (target spec, lambda, seed) with lambda = 0 once per seed
+    (target None), then (target spec, budget, seed) with lambda starting at 0."""
     out = []
     for seed in cfg.search.seeds:
         for lam in cfg.search.lambdas:
             specs = [None] if lam == 0 else [t.spec for t in cfg.targets]
-            out += [{"target": spec, "lam": float(lam), "seed": int(seed)} for spec in specs]
+            out += [{"target": spec, "lam": float(lam), "seed": int(seed), "budget_ms": None} for spec in specs]
+        out += [{"target": spec, "lam": 0.0, "seed": int(seed), "budget_ms": t} for spec, t in cfg.search.budget_list()]
     return out
+
+
+def trial_key(trial: dict[str, Any]) -> tuple:
+    """What identifies a trial (a budget trial's final lambda is a result, not a key)."""
+    if trial.get("budget_ms") is not None:
+        return (trial["target"], "budget", float(trial["budget_ms"]), trial["seed"])
+    return (trial["target"] or "", "lam", float(trial["lam"]), trial["seed"])
 
 
 def trial_name(trial: dict[str, Any]) -> str:
     where = f"{trial['target']}," if trial["target"] else ""
-    return f"search[{where}lam={trial['lam']:g},seed={trial['seed']}]"
+    what = f"budget={trial['budget_ms']:g}ms" if trial.get("budget_ms") is not None else f"lam={trial['lam']:g}"
+    return f"search[{where}{what},seed={trial['seed']}]"
 
 
 def _trainable(config: dict[str, Any], cfg: RunConfig, trials: list[dict[str, Any]],
@@ -61,6 +82,7 @@ def _trainable(config: dict[str, Any], cfg: RunConfig, trials: list[dict[str, An
     device = "cuda" if cfg.search.resources.num_gpus > 0 and torch.cuda.is_available() else "cpu"
     # lambda = 0 reports the first target's predicted latency; it does not steer the search
     weights, hidden, reference_ms = predictors[trial["target"] or cfg.targets[0].spec]
+    budget = None if trial["budget_ms"] is None else Budget(trial["budget_ms"] / reference_ms, cfg.search.budget)
     predictor = LatencyPredictor.for_space(cfg.space, hidden)
     predictor.load_state_dict(weights)
     s = cfg.search.settings
@@ -82,10 +104,10 @@ def _trainable(config: dict[str, Any], cfg: RunConfig, trials: list[dict[str, An
             torch.save(snapshot, Path(tmp) / "search_state.pt")
             tune.report(report, checkpoint=tune.Checkpoint.from_directory(tmp))
 
-    search(net, predictor, train, val, s, lam, device=device, on_epoch=on_epoch, state=state, seed=seed)
+    search(net, predictor, train, val, s, lam, device=device, on_epoch=on_epoch, state=state, seed=seed, budget=budget)
 
 
-def _tuner(run: RunDir, trials: list[dict[str, Any]], stored: dict, resume: bool, progress: bool):
+def _tuner(run: RunDir, trials: list[dict[str, Any]], stored: dict, resume: bool, progress: bool, experiment: str):
     from ray import tune
 
     cfg = run.config
@@ -94,7 +116,7 @@ def _tuner(run: RunDir, trials: list[dict[str, Any]], stored: dict, resume: bool
     trainable = tune.with_resources(
         tune.with_parameters(_trainable, cfg=cfg, trials=trials, predictors=predictors),
         cfg.search.resources.as_bundle())
-    path = storage / EXPERIMENT
+    path = storage / experiment
     if tune.Tuner.can_restore(str(path)):
         if not resume:
             raise PipelineError(f"an interrupted sweep exists in {path}; pass --resume to continue it")
@@ -106,47 +128,115 @@ def _tuner(run: RunDir, trials: list[dict[str, Any]], stored: dict, resume: bool
         tune_config=tune.TuneConfig(trial_name_creator=lambda t: trial_name(trials[t.config["trial"]]),
                                     trial_dirname_creator=lambda t: f"trial{t.config['trial']:03d}"),
         run_config=tune.RunConfig(
-            name=EXPERIMENT, storage_path=str(storage), verbose=1 if progress else 0,
+            name=experiment, storage_path=str(storage), verbose=1 if progress else 0,
             failure_config=tune.FailureConfig(max_failures=cfg.search.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2)),
     )
 
 
-def run_search(run: RunDir, resume: bool = False, force_predictor: bool = False, progress: bool = True) -> list[dict[str, Any]]:
+def measured_ratios(run: RunDir, target: Target, hardware: str) -> list[float]:
+    """The usable latency ratios stage 1 measured on ``target`` at this run's setting."""
+    setting = run.config.setting(target).columns()
+    rows = ds.read_table(dataset_dir(run), hardware, columns=[*setting, "status", "latency_ratio"]).to_pylist()
+    return [r["latency_ratio"] for r in rows if r["status"] == "ok" and all(r[c] == v for c, v in setting.items())
+            and r["latency_ratio"] is not None and math.isfinite(r["latency_ratio"]) and r["latency_ratio"] > 0]
+
+
+def check_budgets(run: RunDir, stored: dict[str, StoredPredictor]) -> None:
+    """Refuse a budget that no architecture is known to meet inside the acceptance window
+    (below the fastest corner architecture's prediction and every measured latency), or
+    one that every architecture meets (then a lambda = 0 search is the answer)."""
     cfg = run.config
-    stored = load_all(run, force=force_predictor)
-    check_resources(*cfg.resource_asks()["search"])
-    trials = plan(cfg)
-    print(f"[search] {len(trials)} trials: targets {[t.spec for t in cfg.targets]} x lambda in "
-          f"{list(cfg.search.lambdas)} x seeds {list(cfg.search.seeds)} (lambda = 0 once per seed, shared); "
-          f"mode {cfg.search.settings.mode}, {cfg.search.settings.epochs} epochs each", flush=True)
-    t0 = time.perf_counter()
-    # a checkpoint per epoch is deliberate (resume from the last epoch); silence Tune's frequency warning
-    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    results = _tuner(run, trials, stored, resume, progress).fit()
+    window = cfg.search.budget.window
+    reach: dict[str, tuple[float, float]] = {}
+    for spec, t in cfg.search.budget_list():
+        p = stored[spec]
+        if spec not in reach:
+            target = next(t for t in cfg.targets if t.spec == spec)
+            lo, hi = reachable(p.predict_ratio, cfg.space, measured_ratios(run, target, p.meta.hardware))
+            reach[spec] = (lo * p.reference_ms, hi * p.reference_ms)
+        fastest, slowest = reach[spec]
+        if t * window[1] < fastest:
+            raise PipelineError(
+                f"budget {t:g} ms on {spec} is below what the search space reaches there: its fastest known "
+                f"architecture takes {fastest:.4g} ms, so the smallest budget is {fastest / window[1]:.4g} ms "
+                f"(the search aims at {window[0]:g}-{window[1]:g} x the budget)")
+        if t * window[0] > slowest:
+            raise PipelineError(
+                f"budget {t:g} ms on {spec} is above the slowest known architecture there ({slowest:.4g} ms): "
+                "every architecture meets it; search with lambda = 0 instead")
+
+
+def _row(trial: dict[str, Any], m: dict[str, Any], stored: dict[str, StoredPredictor], cfg: RunConfig,
+         path: str) -> dict[str, Any]:
+    """A results.jsonl row of one finished trial (a budget trial's lambda: its final multiplier)."""
+    g = Genotype.from_json(m["genotype"], cfg.space.ops)
+    ms = m.get("predicted_latency_ms")
+    budget = trial["budget_ms"]
+    return {**trial, "lam": float(m["lam"]), "hardware": stored[trial["target"]].meta.hardware if trial["target"] else None,
+            "arch_id": g.arch_id, "genotype": g.to_json(), "val_acc": m.get("val_acc"), "train_acc": m.get("train_acc"),
+            "latency_term": m.get("latency_term"), "predicted_latency_ratio": m.get("predicted_latency"),
+            "predicted_latency_ms": ms, "epochs": m.get("epoch"), "lam_updates": m.get("lam_updates"),
+            "in_window": None if budget is None else bool(
+                Budget(budget, cfg.search.budget).inside(ms)), "trial_path": path}
+
+
+def _collect(results, trials: list[dict[str, Any]], stored: dict[str, StoredPredictor],
+             cfg: RunConfig) -> list[dict[str, Any]]:
+    """The rows of a finished Tune sweep; one line naming every trial that did not finish."""
     rows, errors = [], []
     for r in results:
         m = r.metrics or {}
         trial = trials[int((r.config or {}).get("trial", -1))]
-        if r.error is not None or "genotype" not in m or m.get("epoch") != cfg.search.settings.epochs:
+        if r.error is not None or "genotype" not in m or not m.get("done"):
             errors.append(f"{trial_name(trial)}: {str(r.error).splitlines()[0] if r.error else 'did not finish'}")
             continue
-        g = Genotype.from_json(m["genotype"], cfg.space.ops)
-        hardware = stored[trial["target"]].meta.hardware if trial["target"] else None
-        rows.append({**trial, "hardware": hardware, "arch_id": g.arch_id, "genotype": g.to_json(),
-                     "val_acc": m.get("val_acc"), "train_acc": m.get("train_acc"), "latency_term": m.get("latency_term"),
-                     "predicted_latency_ratio": m.get("predicted_latency"), "predicted_latency_ms": m.get("predicted_latency_ms"),
-                     "trial_path": r.path})
+        rows.append(_row(trial, m, stored, cfg, r.path))
     if errors:
         raise PipelineError(f"{len(errors)} search trial(s) failed after retries: {'; '.join(errors)}; "
                             "fix the cause and re-run with --resume")
-    rows.sort(key=lambda r: (r["target"] or "", r["lam"], r["seed"]))
-    write_jsonl(run.stage("search") / "results.jsonl", rows)
-    for r in rows:
-        print(f"[search] {trial_name(r)}: predicted {r['predicted_latency_ms']:.3f} ms"
-              f"{' on ' + r['target'] if r['target'] else ''}, val acc {r['val_acc']:.3f}, arch {r['arch_id'][:10]}",
-              flush=True)
-    run.mark_done("search", {"trials": len(rows), "wall_s": time.perf_counter() - t0})
     return rows
 
 
+def _experiment(kept: list[dict[str, Any]], todo: list[dict[str, Any]]) -> str:
+    """The first sweep is ``sweep``; an extension is named by the trials it adds, so an
+    interrupted extension resumes under the same name."""
+    if not kept:
+        return EXPERIMENT
+    return f"{EXPERIMENT}-" + hashlib.sha1(json.dumps(sorted(map(str, map(trial_key, todo)))).encode()).hexdigest()[:8]
+
+
+def run_search(run: RunDir, resume: bool = False, force_predictor: bool = False, progress: bool = True) -> list[dict[str, Any]]:
+    cfg = run.config
+    stored = load_all(run, force=force_predictor)
+    check_budgets(run, stored)
+    results_file = run.path / "search" / "results.jsonl"  # the folder is made only once trials run
+    kept = read_jsonl(results_file) if results_file.is_file() else []
+    done = {trial_key(r) for r in kept}
+    trials = [t for t in plan(cfg) if trial_key(t) not in done]
+    if not trials:
+        print(f"[search] all {len(kept)} trials of this config are in {results_file}; nothing to run", flush=True)
+        run.mark_done("search", {"trials": len(kept)})
+        return kept
+    check_resources(*cfg.resource_asks()["search"])
+    print(f"[search] {len(trials)} trials ({len(kept)} already done): targets {[t.spec for t in cfg.targets]} x lambda in "
+          f"{list(cfg.search.lambdas)} x seeds {list(cfg.search.seeds)} (lambda = 0 once per seed, shared)"
+          + (f", budgets {[f'{s}={t:g}ms' for s, t in cfg.search.budget_list()]}" if cfg.search.budgets_ms else "")
+          + f"; mode {cfg.search.settings.mode}, {cfg.search.settings.epochs} epochs each", flush=True)
+    if kept:  # the sweep grows: what was searched, evaluated and reported is incomplete until it finishes
+        for stage in ("search", "evaluate", "report"):
+            run.clear_done(stage)
+    t0 = time.perf_counter()
+    # a checkpoint per epoch is deliberate (resume from the last epoch); silence Tune's frequency warning
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    results = _tuner(run, trials, stored, resume, progress, _experiment(kept, trials)).fit()
+    rows = sorted(kept + _collect(results, trials, stored, cfg), key=lambda r: (r["target"] or "", r.get("budget_ms") or 0.0, r["lam"], r["seed"]))
+    write_jsonl(results_file, rows)
+    for r in rows:
+        budget = (f", budget {r['budget_ms']:g} ms ({'inside' if r['in_window'] else 'OUTSIDE'} its window; lambda "
+                  f"ended at {r['lam']:.3g})" if r.get("budget_ms") else "")
+        print(f"[search] {trial_name(r)}: predicted {r['predicted_latency_ms']:.3f} ms"
+              f"{' on ' + r['target'] if r['target'] else ''}{budget}, val acc {r['val_acc']:.3f}, "
+              f"arch {r['arch_id'][:10]}", flush=True)
+    run.mark_done("search", {"trials": len(rows), "wall_s": time.perf_counter() - t0})
+    return rows

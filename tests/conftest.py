@@ -91,6 +91,16 @@ def measured_run(ray_start, tmp_path_factory):
     return run
 
 
+@pytest.fixture(scope="session")
+def fitted(measured_run):
+    """The measured smoke run with its stage 2 done (predictor fitted by Ray Train); tests
+    that change a run work on a copy."""
+    from pipeline.fit import run_fit
+
+    summary = run_fit(measured_run)
+    return measured_run, summary
+
+
 def run_cli(*args, cwd=ROOT, timeout=600):
     import subprocess
     import sys

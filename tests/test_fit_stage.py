@@ -3,6 +3,7 @@ import json
 import math
 import shutil
 
+import numpy as np
 import pytest
 import torch
 
@@ -15,12 +16,6 @@ from pipeline.errors import PipelineError
 from pipeline.fit import run_fit
 from pipeline.measure import dataset_dir
 from pipeline.rundir import RunDir
-
-
-@pytest.fixture(scope="module")
-def fitted(measured_run):
-    summary = run_fit(measured_run)
-    return measured_run, summary
 
 
 SPEC = "cpu-t1-torch-b1"
@@ -62,7 +57,7 @@ def test_fit_exports_a_checked_predictor_with_baselines(fitted):
         rows = df[split == name]
         assert len(rows) == meta["rows"][name]
         with torch.no_grad():
-            pred = model(torch.tensor(list(rows["encoding"]), dtype=torch.float32)).numpy()
+            pred = model(torch.tensor(np.stack(rows["encoding"].to_numpy()), dtype=torch.float32)).numpy()
         mape = float(abs(pred / rows["latency_ratio"].to_numpy() - 1).mean())
         assert mape == pytest.approx(meta[name]["mape"], rel=1e-4), name
 

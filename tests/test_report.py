@@ -2,7 +2,7 @@
 matrix and the specialisation table."""
 import pytest
 
-from pipeline.report import analyse, latency_matrix, on_target, specialisation
+from pipeline.report import analyse, budget_section, budgets, latency_matrix, on_target, specialisation
 
 A, B = "cpu-t1-torch-b1", "cpu-t1-onnxruntime-b1"
 # (name, kind, lam, searched_for, test_acc, ms on A, ms on B)
@@ -88,3 +88,25 @@ def test_front_is_over_the_searched_architectures_only():
             _row("random-0", "random", None, 0.9, 0.95, 3.0, seed=None)]
     analyse(rows)
     assert {r["name"]: r["on_front"] for r in rows} == {"lam0": True, "lam1": True, "random-0": False}
+
+
+def test_budget_table_marks_missed_budgets_and_the_sweep_under_each():
+    results = rows()
+    for target, ms, pred in ((A, 4.5, 4.4), (B, 0.8, 0.7)):  # searched for A under 5 ms: met on A
+        results.append({"name": f"budget5ms-seed0-{A}", "kind": "budget", "lam": 0.2, "budget_ms": 5.0, "seed": 0,
+                        "searched_for": A, "target": target, "test_acc": 0.985, "val_acc": 0.985,
+                        "measured_latency_ms": ms, "predicted_latency_ms": pred, "prediction_error": 0.0})
+    for target, ms in ((A, 0.7), (B, 0.7)):  # searched for B under 0.65 ms: measured 0.7, missed
+        results.append({"name": f"budget0.65ms-seed0-{B}", "kind": "budget", "lam": 0.5, "budget_ms": 0.65, "seed": 0,
+                        "searched_for": B, "target": target, "test_acc": 0.96, "val_acc": 0.96,
+                        "measured_latency_ms": ms, "predicted_latency_ms": 0.6, "prediction_error": 0.0})
+    table = {r["target"]: r for r in budgets(results)}
+    assert sorted(table) == sorted([A, B])  # each budget on its own target only
+    a, b = table[A], table[B]
+    assert a["met"] is True and a["share_of_budget"] == pytest.approx(0.9) and a["measured_ms"] == 4.5
+    assert a["sweep_best"] == f"lam1-seed0-{A}" and a["sweep_best_acc"] == 0.98  # lam0 (10 ms) does not meet 5 ms
+    assert b["met"] is False and b["sweep_best"] == f"lam1-seed0-{B}"  # 0.6 ms meets 0.65
+    assert f"budget5ms-seed0-{A}" in {r["name"] for r in on_target(results, A)}
+    assert f"budget5ms-seed0-{A}" not in {r["name"] for r in on_target(results, B)}
+    lines = budget_section(budgets(results))
+    assert "1 of 2 budgets met" in lines[2] and any("**missed**" in line for line in lines)

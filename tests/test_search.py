@@ -50,7 +50,7 @@ def test_large_lambda_ends_with_lower_predicted_latency(loaders):
     p = toy_predictor()
     net0, r0 = _run("gdas", 0.0, loaders, epochs=2, a_lr=0.05)
     net1, r1 = _run("gdas", 10.0, loaders, epochs=2, a_lr=0.05)
-    lat = lambda g: float(p(encode_genotype(g, SPACE).unsqueeze(0)))
+    lat = lambda g: float(p(encode_genotype(g, SPACE).unsqueeze(0)).detach())
     assert float(latency_term(net1, p).detach()) < float(latency_term(net0, p).detach())
     assert lat(r1.genotype) < lat(r0.genotype)
     assert r1.history[-1]["predicted_latency"] == pytest.approx(lat(r1.genotype), rel=1e-5)

@@ -1,0 +1,88 @@
+"""Latency budgets: the most accurate architecture under T on one target.
+
+A budget search keeps the LA-DNAS architecture loss ``CE + lambda * latency_term(alpha)``
+but makes ``lambda`` the Lagrange multiplier of the constraint "the *derived*
+architecture's predicted latency equals the aim", the middle of an acceptance window
+``[low, high] x T`` that sits a margin below the budget (the predictor's error on
+derived architectures). After every architecture step, dual ascent moves it::
+
+    lambda <- clip(lambda + dual_lr / steps_per_epoch * (predicted(derived) / aim - 1), -max_lambda, max_lambda)
+
+so lambda rises while the derived architecture is too slow and falls (below 0: the
+search is pulled towards slower, larger cells, as TF-NAS's ``|LAT/T - 1|`` does) while it
+is wastefully fast. The search runs its scheduled epochs, then up to ``extra_epochs``
+more (weights at their final learning rate) and stops at the first step whose derived
+architecture is inside the window. ``reachable`` bounds what the space reaches from the
+corner architectures and what was measured, so a budget no architecture can meet is
+refused before any search runs.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import torch
+
+from lanas.encoding import encode_genotype
+from lanas.genotype import NUM_NODES, Genotype, trivial
+from lanas.space import SearchSpace
+
+
+@dataclass(frozen=True)
+class BudgetSettings:
+    window: tuple[float, float] = (0.87, 0.95)  # accept a derived architecture predicted within [low, high] x budget
+    dual_lr: float = 0.8  # dual-ascent step of lambda per epoch (split over its steps), per unit of relative violation
+    max_lambda: float = 1.0  # |lambda| bound
+    extra_epochs: int = 10  # epochs after the schedule allowed to land inside the window
+
+    def __post_init__(self) -> None:
+        if len(self.window) != 2 or not 0 < self.window[0] < self.window[1] <= 1:
+            raise ValueError(f"window must be [low, high] with 0 < low < high <= 1, got {list(self.window)}")
+        if not (self.dual_lr > 0 and self.max_lambda > 0 and self.extra_epochs >= 0):
+            raise ValueError("dual_lr and max_lambda must be > 0, extra_epochs >= 0")
+
+
+@dataclass(frozen=True)
+class Budget:
+    """A latency budget in the predictor's units (the pipeline passes ``T / reference_ms``)."""
+
+    limit: float
+    settings: BudgetSettings = BudgetSettings()
+
+    def __post_init__(self) -> None:
+        if not (self.limit > 0 and math.isfinite(self.limit)):
+            raise ValueError(f"a latency budget must be a finite number > 0, got {self.limit}")
+
+    @property
+    def aim(self) -> float:
+        return self.limit * sum(self.settings.window) / 2
+
+    def inside(self, predicted: float) -> bool:
+        low, high = self.settings.window
+        return low * self.limit <= predicted <= high * self.limit
+
+    def update(self, lam: float, predicted: float, steps_per_epoch: int) -> float:
+        """One dual-ascent step of the multiplier (one of ``steps_per_epoch`` in an epoch)."""
+        bound, rate = self.settings.max_lambda, self.settings.dual_lr / max(1, steps_per_epoch)
+        return min(bound, max(-bound, lam + rate * (predicted / self.aim - 1.0)))
+
+
+def corner_genotypes(space: SearchSpace) -> list[Genotype]:
+    """For every choosable op, the genotype with that op on all 16 edges (every node fed
+    by the two cell inputs), and the trivial baseline: the corners of the space where its
+    fastest and slowest architectures sit."""
+    concat = tuple(range(2, 2 + NUM_NODES))
+    cells = [tuple((op, inp) for _ in range(NUM_NODES) for inp in (0, 1)) for op in space.choosable_ops]
+    return [Genotype(c, concat, c, concat) for c in cells] + [trivial()]
+
+
+def reachable(predict: Callable[[torch.Tensor], torch.Tensor], space: SearchSpace,
+              measured: Sequence[float] = ()) -> tuple[float, float]:
+    """(fastest, slowest) latency the space is known to reach: the predictions of its
+    corner genotypes and the ``measured`` latencies. A descent over the predictor would
+    find lower values, but there it extrapolates (even below zero): a budget is only
+    refused on what was measured or predicted inside the data."""
+    preds = predict(torch.stack([encode_genotype(g, space) for g in corner_genotypes(space)]))
+    values = [float(v) for v in preds] + [float(v) for v in measured]
+    return min(values), max(values)
