@@ -76,15 +76,38 @@ def cmd_measure(args: argparse.Namespace) -> None:
 
     if args.num_archs is not None and args.num_archs <= 0:
         raise PipelineError(f"--num-archs must be > 0, got {args.num_archs}")
+    if args.select == "diverse" and (args.target is None or args.num_archs is None or args.genotypes):
+        raise PipelineError("--select diverse picks --num-archs architectures for one --target (not with --genotypes)")
     run = _open_run(args)
+    genotypes = args.genotypes
+    if args.select == "diverse":
+        from pipeline.measure import measure_jsonl_path
+        from pipeline.transfer import default_source, diverse_genotypes
+
+        source = args.transfer_from or default_source(run, args.target)
+        picked = diverse_genotypes(run, source, args.num_archs)
+        genotypes = str(measure_jsonl_path(run, picked, f"diverse-{args.num_archs}.jsonl"))
+        print(f"[measure] {args.num_archs} diverse architectures by {source}'s predictor: {genotypes}", flush=True)
     init_ray(args.address)
-    run_measure(run, args.num_archs, args.genotypes, progress=not args.quiet, target=args.target)
+    run_measure(run, args.num_archs, genotypes, progress=not args.quiet, target=args.target)
 
 
 def cmd_fit(args: argparse.Namespace) -> None:
     from pipeline.fit import run_fit
     from pipeline.ray_env import init_ray
 
+    if args.transfer_from is None and args.samples is not None:
+        raise PipelineError("--samples needs --transfer-from")
+    if args.transfer_from is not None:
+        from pipeline.fit import finish
+        from pipeline.transfer import run_transfer
+
+        if args.target is None:
+            raise PipelineError("--transfer-from needs --target: the new target whose predictor is transferred")
+        run = _open_run(args)
+        meta = run_transfer(run, args.target, args.transfer_from, args.samples)
+        finish(run, {"transferred": {meta.target.spec: meta.transferred_from}})
+        return
     run = _open_run(args)
     init_ray(args.address)
     run_fit(run, target=args.target)
@@ -154,11 +177,20 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("--num-archs", type=int, help="architectures to sample (default: measure.num_archs)")
     p.add_argument("--genotypes", help="measure exactly these genotypes (JSON lines) instead of sampling")
+    p.add_argument("--select", choices=("random", "diverse"), default="random",
+                   help="diverse: pick --num-archs architectures for a new --target that span another target's "
+                   "predicted latency and op compositions (for `lanas fit --transfer-from`)")
+    p.add_argument("--transfer-from", metavar="SRC", help="with --select diverse: the target whose predictor picks "
+                   "(default: the first other target with a predictor)")
     _target_flag(p)
 
     p = add("fit", cmd_fit, "stage 2: fit the latency predictors with Ray Train, against baselines")
     _common(p)
     _target_flag(p)
+    p.add_argument("--transfer-from", metavar="SRC", help="fit --target's predictor by transfer from SRC's (a target "
+                   "of the run, or a predictor folder fit/<hardware> of another run) instead of from scratch")
+    p.add_argument("--samples", type=int, metavar="K", help="with --transfer-from: fit on K of the target's measured "
+                   "architectures (default: all), the rest being its test set")
 
     p = add("predict", cmd_predict, "predict the latency of genotypes with a run's fitted predictors")
     p.add_argument("--run-dir", required=True)

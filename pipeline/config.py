@@ -259,6 +259,8 @@ def _convert(value: Any, tp: Any, path: str) -> Any:
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"{path}: expected an integer, got {value!r}")
         return value
+    if tp is Any:  # free-form metadata (e.g. a predictor's provenance): plain JSON data as it is
+        return value
     if tp in (str, bool):
         if not isinstance(value, tp):
             raise ConfigError(f"{path}: expected {_type_name(tp)}, got {value!r}")

@@ -236,11 +236,8 @@ def run_fit(run: RunDir, target: str | None = None) -> dict[str, Any]:
         metas[t.spec] = _export(run, t, ids[t.spec], models[t.spec], splits[t.spec], dropped[t.spec], train_metrics,
                                 flops)
         summary["targets"][t.spec] = {"hardware": ids[t.spec], "test": metas[t.spec].test}
-    write_atomic(run.stage("fit") / "metrics.md", side_by_side(run, metas))
     summary["wall_s"] = time.perf_counter() - t0
-    if all(predictor_store.folder(run, h).joinpath(predictor_store.META).is_file()
-           for h in (run.hardware_ids().get(t.spec, "") for t in cfg.targets)):
-        run.mark_done("fit", summary)
+    finish(run, summary)
     return summary
 
 
@@ -286,6 +283,14 @@ def side_by_side(run: RunDir, metas: dict[str, PredictorMeta]) -> str:
              "| target | hardware | rows (train/val/test) | MAPE | within ±10 % | Kendall τ | best baseline | "
              "vs best baseline | vs additive LUT | val MAPE | gate |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for spec, m in metas.items():
+        if m.transferred_from:
+            t = m.transferred_from
+            lines.append(f"| {spec} | `{m.hardware}` | {m.rows['train']}/0/{m.rows['test']} | "
+                         f"{_pct(m.test.get('mape'))} | {_pct(m.test.get('within_10pct'), '.1%')} | "
+                         f"{_num(m.test.get('kendall_tau'))} | transferred from `{t['source']}` with {t['samples']} "
+                         f"samples ({t['model']}) | — | — | {_pct(m.val.get('mape'))} (leave-one-out) | "
+                         f"{_gate(m, run.config.fit.max_val_mape)} |")
+            continue
         best = min(m.baselines, key=lambda k: m.baselines[k]["mape"])
         v = m.versus_best_baseline
         lut = m.baselines["lut_op"]["mape"] - m.test["mape"]
@@ -293,12 +298,46 @@ def side_by_side(run: RunDir, metas: dict[str, PredictorMeta]) -> str:
                      f"{m.test['mape']:.2%} | {m.test['within_10pct']:.1%} | {m.test['kendall_tau']:.3f} | "
                      f"{best} {m.baselines[best]['mape']:.2%} | {quality.verdict(v)} ({v['mean']:+.2%}, "
                      f"[{v['lo']:+.2%}, {v['hi']:+.2%}]) | {'-' if lut >= 0 else '+'}{abs(lut):.2%} | "
-                     f"{m.val['mape']:.2%} | {'pass' if m.val['mape'] <= run.config.fit.max_val_mape else 'FAIL'} |")
+                     f"{_pct(m.val.get('mape'))} | {_gate(m, run.config.fit.max_val_mape)} |")
     lines.append("")
     for spec, m in metas.items():
+        if m.transferred_from:
+            continue
         text = (predictor_store.folder(run, m.hardware) / "metrics.md").read_text(encoding="utf-8")
         lines.append(text.replace("# Latency predictor", "## Latency predictor"))
     return "\n".join(lines)
+
+
+def _pct(x: float | None, spec: str = ".2%") -> str:
+    return "—" if x is None else format(x, spec)
+
+
+def _gate(m: PredictorMeta, gate: float) -> str:
+    mape = m.val.get("mape")
+    return "pass" if mape is not None and mape <= gate else "FAIL"
+
+
+def _num(x: float | None) -> str:
+    return "—" if x is None else f"{x:.3f}"
+
+
+def stored_metas(run: RunDir) -> dict[str, PredictorMeta]:
+    """Target spec -> the metadata of its stored predictor, for the targets that have one."""
+    out = {}
+    for t in run.config.targets:
+        f = predictor_store.folder(run, run.hardware_ids().get(t.spec, "-")) / predictor_store.META
+        if f.is_file():
+            out[t.spec] = PredictorMeta.from_json(f.read_text(encoding="utf-8"), str(f))
+    return out
+
+
+def finish(run: RunDir, summary: dict[str, Any]) -> None:
+    """Rewrite ``fit/metrics.md`` over every stored predictor; mark the stage done once
+    every target has one."""
+    metas = stored_metas(run)
+    write_atomic(run.stage("fit") / "metrics.md", side_by_side(run, metas))
+    if len(metas) == len(run.config.targets):
+        run.mark_done("fit", summary)
 
 
 def metrics_table(hw: str, scores: dict[str, dict[str, float]], counts: dict[str, int], gate: float,

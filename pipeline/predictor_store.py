@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -47,6 +48,8 @@ class PredictorMeta:
     baselines: dict[str, dict[str, float]] = field(default_factory=dict)  # ... of each baseline
     versus_best_baseline: dict[str, float] = field(default_factory=dict)  # paired bootstrap of the MAPE difference
     train_metrics: dict[str, float] = field(default_factory=dict)
+    # a transferred predictor (pipeline.transfer): source, its hardware, samples, model, leave-one-out MAPEs
+    transferred_from: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True)

@@ -32,6 +32,7 @@ import numpy as np
 
 from lanas import quality
 from lanas.pareto import dominated_share, equal_size_hypervolume, hypervolume, pareto_mask
+from pipeline.fit import stored_metas
 from pipeline.rundir import RunDir, write_atomic
 
 CSV_FIELDS = ["target", "name", "kind", "searched_for", "lam", "budget_ms", "seed", "arch_id", "test_acc", "val_acc",
@@ -397,6 +398,12 @@ def markdown(run: RunDir, sections: list[str], cross: list[str]) -> str:
              + ", ".join(f"`{t.spec}`" for t in cfg.targets) + ".", "", "![Pareto fronts](pareto.png)", ""]
     lines += sections + cross
     lines += ["## Predictors", ""]
+    for spec, m in stored_metas(run).items():
+        t = m.transferred_from
+        if t:
+            lines += [f"The predictor of `{spec}` was **transferred** from `{t['source']}` (`{t['hardware']}`) with "
+                      f"{t['samples']} measured architectures (model {t['model']}, leave-one-out MAPE "
+                      f"{t['loo_mape'][t['model']]:.2%}), not fitted from scratch.", ""]
     if fit_md.is_file():
         lines += [fit_md.read_text(encoding="utf-8").replace("# Latency predictors", "### Latency predictors")
                   .replace("## Latency predictor", "#### Latency predictor"), ""]

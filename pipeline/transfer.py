@@ -1,0 +1,120 @@
+"""``lanas fit --target NEW --transfer-from SRC [--samples K]``: NEW's predictor from K of
+its measured architectures and SRC's predictor (:mod:`lanas.transfer`), and the pick of
+which K to measure (``lanas measure --select diverse``).
+
+SRC is another target of the run (spec or hardware id) or a predictor folder
+(``<run>/fit/<hardware>``) of another run with the same search space, encoding layout
+and network. The K architectures are the diverse pick among NEW's measured rows (all of
+them by default); the rest are NEW's test set. The leave-one-out MAPE of the chosen
+transfer model is the validation figure the quality gate reads, and ``predictor.json``
+records where the predictor came from (``transferred_from``), which the report shows.
+"""
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from lanas import quality
+from lanas.encoding import encode_genotype
+from lanas.genotype import Genotype
+from lanas.transfer import choose, predict_np, select_diverse, transferred
+from pipeline import dataset as ds
+from pipeline import predictor_store
+from pipeline.errors import PipelineError
+from pipeline.measure import dataset_dir, select_targets
+from pipeline.predictor_store import PredictorMeta, StoredPredictor
+from pipeline.rundir import RunDir, write_atomic
+
+TYPICAL_POOL = 1024  # random architectures whose median prediction is the transferred predictor's typical latency
+TYPICAL_SEED_OFFSET = 40_000
+DIVERSE_POOL = 4096  # random architectures `measure --select diverse` picks from
+
+
+def source_predictor(run: RunDir, source: str) -> tuple[str, StoredPredictor]:
+    """(name, predictor) of ``source``: a target of this run, or a predictor folder."""
+    path = Path(source)
+    if (path / predictor_store.META).is_file():
+        return str(path), predictor_store.load(path, run.config)  # space, layout and network must match
+    (target,) = select_targets(run.config, source, run.hardware_ids())
+    return target.spec, predictor_store.load_for(run, target, gate=False)
+
+
+def measured_rows(run: RunDir, spec: str, hardware: str) -> list[dict[str, Any]]:
+    """NEW's usable rows at this run's setting, by arch_id."""
+    target = next(t for t in run.config.targets if t.spec == spec)
+    setting = run.config.setting(target).columns()
+    rows = ds.read_table(dataset_dir(run), hardware).to_pylist()
+    ok = {r["arch_id"]: r for r in rows if r["status"] == "ok" and all(r[c] == v for c, v in setting.items())
+          and r["latency_ratio"] is not None and np.isfinite(r["latency_ratio"]) and r["latency_ratio"] > 0}
+    return [ok[a] for a in sorted(ok)]
+
+
+def run_transfer(run: RunDir, target: str, source: str, samples: int | None = None) -> PredictorMeta:
+    cfg = run.config
+    (new,) = select_targets(cfg, target, run.hardware_ids())
+    hw = run.hardware_id(new.spec)
+    src_name, src = source_predictor(run, source)
+    if src.meta.hardware == hw:
+        raise PipelineError(f"--transfer-from {source}: that is {new.spec}'s own predictor")
+    rows = measured_rows(run, new.spec, hw)
+    k = len(rows) if samples is None else samples
+    if k < 3 or k > len(rows):
+        raise PipelineError(f"--samples {k}: {len(rows)} architectures are measured on {new.spec} and a transfer needs "
+                            f"3 to {len(rows)}; measure more with `lanas measure --target {new.spec} --num-archs N "
+                            "--select diverse`")
+    x = torch.tensor(np.stack([r["encoding"] for r in rows]), dtype=torch.float32)
+    y = np.array([r["latency_ratio"] for r in rows])
+    s, groups = predict_np(src.model)(x), (x @ src.model.pool).double().numpy()
+    pick = np.array(select_diverse(s, groups, k)) if k < len(rows) else np.arange(len(rows))
+    rest = np.setdiff1d(np.arange(len(rows)), pick)
+    name, fit, loo = choose(s[pick], groups[pick], y[pick])
+    pool = torch.stack([encode_genotype(g, cfg.space)
+                        for g in cfg.space.sample_unique(TYPICAL_POOL, cfg.seed + TYPICAL_SEED_OFFSET)])
+    try:
+        model = transferred(src.model, fit, pool)
+    except ValueError as exc:
+        raise PipelineError(f"transfer from {src_name} to {new.spec}: {exc}") from None
+    reference_ms = float(statistics.median(r["ref_latency_ms"] for r in rows))
+    test = quality.regression_metrics(fit.predict(s[rest], groups[rest]), y[rest], reference_ms) if len(rest) >= 2 else {}
+    meta = PredictorMeta(
+        layout_version=src.meta.layout_version, ops=cfg.space.ops, target=new, hardware=hw, macro=cfg.macro(),
+        resolution=cfg.data.resolution, hidden=src.meta.hidden, reference_ms=reference_ms,
+        rows={"train": int(k), "val": 0, "test": int(len(rest))}, test=test, val={"mape": loo[name]},
+        transferred_from={"source": src_name, "hardware": src.meta.hardware, "samples": int(k), "model": name,
+                          "loo_mape": loo})
+    where = predictor_store.folder(run, hw)
+    predictor_store.save(where, model, meta)
+    write_atomic(where / "metrics.json", json.dumps({"hardware": hw, "rows": meta.rows, "val": meta.val, "test": test,
+                                                     "transferred_from": meta.transferred_from}, indent=2))
+    print(f"[fit] {hw}: transferred from {src_name} ({src.meta.hardware}) with {k} samples: model {name}, "
+          f"leave-one-out MAPE {loo[name]:.2%}"
+          + (f"; test on the other {len(rest)}: MAPE {test['mape']:.2%}, Kendall tau {test['kendall_tau']:.3f}"
+             if test else ""), flush=True)
+    return meta
+
+
+def default_source(run: RunDir, target: str) -> str:
+    """The first other target of the run whose predictor is fitted."""
+    (new,) = select_targets(run.config, target, run.hardware_ids())
+    for t in run.config.targets:
+        hw = run.hardware_ids().get(t.spec)
+        if t.spec != new.spec and hw and (predictor_store.folder(run, hw) / predictor_store.META).is_file():
+            return t.spec
+    raise PipelineError(f"--select diverse needs another target's fitted predictor to pick by; "
+                        f"none in {run.path} (fit one, or pass --transfer-from a predictor folder)")
+
+
+def diverse_genotypes(run: RunDir, source: str, k: int) -> list[Genotype]:
+    """``k`` architectures out of ``DIVERSE_POOL`` random ones, spread over the source
+    predictor's latency and the op composition."""
+    cfg = run.config
+    _, src = source_predictor(run, source)
+    pool = cfg.space.sample_unique(max(DIVERSE_POOL, k), cfg.seed)
+    x = torch.stack([encode_genotype(g, cfg.space) for g in pool])
+    chosen = select_diverse(predict_np(src.model)(x), (x @ src.model.pool).double().numpy(), k)
+    return [pool[i] for i in chosen]
