@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+LINTED := lanas pipeline tests benchmarks
 
 .PHONY: demo test install clean
 
@@ -19,7 +20,9 @@ install: $(STAMP)
 demo: $(STAMP)  ## the whole pipeline on the embedded digits (configs/demo.yaml)
 	$(BIN)/lanas reproduce --config configs/demo.yaml
 
-test: $(STAMP)  ## the test suite, slow end-to-end tests included
+test: $(STAMP)  ## lint (ruff, configured in pyproject.toml), then the test suite, slow end-to-end tests included
+	$(BIN)/ruff check $(LINTED)
+	$(BIN)/ruff format --check $(LINTED)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 clean:

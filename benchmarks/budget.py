@@ -12,6 +12,7 @@ latency, whether the measured latency is <= T and >= 0.85 T, the accuracy, and t
 accurate lambda-sweep architecture that meets the same budget; and, for comparison, how
 many budgets the lambda sweep alone lands in [0.85 T, T].
 """
+
 from __future__ import annotations
 
 import argparse
@@ -84,8 +85,11 @@ def main() -> None:
     wall["report"] = lanas("report", *flags)
     print("wall (s):", {k: round(v) for k, v in wall.items()})
 
-    search = {(r["target"], r["budget_ms"]): r for r in map(json.loads, (run / "search" / "results.jsonl").read_text().splitlines())
-              if r.get("budget_ms") is not None}
+    search = {
+        (r["target"], r["budget_ms"]): r
+        for r in map(json.loads, (run / "search" / "results.jsonl").read_text().splitlines())
+        if r.get("budget_ms") is not None
+    }
     evaluated = [json.loads(x) for x in (run / "evaluate" / "results.jsonl").read_text().splitlines()]
     with open(run / "report" / "budgets.csv") as fh:
         table = list(csv.DictReader(fh))
@@ -94,25 +98,51 @@ def main() -> None:
         spec, t = b["target"], float(b["budget_ms"])
         s = search[(spec, t)]
         measured = float(b["measured_ms"])
-        sweep = [e for e in evaluated if e["kind"] == "searched" and e["target"] == spec and e["searched_for"] in (None, spec)]
-        row = {"target": spec, "budget_ms": t, "trials": 1, "lam_updates": s["lam_updates"], "epochs": s["epochs"],
-               "lam_final": s["lam"], "predicted_ms": float(b["predicted_ms"]), "measured_ms": measured,
-               "share_of_budget": measured / t, "met": measured <= t, "not_wasteful": measured >= NOT_WASTEFUL * t,
-               "test_acc": float(b["test_acc"]),
-               "sweep_best": b["sweep_best"] or None, "sweep_best_acc": float(b["sweep_best_acc"]) if b["sweep_best"] else None,
-               "sweep_in_window": [e["name"] for e in sweep if e["measured_latency_ms"] is not None
-                                   and NOT_WASTEFUL * t <= e["measured_latency_ms"] <= t]}
+        sweep = [
+            e
+            for e in evaluated
+            if e["kind"] == "searched" and e["target"] == spec and e["searched_for"] in (None, spec)
+        ]
+        row = {
+            "target": spec,
+            "budget_ms": t,
+            "trials": 1,
+            "lam_updates": s["lam_updates"],
+            "epochs": s["epochs"],
+            "lam_final": s["lam"],
+            "predicted_ms": float(b["predicted_ms"]),
+            "measured_ms": measured,
+            "share_of_budget": measured / t,
+            "met": measured <= t,
+            "not_wasteful": measured >= NOT_WASTEFUL * t,
+            "test_acc": float(b["test_acc"]),
+            "sweep_best": b["sweep_best"] or None,
+            "sweep_best_acc": float(b["sweep_best_acc"]) if b["sweep_best"] else None,
+            "sweep_in_window": [
+                e["name"]
+                for e in sweep
+                if e["measured_latency_ms"] is not None and NOT_WASTEFUL * t <= e["measured_latency_ms"] <= t
+            ],
+        }
         rows.append(row)
-        versus = (f"{100 * (row['test_acc'] - row['sweep_best_acc']):+.1f} points vs {row['sweep_best']}"
-                  if row["sweep_best"] else "no sweep architecture meets it")
-        print(f"{spec} budget {t:g} ms: {s['lam_updates']} lambda updates over {s['epochs']} epochs; predicted "
-              f"{row['predicted_ms']:.3f}, measured {measured:.3f} ms ({row['share_of_budget']:.0%} of T, "
-              f"{'met' if row['met'] else 'MISSED'}{'' if row['not_wasteful'] else ', below 0.85 T'}); "
-              f"test acc {100 * row['test_acc']:.1f} % ({versus}); lambda sweep in [0.85 T, T]: "
-              f"{row['sweep_in_window'] or 'none'}")
-    summary = {"budgets": len(rows), "met": sum(r["met"] for r in rows),
-               "met_and_not_wasteful": sum(r["met"] and r["not_wasteful"] for r in rows),
-               "lambda_sweep_lands_in_window": sum(bool(r["sweep_in_window"]) for r in rows)}
+        versus = (
+            f"{100 * (row['test_acc'] - row['sweep_best_acc']):+.1f} points vs {row['sweep_best']}"
+            if row["sweep_best"]
+            else "no sweep architecture meets it"
+        )
+        print(
+            f"{spec} budget {t:g} ms: {s['lam_updates']} lambda updates over {s['epochs']} epochs; predicted "
+            f"{row['predicted_ms']:.3f}, measured {measured:.3f} ms ({row['share_of_budget']:.0%} of T, "
+            f"{'met' if row['met'] else 'MISSED'}{'' if row['not_wasteful'] else ', below 0.85 T'}); "
+            f"test acc {100 * row['test_acc']:.1f} % ({versus}); lambda sweep in [0.85 T, T]: "
+            f"{row['sweep_in_window'] or 'none'}"
+        )
+    summary = {
+        "budgets": len(rows),
+        "met": sum(r["met"] for r in rows),
+        "met_and_not_wasteful": sum(r["met"] and r["not_wasteful"] for r in rows),
+        "lambda_sweep_lands_in_window": sum(bool(r["sweep_in_window"]) for r in rows),
+    }
     print("summary:", summary)
     command = f".venv/bin/python benchmarks/budget.py --run-dir {args.run_dir} --from {args.source}"
     record("budget", {"budgets_ms": budgets, "wall_s": wall, "summary": summary, "rows": rows}, command)

@@ -18,6 +18,7 @@ Reported: the mean |term / E[pred] - 1| and |term / derived - 1| per (target, mo
 old and new encoding. Without beta (darts, gdas) both encodings are the same; they are
 listed to show what the latency term cannot see there (the inputs a node keeps).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,9 +31,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import record  # noqa: E402
 
-from lanas.encoding import NODE_OFFSETS, derive_genotype, encode_genotype, encode_relaxed, normalised_edge_weights  # noqa: E402
-from lanas.genotype import CELL_TYPES, NUM_NODES  # noqa: E402
-from lanas.space import NUM_EDGES, SearchSpace  # noqa: E402
+from lanas.encoding import derive_genotype, encode_genotype, encode_relaxed, normalised_edge_weights  # noqa: E402
+from lanas.space import SearchSpace  # noqa: E402
+from lanas.topology import CELL_TYPES, NODES, NONE, NUM_EDGES, node_edges  # noqa: E402
 from pipeline import predictor_store  # noqa: E402
 from pipeline.rundir import RunDir  # noqa: E402
 
@@ -41,11 +42,12 @@ SCALES = (0.001, 1.0, 3.0, 10.0)
 
 
 def none_masked(alpha: torch.Tensor, space: SearchSpace) -> torch.Tensor:
-    return alpha.masked_fill(torch.tensor([op == "none" for op in space.ops]), float("-inf"))
+    return alpha.masked_fill(torch.tensor([op == NONE for op in space.ops]), float("-inf"))
 
 
-def sample_encodings(alpha: torch.Tensor, beta: torch.Tensor | None, space: SearchSpace, n: int,
-                     gen: torch.Generator) -> torch.Tensor:
+def sample_encodings(
+    alpha: torch.Tensor, beta: torch.Tensor | None, space: SearchSpace, n: int, gen: torch.Generator
+) -> torch.Tensor:
     """``n`` discrete encodings of genotypes drawn from the state (see the module doc)."""
     k = len(space.ops)
     out = torch.zeros(n, len(CELL_TYPES), NUM_EDGES, k)
@@ -53,18 +55,18 @@ def sample_encodings(alpha: torch.Tensor, beta: torch.Tensor | None, space: Sear
     for c in range(len(CELL_TYPES)):
         ops = torch.multinomial(op_probs[c], n, replacement=True, generator=gen).T  # [n, 14]
         chosen = torch.zeros(n, NUM_EDGES)
-        for node in range(2, 2 + NUM_NODES):
-            start = NODE_OFFSETS[node - 2]
-            probs = torch.ones(node) if beta is None else torch.softmax(beta[c, start : start + node], -1)
+        for node in NODES:
+            edges = node_edges(node)
+            probs = torch.ones(node) if beta is None else torch.softmax(beta[c, edges], -1)
             picks = torch.multinomial(probs.expand(n, node), 2, replacement=False, generator=gen)
-            chosen.scatter_(1, start + picks, 1.0)
+            chosen.scatter_(1, edges.start + picks, 1.0)
         out[:, c] = chosen.unsqueeze(-1) * torch.nn.functional.one_hot(ops, k).float()
     return out.flatten(1)
 
 
 def old_edge_weights(beta: torch.Tensor) -> torch.Tensor:
     """The encoding before the fix: ``2 * softmax(beta)`` per node."""
-    parts = [2.0 * torch.softmax(beta[..., NODE_OFFSETS[n - 2] : NODE_OFFSETS[n - 2] + n], -1) for n in range(2, 2 + NUM_NODES)]
+    parts = [2.0 * torch.softmax(beta[..., node_edges(n)], -1) for n in NODES]
     return torch.cat(parts, -1)
 
 
@@ -75,15 +77,23 @@ def state_gaps(predictor, space: SearchSpace, mode: str, scale: float, gen: torc
     with torch.no_grad():
         expected = float(predictor(sample_encodings(alpha, beta, space, samples, gen)).mean())
         derived = float(predictor(encode_genotype(derive_genotype(alpha, beta, space), space).unsqueeze(0)))
-        new = float(predictor(encode_relaxed(op_w, None if beta is None else normalised_edge_weights(beta)).unsqueeze(0)))
+        new = float(
+            predictor(encode_relaxed(op_w, None if beta is None else normalised_edge_weights(beta)).unsqueeze(0))
+        )
         old = float(predictor(encode_relaxed(op_w, None if beta is None else old_edge_weights(beta)).unsqueeze(0)))
-    return {"old_vs_expected": abs(old / expected - 1), "new_vs_expected": abs(new / expected - 1),
-            "old_vs_derived": abs(old / derived - 1), "new_vs_derived": abs(new / derived - 1)}
+    return {
+        "old_vs_expected": abs(old / expected - 1),
+        "new_vs_expected": abs(new / expected - 1),
+        "old_vs_derived": abs(old / derived - 1),
+        "new_vs_derived": abs(new / derived - 1),
+    }
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--run-dir", default="runs/bench-demo", help="a run with fitted predictors (e.g. after `make demo`)")
+    ap.add_argument(
+        "--run-dir", default="runs/bench-demo", help="a run with fitted predictors (e.g. after `make demo`)"
+    )
     ap.add_argument("--states", type=int, default=20, help="search states per (mode, scale)")
     ap.add_argument("--samples", type=int, default=512, help="Monte Carlo genotypes per state")
     args = ap.parse_args()
@@ -95,14 +105,25 @@ def main() -> None:
             for scale in SCALES:
                 gen = torch.Generator().manual_seed(0)
                 gaps = [state_gaps(stored.model, space, mode, scale, gen, args.samples) for _ in range(args.states)]
-                row = {"target": hw, "mode": mode, "scale": scale,
-                       **{k: statistics.mean(g[k] for g in gaps) for k in gaps[0]}}
+                row = {
+                    "target": hw,
+                    "mode": mode,
+                    "scale": scale,
+                    **{k: statistics.mean(g[k] for g in gaps) for k in gaps[0]},
+                }
                 rows.append(row)
-                print(f"{hw:34s} {mode:8s} s={scale:<6g} |term/E-1| old {100 * row['old_vs_expected']:6.2f} % "
-                      f"new {100 * row['new_vs_expected']:6.2f} %   |term/derived-1| old {100 * row['old_vs_derived']:6.2f} % "
-                      f"new {100 * row['new_vs_derived']:6.2f} %", flush=True)
-    record("encoding_relaxed", {"run_dir": args.run_dir, "states": args.states, "samples": args.samples, "rows": rows},
-           "python benchmarks/encoding_relaxed.py " + " ".join(sys.argv[1:]))
+                print(
+                    f"{hw:34s} {mode:8s} s={scale:<6g} |term/E-1| old {100 * row['old_vs_expected']:6.2f} % "
+                    f"new {100 * row['new_vs_expected']:6.2f} %   "
+                    f"|term/derived-1| old {100 * row['old_vs_derived']:6.2f} % "
+                    f"new {100 * row['new_vs_derived']:6.2f} %",
+                    flush=True,
+                )
+    record(
+        "encoding_relaxed",
+        {"run_dir": args.run_dir, "states": args.states, "samples": args.samples, "rows": rows},
+        "python benchmarks/encoding_relaxed.py " + " ".join(sys.argv[1:]),
+    )
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ repeatability (median |r1/r2 - 1| of the reference-normalised ratio) and Kendall
 between targets. Then one search epoch per mode and one training epoch, on random
 CIFAR-shaped tensors (no dataset on the GPU box), time per step on the GPU.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -71,22 +72,35 @@ def time_targets(genotypes: list, space: SearchSpace) -> dict:
         rep = [abs(a.ratio / b.ratio - 1) for a, b in zip(first, second)]
         ms = [t.arch.median_ms for t in first]
         out[target.spec] = {
-            "runtime_version": version, "seconds_per_arch": per_arch,
-            "median_ms": statistics.median(ms), "min_ms": min(ms), "max_ms": max(ms),
+            "runtime_version": version,
+            "seconds_per_arch": per_arch,
+            "median_ms": statistics.median(ms),
+            "min_ms": min(ms),
+            "max_ms": max(ms),
             "reference_ms": first[0].reference.median_ms,
-            "repeatability_median": statistics.median(rep), "repeatability_max": max(rep),
+            "repeatability_median": statistics.median(rep),
+            "repeatability_max": max(rep),
             "ratios": [t.ratio for t in first],
         }
-        print(f"{target.spec:28s} {statistics.median(ms):8.3f} ms (range {min(ms):.3f}-{max(ms):.3f}), "
-              f"{per_arch:.2f} s/arch, repeat |dr| median {100 * statistics.median(rep):.2f} %", flush=True)
+        print(
+            f"{target.spec:28s} {statistics.median(ms):8.3f} ms (range {min(ms):.3f}-{max(ms):.3f}), "
+            f"{per_arch:.2f} s/arch, repeat |dr| median {100 * statistics.median(rep):.2f} %",
+            flush=True,
+        )
     timed = [k for k, v in out.items() if "ratios" in v]
-    out["kendall_tau"] = {f"{a} vs {b}": kendall(out[a]["ratios"], out[b]["ratios"]) for a, b in itertools.combinations(timed, 2)}
+    out["kendall_tau"] = {
+        f"{a} vs {b}": kendall(out[a]["ratios"], out[b]["ratios"]) for a, b in itertools.combinations(timed, 2)
+    }
     return out
 
 
 def fake_loader(n: int, batch: int) -> DataLoader:
     g = torch.Generator().manual_seed(0)
-    return DataLoader(TensorDataset(torch.randn(n, 3, 32, 32, generator=g), torch.randint(0, 10, (n,), generator=g)), batch, shuffle=True)
+    return DataLoader(
+        TensorDataset(torch.randn(n, 3, 32, 32, generator=g), torch.randint(0, 10, (n,), generator=g)),
+        batch,
+        shuffle=True,
+    )
 
 
 def time_search(space: SearchSpace, steps: int) -> dict:
@@ -101,10 +115,16 @@ def time_search(space: SearchSpace, steps: int) -> dict:
         t0 = time.perf_counter()
         result = search(net, predictor, data, data, settings, lam=0.1, device="cuda")
         torch.cuda.synchronize()
-        out[mode] = {"seconds_per_step": (time.perf_counter() - t0) / steps, "batch": settings.batch_size,
-                     "finite": all(v == v for v in result.history[-1].values() if isinstance(v, float)),
-                     "genotype_valid": bool(result.genotype.arch_id)}
-        print(f"search {mode:8s} {out[mode]['seconds_per_step'] * 1e3:8.1f} ms/step (batch {settings.batch_size})", flush=True)
+        out[mode] = {
+            "seconds_per_step": (time.perf_counter() - t0) / steps,
+            "batch": settings.batch_size,
+            "finite": all(v == v for v in result.history[-1].values() if isinstance(v, float)),
+            "genotype_valid": bool(result.genotype.arch_id),
+        }
+        print(
+            f"search {mode:8s} {out[mode]['seconds_per_step'] * 1e3:8.1f} ms/step (batch {settings.batch_size})",
+            flush=True,
+        )
     return out
 
 
@@ -135,11 +155,17 @@ def main() -> None:
     genotypes = [published(n) for n in PUBLISHED] + space.sample_unique(args.archs, seed=0)
     figures = {
         "command": "python " + " ".join(sys.argv),
-        "device": device_name(TARGETS[0]), "torch": torch.__version__, "cuda": torch.version.cuda,
-        "archs": len(genotypes), "protocol": PROTOCOL.__dict__,
+        "device": device_name(TARGETS[0]),
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "archs": len(genotypes),
+        "protocol": PROTOCOL.__dict__,
     }
-    sections = {"search": lambda: time_search(space, args.steps), "train": lambda: time_train(args.steps),
-                "targets": lambda: time_targets(genotypes, space)}
+    sections = {
+        "search": lambda: time_search(space, args.steps),
+        "train": lambda: time_train(args.steps),
+        "targets": lambda: time_targets(genotypes, space),
+    }
     for name in args.sections.split(","):
         figures[name] = sections[name]()
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

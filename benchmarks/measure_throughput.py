@@ -9,6 +9,7 @@
 * repeatability: the same --repeat-archs architectures measured twice, a round apart;
   median relative difference of the reference-normalised latency and of raw ms.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,7 +34,9 @@ def main() -> None:
     ap.add_argument("--archs", type=int, default=40)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--repeat-archs", type=int, default=50)
-    ap.add_argument("--target", default="cpu-t1-torch-b1", help="the target measured (benchmarks/targets.py covers all)")
+    ap.add_argument(
+        "--target", default="cpu-t1-torch-b1", help="the target measured (benchmarks/targets.py covers all)"
+    )
     args = ap.parse_args()
     init_ray(num_cpus=2)
     tmp = Path(tempfile.mkdtemp(prefix="lanas-bench-"))
@@ -51,7 +54,10 @@ def main() -> None:
             s = run_measure(run, num_archs=args.archs, progress=False, max_in_flight=workers, target=args.target)
             speed[workers].append(s["archs_per_s"])
             overhead[workers].append(1 - s["timed_s"] / (s["wall_s"] * workers))
-            print(f"round {r + 1}, {workers} worker(s): {s['archs_per_s']:.2f} archs/s, overhead {overhead[workers][-1]:.1%}")
+            print(
+                f"round {r + 1}, {workers} worker(s): {s['archs_per_s']:.2f} archs/s, "
+                f"overhead {overhead[workers][-1]:.1%}"
+            )
     second = RunDir.open(tmp / "repeat-b", repeat_cfg)
     run_measure(second, num_archs=args.repeat_archs, progress=False, target=args.target)
 
@@ -62,26 +68,41 @@ def main() -> None:
     common_ids = sorted(set(a) & set(b))
     rel_ratio = [abs(a[i]["latency_ratio"] / b[i]["latency_ratio"] - 1) for i in common_ids]
     rel_raw = [abs(a[i]["latency_ms"] / b[i]["latency_ms"] - 1) for i in common_ids]
-    q = lambda v: statistics.quantiles(v, n=10)[-1]
+
+    def q(v):
+        return statistics.quantiles(v, n=10)[-1]
+
     med = {w: statistics.median(v) for w, v in speed.items()}
     figures = {
         "archs_per_s": {"1_worker": med[1], "2_workers": med[2], "rounds": {str(k): v for k, v in speed.items()}},
         "speedup_2_workers": med[2] / med[1],
         "overhead_share": {"1_worker": statistics.median(overhead[1]), "2_workers": statistics.median(overhead[2])},
-        "repeatability": {"archs": len(common_ids), "median_rel_diff_normalised": statistics.median(rel_ratio),
-                          "p90_rel_diff_normalised": q(rel_ratio), "median_rel_diff_raw_ms": statistics.median(rel_raw),
-                          "p90_rel_diff_raw_ms": q(rel_raw)},
+        "repeatability": {
+            "archs": len(common_ids),
+            "median_rel_diff_normalised": statistics.median(rel_ratio),
+            "p90_rel_diff_normalised": q(rel_ratio),
+            "median_rel_diff_raw_ms": statistics.median(rel_raw),
+            "p90_rel_diff_raw_ms": q(rel_raw),
+        },
         "targets": {"speedup_2_workers": ">= 1.7", "overhead_share": "<= 0.25", "repeatability": "<= 0.03"},
     }
     print(f"archs/s: 1 worker {med[1]:.2f}, 2 workers {med[2]:.2f} -> speed-up {med[2] / med[1]:.2f}x (target >= 1.7)")
-    print(f"overhead share: 1 worker {figures['overhead_share']['1_worker']:.1%}, 2 workers "
-          f"{figures['overhead_share']['2_workers']:.1%} (target <= 25 %)")
+    print(
+        f"overhead share: 1 worker {figures['overhead_share']['1_worker']:.1%}, 2 workers "
+        f"{figures['overhead_share']['2_workers']:.1%} (target <= 25 %)"
+    )
     rep = figures["repeatability"]
-    print(f"repeatability over {rep['archs']} archs: median {rep['median_rel_diff_normalised']:.2%} normalised "
-          f"(p90 {rep['p90_rel_diff_normalised']:.2%}), raw ms {rep['median_rel_diff_raw_ms']:.2%} (target <= 3 %)")
-    record("measure_throughput", figures, "python benchmarks/measure_throughput.py "
-           f"--archs {args.archs} --rounds {args.rounds} --repeat-archs {args.repeat_archs} --config {args.config} "
-           f"--target {args.target}")
+    print(
+        f"repeatability over {rep['archs']} archs: median {rep['median_rel_diff_normalised']:.2%} normalised "
+        f"(p90 {rep['p90_rel_diff_normalised']:.2%}), raw ms {rep['median_rel_diff_raw_ms']:.2%} (target <= 3 %)"
+    )
+    record(
+        "measure_throughput",
+        figures,
+        "python benchmarks/measure_throughput.py "
+        f"--archs {args.archs} --rounds {args.rounds} --repeat-archs {args.repeat_archs} --config {args.config} "
+        f"--target {args.target}",
+    )
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ trained in-process here (the model, not Ray Train, is what is benchmarked).
 Targets: MAPE <= 5 % (stretch 3 %), >= 95 % within +-10 %, tau >= 0.9, no worse than the
 best baseline.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -62,12 +63,16 @@ def main() -> None:
     gfile = measure_jsonl_path(again, subset)
     run_measure(again, genotypes_file=str(gfile), progress=False, target=args.target)
     first = {r["arch_id"]: r for r in rows}
-    second = [r for r in ds.read_table(dataset_dir(again), again.hardware_id(args.target)).to_pylist()
-              if r["status"] == "ok"]
+    second = [
+        r for r in ds.read_table(dataset_dir(again), again.hardware_id(args.target)).to_pylist() if r["status"] == "ok"
+    ]
     noise = statistics.median(abs(r["latency_ratio"] / first[r["arch_id"]]["latency_ratio"] - 1) for r in second)
 
     fit = cfg.fit
-    split = {k: [r for r in rows if split_of(r["arch_id"], fit.val_fraction, fit.test_fraction) == k] for k in ("train", "val", "test")}
+    split = {
+        k: [r for r in rows if split_of(r["arch_id"], fit.val_fraction, fit.test_fraction) == k]
+        for k in ("train", "val", "test")
+    }
     (xtr, ytr), (xva, yva), (xte, yte) = (arrays(split[k]) for k in ("train", "val", "test"))
     groups = group_matrix(cfg.space)
     ref_ms = statistics.median(r["ref_latency_ms"] for r in rows)
@@ -98,22 +103,41 @@ def main() -> None:
         curve[n] = {k: m[k]["mape"] for k in ("predictor", "lut", "lut_op", "trees")}
         print(f"train rows {n:5d}: " + ", ".join(f"{k} {v:.2%}" for k, v in curve[n].items()), flush=True)
 
-    lines = [f"# Predictor quality, demo profile ({len(rows)} architectures measured here)", "",
-             f"Split by arch_id hash: train {len(xtr)}, val {len(xva)}, test {len(xte)}. Noise floor (median relative "
-             f"difference of {len(second)} re-measured architectures, normalised latency): {noise:.2%}.", "",
-             "| model | MAPE | within +-10% | Kendall tau |", "|---|---|---|---|"]
+    lines = [
+        f"# Predictor quality, demo profile ({len(rows)} architectures measured here)",
+        "",
+        f"Split by arch_id hash: train {len(xtr)}, val {len(xva)}, test {len(xte)}. Noise floor (median relative "
+        f"difference of {len(second)} re-measured architectures, normalised latency): {noise:.2%}.",
+        "",
+        "| model | MAPE | within +-10% | Kendall tau |",
+        "|---|---|---|---|",
+    ]
     for k, v in full.items():
         lines.append(f"| {k} | {v['mape']:.2%} | {v['within_10pct']:.1%} | {v['kendall_tau']:.3f} |")
-    lines += ["", "Learning curve (test MAPE):", "", "| train rows | predictor | lut | lut_op | trees |", "|---|---|---|---|---|"]
+    lines += [
+        "",
+        "Learning curve (test MAPE):",
+        "",
+        "| train rows | predictor | lut | lut_op | trees |",
+        "|---|---|---|---|---|",
+    ]
     for n, v in curve.items():
         lines.append(f"| {n} | {v['predictor']:.2%} | {v['lut']:.2%} | {v['lut_op']:.2%} | {v['trees']:.2%} |")
     text = "\n".join(lines) + "\n"
     print(text)
     (RESULTS / "predictor_quality.md").write_text(text)
-    record("predictor_quality", {"rows": len(rows), "split": {k: len(v) for k, v in split.items()}, "noise_floor": noise,
-                                 "test": full, "learning_curve": curve,
-                                 "targets": {"mape": "<= 0.05 (stretch 0.03)", "within_10pct": ">= 0.95", "kendall_tau": ">= 0.9"}},
-           f"python benchmarks/predictor_quality.py --archs {args.archs} --noise-archs {args.noise_archs}")
+    record(
+        "predictor_quality",
+        {
+            "rows": len(rows),
+            "split": {k: len(v) for k, v in split.items()},
+            "noise_floor": noise,
+            "test": full,
+            "learning_curve": curve,
+            "targets": {"mape": "<= 0.05 (stretch 0.03)", "within_10pct": ">= 0.95", "kendall_tau": ">= 0.9"},
+        },
+        f"python benchmarks/predictor_quality.py --archs {args.archs} --noise-archs {args.noise_archs}",
+    )
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ process, one thread, interleaved round-robin so drift hits them alike; medians a
 reported with their ratio to full DARTS. Then one complete demo-profile search for one
 lambda is timed with the chosen mode (target: <= 120 s on one core).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -44,7 +45,10 @@ def main() -> None:
     for mode in modes:
         torch.manual_seed(0)
         nets[mode] = build_supernet(cfg.space, cfg.macro(), type(s)(**{**s.__dict__, "mode": mode}))
-    opts = {m: (torch.optim.SGD(n.weight_parameters(), 0.01), torch.optim.Adam(n.arch_parameters(), 1e-3)) for m, n in nets.items()}
+    opts = {
+        m: (torch.optim.SGD(n.weight_parameters(), 0.01), torch.optim.Adam(n.arch_parameters(), 1e-3))
+        for m, n in nets.items()
+    }
     ce = torch.nn.CrossEntropyLoss()
 
     def step(mode: str, i: int) -> float:
@@ -66,8 +70,10 @@ def main() -> None:
         for mode in modes:
             times[mode].append(step(mode, i))
     med = {m: statistics.median(v) for m, v in times.items()}
-    print(f"search step, demo profile ({s.layers} cells, C={s.channels}, batch {s.batch_size}, 8x8, 1 thread), "
-          f"median of {args.steps}:")
+    print(
+        f"search step, demo profile ({s.layers} cells, C={s.channels}, batch {s.batch_size}, 8x8, 1 thread), "
+        f"median of {args.steps}:"
+    )
     for m in modes:
         print(f"  {m:8s} {med[m]:.3f} s/step   {med['darts'] / med[m]:.1f}x faster than full DARTS")
 
@@ -75,16 +81,34 @@ def main() -> None:
     torch.manual_seed(0)
     net = build_supernet(cfg.space, cfg.macro(), s)
     t0 = time.perf_counter()
-    result = search(net, predictor, loader(splits.train, s.batch_size, True), loader(splits.val, s.batch_size, True, 1), s, 1.0)
+    result = search(
+        net, predictor, loader(splits.train, s.batch_size, True), loader(splits.val, s.batch_size, True, 1), s, 1.0
+    )
     full = time.perf_counter() - t0
     steps_per_epoch = len(loader(splits.train, s.batch_size, True))
-    print(f"one demo search ({s.mode}, {s.epochs} epochs x {steps_per_epoch} steps, lambda=1): {full:.1f} s "
-          f"on one core (target <= 120 s) -> {result.genotype.arch_id[:10]}")
-    record("search_step", {"profile": args.config, "settings": {"layers": s.layers, "channels": s.channels,
-                           "batch_size": s.batch_size, "epochs": s.epochs, "mode": s.mode},
-                           "median_step_s": med, "speedup_vs_darts": {m: med["darts"] / med[m] for m in modes},
-                           "steps_timed": args.steps, "one_search_s": full, "target_one_search_s": 120},
-           f"python benchmarks/search_step.py --steps {args.steps} --config {args.config}")
+    print(
+        f"one demo search ({s.mode}, {s.epochs} epochs x {steps_per_epoch} steps, lambda=1): {full:.1f} s "
+        f"on one core (target <= 120 s) -> {result.genotype.arch_id[:10]}"
+    )
+    record(
+        "search_step",
+        {
+            "profile": args.config,
+            "settings": {
+                "layers": s.layers,
+                "channels": s.channels,
+                "batch_size": s.batch_size,
+                "epochs": s.epochs,
+                "mode": s.mode,
+            },
+            "median_step_s": med,
+            "speedup_vs_darts": {m: med["darts"] / med[m] for m in modes},
+            "steps_timed": args.steps,
+            "one_search_s": full,
+            "target_one_search_s": 120,
+        },
+        f"python benchmarks/search_step.py --steps {args.steps} --config {args.config}",
+    )
 
 
 if __name__ == "__main__":

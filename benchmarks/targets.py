@@ -17,6 +17,7 @@ target is worth. Through real Ray, on the demo profile's network.
 * specialisation (from a finished ``make demo`` run, --demo-run): on ONNX Runtime, the
   architecture searched for eager against the one searched for ONNX Runtime.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,7 +31,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import record  # noqa: E402
-
 from scipy import stats  # noqa: E402
 
 from pipeline import dataset as ds  # noqa: E402
@@ -75,20 +75,28 @@ def main() -> None:
     if out.exists():
         shutil.rmtree(out)  # the benchmark's own scratch folder: every figure from a fresh measurement
     init_ray(num_cpus=2)
-    cfg = load_config(args.config, {"name": "bench-targets", "measure.targets": TARGETS, "measure.num_archs": args.archs})
+    cfg = load_config(
+        args.config, {"name": "bench-targets", "measure.targets": TARGETS, "measure.num_archs": args.archs}
+    )
     run = RunDir.open(out / "main", cfg, overwrite=True)
     speed = {}
     for t in cfg.targets:
         s = run_measure(run, progress=False, target=t.spec, max_in_flight=2)
         rows = [r for r in ds.read_table(dataset_dir(run), run.hardware_id(t.spec)).to_pylist() if r["status"] == "ok"]
         prep = sum(r["export_s"] + r["compile_s"] for r in rows)
-        speed[t.spec] = {"new_rows": s["new_rows"], "archs_per_s": s["archs_per_s"],
-                         "overhead_share": 1 - s["timed_s"] / (s["wall_s"] * 2) if s["new_rows"] else None,
-                         "export_compile_share_of_task_time": prep / s["task_s"] if s["new_rows"] else None,
-                         "median_latency_ms": s["targets"][t.spec]["latency_ms_median"],
-                         "median_export_compile_s": s["targets"][t.spec]["export_compile_s_median"]}
-        print(f"{t.spec}: {s['archs_per_s']:.2f} archs/s, overhead {speed[t.spec]['overhead_share']}, "
-              f"median {speed[t.spec]['median_latency_ms']:.3f} ms", flush=True)
+        speed[t.spec] = {
+            "new_rows": s["new_rows"],
+            "archs_per_s": s["archs_per_s"],
+            "overhead_share": 1 - s["timed_s"] / (s["wall_s"] * 2) if s["new_rows"] else None,
+            "export_compile_share_of_task_time": prep / s["task_s"] if s["new_rows"] else None,
+            "median_latency_ms": s["targets"][t.spec]["latency_ms_median"],
+            "median_export_compile_s": s["targets"][t.spec]["export_compile_s_median"],
+        }
+        print(
+            f"{t.spec}: {s['archs_per_s']:.2f} archs/s, overhead {speed[t.spec]['overhead_share']}, "
+            f"median {speed[t.spec]['median_latency_ms']:.3f} ms",
+            flush=True,
+        )
     again = RunDir.open(out / "repeat", cfg, overwrite=True)
     run_measure(again, num_archs=args.repeat_archs, progress=False)
     a, b = ratios(run), ratios(again)
@@ -96,29 +104,48 @@ def main() -> None:
     for spec in a:
         common = sorted(set(a[spec]) & set(b[spec]))
         diff = [abs(a[spec][i] / b[spec][i] - 1) for i in common]
-        repeat[spec] = {"archs": len(common), "median_rel_diff": statistics.median(diff),
-                        "p90_rel_diff": statistics.quantiles(diff, n=10)[-1]}
+        repeat[spec] = {
+            "archs": len(common),
+            "median_rel_diff": statistics.median(diff),
+            "p90_rel_diff": statistics.quantiles(diff, n=10)[-1],
+        }
     run_fit(run)
     quality = {}
     for t in cfg.targets:
         m = load_for(run, t, gate=False).meta
-        quality[t.spec] = {"rows": m.rows, "predictor": {k: m.test[k] for k in ("mape", "kendall_tau", "within_10pct")},
-                           "baselines": {k: {"mape": v["mape"], "kendall_tau": v["kendall_tau"]}
-                                         for k, v in m.baselines.items()},
-                           "versus_best_baseline": m.versus_best_baseline}
+        quality[t.spec] = {
+            "rows": m.rows,
+            "predictor": {k: m.test[k] for k in ("mape", "kendall_tau", "within_10pct")},
+            "baselines": {k: {"mape": v["mape"], "kendall_tau": v["kendall_tau"]} for k, v in m.baselines.items()},
+            "versus_best_baseline": m.versus_best_baseline,
+        }
     tau = {}
     for s1, s2 in itertools.combinations(a, 2):
         common = sorted(set(a[s1]) & set(a[s2]))
-        tau[f"{s1} vs {s2}"] = {"archs": len(common),
-                                "kendall_tau": float(stats.kendalltau([a[s1][i] for i in common],
-                                                                      [a[s2][i] for i in common]).statistic)}
-    figures = {"archs": args.archs, "throughput": speed, "repeatability": repeat, "predictor": quality,
-               "kendall_tau_between_targets": tau, "specialisation_demo": specialisation(Path(args.demo_run)),
-               "targets": {"repeatability": "median <= 0.03", "predictor_mape": "<= 0.04 on every CPU target",
-                           "predictor_vs_best_baseline": "no worse beyond noise (bootstrap interval holds 0 or below)"}}
+        tau[f"{s1} vs {s2}"] = {
+            "archs": len(common),
+            "kendall_tau": float(stats.kendalltau([a[s1][i] for i in common], [a[s2][i] for i in common]).statistic),
+        }
+    figures = {
+        "archs": args.archs,
+        "throughput": speed,
+        "repeatability": repeat,
+        "predictor": quality,
+        "kendall_tau_between_targets": tau,
+        "specialisation_demo": specialisation(Path(args.demo_run)),
+        "targets": {
+            "repeatability": "median <= 0.03",
+            "predictor_mape": "<= 0.04 on every CPU target",
+            "predictor_vs_best_baseline": "no worse beyond noise (bootstrap interval holds 0 or below)",
+        },
+    }
     print(json.dumps({k: v for k, v in figures.items() if k != "specialisation_demo"}, indent=1))
-    record("targets", figures, f"python benchmarks/targets.py --archs {args.archs} --repeat-archs {args.repeat_archs} "
-                               f"--config {args.config} --demo-run {args.demo_run}")
+    record(
+        "targets",
+        figures,
+        f"python benchmarks/targets.py --archs {args.archs} --repeat-archs {args.repeat_archs} "
+        f"--config {args.config} --demo-run {args.demo_run}",
+    )
 
 
 if __name__ == "__main__":

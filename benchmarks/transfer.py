@@ -18,6 +18,7 @@ fitted on them and scored on the rest of NEW's rows:
 
 Records mean and std over repeats of MAPE, share within +-10 %, Kendall tau and Spearman rho.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -54,7 +55,12 @@ def load(run_dir: Path):
     for t in run.config.targets:
         rows = df[(df["runtime"] == t.runtime) & df["arch_id"].isin(common)].sort_values("arch_id")
         x = torch.tensor(np.stack(rows["encoding"].to_numpy()), dtype=torch.float32)
-        out[t.spec] = (rows["arch_id"].to_numpy(), x, rows["latency_ratio"].to_numpy(float), load_for(run, t, gate=False))
+        out[t.spec] = (
+            rows["arch_id"].to_numpy(),
+            x,
+            rows["latency_ratio"].to_numpy(float),
+            load_for(run, t, gate=False),
+        )
     return run, out
 
 
@@ -83,10 +89,12 @@ def fit_all(run, src, new_x, new_y, pick, rest):
     _, fit, _ = transfer.choose(s_all[pick], g_all[pick], new_y[pick])
     scale = transfer.fit_model("scale", s_all[pick], g_all[pick], new_y[pick])
     lut = quality.fit_lut(g_all[pick], new_y[pick])
-    return {"transfer": fit.predict(s_all[rest], g_all[rest]),
-            "scratch": scratch_predictor(run, new_x[pick], new_y[pick])(new_x[rest]),
-            "lut": lut.predict(g_all[rest]),
-            "src_rescaled": scale.predict(s_all[rest], g_all[rest])}
+    return {
+        "transfer": fit.predict(s_all[rest], g_all[rest]),
+        "scratch": scratch_predictor(run, new_x[pick], new_y[pick])(new_x[rest]),
+        "lut": lut.predict(g_all[rest]),
+        "src_rescaled": scale.predict(s_all[rest], g_all[rest]),
+    }
 
 
 def picks(selection: str, k: int, repeat: int, n: int, src_pred: np.ndarray, groups: np.ndarray) -> np.ndarray:
@@ -120,21 +128,40 @@ def main() -> None:
                 rest = np.setdiff1d(np.arange(len(y)), pick)
                 for m, p in fit_all(run, src, x, y, pick, rest).items():
                     scores[m].append(quality.regression_metrics(p, y[rest]))
-            cell = {m: {f"{q}_{stat}": float(fn([s[q] for s in v])) for q in METRICS
-                        for stat, fn in (("mean", np.mean), ("std", np.std))} for m, v in scores.items()}
+            cell = {
+                m: {
+                    f"{q}_{stat}": float(fn([s[q] for s in v]))
+                    for q in METRICS
+                    for stat, fn in (("mean", np.mean), ("std", np.std))
+                }
+                for m, v in scores.items()
+            }
             results[f"{src_spec} -> {new_spec} | K={k} | {selection}"] = cell
             t = cell["transfer"]
             best_scratch = min(("scratch", "lut"), key=lambda m: cell[m]["mape_mean"])
-            print(f"{src_spec} -> {new_spec}, K={k:3d}, {selection:7s}: transfer MAPE {t['mape_mean']:.2%} "
-                  f"(±{t['mape_std']:.2%}) tau {t['kendall_tau_mean']:.3f}; {best_scratch} {cell[best_scratch]['mape_mean']:.2%} "
-                  f"tau {cell[best_scratch]['kendall_tau_mean']:.3f}; src rescaled {cell['src_rescaled']['mape_mean']:.2%} "
-                  f"tau {cell['src_rescaled']['kendall_tau_mean']:.3f}", flush=True)
+            print(
+                f"{src_spec} -> {new_spec}, K={k:3d}, {selection:7s}: transfer MAPE {t['mape_mean']:.2%} "
+                f"(±{t['mape_std']:.2%}) tau {t['kendall_tau_mean']:.3f}; "
+                f"{best_scratch} {cell[best_scratch]['mape_mean']:.2%} "
+                f"tau {cell[best_scratch]['kendall_tau_mean']:.3f}; "
+                f"src rescaled {cell['src_rescaled']['mape_mean']:.2%} "
+                f"tau {cell['src_rescaled']['kendall_tau_mean']:.3f}",
+                flush=True,
+            )
     summary = summarise(results)
     for line in summary["lines"]:
         print(line)
-    record("transfer", {"run": args.run, "repeats": args.repeats, "wall_s": time.perf_counter() - t0,
-                        "summary": summary, "cells": results},
-           f".venv/bin/python benchmarks/transfer.py --run {args.run} --repeats {args.repeats}")
+    record(
+        "transfer",
+        {
+            "run": args.run,
+            "repeats": args.repeats,
+            "wall_s": time.perf_counter() - t0,
+            "summary": summary,
+            "cells": results,
+        },
+        f".venv/bin/python benchmarks/transfer.py --run {args.run} --repeats {args.repeats}",
+    )
 
 
 def summarise(results: dict) -> dict:
@@ -149,10 +176,15 @@ def summarise(results: dict) -> dict:
             never_worse = False
             lines.append(f"transfer worse than from scratch: {key}: {t['mape_mean']:.2%} vs {best:.2%}")
         if k == "K=20" and selection == "diverse":
-            k20[pair] = {"mape": t["mape_mean"], "tau": t["kendall_tau_mean"],
-                         "met": t["mape_mean"] <= 0.05 and t["kendall_tau_mean"] >= 0.85}
-    lines.append(f"K = 20, diverse picks: {sum(v['met'] for v in k20.values())} of {len(k20)} pairs meet "
-                 "tau >= 0.85 and MAPE <= 5 %")
+            k20[pair] = {
+                "mape": t["mape_mean"],
+                "tau": t["kendall_tau_mean"],
+                "met": t["mape_mean"] <= 0.05 and t["kendall_tau_mean"] >= 0.85,
+            }
+    lines.append(
+        f"K = 20, diverse picks: {sum(v['met'] for v in k20.values())} of {len(k20)} pairs meet "
+        "tau >= 0.85 and MAPE <= 5 %"
+    )
     lines.append(f"transfer at least as good as the best model from scratch at every K and pick: {never_worse}")
     return {"k20_diverse": k20, "transfer_never_worse_than_scratch": never_worse, "lines": lines}
 

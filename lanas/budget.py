@@ -16,6 +16,7 @@ architecture is inside the window. ``reachable`` bounds what the space reaches f
 corner architectures and what was measured, so a budget no architecture can meet is
 refused before any search runs.
 """
+
 from __future__ import annotations
 
 import math
@@ -25,8 +26,9 @@ from typing import Callable, Sequence
 import torch
 
 from lanas.encoding import encode_genotype
-from lanas.genotype import NUM_NODES, Genotype, trivial
+from lanas.genotype import Genotype, trivial
 from lanas.space import SearchSpace
+from lanas.topology import CONCAT, NODES
 
 
 @dataclass(frozen=True)
@@ -72,13 +74,13 @@ def corner_genotypes(space: SearchSpace) -> list[Genotype]:
     """For every choosable op, the genotype with that op on all 16 edges (every node fed
     by the two cell inputs), and the trivial baseline: the corners of the space where its
     fastest and slowest architectures sit."""
-    concat = tuple(range(2, 2 + NUM_NODES))
-    cells = [tuple((op, inp) for _ in range(NUM_NODES) for inp in (0, 1)) for op in space.choosable_ops]
-    return [Genotype(c, concat, c, concat) for c in cells] + [trivial()]
+    cells = [tuple((op, inp) for _ in NODES for inp in (0, 1)) for op in space.choosable_ops]
+    return [Genotype(c, CONCAT, c, CONCAT) for c in cells] + [trivial()]
 
 
-def reachable(predict: Callable[[torch.Tensor], torch.Tensor], space: SearchSpace,
-              measured: Sequence[float] = ()) -> tuple[float, float]:
+def reachable(
+    predict: Callable[[torch.Tensor], torch.Tensor], space: SearchSpace, measured: Sequence[float] = ()
+) -> tuple[float, float]:
     """(fastest, slowest) latency the space is known to reach: the predictions of its
     corner genotypes and the ``measured`` latencies. A descent over the predictor would
     find lower values, but there it extrapolates (even below zero): a budget is only

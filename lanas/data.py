@@ -10,6 +10,7 @@ CIFAR-10; ``load_splits(..., cutout=16)`` -- DARTS' cutout in final training; an
 ``load_splits(..., with_val=True)`` -- the final training set of the DARTS protocol,
 train and validation together (then the returned val split is empty).
 """
+
 from __future__ import annotations
 
 import os
@@ -77,7 +78,7 @@ class Cutout:
         cy, cx = int(torch.randint(h, (1,))), int(torch.randint(w, (1,)))
         half = self.length // 2
         out = img.clone()
-        out[..., max(0, cy - half): min(h, cy + half), max(0, cx - half): min(w, cx + half)] = 0.0
+        out[..., max(0, cy - half) : min(h, cy + half), max(0, cx - half) : min(w, cx + half)] = 0.0
         return out
 
 
@@ -125,13 +126,19 @@ def _cifar10(s: DataSettings) -> tuple[Dataset, Dataset, Dataset, list[int], lis
     if not s.verify_checksums:
         # same loader, but accept files whose md5 differs from the official archive
         # (small files written in CIFAR-10's own format, e.g. in tests)
-        cls = type("UncheckedCIFAR10", (datasets.CIFAR10,), {
-            "train_list": [[name, None] for name, _ in datasets.CIFAR10.train_list],
-            "test_list": [[name, None] for name, _ in datasets.CIFAR10.test_list],
-            "meta": {**datasets.CIFAR10.meta, "md5": None},
-        })
+        cls = type(
+            "UncheckedCIFAR10",
+            (datasets.CIFAR10,),
+            {
+                "train_list": [[name, None] for name, _ in datasets.CIFAR10.train_list],
+                "test_list": [[name, None] for name, _ in datasets.CIFAR10.test_list],
+                "meta": {**datasets.CIFAR10.meta, "md5": None},
+            },
+        )
     if not os.path.isdir(os.path.join(s.root, cls.base_folder)):
-        raise FileNotFoundError(f"CIFAR-10 not found: {os.path.join(s.root, cls.base_folder)} does not exist (nothing is downloaded)")
+        raise FileNotFoundError(
+            f"CIFAR-10 not found: {os.path.join(s.root, cls.base_folder)} does not exist (nothing is downloaded)"
+        )
     plain = [transforms.ToTensor(), transforms.Normalize(CIFAR_MEAN, CIFAR_STD)]
     augment = [transforms.RandomCrop(32, padding=4), transforms.RandomHorizontalFlip()] if s.augment else []
     train_full = cls(s.root, train=True, transform=transforms.Compose(augment + plain), download=False)

@@ -28,20 +28,16 @@ Each entry is ``edge_weight[cell, edge] * op_weight[cell, edge, op]``:
 ``decode`` is the inverse on discrete encodings and the DARTS derivation rule on relaxed
 ones (per node: the two edges with the strongest non-``none`` op, each with that op).
 """
+
 from __future__ import annotations
 
 import torch
 
-from lanas.genotype import CELL_TYPES, NUM_NODES, Genotype
-from lanas.space import NUM_EDGES, SearchSpace
+from lanas.genotype import Genotype
+from lanas.space import SearchSpace
+from lanas.topology import CELL_TYPES, CONCAT, NODES, NONE, NUM_EDGES, edge_index, edge_stride, node_edges
 
 LAYOUT_VERSION = 1
-
-NODE_OFFSETS = tuple(sum(range(2, n)) for n in range(2, 2 + NUM_NODES))  # (0, 2, 5, 9)
-
-
-def edge_index(node: int, inp: int) -> int:
-    return NODE_OFFSETS[node - 2] + inp
 
 
 def encoding_size(space: SearchSpace) -> int:
@@ -65,7 +61,7 @@ def encode_genotype(genotype: Genotype, space: SearchSpace) -> torch.Tensor:
 
 def _per_node(fn, beta: torch.Tensor) -> torch.Tensor:
     """Apply ``fn`` to the incoming-edge slice of every node of ``beta [..., 14]``."""
-    parts = [fn(beta[..., NODE_OFFSETS[node - 2] : NODE_OFFSETS[node - 2] + node]) for node in range(2, 2 + NUM_NODES)]
+    parts = [fn(beta[..., node_edges(node)]) for node in NODES]
     return torch.cat(parts, dim=-1)
 
 
@@ -114,21 +110,19 @@ def encode_alpha(alpha: torch.Tensor, beta: torch.Tensor | None = None) -> torch
 def decode(features: torch.Tensor, space: SearchSpace) -> Genotype:
     """Genotype of an encoding: exact for discrete ones, DARTS derivation for relaxed ones."""
     w = features.detach().reshape(len(CELL_TYPES), NUM_EDGES, len(space.ops)).cpu()
-    choosable = torch.tensor([op != "none" for op in space.ops])
+    choosable = torch.tensor([op != NONE for op in space.ops])
     masked = w.masked_fill(~choosable, float("-inf"))
     strength, best_op = masked.max(dim=-1)  # [2, 14]
     cells = []
     for c in range(len(CELL_TYPES)):
         pairs = []
-        for node in range(2, 2 + NUM_NODES):
-            start = NODE_OFFSETS[node - 2]
-            s = strength[c, start : start + node]
+        for node in NODES:
+            s = strength[c, node_edges(node)]
             # stable ordering: strongest first, ties to the lower input index
             top2 = sorted(sorted(range(node), key=lambda j: (-float(s[j]), j))[:2])
-            pairs.extend((space.ops[int(best_op[c, start + j])], j) for j in top2)
+            pairs.extend((space.ops[int(best_op[c, edge_index(node, j)])], j) for j in top2)
         cells.append(tuple(pairs))
-    concat = tuple(range(2, 2 + NUM_NODES))
-    return Genotype(cells[0], concat, cells[1], concat)
+    return Genotype(cells[0], CONCAT, cells[1], CONCAT)
 
 
 EDGE_GROUPS = ("normal", "reduce_stride2", "reduce_stride1")
@@ -144,12 +138,12 @@ def group_matrix(space: SearchSpace) -> torch.Tensor:
     (or relaxed op masses) per group: the features of an additive per-op lookup table."""
     k = len(space.ops)
     m = torch.zeros(len(CELL_TYPES), NUM_EDGES, k, len(EDGE_GROUPS), k)
-    for node in range(2, 2 + NUM_NODES):
+    for node in NODES:
         for inp in range(node):
             e = edge_index(node, inp)
             for o in range(k):
                 m[0, e, o, 0, o] = 1.0
-                m[1, e, o, 1 if inp < 2 else 2, o] = 1.0
+                m[1, e, o, 1 if edge_stride(True, inp) == 2 else 2, o] = 1.0
     return m.reshape(encoding_size(space), len(EDGE_GROUPS) * k)
 
 

@@ -9,6 +9,7 @@ Pair ``2k`` and ``2k+1`` are the two inputs of intermediate node ``k + 2``; inpu
 1 are the outputs of the previous two cells, input ``j >= 2`` is node ``j``. The canonical
 JSON (sorted keys, no spaces; each node's two inputs in ascending order) is hashed with SHA-1 to give the ``arch_id``.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -18,9 +19,7 @@ from importlib import resources
 from typing import Any, Iterable, Sequence
 
 from lanas.ops import DARTS_OPS
-
-NUM_NODES = 4  # intermediate nodes per cell
-CELL_TYPES = ("normal", "reduce")
+from lanas.topology import CELL_TYPES, CONCAT, NONE, NUM_NODES
 
 Pair = tuple[str, int]
 
@@ -93,7 +92,7 @@ class Genotype:
                 node = i // 2 + 2
                 if op not in ops:
                     raise GenotypeError(f"{cell}[{i}]: unknown op {op!r} (space ops: {', '.join(ops)})")
-                if op == "none":
+                if op == NONE:
                     raise GenotypeError(f"{cell}[{i}]: 'none' cannot be a chosen op")
                 if not 0 <= inp < node:
                     raise GenotypeError(
@@ -102,7 +101,7 @@ class Genotype:
                 if i % 2 == 1 and pairs[i - 1][1] == inp:
                     raise GenotypeError(f"{cell}[{i}]: node {node} uses input {inp} twice")
             concat = getattr(self, f"{cell}_concat")
-            if concat != tuple(range(2, 2 + NUM_NODES)):
+            if concat != CONCAT:
                 raise GenotypeError(f"{cell}_concat: must be [2, 3, 4, 5], got {list(concat)}")
 
     def canonical(self) -> "Genotype":
@@ -158,8 +157,8 @@ def trivial() -> Genotype:
     """The no-convolution baseline: every node of the normal cell sums its two cell
     inputs through skip connections, every node of the reduction cell through 3x3 max
     pools. A searched cell has to beat it to show that its convolutions earn their time."""
-    concat = tuple(range(2, 2 + NUM_NODES))
-    normal, reduce = ((tuple((op, inp) for _ in range(NUM_NODES) for inp in (0, 1))) for op in TRIVIAL_OPS)
+    concat = CONCAT
+    normal, reduce = ((tuple((op, inp) for _ in CONCAT for inp in (0, 1))) for op in TRIVIAL_OPS)
     return Genotype(normal, concat, reduce, concat)
 
 

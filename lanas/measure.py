@@ -13,6 +13,7 @@ two runs first alternates from pair to pair, and the garbage collector is off wh
 timing. (``torch.utils.benchmark`` times one statement at a time, so it cannot
 interleave two networks, nor time an ONNX Runtime session; hence this small timer.)
 """
+
 from __future__ import annotations
 
 import gc
@@ -46,8 +47,9 @@ class MeasureSettings:
         if self.warmup < 0:
             raise ValueError(f"warmup must be >= 0, got {self.warmup}")
         if self.min_time_s < 0 or self.max_repeats < self.repeats:
-            raise ValueError(f"min_time_s must be >= 0 and max_repeats >= repeats, got {self.min_time_s}, "
-                             f"{self.max_repeats}")
+            raise ValueError(
+                f"min_time_s must be >= 0 and max_repeats >= repeats, got {self.min_time_s}, {self.max_repeats}"
+            )
 
 
 def cpu_model() -> str:
@@ -151,7 +153,8 @@ def time_interleaved(model: Compiled, reference: Compiled, settings: MeasureSett
     timed_ms = 0.0
     with quiet_timing(threads):
         while len(arch_ms) < settings.repeats or (
-                len(arch_ms) < settings.max_repeats and timed_ms < 1e3 * settings.min_time_s):
+            len(arch_ms) < settings.max_repeats and timed_ms < 1e3 * settings.min_time_s
+        ):
             if len(arch_ms) % 2:
                 arch_ms.append(arch_clock())
                 ref_ms.append(ref_clock())

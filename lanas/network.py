@@ -5,6 +5,7 @@ The macro (as in DARTS's CIFAR network): a 3x3 stem convolution to
 2, doubled channels) at ``layers // 3`` and ``2 * layers // 3``, global average pooling
 and a linear classifier. Works for 1- or 3-channel inputs from 8x8 up.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from torch import nn
 
 from lanas.genotype import Genotype
 from lanas.ops import FactorizedReduce, ReLUConvBN, build_op
+from lanas.topology import edge_stride
 
 
 @dataclass(frozen=True)
@@ -60,7 +62,9 @@ class Backbone(nn.Module):
         self.macro = macro
         c = macro.channels
         c_stem = macro.stem_multiplier * c
-        self.stem = nn.Sequential(nn.Conv2d(macro.in_channels, c_stem, 3, padding=1, bias=False), nn.BatchNorm2d(c_stem))
+        self.stem = nn.Sequential(
+            nn.Conv2d(macro.in_channels, c_stem, 3, padding=1, bias=False), nn.BatchNorm2d(c_stem)
+        )
         c_pp, c_p, c_cur = c_stem, c_stem, c
         self.cells = nn.ModuleList()
         self.out_channels: list[int] = []  # output channels of each cell
@@ -77,13 +81,10 @@ class Backbone(nn.Module):
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Linear(c_p, macro.num_classes)
 
-    def run_cell(self, cell: nn.Module, s0: torch.Tensor, s1: torch.Tensor) -> torch.Tensor:
-        return cell(s0, s1)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         s0 = s1 = self.stem(x)
         for cell in self.cells:
-            s0, s1 = s1, self.run_cell(cell, s0, s1)
+            s0, s1 = s1, cell(s0, s1)
         return self.classifier(self.pool(s1).flatten(1))
 
 
@@ -104,9 +105,7 @@ class Cell(nn.Module):
         self.multiplier = len(self.concat)
         self.edges = [(node, inp) for node, inp, _ in genotype.edges(cell)]
         self.op_names = [op for _, _, op in genotype.edges(cell)]
-        self.ops = nn.ModuleList(
-            build_op(op, c, 2 if reduction and inp < 2 else 1) for _, inp, op in genotype.edges(cell)
-        )
+        self.ops = nn.ModuleList(build_op(op, c, edge_stride(reduction, inp)) for _, inp, op in genotype.edges(cell))
         self.drop_prob = 0.0
 
     def forward(self, s0: torch.Tensor, s1: torch.Tensor) -> torch.Tensor:
@@ -129,9 +128,15 @@ class AuxiliaryHead(nn.Module):
     def __init__(self, c: int, num_classes: int):
         super().__init__()
         self.features = nn.Sequential(
-            nn.ReLU(inplace=False), nn.AdaptiveAvgPool2d(2),
-            nn.Conv2d(c, 128, 1, bias=False), nn.BatchNorm2d(128), nn.ReLU(inplace=True),
-            nn.Conv2d(128, 768, 2, bias=False), nn.BatchNorm2d(768), nn.ReLU(inplace=True))
+            nn.ReLU(inplace=False),
+            nn.AdaptiveAvgPool2d(2),
+            nn.Conv2d(c, 128, 1, bias=False),
+            nn.BatchNorm2d(128),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(128, 768, 2, bias=False),
+            nn.BatchNorm2d(768),
+            nn.ReLU(inplace=True),
+        )
         self.classifier = nn.Linear(768, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -4,12 +4,15 @@ Every op is a factory ``(channels, stride, affine) -> nn.Module`` mapping a tens
 ``channels`` channels to one of the same channels, spatially downsampled by ``stride``.
 The eight DARTS primitives are registered here; a search space may use any subset.
 """
+
 from __future__ import annotations
 
 from typing import Callable
 
 import torch
 from torch import nn
+
+from lanas.topology import NONE
 
 OpFactory = Callable[[int, int, bool], nn.Module]
 
@@ -51,7 +54,9 @@ class ReLUConvBN(nn.Sequential):
 
 
 class DilConv(nn.Sequential):
-    def __init__(self, c_in: int, c_out: int, kernel: int, stride: int, padding: int, dilation: int, affine: bool = True):
+    def __init__(
+        self, c_in: int, c_out: int, kernel: int, stride: int, padding: int, dilation: int, affine: bool = True
+    ):
         super().__init__(
             nn.ReLU(inplace=False),
             nn.Conv2d(c_in, c_in, kernel, stride, padding, dilation=dilation, groups=c_in, bias=False),
@@ -100,14 +105,10 @@ class FactorizedReduce(nn.Module):
         return self.bn(torch.cat([self.conv_1(x), self.conv_2(shifted)], dim=1))
 
 
-register("none")(lambda c, stride, affine: Zero(stride))
+register(NONE)(lambda c, stride, affine: Zero(stride))
 register("max_pool_3x3")(lambda c, stride, affine: nn.MaxPool2d(3, stride=stride, padding=1))
-register("avg_pool_3x3")(
-    lambda c, stride, affine: nn.AvgPool2d(3, stride=stride, padding=1, count_include_pad=False)
-)
-register("skip_connect")(
-    lambda c, stride, affine: nn.Identity() if stride == 1 else FactorizedReduce(c, c, affine)
-)
+register("avg_pool_3x3")(lambda c, stride, affine: nn.AvgPool2d(3, stride=stride, padding=1, count_include_pad=False))
+register("skip_connect")(lambda c, stride, affine: nn.Identity() if stride == 1 else FactorizedReduce(c, c, affine))
 register("sep_conv_3x3")(lambda c, stride, affine: SepConv(c, c, 3, stride, 1, affine))
 register("sep_conv_5x5")(lambda c, stride, affine: SepConv(c, c, 5, stride, 2, affine))
 register("dil_conv_3x3")(lambda c, stride, affine: DilConv(c, c, 3, stride, 2, 2, affine))

@@ -1,4 +1,5 @@
 """Accuracy-vs-latency Pareto front and 2-D hypervolume (maximise accuracy, minimise latency)."""
+
 from __future__ import annotations
 
 import itertools
@@ -22,7 +23,7 @@ def hypervolume(points: Sequence[tuple[float, float]], reference: tuple[float, f
     Points not better than the reference in both coordinates add nothing."""
     ref_acc, ref_lat = reference
     front = sorted(
-        {(a, l) for (a, l), keep in zip(points, pareto_mask(points)) if keep and a > ref_acc and l < ref_lat},
+        {(a, ms) for (a, ms), keep in zip(points, pareto_mask(points)) if keep and a > ref_acc and ms < ref_lat},
         key=lambda p: p[1],
     )
     area, best_acc = 0.0, ref_acc
@@ -34,8 +35,9 @@ def hypervolume(points: Sequence[tuple[float, float]], reference: tuple[float, f
     return area
 
 
-def equal_size_hypervolume(points: Sequence[tuple[float, float]], size: int, reference: tuple[float, float],
-                           draws: int = 200, seed: int = 0) -> float:
+def equal_size_hypervolume(
+    points: Sequence[tuple[float, float]], size: int, reference: tuple[float, float], draws: int = 200, seed: int = 0
+) -> float:
     """Mean hypervolume of ``size``-point subsets of ``points`` (every subset when there
     are at most ``draws``, else ``draws`` random ones): compares sets of unequal size
     fairly, since more points can only add area. ``points`` with at most ``size``

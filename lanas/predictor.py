@@ -10,6 +10,7 @@ scale-free are buffers saved with the weights.
 Targets are in whatever unit the dataset provides; the pipeline uses the
 reference-normalised latency (``latency_ms / reference_ms``), see :mod:`lanas.measure`.
 """
+
 from __future__ import annotations
 
 import math
@@ -181,8 +182,14 @@ def _val_mape(predictor: LatencyPredictor, val: tuple[torch.Tensor, torch.Tensor
         return float(relative_error(predictor(val[0]), val[1]).mean()) if len(val[0]) else float("nan")
 
 
-def _train_epoch(predictor: LatencyPredictor, net: nn.Module, opt: torch.optim.Optimizer,
-                 data: tuple[torch.Tensor, torch.Tensor], batch_size: int, gen: torch.Generator) -> float:
+def _train_epoch(
+    predictor: LatencyPredictor,
+    net: nn.Module,
+    opt: torch.optim.Optimizer,
+    data: tuple[torch.Tensor, torch.Tensor],
+    batch_size: int,
+    gen: torch.Generator,
+) -> float:
     """One pass over ``data`` in a random order; the mean relative squared error."""
     x, y = data
     net.train()

@@ -11,6 +11,7 @@ Baselines, fitted on the same training rows and scored on the same test rows:
 * ``flops`` -- FLOPs of the deployed network, mapped to latency by a 1-D linear fit
   (its rank correlation is what matters).
 """
+
 from __future__ import annotations
 
 from typing import Sequence
@@ -30,9 +31,15 @@ def regression_metrics(pred: np.ndarray, true: np.ndarray, ms_per_unit: float = 
     varied = len(true) > 1 and np.ptp(pred) > 0 and np.ptp(true) > 0  # rank correlation is undefined otherwise
     tau = stats.kendalltau(pred, true).statistic if varied else float("nan")
     rho = stats.spearmanr(pred, true).statistic if varied else float("nan")
-    return {"mape": float(rel.mean()), "rmse_ms": float(np.sqrt(np.mean((pred - true) ** 2)) * ms_per_unit),
-            "within_5pct": float((rel <= 0.05).mean()), "within_10pct": float((rel <= 0.10).mean()),
-            "kendall_tau": float(tau), "spearman_rho": float(rho), "n": int(len(true))}
+    return {
+        "mape": float(rel.mean()),
+        "rmse_ms": float(np.sqrt(np.mean((pred - true) ** 2)) * ms_per_unit),
+        "within_5pct": float((rel <= 0.05).mean()),
+        "within_10pct": float((rel <= 0.10).mean()),
+        "kendall_tau": float(tau),
+        "spearman_rho": float(rho),
+        "n": int(len(true)),
+    }
 
 
 def fit_lut(x: np.ndarray, y: np.ndarray):
@@ -66,8 +73,9 @@ def fit_flops(flops: Sequence[int], y: np.ndarray) -> tuple[float, float]:
     return float(slope), float(intercept)
 
 
-def paired_bootstrap(err_a: np.ndarray, err_b: np.ndarray, n: int = 2000, seed: int = 0,
-                     level: float = 0.95) -> dict[str, float]:
+def paired_bootstrap(
+    err_a: np.ndarray, err_b: np.ndarray, n: int = 2000, seed: int = 0, level: float = 0.95
+) -> dict[str, float]:
     """Mean of ``err_a - err_b`` over the same test rows, with a percentile bootstrap
     interval (rows resampled with replacement, ``n`` times). An interval that holds 0 is
     a tie within the noise of this test set."""

@@ -12,6 +12,7 @@ optimisations, ``threads`` intra-op threads, sequential execution. OpenVINO: CPU
 (OpenVINO would silently run bf16 on CPUs that have it: not the target's dtype), no CPU
 pinning (each measuring process would pin its stream to the same first core).
 """
+
 from __future__ import annotations
 
 import importlib
@@ -29,8 +30,10 @@ from lanas.target import Target
 TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 ONNX_OPSET = 17
 _MODULES = {"torch": "torch", "onnxruntime": "onnxruntime", "openvino": "openvino"}
-_INSTALL = {"onnxruntime": "pip install onnxruntime (a default dependency of lanas)",
-            "openvino": "pip install openvino, or pip install 'lanas[openvino]'"}
+_INSTALL = {
+    "onnxruntime": "pip install onnxruntime (a default dependency of lanas)",
+    "openvino": "pip install openvino, or pip install 'lanas[openvino]'",
+}
 
 
 class RuntimeMissing(RuntimeError):
@@ -72,9 +75,16 @@ def export_onnx(model: nn.Module, x: torch.Tensor, dynamic_batch: bool = False) 
         # the TorchScript exporter warns that it is legacy, and about constant folding of strided
         # slices; the dynamo exporter needs onnxscript and takes seconds per network
         warnings.simplefilter("ignore")
-        torch.onnx.export(model.eval(), (x,), buf, dynamo=False, opset_version=ONNX_OPSET, input_names=["x"],
-                          output_names=["logits"],
-                          dynamic_axes={"x": {0: "batch"}, "logits": {0: "batch"}} if dynamic_batch else None)
+        torch.onnx.export(
+            model.eval(),
+            (x,),
+            buf,
+            dynamo=False,
+            opset_version=ONNX_OPSET,
+            input_names=["x"],
+            output_names=["logits"],
+            dynamic_axes={"x": {0: "batch"}, "logits": {0: "batch"}} if dynamic_batch else None,
+        )
     return buf.getvalue()
 
 
@@ -118,10 +128,17 @@ def _openvino(model: nn.Module, x: torch.Tensor, target: Target) -> Compiled:
     onnx = export_onnx(model, x)
     t1 = time.perf_counter()
     core = ov.Core()
-    compiled = core.compile_model(core.read_model(onnx), "CPU", {
-        "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1, "INFERENCE_NUM_THREADS": target.threads,
-        "INFERENCE_PRECISION_HINT": "f32",  # the target's dtype; OpenVINO would pick bf16 on CPUs that have it
-        "ENABLE_CPU_PINNING": False})  # measuring processes side by side would all pin to the same first core
+    compiled = core.compile_model(
+        core.read_model(onnx),
+        "CPU",
+        {
+            "PERFORMANCE_HINT": "LATENCY",
+            "NUM_STREAMS": 1,
+            "INFERENCE_NUM_THREADS": target.threads,
+            "INFERENCE_PRECISION_HINT": "f32",  # the target's dtype; OpenVINO would pick bf16 on CPUs that have it
+            "ENABLE_CPU_PINNING": False,
+        },
+    )  # measuring processes side by side would all pin to the same first core
     request = compiled.create_infer_request()
     request.set_input_tensor(ov.Tensor(x.numpy()))
     return Compiled(request.infer, t1 - t0, time.perf_counter() - t1, False)

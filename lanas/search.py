@@ -13,6 +13,7 @@ network weights take an SGD step on a *training* batch with plain CE.
 The loop knows nothing of Ray: ``on_epoch(metrics, state)`` is the only hook (the
 pipeline uses it to report to Tune and checkpoint), and ``state`` restores a run.
 """
+
 from __future__ import annotations
 
 import copy
@@ -72,7 +73,9 @@ class SearchResult:
 
 
 def build_supernet(space: SearchSpace, macro: MacroConfig, settings: SearchSettings) -> SuperNet:
-    search_macro = MacroConfig(settings.layers, settings.channels, macro.stem_multiplier, macro.in_channels, macro.num_classes)
+    search_macro = MacroConfig(
+        settings.layers, settings.channels, macro.stem_multiplier, macro.in_channels, macro.num_classes
+    )
     return SuperNet(space, search_macro, settings.mode, settings.partial_channels)
 
 
@@ -102,39 +105,70 @@ def search(
         raise ValueError(f"lambda must be a finite number >= 0, got {lam}")
     net.to(device)
     predictor.to(device).eval().requires_grad_(False)
-    w_opt = torch.optim.SGD(net.weight_parameters(), settings.w_lr, momentum=settings.w_momentum, weight_decay=settings.w_weight_decay)
+    w_opt = torch.optim.SGD(
+        net.weight_parameters(), settings.w_lr, momentum=settings.w_momentum, weight_decay=settings.w_weight_decay
+    )
     w_sched = torch.optim.lr_scheduler.CosineAnnealingLR(w_opt, settings.epochs, eta_min=settings.w_lr_min)
-    a_opt = torch.optim.Adam(net.arch_parameters(), settings.a_lr, betas=(0.5, 0.999), weight_decay=settings.a_weight_decay)
+    a_opt = torch.optim.Adam(
+        net.arch_parameters(), settings.a_lr, betas=(0.5, 0.999), weight_decay=settings.a_weight_decay
+    )
     history, start, lam = _restore(state, lam, net, w_opt, a_opt, w_sched) if state is not None else ([], 0, lam)
     for epoch in range(start, settings.epochs + (budget.settings.extra_epochs if budget else 0)):
         _seed_epoch(seed, epoch, (train, val))
-        net.tau = settings.tau_max - (settings.tau_max - settings.tau_min) * min(1.0, epoch / max(1, settings.epochs - 1))
+        net.tau = settings.tau_max - (settings.tau_max - settings.tau_min) * min(
+            1.0, epoch / max(1, settings.epochs - 1)
+        )
         update_arch = epoch >= settings.warmup_epochs
-        step = _Step(predictor, (w_opt, a_opt), settings, lam, update_arch, device, budget,
-                     stop_inside=budget is not None and epoch >= settings.epochs, steps_per_epoch=len(train))
+        step = _Step(
+            predictor,
+            (w_opt, a_opt),
+            settings,
+            lam,
+            update_arch,
+            device,
+            budget,
+            stop_inside=budget is not None and epoch >= settings.epochs,
+            steps_per_epoch=len(train),
+        )
         sums, steps = _run_epoch(net, (train, val), step)
         if epoch < settings.epochs:  # extra epochs of a budget search keep the final learning rate
             w_sched.step()
         lam = step.lam
         metrics = _epoch_metrics(net, predictor, sums, steps, update_arch, device)
         done = epoch + 1 >= settings.epochs and (
-            budget is None or budget.inside(metrics["predicted_latency"])
-            or epoch + 1 == settings.epochs + budget.settings.extra_epochs)
-        metrics.update(epoch=epoch + 1, lam=lam, tau=net.tau, done=done,
-                       lam_updates=step.updates + (history[-1].get("lam_updates", 0) if history else 0))
+            budget is None
+            or budget.inside(metrics["predicted_latency"])
+            or epoch + 1 == settings.epochs + budget.settings.extra_epochs
+        )
+        metrics.update(
+            epoch=epoch + 1,
+            lam=lam,
+            tau=net.tau,
+            done=done,
+            lam_updates=step.updates + (history[-1].get("lam_updates", 0) if history else 0),
+        )
         history.append(metrics)
         if on_epoch is not None:
-            snapshot = copy.deepcopy({  # a copy: state_dict() tensors are the live ones, changed by later epochs
-                "net": net.state_dict(), "w_opt": w_opt.state_dict(), "a_opt": a_opt.state_dict(),
-                "w_sched": w_sched.state_dict(), "history": history, "epoch": epoch + 1, "lam": lam,
-            })
+            snapshot = copy.deepcopy(
+                {  # a copy: state_dict() tensors are the live ones, changed by later epochs
+                    "net": net.state_dict(),
+                    "w_opt": w_opt.state_dict(),
+                    "a_opt": a_opt.state_dict(),
+                    "w_sched": w_sched.state_dict(),
+                    "history": history,
+                    "epoch": epoch + 1,
+                    "lam": lam,
+                }
+            )
             on_epoch(metrics, snapshot)
         if done:
             break
     return SearchResult(_derive(net), history)
 
 
-def _restore(state: dict[str, Any], lam: float, net: SuperNet, *stateful: Any) -> tuple[list[dict[str, Any]], int, float]:
+def _restore(
+    state: dict[str, Any], lam: float, net: SuperNet, *stateful: Any
+) -> tuple[list[dict[str, Any]], int, float]:
     """Load a snapshot into the network, the two optimisers and the scheduler; returns
     the history so far, the epoch to continue from and lambda (``lam`` if the snapshot
     has none)."""
@@ -230,8 +264,9 @@ def derived_latency(net: SuperNet, predictor: LatencyPredictor, device: str) -> 
         return float(predictor(encode_genotype(_derive(net), net.space).to(device).unsqueeze(0)))
 
 
-def _epoch_metrics(net: SuperNet, predictor: LatencyPredictor, sums: dict[str, float], steps: int,
-                   update_arch: bool, device: str) -> dict[str, Any]:
+def _epoch_metrics(
+    net: SuperNet, predictor: LatencyPredictor, sums: dict[str, float], steps: int, update_arch: bool, device: str
+) -> dict[str, Any]:
     """Mean step metrics, the derived genotype and its predicted latency."""
     if not update_arch:
         with torch.no_grad():

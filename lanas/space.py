@@ -1,13 +1,13 @@
 """The search space: which ops, and seeded uniform sampling of valid genotypes."""
+
 from __future__ import annotations
 
 import random
 from dataclasses import dataclass
 
-from lanas.genotype import NUM_NODES, Genotype
+from lanas.genotype import Genotype
 from lanas.ops import DARTS_OPS, op_names
-
-NUM_EDGES = sum(range(2, 2 + NUM_NODES))  # 14 edges per cell
+from lanas.topology import CELL_TYPES, CONCAT, NODES, NONE
 
 
 @dataclass(frozen=True)
@@ -26,19 +26,18 @@ class SearchSpace:
 
     @property
     def choosable_ops(self) -> tuple[str, ...]:
-        return tuple(o for o in self.ops if o != "none")
+        return tuple(o for o in self.ops if o != NONE)
 
     def sample(self, rng: random.Random) -> Genotype:
         """One genotype drawn uniformly: per node two distinct inputs, one op each."""
         cells = {}
-        for cell in ("normal", "reduce"):
+        for cell in CELL_TYPES:
             pairs = []
-            for node in range(2, 2 + NUM_NODES):
+            for node in NODES:
                 for inp in sorted(rng.sample(range(node), 2)):
                     pairs.append((rng.choice(self.choosable_ops), inp))
             cells[cell] = tuple(pairs)
-        concat = tuple(range(2, 2 + NUM_NODES))
-        return Genotype(cells["normal"], concat, cells["reduce"], concat)
+        return Genotype(cells["normal"], CONCAT, cells["reduce"], CONCAT)
 
     def sample_unique(self, n: int, seed: int) -> list[Genotype]:
         """``n`` distinct genotypes; the same ``(n, seed)`` always gives the same list,

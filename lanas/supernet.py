@@ -11,16 +11,17 @@ Three ways to run an edge, chosen by ``mode``:
 Edge normalisation (``beta``, PC-DARTS) weights the incoming edges of every node; see
 :mod:`lanas.encoding` for how alpha and beta map to predictor features.
 """
+
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-from lanas.encoding import NODE_OFFSETS, edge_softmax
-from lanas.genotype import NUM_NODES
+from lanas.encoding import edge_softmax
 from lanas.network import Backbone, MacroConfig, Preprocess
 from lanas.ops import build_op
-from lanas.space import NUM_EDGES, SearchSpace
+from lanas.space import SearchSpace
+from lanas.topology import CONCAT, NODES, NONE, NUM_EDGES, NUM_NODES, edge_index, edge_stride
 
 MODES = ("darts", "pcdarts", "gdas")
 
@@ -58,35 +59,43 @@ class MixedEdge(nn.Module):
 
 
 class MixedCell(nn.Module):
-    def __init__(self, space: SearchSpace, c_pp: int, c_p: int, c: int, reduction: bool, reduction_prev: bool, partial: int):
+    def __init__(
+        self, space: SearchSpace, c_pp: int, c_p: int, c: int, reduction: bool, reduction_prev: bool, partial: int
+    ):
         super().__init__()
         self.reduction = reduction
         self.pre = Preprocess(c_pp, c_p, c, reduction_prev, affine=False)
         self.multiplier = NUM_NODES
         self.edges = nn.ModuleList()
-        for node in range(2, 2 + NUM_NODES):
+        for node in NODES:
             for inp in range(node):
-                self.edges.append(MixedEdge(space, c, 2 if reduction and inp < 2 else 1, partial))
+                self.edges.append(MixedEdge(space, c, edge_stride(reduction, inp), partial))
 
     def forward(self, s0, s1, op_weights, edge_weights, sample=None):
         """``op_weights [14, K]``; ``edge_weights [14]``; ``sample`` = (hard [14, K], index [14])."""
         states = list(self.pre(s0, s1))
-        for node in range(2, 2 + NUM_NODES):
-            start = NODE_OFFSETS[node - 2]
+        for node in NODES:
             out = 0
             for inp in range(node):
-                e = start + inp
+                e = edge_index(node, inp)
                 if sample is None:
                     h = self.edges[e].forward_weighted(states[inp], op_weights[e])
                 else:
                     h = self.edges[e].forward_single(states[inp], sample[0][e], int(sample[1][e]))
                 out = out + edge_weights[e] * h
             states.append(out)
-        return torch.cat(states[2:], dim=1)
+        return torch.cat([states[i] for i in CONCAT], dim=1)
 
 
 class SuperNet(Backbone):
-    def __init__(self, space: SearchSpace, macro: MacroConfig, mode: str = "gdas", partial_channels: int = 4, edge_norm: bool | None = None):
+    def __init__(
+        self,
+        space: SearchSpace,
+        macro: MacroConfig,
+        mode: str = "gdas",
+        partial_channels: int = 4,
+        edge_norm: bool | None = None,
+    ):
         if mode not in MODES:
             raise ValueError(f"search mode must be one of {MODES}, got {mode!r}")
         partial = partial_channels if mode == "pcdarts" else 1
@@ -100,7 +109,7 @@ class SuperNet(Backbone):
         k = len(space.ops)
         self.alpha = nn.Parameter(1e-3 * torch.randn(2, NUM_EDGES, k))
         self.beta = nn.Parameter(1e-3 * torch.randn(2, NUM_EDGES)) if self.edge_norm else None
-        self.register_buffer("none_mask", torch.tensor([op == "none" for op in space.ops]), persistent=False)
+        self.register_buffer("none_mask", torch.tensor([op == NONE for op in space.ops]), persistent=False)
         self.tau = 1.0  # Gumbel temperature, set by the search loop in gdas mode
 
     # --- parameter groups ----------------------------------------------------------
@@ -139,4 +148,3 @@ class SuperNet(Backbone):
             c = int(cell.reduction)
             s0, s1 = s1, cell(s0, s1, op_weights[c], edge_weights[c], samples[c])
         return self.classifier(self.pool(s1).flatten(1))
-

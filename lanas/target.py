@@ -11,6 +11,7 @@ A target has two names:
 
 ``float32`` is left out of both names (it is the default); any other dtype is in them.
 """
+
 from __future__ import annotations
 
 import re

@@ -1,4 +1,5 @@
 """Training a discrete network from scratch (SGD + cosine) and evaluating it."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -55,7 +56,9 @@ def train_network(
     on_epoch: Callable[[int, dict[str, float]], None] | None = None,
 ) -> dict[str, float]:
     net.to(device)
-    opt = torch.optim.SGD(net.parameters(), lr=settings.lr, momentum=settings.momentum, weight_decay=settings.weight_decay)
+    opt = torch.optim.SGD(
+        net.parameters(), lr=settings.lr, momentum=settings.momentum, weight_decay=settings.weight_decay
+    )
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, settings.epochs)
     metrics: dict[str, float] = {}
     for epoch in range(settings.epochs):

@@ -18,6 +18,7 @@ so the search and everything after it use it unchanged.
 greedy farthest-point sampling over the source's predicted latency and the op
 composition, so a few measurements span both.
 """
+
 from __future__ import annotations
 
 import copy
@@ -30,7 +31,7 @@ import torch
 from lanas.predictor import LatencyPredictor
 
 MODELS = ("scale", "affine", "affine+correction")
-RIDGE_ALPHAS = tuple(10.0 ** k for k in range(-2, 5))  # wide: a strong enough ridge switches the correction off
+RIDGE_ALPHAS = tuple(10.0**k for k in range(-2, 5))  # wide: a strong enough ridge switches the correction off
 MIN_SAMPLES = 3
 SOURCE_LIFT = 1e3  # the source column's scale-up in the correction's ridge (its penalty / this^2)
 
@@ -65,7 +66,7 @@ def fit_model(model: str, src: np.ndarray, groups: np.ndarray, y: np.ndarray) ->
     # scaled up): the correction shrinks towards the rescaled source as much as LOO asks for
     lift = SOURCE_LIFT * float(np.abs(groups).max() or 1.0) / float(np.abs(src).max())
     design = np.column_stack([src * lift, groups])
-    ridge = RidgeCV(alphas=RIDGE_ALPHAS, fit_intercept=True).fit(design, y, sample_weight=1.0 / y ** 2)
+    ridge = RidgeCV(alphas=RIDGE_ALPHAS, fit_intercept=True).fit(design, y, sample_weight=1.0 / y**2)
     return Fit(float(ridge.intercept_), float(ridge.coef_[0] * lift), ridge.coef_[1:].astype(float))
 
 
@@ -75,7 +76,7 @@ def loo_mape(model: str, src: np.ndarray, groups: np.ndarray, y: np.ndarray) -> 
     for i in range(len(y)):
         keep = np.arange(len(y)) != i
         f = fit_model(model, src[keep], groups[keep], y[keep])
-        errs.append(abs(float(f.predict(src[i:i + 1], groups[i:i + 1])[0]) / y[i] - 1))
+        errs.append(abs(float(f.predict(src[i : i + 1], groups[i : i + 1])[0]) / y[i] - 1))
     return float(np.mean(errs))
 
 
@@ -127,4 +128,5 @@ def predict_np(predictor: LatencyPredictor) -> Callable[[torch.Tensor], np.ndarr
     def run(x: torch.Tensor) -> np.ndarray:
         with torch.no_grad():
             return predictor(x).double().numpy()
+
     return run

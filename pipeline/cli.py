@@ -3,6 +3,7 @@
 Errors in the user's input (config, genotypes, datasets, run directory, cluster) print
 one line ``lanas: error: ...`` and exit with code 2; nothing is overwritten.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,13 +28,20 @@ def _common(p: argparse.ArgumentParser, config_required: bool = True) -> None:
 
 
 def _target_flag(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--target", metavar="ID", help="only this target: its spec (e.g. cpu-t1-onnxruntime-b1) or "
-                   "hardware id (default: every target of the config)")
+    p.add_argument(
+        "--target",
+        metavar="ID",
+        help="only this target: its spec (e.g. cpu-t1-onnxruntime-b1) or "
+        "hardware id (default: every target of the config)",
+    )
 
 
 def _search_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--resume", action="store_true", help="continue an interrupted sweep (Tuner.restore); "
-                   "completed stages are always skipped")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted sweep (Tuner.restore); completed stages are always skipped",
+    )
     p.add_argument("--force-predictor", action="store_true", help="search even if the predictor fails its quality gate")
 
 
@@ -47,8 +55,10 @@ def parse_budgets(values: list[str] | None) -> dict[str, tuple[float, ...]]:
         except ValueError:
             t = float("nan")
         if not sep or not spec or not (t > 0 and t != float("inf")):
-            raise PipelineError(f"--budget-ms {v!r}: expected TARGET=MS with a target spec and a number of ms > 0, "
-                                "e.g. --budget-ms cpu-t1-onnxruntime-b1=0.2")
+            raise PipelineError(
+                f"--budget-ms {v!r}: expected TARGET=MS with a target spec and a number of ms > 0, "
+                "e.g. --budget-ms cpu-t1-onnxruntime-b1=0.2"
+            )
         out[spec] = out.get(spec, ()) + (t,)
     return out
 
@@ -164,8 +174,10 @@ def cmd_submit(args: argparse.Namespace) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="lanas", description="Latency-aware differentiable NAS on Ray: "
-                                     "measure -> fit -> search -> evaluate -> report.")
+    parser = argparse.ArgumentParser(
+        prog="lanas",
+        description="Latency-aware differentiable NAS on Ray: measure -> fit -> search -> evaluate -> report.",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(name: str, fn: Callable, help_: str) -> argparse.ArgumentParser:
@@ -177,20 +189,37 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("--num-archs", type=int, help="architectures to sample (default: measure.num_archs)")
     p.add_argument("--genotypes", help="measure exactly these genotypes (JSON lines) instead of sampling")
-    p.add_argument("--select", choices=("random", "diverse"), default="random",
-                   help="diverse: pick --num-archs architectures for a new --target that span another target's "
-                   "predicted latency and op compositions (for `lanas fit --transfer-from`)")
-    p.add_argument("--transfer-from", metavar="SRC", help="with --select diverse: the target whose predictor picks "
-                   "(default: the first other target with a predictor)")
+    p.add_argument(
+        "--select",
+        choices=("random", "diverse"),
+        default="random",
+        help="diverse: pick --num-archs architectures for a new --target that span another target's "
+        "predicted latency and op compositions (for `lanas fit --transfer-from`)",
+    )
+    p.add_argument(
+        "--transfer-from",
+        metavar="SRC",
+        help="with --select diverse: the target whose predictor picks "
+        "(default: the first other target with a predictor)",
+    )
     _target_flag(p)
 
     p = add("fit", cmd_fit, "stage 2: fit the latency predictors with Ray Train, against baselines")
     _common(p)
     _target_flag(p)
-    p.add_argument("--transfer-from", metavar="SRC", help="fit --target's predictor by transfer from SRC's (a target "
-                   "of the run, or a predictor folder fit/<hardware> of another run) instead of from scratch")
-    p.add_argument("--samples", type=int, metavar="K", help="with --transfer-from: fit on K of the target's measured "
-                   "architectures (default: all), the rest being its test set")
+    p.add_argument(
+        "--transfer-from",
+        metavar="SRC",
+        help="fit --target's predictor by transfer from SRC's (a target "
+        "of the run, or a predictor folder fit/<hardware> of another run) instead of from scratch",
+    )
+    p.add_argument(
+        "--samples",
+        type=int,
+        metavar="K",
+        help="with --transfer-from: fit on K of the target's measured "
+        "architectures (default: all), the rest being its test set",
+    )
 
     p = add("predict", cmd_predict, "predict the latency of genotypes with a run's fitted predictors")
     p.add_argument("--run-dir", required=True)
@@ -202,12 +231,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--candidate", required=True, help="candidate name, as in report/pareto.csv (e.g. lam0.3-seed0-...)")
     p.add_argument("--onnx", required=True, help="output file (an existing file is not overwritten)")
 
-    p = add("search", cmd_search, "stage 3: Ray Tune sweep of lambda (and latency budgets) over differentiable searches")
+    p = add(
+        "search", cmd_search, "stage 3: Ray Tune sweep of lambda (and latency budgets) over differentiable searches"
+    )
     _common(p)
     _search_flags(p)
-    p.add_argument("--budget-ms", action="append", metavar="TARGET=MS",
-                   help="also search for the most accurate architecture under MS ms on TARGET (a target spec); "
-                   "repeatable; added to search.budgets_ms, and kept in the run's config")
+    p.add_argument(
+        "--budget-ms",
+        action="append",
+        metavar="TARGET=MS",
+        help="also search for the most accurate architecture under MS ms on TARGET (a target spec); "
+        "repeatable; added to search.budgets_ms, and kept in the run's config",
+    )
 
     p = add("evaluate", cmd_evaluate, "stage 4: train derived architectures from scratch, measure real latency")
     _common(p)

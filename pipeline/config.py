@@ -5,6 +5,7 @@ wrong types and out-of-range values raise :class:`ConfigError` naming the key pa
 (e.g. ``search.settings.epochs``). (dacite was tried: it loses the section path of
 unknown keys and of ``__post_init__`` checks, which is what users need to see.)
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -101,7 +102,9 @@ class FitStage:
     resources_per_worker: Resources = Resources()
 
     def __post_init__(self) -> None:
-        if not (0 < self.val_fraction < 1 and 0 < self.test_fraction < 1 and self.val_fraction + self.test_fraction < 1):
+        if not (
+            0 < self.val_fraction < 1 and 0 < self.test_fraction < 1 and self.val_fraction + self.test_fraction < 1
+        ):
             raise ValueError("val_fraction and test_fraction must be in (0, 1) and sum below 1")
         if self.max_val_mape <= 0:
             raise ValueError(f"max_val_mape must be > 0, got {self.max_val_mape}")
@@ -151,7 +154,9 @@ class EvaluateStage:
 
     def __post_init__(self) -> None:
         if self.random_archs < 0 or self.max_in_flight < 0:
-            raise ValueError(f"random_archs and max_in_flight must be >= 0, got {self.random_archs}, {self.max_in_flight}")
+            raise ValueError(
+                f"random_archs and max_in_flight must be >= 0, got {self.random_archs}, {self.max_in_flight}"
+            )
 
 
 @dataclass(frozen=True)
@@ -170,13 +175,17 @@ class RunConfig:
         specs = [t.spec for t in self.targets]
         unknown = [spec for spec in self.search.budgets_ms if spec not in specs]
         if unknown:
-            raise ValueError(f"search.budgets_ms: {unknown[0]!r} is not a target of this config "
-                             f"(targets: {', '.join(specs)})")
+            raise ValueError(
+                f"search.budgets_ms: {unknown[0]!r} is not a target of this config (targets: {', '.join(specs)})"
+            )
 
     def with_budgets(self, extra: dict[str, tuple[float, ...]]) -> "RunConfig":
         """This config with ``extra`` latency budgets added to ``search.budgets_ms``."""
-        merged = {spec: tuple(t for t in self.search.budgets_ms.get(spec, ()) if t not in extra.get(spec, ()))
-                  + tuple(extra.get(spec, ())) for spec in {**self.search.budgets_ms, **extra}}
+        merged = {
+            spec: tuple(t for t in self.search.budgets_ms.get(spec, ()) if t not in extra.get(spec, ()))
+            + tuple(extra.get(spec, ()))
+            for spec in {**self.search.budgets_ms, **extra}
+        }
         try:
             return dataclasses.replace(self, search=dataclasses.replace(self.search, budgets_ms=merged))
         except ValueError as exc:
@@ -194,11 +203,18 @@ class RunConfig:
         """Key (``measure:<spec>``, ``fit``, ``search``, ``evaluate``) -> (what, Ray options per
         task) of every stage's tasks: what the stages check when they start and ``lanas
         submit`` checks before submitting."""
-        return {**{f"measure:{t.spec}": (f"measuring on target {t.spec}", self.measure.task_options(t))
-                   for t in self.targets},
-                "fit": (f"fit (each of {self.fit.num_workers} Ray Train workers)", self.fit.resources_per_worker.ray_options()),
-                "search": ("search (each Tune trial)", self.search.resources.ray_options()),
-                "evaluate": ("evaluate (training)", self.evaluate.resources.ray_options())}
+        return {
+            **{
+                f"measure:{t.spec}": (f"measuring on target {t.spec}", self.measure.task_options(t))
+                for t in self.targets
+            },
+            "fit": (
+                f"fit (each of {self.fit.num_workers} Ray Train workers)",
+                self.fit.resources_per_worker.ray_options(),
+            ),
+            "search": ("search (each Tune trial)", self.search.resources.ray_options()),
+            "evaluate": ("evaluate (training)", self.evaluate.resources.ray_options()),
+        }
 
     def setting(self, target: Target) -> Setting:
         """The measurement setting of ``target`` in this run (input size from ``data``)."""

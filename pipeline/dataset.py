@@ -8,6 +8,7 @@ partial file and a crash loses at most the shard being written. Readable without
 project: ``pandas.read_parquet(dir)``, ``pyarrow.dataset.dataset(dir, partitioning=
 "hive")``, ``ray.data.read_parquet(dir)``.
 """
+
 from __future__ import annotations
 
 import os
@@ -28,42 +29,44 @@ from pipeline.errors import PipelineError
 PARTITION = "hardware"
 
 # columns stored in every shard (``hardware`` lives in the partition path)
-FILE_SCHEMA = pa.schema([
-    ("arch_id", pa.string()),
-    ("genotype", pa.string()),  # canonical genotype JSON
-    ("encoding", pa.list_(pa.float32())),  # lanas.encoding layout (see layout_version)
-    ("layout_version", pa.int32()),
-    ("space_ops", pa.string()),  # comma-separated op list of the encoding
-    ("device", pa.string()),  # the target: cpu | cuda ...
-    ("runtime", pa.string()),  # ... torch | onnxruntime | openvino ...
-    ("dtype", pa.string()),
-    ("batch_size", pa.int32()),
-    ("threads", pa.int32()),
-    ("resolution", pa.int32()),  # input height = width (from the dataset)
-    ("in_channels", pa.int32()),  # the deployed network's macro
-    ("channels", pa.int32()),
-    ("layers", pa.int32()),
-    ("stem_multiplier", pa.int32()),
-    ("device_name", pa.string()),  # CPU model or CUDA device name
-    ("runtime_version", pa.string()),
-    ("status", pa.string()),  # "ok" or "failed"
-    ("error", pa.string()),  # why it failed (null when ok)
-    ("latency_ms", pa.float64()),  # median of the timed runs (null when failed)
-    ("latency_p10_ms", pa.float64()),
-    ("latency_p90_ms", pa.float64()),
-    ("ref_latency_ms", pa.float64()),  # the interleaved reference network's median
-    ("latency_ratio", pa.float64()),  # latency_ms / ref_latency_ms: what the predictor fits
-    ("latency_ratio_p10", pa.float64()),
-    ("latency_ratio_p90", pa.float64()),
-    ("repeats", pa.int32()),
-    ("warmup", pa.int32()),
-    ("export_s", pa.float64()),  # seconds to export this architecture to ONNX (0 for eager); not latency
-    ("compile_s", pa.float64()),  # seconds to build its runtime session / compiled model; not latency
-    ("torch_version", pa.string()),
-    ("measured_at", pa.timestamp("us", tz="UTC")),
-    ("seed", pa.int64()),
-    ("node", pa.string()),  # Ray node the row was measured on
-])
+FILE_SCHEMA = pa.schema(
+    [
+        ("arch_id", pa.string()),
+        ("genotype", pa.string()),  # canonical genotype JSON
+        ("encoding", pa.list_(pa.float32())),  # lanas.encoding layout (see layout_version)
+        ("layout_version", pa.int32()),
+        ("space_ops", pa.string()),  # comma-separated op list of the encoding
+        ("device", pa.string()),  # the target: cpu | cuda ...
+        ("runtime", pa.string()),  # ... torch | onnxruntime | openvino ...
+        ("dtype", pa.string()),
+        ("batch_size", pa.int32()),
+        ("threads", pa.int32()),
+        ("resolution", pa.int32()),  # input height = width (from the dataset)
+        ("in_channels", pa.int32()),  # the deployed network's macro
+        ("channels", pa.int32()),
+        ("layers", pa.int32()),
+        ("stem_multiplier", pa.int32()),
+        ("device_name", pa.string()),  # CPU model or CUDA device name
+        ("runtime_version", pa.string()),
+        ("status", pa.string()),  # "ok" or "failed"
+        ("error", pa.string()),  # why it failed (null when ok)
+        ("latency_ms", pa.float64()),  # median of the timed runs (null when failed)
+        ("latency_p10_ms", pa.float64()),
+        ("latency_p90_ms", pa.float64()),
+        ("ref_latency_ms", pa.float64()),  # the interleaved reference network's median
+        ("latency_ratio", pa.float64()),  # latency_ms / ref_latency_ms: what the predictor fits
+        ("latency_ratio_p10", pa.float64()),
+        ("latency_ratio_p90", pa.float64()),
+        ("repeats", pa.int32()),
+        ("warmup", pa.int32()),
+        ("export_s", pa.float64()),  # seconds to export this architecture to ONNX (0 for eager); not latency
+        ("compile_s", pa.float64()),  # seconds to build its runtime session / compiled model; not latency
+        ("torch_version", pa.string()),
+        ("measured_at", pa.timestamp("us", tz="UTC")),
+        ("seed", pa.int64()),
+        ("node", pa.string()),  # Ray node the row was measured on
+    ]
+)
 
 
 @dataclass(frozen=True)
@@ -79,10 +82,19 @@ class Setting:
 
     def columns(self) -> dict[str, Any]:
         t, m = self.target, self.macro
-        return {"device": t.device, "runtime": t.runtime, "dtype": t.dtype, "batch_size": t.batch_size,
-                "threads": t.threads, "resolution": self.resolution, "in_channels": m.in_channels,
-                "channels": m.channels, "layers": m.layers, "stem_multiplier": m.stem_multiplier,
-                "space_ops": ",".join(self.space_ops)}
+        return {
+            "device": t.device,
+            "runtime": t.runtime,
+            "dtype": t.dtype,
+            "batch_size": t.batch_size,
+            "threads": t.threads,
+            "resolution": self.resolution,
+            "in_channels": m.in_channels,
+            "channels": m.channels,
+            "layers": m.layers,
+            "stem_multiplier": m.stem_multiplier,
+            "space_ops": ",".join(self.space_ops),
+        }
 
     def key(self) -> tuple:
         return tuple(self.columns().values())
@@ -101,13 +113,21 @@ def check_dataset(root: Path) -> list[Path]:
     files = _files(root) if root.exists() else []
     for f in files:
         if f.suffix != ".parquet" or not f.parent.name.startswith(f"{PARTITION}="):
-            raise PipelineError(f"foreign file in the latency dataset: {f} (not a hardware=<id>/*.parquet shard); move it away")
+            raise PipelineError(
+                f"foreign file in the latency dataset: {f} (not a hardware=<id>/*.parquet shard); move it away"
+            )
         try:
             schema = pq.read_schema(f)
         except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for corrupt files
-            raise PipelineError(f"corrupt Parquet file in the latency dataset: {f} ({str(exc).splitlines()[0]})") from None
+            raise PipelineError(
+                f"corrupt Parquet file in the latency dataset: {f} ({str(exc).splitlines()[0]})"
+            ) from None
         missing = [fld.name for fld in FILE_SCHEMA if fld.name not in schema.names]
-        wrong = [fld.name for fld in FILE_SCHEMA if fld.name in schema.names and not schema.field(fld.name).type.equals(fld.type)]
+        wrong = [
+            fld.name
+            for fld in FILE_SCHEMA
+            if fld.name in schema.names and not schema.field(fld.name).type.equals(fld.type)
+        ]
         if missing or wrong:
             what = f"missing columns {missing}" if missing else f"columns of another type {wrong}"
             raise PipelineError(f"foreign schema in the latency dataset: {f} ({what})")
@@ -132,9 +152,12 @@ def read_table(root: Path, hardware: str | None = None, columns: Iterable[str] |
     files = check_dataset(root)
     if not files:
         return pa.Table.from_pylist([], schema=FILE_SCHEMA.append(pa.field(PARTITION, pa.string())))
-    ds = pads.dataset([str(f) for f in files], format="parquet",
-                      partitioning=pads.partitioning(pa.schema([(PARTITION, pa.string())]), flavor="hive"),
-                      partition_base_dir=str(root))
+    ds = pads.dataset(
+        [str(f) for f in files],
+        format="parquet",
+        partitioning=pads.partitioning(pa.schema([(PARTITION, pa.string())]), flavor="hive"),
+        partition_base_dir=str(root),
+    )
     flt = pads.field(PARTITION) == hardware if hardware is not None else None
     return ds.to_table(columns=list(columns) if columns else None, filter=flt)
 

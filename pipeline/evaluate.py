@@ -1,14 +1,14 @@
 """Stage 4 -- ``lanas evaluate``: train each candidate from scratch, then measure it on
 every target.
 
-Candidates: every derived genotype of the sweep (lambda = 0 among them when in the
-grid; a latency budget's as kind ``budget``), the published genotypes whose ops the space has, the trivial no-convolution
-baseline (``evaluate.trivial``), ``evaluate.random_archs`` random architectures as a
-reference cloud, and (``evaluate.matched_random``) for every architecture searched with
-lambda > 0 the random architecture whose predicted latency on its target is closest to
-its own (out of ``MATCH_POOL`` uniform samples): the baseline a search must beat at equal
-latency. Phase 1 trains each distinct architecture
-once, in parallel Ray tasks (``evaluate.resources``), keeping its weights in
+Candidates: every derived genotype of the sweep (lambda = 0 among them when in the grid;
+a latency budget's as kind ``budget``), the published genotypes whose ops the space has,
+the trivial no-convolution baseline (``evaluate.trivial``), ``evaluate.random_archs``
+random architectures as a reference cloud, and (``evaluate.matched_random``) for every
+architecture searched with lambda > 0 the random architecture whose predicted latency on
+its target is closest to its own (out of ``MATCH_POOL`` uniform samples): the baseline a
+search must beat at equal latency. Phase 1 trains each distinct architecture once, in
+parallel Ray tasks (``evaluate.resources``), keeping its weights in
 ``evaluate/weights/`` (for ``lanas export``). Phase 2, after all training has finished,
 measures every candidate on every target with the stage-1 code, protocol and resources
 (so no training runs beside a timing) into ``evaluate/latency/`` -- a dataset of the
@@ -18,6 +18,7 @@ and skip what is already there on a re-run.
 ``results.jsonl`` has one row per (candidate, target): accuracy (the same on every
 target), measured and predicted latency on that target.
 """
+
 from __future__ import annotations
 
 import json
@@ -58,21 +59,41 @@ def candidate_name(row: dict[str, Any]) -> str:
 
 
 def _row(name: str, kind: str, genotype: Genotype, **extra: Any) -> dict[str, Any]:
-    return {"name": name, "kind": kind, "lam": None, "seed": None, "searched_for": None, "budget_ms": None,
-            "genotype": genotype.to_json(), **extra}
+    return {
+        "name": name,
+        "kind": kind,
+        "lam": None,
+        "seed": None,
+        "searched_for": None,
+        "budget_ms": None,
+        "genotype": genotype.to_json(),
+        **extra,
+    }
 
 
 def candidates(run: RunDir, stored: dict[str, StoredPredictor]) -> list[dict[str, Any]]:
     cfg = run.config
-    out = [{"name": candidate_name(r), "kind": "searched" if r.get("budget_ms") is None else "budget", "lam": r["lam"],
-            "seed": r["seed"], "searched_for": r["target"], "budget_ms": r.get("budget_ms"), "genotype": r["genotype"]}
-           for r in run.stage_results("search")]
+    out = [
+        {
+            "name": candidate_name(r),
+            "kind": "searched" if r.get("budget_ms") is None else "budget",
+            "lam": r["lam"],
+            "seed": r["seed"],
+            "searched_for": r["target"],
+            "budget_ms": r.get("budget_ms"),
+            "genotype": r["genotype"],
+        }
+        for r in run.stage_results("search")
+    ]
     named = [(n, "published", published(n)) for n in PUBLISHED] if cfg.evaluate.published else []
     if cfg.evaluate.trivial:
         named.append(("trivial", "baseline", trivial()))
     out += [_row(n, kind, g) for n, kind, g in named if all(op in cfg.space.ops for op, _ in g.normal + g.reduce)]
-    for i, g in enumerate(cfg.space.sample_unique(cfg.evaluate.random_archs, cfg.seed + RANDOM_SEED_OFFSET)
-                          if cfg.evaluate.random_archs else []):
+    for i, g in enumerate(
+        cfg.space.sample_unique(cfg.evaluate.random_archs, cfg.seed + RANDOM_SEED_OFFSET)
+        if cfg.evaluate.random_archs
+        else []
+    ):
         out.append(_row(f"random-{i}", "random", g))
     if cfg.evaluate.matched_random:
         out += matched_random(cfg, [c for c in out if c["kind"] == "searched" and c["lam"] > 0], stored)
@@ -81,8 +102,9 @@ def candidates(run: RunDir, stored: dict[str, StoredPredictor]) -> list[dict[str
     return out
 
 
-def matched_random(cfg: RunConfig, searched: list[dict[str, Any]],
-                   stored: dict[str, StoredPredictor]) -> list[dict[str, Any]]:
+def matched_random(
+    cfg: RunConfig, searched: list[dict[str, Any]], stored: dict[str, StoredPredictor]
+) -> list[dict[str, Any]]:
     """For each searched architecture, the random one (out of ``MATCH_POOL``) whose
     predicted latency on the target it was searched for is closest to its own."""
     if not searched:
@@ -94,10 +116,13 @@ def matched_random(cfg: RunConfig, searched: list[dict[str, Any]],
         predictor = stored[spec]  # lambda > 0 searches always have a target
         pool_ms = predictor.predict_ratio(x_pool)
         for c in (c for c in searched if c["searched_for"] == spec):
-            own = predictor.predict_ratio(encode_genotype(Genotype.from_json(c["genotype"], cfg.space.ops), cfg.space)[None])
+            own = predictor.predict_ratio(
+                encode_genotype(Genotype.from_json(c["genotype"], cfg.space.ops), cfg.space)[None]
+            )
             best = int((pool_ms / own - 1).abs().argmin())
-            out.append(_row(f"matched-{c['name']}", "matched", pool[best], lam=c["lam"], seed=c["seed"],
-                            searched_for=spec))
+            out.append(
+                _row(f"matched-{c['name']}", "matched", pool[best], lam=c["lam"], seed=c["seed"], searched_for=spec)
+            )
     return out
 
 
@@ -118,10 +143,16 @@ def train_candidate(genotype_json: str, cfg: RunConfig) -> dict[str, Any]:
     val_acc = None if s.with_val else evaluate_net(net, loader(splits.val, EVAL_BATCH, False), device)[0]
     test_acc, test_loss = evaluate_net(net, loader(splits.test, EVAL_BATCH, False), device)
     state = {k: v.cpu() for k, v in net.state_dict().items() if not k.startswith("aux_head.")}
-    return {"arch_id": g.arch_id, "test_acc": test_acc, "test_loss": test_loss, "val_acc": val_acc,
-            "train_acc": metrics["train_acc"],
-            "params": sum(p.numel() for k, p in net.named_parameters() if not k.startswith("aux_head.")),
-            "train_s": time.perf_counter() - t0, "state": state}
+    return {
+        "arch_id": g.arch_id,
+        "test_acc": test_acc,
+        "test_loss": test_loss,
+        "val_acc": val_acc,
+        "train_acc": metrics["train_acc"],
+        "params": sum(p.numel() for k, p in net.named_parameters() if not k.startswith("aux_head.")),
+        "train_s": time.perf_counter() - t0,
+        "state": state,
+    }
 
 
 def weights_path(run: RunDir, arch_id: str) -> Path:
@@ -137,8 +168,11 @@ def train_all(run: RunDir, unique: dict[str, str], progress: bool) -> dict[str, 
     trained_file = run.stage("evaluate") / "trained.jsonl"
     trained = {r["arch_id"]: r for r in read_jsonl(trained_file) if weights_path(run, r["arch_id"]).is_file()}
     todo = [a for a in unique if a not in trained]
-    print(f"[evaluate] {len(unique)} distinct architectures; training {len(todo)} for {cfg.evaluate.train.epochs} "
-          f"epochs, {len(unique) - len(todo)} already trained", flush=True)
+    print(
+        f"[evaluate] {len(unique)} distinct architectures; training {len(todo)} for {cfg.evaluate.train.epochs} "
+        f"epochs, {len(unique) - len(todo)} already trained",
+        flush=True,
+    )
     what, options = cfg.resource_asks()["evaluate"]
     check_resources(what, options)
     task = ray.remote(train_candidate).options(name="evaluate.train", max_retries=TRAIN_RETRIES, **options)
@@ -146,6 +180,7 @@ def train_all(run: RunDir, unique: dict[str, str], progress: bool) -> dict[str, 
     weights_path(run, "x").parent.mkdir(exist_ok=True)
 
     with trained_file.open("a", encoding="utf-8") as fh:
+
         def keep(arch_id: str, r: dict[str, Any]) -> None:
             path = weights_path(run, arch_id)
             tmp = path.with_name(f".{path.name}.tmp")
@@ -168,13 +203,17 @@ def measure_all(run: RunDir, unique: dict[str, str], progress: bool) -> dict[tup
     ids = probe_targets(run, cfg.targets, record=False)
     for spec, hw in ids.items():
         if run.hardware_id(spec) != hw:
-            raise PipelineError(f"target {spec} is {hw} on this cluster, but its predictor was fitted on "
-                                f"{run.hardware_id(spec)}; evaluate on the hardware that was measured")
+            raise PipelineError(
+                f"target {spec} is {hw} on this cluster, but its predictor was fitted on "
+                f"{run.hardware_id(spec)}; evaluate on the hardware that was measured"
+            )
     genotypes = [Genotype.from_json(g, cfg.space.ops) for g in unique.values()]
     todo = missing(root, cfg, cfg.targets, ids, genotypes)
     if any(todo.values()):
-        print(f"[evaluate] measuring real latency: {', '.join(f'{len(v)} on {ids[k]}' for k, v in todo.items())}",
-              flush=True)
+        print(
+            f"[evaluate] measuring real latency: {', '.join(f'{len(v)} on {ids[k]}' for k, v in todo.items())}",
+            flush=True,
+        )
         measure_into(run, root, todo, cfg.measure.max_in_flight, progress, name="evaluate.measure")
     table = ds.read_table(root).to_pylist()
     out = {}
@@ -203,17 +242,26 @@ def run_evaluate(run: RunDir, progress: bool = True) -> list[dict[str, Any]]:
         for c, ratio in zip(cands, p.predict_ratio(x).tolist()):
             tr, m = trained[c["arch_id"]], rows.get((t.spec, c["arch_id"]), {})
             ok = m.get("status") == "ok"
-            results.append({**c, "target": t.spec, "hardware": p.meta.hardware,
-                            **{k: tr[k] for k in ("test_acc", "val_acc", "train_acc", "params")},
-                            "measured_latency_ratio": m.get("latency_ratio") if ok else None,
-                            "measured_latency_ms": m["latency_ratio"] * p.reference_ms if ok else None,
-                            "measured_raw_ms": m.get("latency_ms") if ok else None,
-                            "measurement_error": None if ok else (m.get("error") or "not measured"),
-                            "predicted_latency_ratio": ratio, "predicted_latency_ms": ratio * p.reference_ms,
-                            "prediction_error": (ratio / m["latency_ratio"] - 1.0) if ok else None})
+            results.append(
+                {
+                    **c,
+                    "target": t.spec,
+                    "hardware": p.meta.hardware,
+                    **{k: tr[k] for k in ("test_acc", "val_acc", "train_acc", "params")},
+                    "measured_latency_ratio": m.get("latency_ratio") if ok else None,
+                    "measured_latency_ms": m["latency_ratio"] * p.reference_ms if ok else None,
+                    "measured_raw_ms": m.get("latency_ms") if ok else None,
+                    "measurement_error": None if ok else (m.get("error") or "not measured"),
+                    "predicted_latency_ratio": ratio,
+                    "predicted_latency_ms": ratio * p.reference_ms,
+                    "prediction_error": (ratio / m["latency_ratio"] - 1.0) if ok else None,
+                }
+            )
     write_jsonl(run.stage("evaluate") / "results.jsonl", results)
     print_matrix(cfg, results)
-    run.mark_done("evaluate", {"candidates": len(cands), "targets": len(cfg.targets), "wall_s": time.perf_counter() - t0})
+    run.mark_done(
+        "evaluate", {"candidates": len(cands), "targets": len(cfg.targets), "wall_s": time.perf_counter() - t0}
+    )
     return results
 
 

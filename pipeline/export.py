@@ -5,6 +5,7 @@ stage 4 trained (``evaluate/weights/<arch_id>.pt``), and exported with the same
 :func:`lanas.runtimes.export_onnx` that the ONNX Runtime and OpenVINO targets time,
 with a dynamic batch dimension (input ``x``: ``[batch, channels, H, W]``; output ``logits``).
 """
+
 from __future__ import annotations
 
 import os
@@ -42,8 +43,10 @@ def export_candidate(run_dir: str, name: str, out: str) -> str:
     if weights.is_file():
         net.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
     else:
-        print(f"lanas: warning: no trained weights for {name} ({weights}); exporting the untrained network",
-              file=sys.stderr)
+        print(
+            f"lanas: warning: no trained weights for {name} ({weights}); exporting the untrained network",
+            file=sys.stderr,
+        )
     x = torch.zeros(1, cfg.data.in_channels, cfg.data.resolution, cfg.data.resolution)
     data = export_onnx(net, x, dynamic_batch=True)
     if not path.parent.is_dir():
@@ -51,6 +54,8 @@ def export_candidate(run_dir: str, name: str, out: str) -> str:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     tmp.write_bytes(data)
     tmp.replace(path)
-    return (f"wrote {path} ({len(data) / 1024:.0f} KiB): candidate {name}, arch {row['arch_id'][:10]}, "
-            f"{'trained' if weights.is_file() else 'untrained'} weights, input x [batch, {cfg.data.in_channels}, "
-            f"{cfg.data.resolution}, {cfg.data.resolution}]")
+    return (
+        f"wrote {path} ({len(data) / 1024:.0f} KiB): candidate {name}, arch {row['arch_id'][:10]}, "
+        f"{'trained' if weights.is_file() else 'untrained'} weights, input x [batch, {cfg.data.in_channels}, "
+        f"{cfg.data.resolution}, {cfg.data.resolution}]"
+    )

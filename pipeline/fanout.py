@@ -1,6 +1,7 @@
 """The one bounded Ray fan-out: submit tasks, keep at most ``max_in_flight`` of them in
 flight, hand each result to ``on_result`` as it arrives (stage 1 writes a shard, stage
 4 appends a line), so a crash loses only what was in flight."""
+
 from __future__ import annotations
 
 from typing import Any, Callable, Iterable, TypeVar
@@ -27,13 +28,21 @@ def slots(options: dict[str, Any]) -> int:
 def lacking(what: str, options: dict[str, Any], have: dict[str, float]) -> str | None:
     """The one-line refusal for tasks with Ray ``options`` on a cluster whose total
     resources are ``have``, or None when every resource they ask for exists."""
-    need = {"CPU": options.get("num_cpus") or 0, "GPU": options.get("num_gpus") or 0, **(options.get("resources") or {})}
+    need = {
+        "CPU": options.get("num_cpus") or 0,
+        "GPU": options.get("num_gpus") or 0,
+        **(options.get("resources") or {}),
+    }
     for name, amount in need.items():
         if amount and have.get(name, 0.0) < amount:
-            listed = ", ".join(f"{k}={v:g}" for k, v in sorted(have.items())
-                               if not k.startswith(("node:", "accelerator_type:")) and k != "object_store_memory"
-                               and k != "memory")
-            return f"{what} needs {name}={amount:g} per task, and the Ray cluster has {have.get(name, 0.0):g} ({listed})"
+            listed = ", ".join(
+                f"{k}={v:g}"
+                for k, v in sorted(have.items())
+                if not k.startswith(("node:", "accelerator_type:")) and k != "object_store_memory" and k != "memory"
+            )
+            return (
+                f"{what} needs {name}={amount:g} per task, and the Ray cluster has {have.get(name, 0.0):g} ({listed})"
+            )
     return None
 
 
@@ -49,8 +58,9 @@ def check_resources(what: str, options: dict[str, Any]) -> None:
         raise PipelineError(refusal)
 
 
-def fan_out(submit: Callable[[T], Any], items: Iterable[T], max_in_flight: int,
-            on_result: Callable[[T, Any], None]) -> int:
+def fan_out(
+    submit: Callable[[T], Any], items: Iterable[T], max_in_flight: int, on_result: Callable[[T, Any], None]
+) -> int:
     """Run ``submit(item)`` (returns an ObjectRef) for every item, at most
     ``max_in_flight`` at once; ``on_result(item, value)`` in completion order. Returns
     the number of results handled."""

@@ -11,6 +11,7 @@ lookup-table, tree-ensemble and FLOPs baselines, with a paired bootstrap interva
 MAPE difference to the best baseline. Output: ``fit/<hardware id>/`` (predictor, its
 metadata, ``metrics.md``, ``scatter.png``) and ``fit/metrics.md``, all targets side by side.
 """
+
 from __future__ import annotations
 
 import functools
@@ -42,12 +43,25 @@ from pipeline.predictor_store import PredictorMeta
 from pipeline.rundir import RunDir, write_atomic
 
 MIN_ROWS = {"train": 10, "val": 2, "test": 5}
-COLUMNS = ["arch_id", "genotype", "encoding", "status", "latency_ms", "ref_latency_ms", "latency_ratio",
-           *ds.SETTING_COLUMNS]
+COLUMNS = [
+    "arch_id",
+    "genotype",
+    "encoding",
+    "status",
+    "latency_ms",
+    "ref_latency_ms",
+    "latency_ratio",
+    *ds.SETTING_COLUMNS,
+]
 REPORTS_PER_FIT = 5  # progress reports to Ray Train per predictor (besides the final one)
 FLOPS_SAMPLE = 1000  # training rows whose FLOPs are counted for the FLOPs baseline
-NAMES = {"predictor": "**lanas predictor** (grouped additive + MLP)", "lut": "lookup table per (cell, edge, op)",
-         "lut_op": "lookup table per (edge group, op)", "trees": "gradient-boosted trees", "flops": "FLOPs (linear map)"}
+NAMES = {
+    "predictor": "**lanas predictor** (grouped additive + MLP)",
+    "lut": "lookup table per (cell, edge, op)",
+    "lut_op": "lookup table per (edge group, op)",
+    "trees": "gradient-boosted trees",
+    "flops": "FLOPs (linear map)",
+}
 
 
 def split_of(arch_id: str, val_fraction: float, test_fraction: float) -> str:
@@ -65,8 +79,9 @@ def load_rows(run: RunDir, target: Target, hardware: str) -> tuple[dict[str, Any
     quiet_ray_data()
     part = dataset_dir(run) / f"{ds.PARTITION}={hardware}"
     if not part.is_dir():
-        raise PipelineError(f"no rows for target {target.spec} ({hardware}) in {dataset_dir(run)} "
-                            "(run `lanas measure` first)")
+        raise PipelineError(
+            f"no rows for target {target.spec} ({hardware}) in {dataset_dir(run)} (run `lanas measure` first)"
+        )
     match = functools.reduce(operator.and_, (col(c) == v for c, v in run.config.setting(target).columns().items()))
     rows = ray.data.read_parquet(str(part), columns=COLUMNS).filter(expr=match).to_pandas()
     dropped = {"failed": int((rows["status"] != "ok").sum())}
@@ -76,15 +91,19 @@ def load_rows(run: RunDir, target: Target, hardware: str) -> tuple[dict[str, Any
     dropped["nan_zero_or_negative"] = int(bad.sum())
     ok = ok[~bad]
     if len(ok) == 0:
-        raise PipelineError(f"no usable rows for target {hardware} at this run's measurement setting "
-                            f"({dropped['failed']} failed, {dropped['nan_zero_or_negative']} NaN/zero/negative)")
+        raise PipelineError(
+            f"no usable rows for target {hardware} at this run's measurement setting "
+            f"({dropped['failed']} failed, {dropped['nan_zero_or_negative']} NaN/zero/negative)"
+        )
     fit = run.config.fit
     ok = ok.assign(split=[split_of(a, fit.val_fraction, fit.test_fraction) for a in ok["arch_id"]])
     splits = {name: ok[ok["split"] == name] for name in MIN_ROWS}
     for name, minimum in MIN_ROWS.items():
         if len(splits[name]) < minimum:
-            raise PipelineError(f"{hardware}: too few rows to split: {len(ok)} usable rows give {len(splits[name])} "
-                                f"{name} rows (need >= {minimum}); measure more architectures")
+            raise PipelineError(
+                f"{hardware}: too few rows to split: {len(ok)} usable rows give {len(splits[name])} "
+                f"{name} rows (need >= {minimum}); measure more architectures"
+            )
     return splits, dropped
 
 
@@ -113,6 +132,7 @@ def _train_loop_per_worker(config: dict[str, Any]) -> None:
     every = max(1, settings.epochs // REPORTS_PER_FIT)
     final, states = {}, {}
     for i, (spec, data) in enumerate(config["data"].items()):
+
         def on_epoch(epoch: int, metrics: dict[str, float], spec=spec) -> None:
             if (epoch + 1) % every == 0 and epoch + 1 < settings.epochs:
                 ray.train.report({"target": spec, **metrics})
@@ -120,9 +140,16 @@ def _train_loop_per_worker(config: dict[str, Any]) -> None:
         (xtr, ytr), val = [(torch.tensor(x), torch.tensor(y)) for x, y in (data["train"], data["val"])]
         torch.manual_seed(config["seed"])  # same initial weights on every worker and every run
         predictor = LatencyPredictor.for_space(space, settings.hidden)
-        metrics = train_predictor(predictor, (xtr[rank::world], ytr[rank::world]), val, settings,
-                                  seed=config["seed"] + rank, on_epoch=on_epoch, wrap=ray.train.torch.prepare_model,
-                                  init=(xtr, ytr))
+        metrics = train_predictor(
+            predictor,
+            (xtr[rank::world], ytr[rank::world]),
+            val,
+            settings,
+            seed=config["seed"] + rank,
+            on_epoch=on_epoch,
+            wrap=ray.train.torch.prepare_model,
+            init=(xtr, ytr),
+        )
         final.update({f"{spec}/{k}": v for k, v in metrics.items()})
         final[f"{spec}/train_rows_per_worker"] = len(xtr[rank::world])
         final[f"{spec}/world_size"] = world
@@ -136,7 +163,9 @@ def _train_loop_per_worker(config: dict[str, Any]) -> None:
         ray.train.report(final, checkpoint=checkpoint)
 
 
-def train_with_ray(run: RunDir, splits: dict[str, dict[str, Any]]) -> tuple[dict[str, LatencyPredictor], dict[str, Any]]:
+def train_with_ray(
+    run: RunDir, splits: dict[str, dict[str, Any]]
+) -> tuple[dict[str, LatencyPredictor], dict[str, Any]]:
     """One TorchTrainer job fitting a predictor for every target spec in ``splits``.
     The rows travel as arrays in the loop config (a few MB even at 100K rows)."""
     import ray.train
@@ -146,17 +175,29 @@ def train_with_ray(run: RunDir, splits: dict[str, dict[str, Any]]) -> tuple[dict
     res = fit.resources_per_worker
     check_resources(*run.config.resource_asks()["fit"])
     specs = list(splits)
-    data = {spec: {name: tuple(t.numpy() for t in _arrays(splits[spec][name])) for name in ("train", "val")}
-            for spec in specs}
+    data = {
+        spec: {name: tuple(t.numpy() for t in _arrays(splits[spec][name])) for name in ("train", "val")}
+        for spec in specs
+    }
     trainer = TorchTrainer(
         _train_loop_per_worker,
-        train_loop_config={"settings": asdict(fit.model), "seed": run.config.seed, "ops": list(run.config.space.ops),
-                           "threads": max(1, int(res.num_cpus)), "data": data},
+        train_loop_config={
+            "settings": asdict(fit.model),
+            "seed": run.config.seed,
+            "ops": list(run.config.space.ops),
+            "threads": max(1, int(res.num_cpus)),
+            "data": data,
+        },
         scaling_config=ray.train.ScalingConfig(
-            num_workers=fit.num_workers, use_gpu=res.num_gpus > 0,
-            resources_per_worker={"CPU": res.num_cpus, **({"GPU": res.num_gpus} if res.num_gpus else {}), **res.custom}),
-        run_config=ray.train.RunConfig(name="fit", storage_path=str((run.stage("fit") / "ray").resolve()),
-                                       logging_config=ray.train.LoggingConfig(log_level="WARNING")),
+            num_workers=fit.num_workers,
+            use_gpu=res.num_gpus > 0,
+            resources_per_worker={"CPU": res.num_cpus, **({"GPU": res.num_gpus} if res.num_gpus else {}), **res.custom},
+        ),
+        run_config=ray.train.RunConfig(
+            name="fit",
+            storage_path=str((run.stage("fit") / "ray").resolve()),
+            logging_config=ray.train.LoggingConfig(log_level="WARNING"),
+        ),
     )
     result = trainer.fit()
     if result.checkpoint is None:
@@ -170,8 +211,9 @@ def train_with_ray(run: RunDir, splits: dict[str, dict[str, Any]]) -> tuple[dict
     return models, dict(result.metrics or {})
 
 
-def score(run: RunDir, model: LatencyPredictor, splits: dict[str, Any], reference_ms: float,
-          flops: dict[str, int]) -> tuple[dict, dict, dict, dict]:
+def score(
+    run: RunDir, model: LatencyPredictor, splits: dict[str, Any], reference_ms: float, flops: dict[str, int]
+) -> tuple[dict, dict, dict, dict]:
     """Test metrics of the predictor and of each baseline on the same split; the paired
     bootstrap of the predictor's relative errors against the best baseline's; the
     predictor's validation metrics (for the quality gate). ``flops``
@@ -185,8 +227,10 @@ def score(run: RunDir, model: LatencyPredictor, splits: dict[str, Any], referenc
     lut_op = quality.fit_lut((xtr @ groups).numpy(), ytr.numpy())
     trees = quality.fit_trees(xtr.numpy(), ytr.numpy(), cfg.seed)
     macro, res = cfg.macro(), cfg.data.resolution
-    sample = np.random.default_rng(cfg.seed).choice(len(splits["train"]), size=min(len(splits["train"]), FLOPS_SAMPLE),
-                                                    replace=False)
+    sample = np.random.default_rng(cfg.seed).choice(
+        len(splits["train"]), size=min(len(splits["train"]), FLOPS_SAMPLE), replace=False
+    )
+
     def flops_of(frame) -> list[int]:
         for a, g in zip(frame["arch_id"], frame["genotype"]):
             if a not in flops:
@@ -195,9 +239,13 @@ def score(run: RunDir, model: LatencyPredictor, splits: dict[str, Any], referenc
 
     slope, intercept = quality.fit_flops(flops_of(splits["train"].iloc[sample]), ytr.numpy()[sample])
     y = yte.numpy()
-    preds = {"predictor": ours, "lut": lut.predict(xte.numpy()), "lut_op": lut_op.predict((xte @ groups).numpy()),
-             "trees": trees.predict(xte.numpy()),
-             "flops": slope * np.asarray(flops_of(splits["test"]), dtype=float) + intercept}
+    preds = {
+        "predictor": ours,
+        "lut": lut.predict(xte.numpy()),
+        "lut_op": lut_op.predict((xte @ groups).numpy()),
+        "trees": trees.predict(xte.numpy()),
+        "flops": slope * np.asarray(flops_of(splits["test"]), dtype=float) + intercept,
+    }
     scores = {name: quality.regression_metrics(p, y, reference_ms) for name, p in preds.items()}
     best = min((k for k in scores if k != "predictor"), key=lambda k: scores[k]["mape"])
     rel = {k: np.abs(p - y) / y for k, p in preds.items()}
@@ -223,9 +271,15 @@ def run_fit(run: RunDir, target: str | None = None) -> dict[str, Any]:
         splits[t.spec], dropped[t.spec] = load_rows(run, t, ids[t.spec])
         c = {k: len(v) for k, v in splits[t.spec].items()}
         d = dropped[t.spec]
-        print(f"[fit] {ids[t.spec]}: train/val/test = {c['train']}/{c['val']}/{c['test']} architectures"
-              + (f"; dropped {d['failed']} failed and {d['nan_zero_or_negative']} NaN/zero/negative rows"
-                 if any(d.values()) else ""), flush=True)
+        print(
+            f"[fit] {ids[t.spec]}: train/val/test = {c['train']}/{c['val']}/{c['test']} architectures"
+            + (
+                f"; dropped {d['failed']} failed and {d['nan_zero_or_negative']} NaN/zero/negative rows"
+                if any(d.values())
+                else ""
+            ),
+            flush=True,
+        )
     print(f"[fit] one Ray Train job, {cfg.fit.num_workers} worker(s), {len(targets)} predictor(s)", flush=True)
     t1 = time.perf_counter()
     models, train_metrics = train_with_ray(run, splits)
@@ -233,74 +287,122 @@ def run_fit(run: RunDir, target: str | None = None) -> dict[str, Any]:
     summary: dict[str, Any] = {"targets": {}}
     metas, flops = {}, {}
     for t in targets:
-        metas[t.spec] = _export(run, t, ids[t.spec], models[t.spec], splits[t.spec], dropped[t.spec], train_metrics,
-                                flops)
+        metas[t.spec] = _export(
+            run, t, ids[t.spec], models[t.spec], splits[t.spec], dropped[t.spec], train_metrics, flops
+        )
         summary["targets"][t.spec] = {"hardware": ids[t.spec], "test": metas[t.spec].test}
     summary["wall_s"] = time.perf_counter() - t0
     finish(run, summary)
     return summary
 
 
-def _export(run: RunDir, target: Target, hw: str, model: LatencyPredictor, splits: dict[str, Any],
-            dropped: dict[str, int], train_metrics: dict[str, Any], flops: dict[str, int]) -> PredictorMeta:
+def _export(
+    run: RunDir,
+    target: Target,
+    hw: str,
+    model: LatencyPredictor,
+    splits: dict[str, Any],
+    dropped: dict[str, int],
+    train_metrics: dict[str, Any],
+    flops: dict[str, int],
+) -> PredictorMeta:
     """Score one target's predictor and write ``fit/<hw>/``."""
     cfg = run.config
     reference_ms = float(statistics.median(np.concatenate([splits[k]["ref_latency_ms"].to_numpy() for k in MIN_ROWS])))
     scores, versus, points, val = score(run, model, splits, reference_ms, flops)
     prefix = f"{target.spec}/"
     meta = PredictorMeta(
-        layout_version=LAYOUT_VERSION, ops=cfg.space.ops, target=target, hardware=hw, macro=cfg.macro(),
-        resolution=cfg.data.resolution, hidden=cfg.fit.model.hidden, reference_ms=reference_ms,
-        rows={k: len(v) for k, v in splits.items()}, dropped=dropped, test=scores["predictor"], val=val,
+        layout_version=LAYOUT_VERSION,
+        ops=cfg.space.ops,
+        target=target,
+        hardware=hw,
+        macro=cfg.macro(),
+        resolution=cfg.data.resolution,
+        hidden=cfg.fit.model.hidden,
+        reference_ms=reference_ms,
+        rows={k: len(v) for k, v in splits.items()},
+        dropped=dropped,
+        test=scores["predictor"],
+        val=val,
         baselines={k: v for k, v in scores.items() if k != "predictor"},
         versus_best_baseline={k: v for k, v in versus.items() if k != "best"},
-        train_metrics={k[len(prefix):]: float(v) for k, v in train_metrics.items()
-                       if k.startswith(prefix) and isinstance(v, (int, float))})
+        train_metrics={
+            k[len(prefix) :]: float(v)
+            for k, v in train_metrics.items()
+            if k.startswith(prefix) and isinstance(v, (int, float))
+        },
+    )
     where = predictor_store.folder(run, hw)
     predictor_store.save(where, model, meta)
-    write_atomic(where / "metrics.json", json.dumps({"hardware": hw, "rows": meta.rows, "dropped": dropped,
-                                                     "val": val, "test": scores, "versus_best_baseline": versus}, indent=2))
+    write_atomic(
+        where / "metrics.json",
+        json.dumps(
+            {
+                "hardware": hw,
+                "rows": meta.rows,
+                "dropped": dropped,
+                "val": val,
+                "test": scores,
+                "versus_best_baseline": versus,
+            },
+            indent=2,
+        ),
+    )
     write_atomic(where / "metrics.md", metrics_table(hw, scores, meta.rows, cfg.fit.max_val_mape, val))
     plot_scatter(where / "scatter.png", points, reference_ms, hw, scores["predictor"])
     s = scores["predictor"]
-    print(f"[fit] {hw}: test MAPE {s['mape']:.2%}, within +-10% {s['within_10pct']:.1%}, Kendall tau "
-          f"{s['kendall_tau']:.3f}; best baseline {versus['best']} {scores[versus['best']]['mape']:.2%} "
-          f"({quality.verdict(versus)}: difference {versus['mean']:+.2%}, 95% CI [{versus['lo']:+.2%}, {versus['hi']:+.2%}]); "
-          f"gate (validation MAPE {val['mape']:.2%} <= {cfg.fit.max_val_mape:.0%}): "
-          f"{'pass' if val['mape'] <= cfg.fit.max_val_mape else 'FAIL'}", flush=True)
+    print(
+        f"[fit] {hw}: test MAPE {s['mape']:.2%}, within +-10% {s['within_10pct']:.1%}, Kendall tau "
+        f"{s['kendall_tau']:.3f}; best baseline {versus['best']} {scores[versus['best']]['mape']:.2%} "
+        f"({quality.verdict(versus)}: difference {versus['mean']:+.2%}, "
+        f"95% CI [{versus['lo']:+.2%}, {versus['hi']:+.2%}]); "
+        f"gate (validation MAPE {val['mape']:.2%} <= {cfg.fit.max_val_mape:.0%}): "
+        f"{'pass' if val['mape'] <= cfg.fit.max_val_mape else 'FAIL'}",
+        flush=True,
+    )
     return meta
 
 
 def side_by_side(run: RunDir, metas: dict[str, PredictorMeta]) -> str:
     """``fit/metrics.md``: one line per target."""
-    lines = ["# Latency predictors, one per target", "",
-             "Test split by arch_id hash (the same architectures on every target). *vs best baseline*: mean "
-             "difference of the relative errors on the same test architectures, with a 95 % paired-bootstrap "
-             "interval; an interval holding 0 is a tie within the noise of the test set. *vs additive LUT*: the "
-             "same against the per-(edge group, op) lookup table, which is what the MLP term adds to "
-             "(it helps where latency is not additive).", "",
-             "The quality gate decides on the *validation* MAPE (the test split is only reported).", "",
-             "| target | hardware | rows (train/val/test) | MAPE | within ±10 % | Kendall τ | best baseline | "
-             "vs best baseline | vs additive LUT | val MAPE | gate |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "# Latency predictors, one per target",
+        "",
+        "Test split by arch_id hash (the same architectures on every target). *vs best baseline*: mean "
+        "difference of the relative errors on the same test architectures, with a 95 % paired-bootstrap "
+        "interval; an interval holding 0 is a tie within the noise of the test set. *vs additive LUT*: the "
+        "same against the per-(edge group, op) lookup table, which is what the MLP term adds to "
+        "(it helps where latency is not additive).",
+        "",
+        "The quality gate decides on the *validation* MAPE (the test split is only reported).",
+        "",
+        "| target | hardware | rows (train/val/test) | MAPE | within ±10 % | Kendall τ | best baseline | "
+        "vs best baseline | vs additive LUT | val MAPE | gate |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for spec, m in metas.items():
         if m.transferred_from:
             t = m.transferred_from
-            lines.append(f"| {spec} | `{m.hardware}` | {m.rows['train']}/0/{m.rows['test']} | "
-                         f"{_pct(m.test.get('mape'))} | {_pct(m.test.get('within_10pct'), '.1%')} | "
-                         f"{_num(m.test.get('kendall_tau'))} | transferred from `{t['source']}` with {t['samples']} "
-                         f"samples ({t['model']}) | — | — | {_pct(m.val.get('mape'))} (leave-one-out) | "
-                         f"{_gate(m, run.config.fit.max_val_mape)} |")
+            lines.append(
+                f"| {spec} | `{m.hardware}` | {m.rows['train']}/0/{m.rows['test']} | "
+                f"{_pct(m.test.get('mape'))} | {_pct(m.test.get('within_10pct'), '.1%')} | "
+                f"{_num(m.test.get('kendall_tau'))} | transferred from `{t['source']}` with {t['samples']} "
+                f"samples ({t['model']}) | — | — | {_pct(m.val.get('mape'))} (leave-one-out) | "
+                f"{_gate(m, run.config.fit.max_val_mape)} |"
+            )
             continue
         best = min(m.baselines, key=lambda k: m.baselines[k]["mape"])
         v = m.versus_best_baseline
         lut = m.baselines["lut_op"]["mape"] - m.test["mape"]
-        lines.append(f"| {spec} | `{m.hardware}` | {m.rows['train']}/{m.rows['val']}/{m.rows['test']} | "
-                     f"{m.test['mape']:.2%} | {m.test['within_10pct']:.1%} | {m.test['kendall_tau']:.3f} | "
-                     f"{best} {m.baselines[best]['mape']:.2%} | {quality.verdict(v)} ({v['mean']:+.2%}, "
-                     f"[{v['lo']:+.2%}, {v['hi']:+.2%}]) | {'-' if lut >= 0 else '+'}{abs(lut):.2%} | "
-                     f"{_pct(m.val.get('mape'))} | {_gate(m, run.config.fit.max_val_mape)} |")
+        lines.append(
+            f"| {spec} | `{m.hardware}` | {m.rows['train']}/{m.rows['val']}/{m.rows['test']} | "
+            f"{m.test['mape']:.2%} | {m.test['within_10pct']:.1%} | {m.test['kendall_tau']:.3f} | "
+            f"{best} {m.baselines[best]['mape']:.2%} | {quality.verdict(v)} ({v['mean']:+.2%}, "
+            f"[{v['lo']:+.2%}, {v['hi']:+.2%}]) | {'-' if lut >= 0 else '+'}{abs(lut):.2%} | "
+            f"{_pct(m.val.get('mape'))} | {_gate(m, run.config.fit.max_val_mape)} |"
+        )
     lines.append("")
-    for spec, m in metas.items():
+    for m in metas.values():
         if m.transferred_from:
             continue
         text = (predictor_store.folder(run, m.hardware) / "metrics.md").read_text(encoding="utf-8")
@@ -340,18 +442,25 @@ def finish(run: RunDir, summary: dict[str, Any]) -> None:
         run.mark_done("fit", summary)
 
 
-def metrics_table(hw: str, scores: dict[str, dict[str, float]], counts: dict[str, int], gate: float,
-                  val: dict[str, float]) -> str:
+def metrics_table(
+    hw: str, scores: dict[str, dict[str, float]], counts: dict[str, int], gate: float, val: dict[str, float]
+) -> str:
     verdict = "pass" if val["mape"] <= gate else "FAIL"
-    lines = [f"# Latency predictor on `{hw}`", "",
-             f"Held-out test set: {counts['test']} architectures (train {counts['train']}, val {counts['val']}), "
-             f"split by arch_id hash. Quality gate, decided on validation: MAPE {val['mape']:.2%} <= {gate:.0%}: "
-             f"{verdict}. The test rows below are reported, never used to decide.", "",
-             "| model | MAPE | RMSE (ms) | within +-5% | within +-10% | Kendall tau | Spearman rho |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        f"# Latency predictor on `{hw}`",
+        "",
+        f"Held-out test set: {counts['test']} architectures (train {counts['train']}, val {counts['val']}), "
+        f"split by arch_id hash. Quality gate, decided on validation: MAPE {val['mape']:.2%} <= {gate:.0%}: "
+        f"{verdict}. The test rows below are reported, never used to decide.",
+        "",
+        "| model | MAPE | RMSE (ms) | within +-5% | within +-10% | Kendall tau | Spearman rho |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for k, v in scores.items():
-        lines.append(f"| {NAMES[k]} | {v['mape']:.2%} | {v['rmse_ms']:.4f} | {v['within_5pct']:.1%} | "
-                     f"{v['within_10pct']:.1%} | {v['kendall_tau']:.3f} | {v['spearman_rho']:.3f} |")
+        lines.append(
+            f"| {NAMES[k]} | {v['mape']:.2%} | {v['rmse_ms']:.4f} | {v['within_5pct']:.1%} | "
+            f"{v['within_10pct']:.1%} | {v['kendall_tau']:.3f} | {v['spearman_rho']:.3f} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -369,8 +478,13 @@ def plot_scatter(path: Path, points: dict[str, list[float]], reference_ms: float
     ax.fill_between(grid, grid * 0.9, grid * 1.1, color="tab:green", alpha=0.15, label="+-10 %")
     ax.plot(grid, grid, color="tab:green", lw=1)
     ax.scatter(y, p, s=10, alpha=0.7, label="test architectures")
-    ax.set(xlim=(lo, hi), ylim=(lo, hi), xlabel="measured latency (ms)", ylabel="predicted latency (ms)",
-           title=f"{hw}\nMAPE {s['mape']:.2%}, tau {s['kendall_tau']:.3f}")
+    ax.set(
+        xlim=(lo, hi),
+        ylim=(lo, hi),
+        xlabel="measured latency (ms)",
+        ylabel="predicted latency (ms)",
+        title=f"{hw}\nMAPE {s['mape']:.2%}, tau {s['kendall_tau']:.3f}",
+    )
     ax.legend(loc="upper left")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -387,7 +501,15 @@ def predict_genotypes(run_dir: str, genotypes_file: str, target: str | None = No
     for t in select_targets(cfg, target, run.hardware_ids()):
         stored = predictor_store.load_for(run, t, gate=False)
         for g, r in zip(gs, stored.predict_ratio(x).tolist()):
-            out.append(json.dumps({"arch_id": g.arch_id, "target": t.spec, "hardware": stored.meta.hardware,
-                                   "predicted_latency_ratio": round(r, 6),
-                                   "predicted_latency_ms": round(r * stored.reference_ms, 6)}))
+            out.append(
+                json.dumps(
+                    {
+                        "arch_id": g.arch_id,
+                        "target": t.spec,
+                        "hardware": stored.meta.hardware,
+                        "predicted_latency_ratio": round(r, 6),
+                        "predicted_latency_ms": round(r * stored.reference_ms, 6),
+                    }
+                )
+            )
     return out

@@ -8,6 +8,7 @@ returned chunk as one Parquet shard at once, so an interrupted run loses at most
 chunks in flight, and a re-run skips every architecture the dataset already holds for
 that target and setting.
 """
+
 from __future__ import annotations
 
 import json
@@ -37,8 +38,9 @@ def dataset_dir(run: RunDir) -> Path:
     return run.stage("measure") / "dataset"
 
 
-def measure_genotypes(genotypes: Sequence[Genotype], setting: ds.Setting, protocol: MeasureSettings,
-                      seed: int) -> dict[str, Any]:
+def measure_genotypes(
+    genotypes: Sequence[Genotype], setting: ds.Setting, protocol: MeasureSettings, seed: int
+) -> dict[str, Any]:
     """Measure ``genotypes`` here (inside a Ray task) on ``setting.target``. Returns the
     hardware id, rows and timing totals; a genotype that fails (an op the runtime cannot
     export or run, among others) is a row with status 'failed' and its error."""
@@ -46,9 +48,16 @@ def measure_genotypes(genotypes: Sequence[Genotype], setting: ds.Setting, protoc
     target = setting.target
     meter = LatencyMeter(setting.macro, target, protocol, setting.resolution, seed)
     space = SearchSpace(setting.space_ops)
-    base = {"layout_version": LAYOUT_VERSION, **setting.columns(), "device_name": device_name(target),
-            "runtime_version": meter.runtime_version, "warmup": protocol.warmup, "torch_version": torch.__version__,
-            "seed": seed, "node": platform.node()}
+    base = {
+        "layout_version": LAYOUT_VERSION,
+        **setting.columns(),
+        "device_name": device_name(target),
+        "runtime_version": meter.runtime_version,
+        "warmup": protocol.warmup,
+        "torch_version": torch.__version__,
+        "seed": seed,
+        "node": platform.node(),
+    }
     rows, timed = [], 0.0
     for g in genotypes:
         row = {**base, "arch_id": g.arch_id, "genotype": g.to_json(), "measured_at": datetime.now(timezone.utc)}
@@ -57,10 +66,20 @@ def measure_genotypes(genotypes: Sequence[Genotype], setting: ds.Setting, protoc
             m = meter.measure(g)
             t = m.timing
             timed += t.timed_s
-            row.update(status="ok", error=None, latency_ms=t.arch.median_ms, latency_p10_ms=t.arch.p10_ms,
-                       latency_p90_ms=t.arch.p90_ms, ref_latency_ms=t.reference.median_ms, latency_ratio=t.ratio,
-                       latency_ratio_p10=t.ratio_p10, latency_ratio_p90=t.ratio_p90, repeats=t.arch.repeats,
-                       export_s=m.export_s, compile_s=m.compile_s)
+            row.update(
+                status="ok",
+                error=None,
+                latency_ms=t.arch.median_ms,
+                latency_p10_ms=t.arch.p10_ms,
+                latency_p90_ms=t.arch.p90_ms,
+                ref_latency_ms=t.reference.median_ms,
+                latency_ratio=t.ratio,
+                latency_ratio_p10=t.ratio_p10,
+                latency_ratio_p90=t.ratio_p90,
+                repeats=t.arch.repeats,
+                export_s=m.export_s,
+                compile_s=m.compile_s,
+            )
         except Exception as exc:  # noqa: BLE001 - any failure is recorded, never a number
             row.update(status="failed", error=f"{type(exc).__name__}: {exc}"[:500], repeats=0)
         rows.append(row)
@@ -125,8 +144,9 @@ def _select(cfg: RunConfig, num_archs: int | None, genotypes_file: str | None) -
     return cfg.space.sample_unique(n, cfg.seed)
 
 
-def missing(root: Path, cfg: RunConfig, targets: Sequence[Target], ids: dict[str, str],
-            genotypes: Sequence[Genotype]) -> dict[str, list[Genotype]]:
+def missing(
+    root: Path, cfg: RunConfig, targets: Sequence[Target], ids: dict[str, str], genotypes: Sequence[Genotype]
+) -> dict[str, list[Genotype]]:
     """Per target spec: the genotypes the dataset under ``root`` lacks for it (ok or failed rows count)."""
     have = ds.measured_keys(root)
     out = {}
@@ -136,8 +156,14 @@ def missing(root: Path, cfg: RunConfig, targets: Sequence[Target], ids: dict[str
     return out
 
 
-def measure_into(run: RunDir, root: Path, todo: dict[str, list[Genotype]], max_in_flight: int | None,
-                 progress: bool, name: str = "measure") -> dict[str, float]:
+def measure_into(
+    run: RunDir,
+    root: Path,
+    todo: dict[str, list[Genotype]],
+    max_in_flight: int | None,
+    progress: bool,
+    name: str = "measure",
+) -> dict[str, float]:
     """Measure ``todo`` (target spec -> genotypes) with Ray tasks, chunk by chunk and
     target by target in turn, writing each chunk as one shard of ``root``."""
     import ray
@@ -147,11 +173,19 @@ def measure_into(run: RunDir, root: Path, todo: dict[str, list[Genotype]], max_i
     by_spec = {t.spec: t for t in cfg.targets}
     size = cfg.measure.chunk_size
     chunks = {spec: [gs[i : i + size] for i in range(0, len(gs), size)] for spec, gs in todo.items()}
-    jobs = [(spec, chunks[spec][i]) for i in range(max(map(len, chunks.values()), default=0))
-            for spec in chunks if i < len(chunks[spec])]
+    jobs = [
+        (spec, chunks[spec][i])
+        for i in range(max(map(len, chunks.values()), default=0))
+        for spec in chunks
+        if i < len(chunks[spec])
+    ]
     options = {spec: cfg.measure.task_options(by_spec[spec]) for spec in todo}
-    tasks = {spec: ray.remote(measure_genotypes).options(name=f"{name}[{spec}]", max_retries=cfg.measure.max_retries,
-                                                         **options[spec]) for spec in todo}
+    tasks = {
+        spec: ray.remote(measure_genotypes).options(
+            name=f"{name}[{spec}]", max_retries=cfg.measure.max_retries, **options[spec]
+        )
+        for spec in todo
+    }
     if not max_in_flight:  # as many as the cluster runs at once, summed over distinct resource shapes
         shapes = {json.dumps(o, sort_keys=True): o for o in options.values()}
         max_in_flight = sum(slots(o) for o in shapes.values())
@@ -178,8 +212,14 @@ def measure_into(run: RunDir, root: Path, todo: dict[str, list[Genotype]], max_i
     return totals
 
 
-def run_measure(run: RunDir, num_archs: int | None = None, genotypes_file: str | None = None,
-                progress: bool = True, max_in_flight: int | None = None, target: str | None = None) -> dict[str, Any]:
+def run_measure(
+    run: RunDir,
+    num_archs: int | None = None,
+    genotypes_file: str | None = None,
+    progress: bool = True,
+    max_in_flight: int | None = None,
+    target: str | None = None,
+) -> dict[str, Any]:
     """Measure the selected architectures that the dataset does not hold yet, on every
     target of the run (or the one named ``target``); marks the stage done when every
     target was measured."""
@@ -193,12 +233,18 @@ def run_measure(run: RunDir, num_archs: int | None = None, genotypes_file: str |
     todo = missing(root, cfg, targets, ids, wanted)
     for t in targets:
         n = len(todo[t.spec])
-        print(f"[measure] {ids[t.spec]}: {len(wanted)} architectures wanted, {len(wanted) - n} already measured, "
-              f"{n} to measure", flush=True)
+        print(
+            f"[measure] {ids[t.spec]}: {len(wanted)} architectures wanted, {len(wanted) - n} already measured, "
+            f"{n} to measure",
+            flush=True,
+        )
     totals = measure_into(run, root, todo, max_in_flight or cfg.measure.max_in_flight, progress)
     wall = totals["wall_s"]
-    summary: dict[str, Any] = {**totals, "archs_per_s": totals["new_rows"] / wall if wall > 0 and totals["new_rows"] else 0.0,
-                               "targets": {}}
+    summary: dict[str, Any] = {
+        **totals,
+        "archs_per_s": totals["new_rows"] / wall if wall > 0 and totals["new_rows"] else 0.0,
+        "targets": {},
+    }
     table = ds.read_table(root).to_pylist()  # read once for every target's summary
     for t in targets:
         hw = ids[t.spec]
@@ -207,8 +253,11 @@ def run_measure(run: RunDir, num_archs: int | None = None, genotypes_file: str |
         s = summarise(rows, hw)
         summary["targets"][t.spec] = s
         plot_histogram(run, hw, [r for r in rows if r["status"] == "ok"])
-        print(f"[measure] {hw}: {s['rows']} rows ({s['failed']} failed); latency ms min/median/max = "
-              f"{s['latency_ms_min']:.3f}/{s['latency_ms_median']:.3f}/{s['latency_ms_max']:.3f}", flush=True)
+        print(
+            f"[measure] {hw}: {s['rows']} rows ({s['failed']} failed); latency ms min/median/max = "
+            f"{s['latency_ms_min']:.3f}/{s['latency_ms_median']:.3f}/{s['latency_ms_max']:.3f}",
+            flush=True,
+        )
     print(f"[measure] dataset: {root}", flush=True)
     if target is None:  # one target alone does not complete the stage for `reproduce`
         run.mark_done("measure", summary)
@@ -221,12 +270,16 @@ def summarise(rows: list[dict[str, Any]], hardware: str) -> dict[str, Any]:
     lat = [r["latency_ms"] for r in ok]
     refs = [r["ref_latency_ms"] for r in ok]
     prep = [r["export_s"] + r["compile_s"] for r in ok]
-    return {"hardware": hardware, "rows": len(rows), "failed": len(rows) - len(ok),
-            "latency_ms_min": min(lat, default=float("nan")),
-            "latency_ms_median": statistics.median(lat) if lat else float("nan"),
-            "latency_ms_max": max(lat, default=float("nan")),
-            "reference_ms": statistics.median(refs) if refs else float("nan"),
-            "export_compile_s_median": statistics.median(prep) if prep else float("nan")}
+    return {
+        "hardware": hardware,
+        "rows": len(rows),
+        "failed": len(rows) - len(ok),
+        "latency_ms_min": min(lat, default=float("nan")),
+        "latency_ms_median": statistics.median(lat) if lat else float("nan"),
+        "latency_ms_max": max(lat, default=float("nan")),
+        "reference_ms": statistics.median(refs) if refs else float("nan"),
+        "export_compile_s_median": statistics.median(prep) if prep else float("nan"),
+    }
 
 
 def plot_histogram(run: RunDir, hardware: str, rows: list[dict[str, Any]]) -> Path | None:

@@ -7,6 +7,7 @@ reference latency in ms) and how good they are (held-out test metrics, baselines
 Loading checks all of it against the run, so a predictor of another space, macro or
 target is a clear error. Every stage reads it through this module.
 """
+
 from __future__ import annotations
 
 import json
@@ -63,14 +64,20 @@ class PredictorMeta:
 
     def check_matches(self, cfg: RunConfig, target: Target | None, where: Path) -> None:
         """Raise naming the first field in which this predictor does not fit ``cfg``/``target``."""
-        want = {"layout_version": LAYOUT_VERSION, "ops": cfg.space.ops, "macro": cfg.macro(),
-                "resolution": cfg.data.resolution}
+        want = {
+            "layout_version": LAYOUT_VERSION,
+            "ops": cfg.space.ops,
+            "macro": cfg.macro(),
+            "resolution": cfg.data.resolution,
+        }
         if target is not None:
             want["target"] = target
         for key, value in want.items():
             if getattr(self, key) != value:
-                raise PipelineError(f"predictor in {where} does not match the run: {key} is {getattr(self, key)!r}, "
-                                    f"the run needs {value!r}")
+                raise PipelineError(
+                    f"predictor in {where} does not match the run: {key} is {getattr(self, key)!r}, "
+                    f"the run needs {value!r}"
+                )
 
 
 @dataclass(frozen=True)
@@ -120,8 +127,10 @@ def check_quality(stored: StoredPredictor, max_mape: float, force: bool = False)
     (decisions are taken on validation; the test split is only reported)."""
     mape = stored.meta.val.get("mape")
     if mape is None or not mape <= max_mape:
-        msg = (f"predictor for {stored.meta.hardware}: validation MAPE {mape if mape is None else f'{mape:.1%}'} "
-               f"exceeds the quality gate fit.max_val_mape = {max_mape:.1%}")
+        msg = (
+            f"predictor for {stored.meta.hardware}: validation MAPE {mape if mape is None else f'{mape:.1%}'} "
+            f"exceeds the quality gate fit.max_val_mape = {max_mape:.1%}"
+        )
         if not force:
             raise PipelineError(msg + "; measure more architectures or pass --force-predictor")
         print(f"[warning] {msg}; continuing because --force-predictor was given", flush=True)

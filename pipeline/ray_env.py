@@ -1,4 +1,5 @@
 """Connecting to Ray: only entry points call this."""
+
 from __future__ import annotations
 
 import logging

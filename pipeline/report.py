@@ -19,6 +19,7 @@ Writes, in ``report/``:
 Latency is the *measured* one: the reference-normalised ratio times the target's median
 reference latency (``measured_latency_ms``), so runs drifting on a shared CPU compare.
 """
+
 from __future__ import annotations
 
 import csv
@@ -35,13 +36,42 @@ from lanas.pareto import dominated_share, equal_size_hypervolume, hypervolume, p
 from pipeline.fit import stored_metas
 from pipeline.rundir import RunDir, write_atomic
 
-CSV_FIELDS = ["target", "name", "kind", "searched_for", "lam", "budget_ms", "seed", "arch_id", "test_acc", "val_acc",
-              "measured_latency_ms", "measured_raw_ms", "predicted_latency_ms", "prediction_error", "params",
-              "on_front", "genotype"]
+CSV_FIELDS = [
+    "target",
+    "name",
+    "kind",
+    "searched_for",
+    "lam",
+    "budget_ms",
+    "seed",
+    "arch_id",
+    "test_acc",
+    "val_acc",
+    "measured_latency_ms",
+    "measured_raw_ms",
+    "predicted_latency_ms",
+    "prediction_error",
+    "params",
+    "on_front",
+    "genotype",
+]
 KINDS = ("searched", "matched", "random", "published", "baseline", "budget")  # candidate kinds (see pipeline.evaluate)
 OWN_TARGET_KINDS = ("searched", "matched", "budget")  # kinds that belong to the target they were searched for
-BUDGET_FIELDS = ["target", "budget_ms", "predicted_ms", "measured_ms", "test_acc", "met", "share_of_budget", "name",
-                 "seed", "lam", "sweep_best", "sweep_best_acc", "sweep_best_ms"]
+BUDGET_FIELDS = [
+    "target",
+    "budget_ms",
+    "predicted_ms",
+    "measured_ms",
+    "test_acc",
+    "met",
+    "share_of_budget",
+    "name",
+    "seed",
+    "lam",
+    "sweep_best",
+    "sweep_best_acc",
+    "sweep_best_ms",
+]
 HV_ACCURACY_MARGIN = 0.01  # hypervolume reference: this much below the lowest accuracy ...
 HV_LATENCY_FACTOR = 1.1  # ... and this times the highest latency
 
@@ -66,10 +96,17 @@ def analyse(results: list[dict[str, Any]]) -> dict[str, Any]:
         key = decision_key(base)
         peers = [r for r in searched if r["seed"] == base["seed"] and r["lam"] > 0 and r[key] >= base[key]]
         best = min(peers, key=lambda r: r["measured_latency_ms"], default=None)
-        savings.append({"seed": base["seed"], "decided_on": key, "lam0_acc": base["test_acc"],
-                        "lam0_ms": base["measured_latency_ms"], "best_lam": best["lam"] if best else None,
-                        "best_acc": best["test_acc"] if best else None,
-                        "saved": 1 - best["measured_latency_ms"] / base["measured_latency_ms"] if best else 0.0})
+        savings.append(
+            {
+                "seed": base["seed"],
+                "decided_on": key,
+                "lam0_acc": base["test_acc"],
+                "lam0_ms": base["measured_latency_ms"],
+                "best_lam": best["lam"] if best else None,
+                "best_acc": best["test_acc"] if best else None,
+                "saved": 1 - best["measured_latency_ms"] / base["measured_latency_ms"] if best else 0.0,
+            }
+        )
     # the paper's headline: highest lambda versus lambda = 0
     headline = []
     lams = sorted({r["lam"] for r in searched})
@@ -77,15 +114,25 @@ def analyse(results: list[dict[str, Any]]) -> dict[str, Any]:
         by = {r["lam"]: r for r in searched if r["seed"] == seed}
         if 0.0 in by and len(lams) > 1 and lams[-1] in by:
             hi, lo = by[lams[-1]], by[0.0]
-            headline.append({"seed": seed, "lam": hi["lam"],
-                             "latency_change": hi["measured_latency_ms"] / lo["measured_latency_ms"] - 1,
-                             "accuracy_change_points": 100 * (hi["test_acc"] - lo["test_acc"])})
+            headline.append(
+                {
+                    "seed": seed,
+                    "lam": hi["lam"],
+                    "latency_change": hi["measured_latency_ms"] / lo["measured_latency_ms"] - 1,
+                    "accuracy_change_points": 100 * (hi["test_acc"] - lo["test_acc"]),
+                }
+            )
     errs = [abs(r["prediction_error"]) for r in ok if r["prediction_error"] is not None]
     derived_errs = [abs(r["prediction_error"]) for r in searched if r["prediction_error"] is not None]
-    return {"reference_point": reference, **comparison, "savings": savings, "headline": headline,
-            "prediction_mape_all": statistics.mean(errs) if errs else None,
-            "prediction_mape_derived": statistics.mean(derived_errs) if derived_errs else None,
-            "failed": [r["name"] for r in results if r["measured_latency_ms"] is None]}
+    return {
+        "reference_point": reference,
+        **comparison,
+        "savings": savings,
+        "headline": headline,
+        "prediction_mape_all": statistics.mean(errs) if errs else None,
+        "prediction_mape_derived": statistics.mean(derived_errs) if derived_errs else None,
+        "failed": [r["name"] for r in results if r["measured_latency_ms"] is None],
+    }
 
 
 def compare_kinds(ok: list[dict[str, Any]], reference: tuple[float, float]) -> dict[str, Any]:
@@ -95,21 +142,36 @@ def compare_kinds(ok: list[dict[str, Any]], reference: tuple[float, float]) -> d
     points = {kind: [(r["test_acc"], r["measured_latency_ms"]) for r in ok if r["kind"] == kind] for kind in KINDS}
     n = len(points["searched"])
     by_name = {r["name"]: r for r in ok}
-    pairs = [(by_name[r["name"][len("matched-"):]], r) for r in ok
-             if r["kind"] == "matched" and r["name"][len("matched-"):] in by_name]
+    pairs = [
+        (by_name[r["name"][len("matched-") :]], r)
+        for r in ok
+        if r["kind"] == "matched" and r["name"][len("matched-") :] in by_name
+    ]
     return {
         "hypervolume": {kind: hypervolume(p, reference) for kind, p in points.items()},
         # more points can only add area: each kind against the searched set at the size of the smaller one
-        "hypervolume_equal_size": {kind: {"size": min(n, len(p)),
-                                          "searched": equal_size_hypervolume(points["searched"], min(n, len(p)), reference),
-                                          kind: equal_size_hypervolume(p, min(n, len(p)), reference)}
-                                   for kind, p in points.items() if kind != "searched" and p and n},
-        "dominance": {kind: {"dominated_by_searched": dominated_share(points["searched"], p),
-                             "searched_dominated": dominated_share(p, points["searched"])}
-                      for kind, p in points.items() if kind != "searched" and p},
-        "searched_minus_matched_acc": quality.paired_bootstrap(np.array([s["test_acc"] for s, _ in pairs]),
-                                                               np.array([m["test_acc"] for _, m in pairs]))
-        if pairs else None,
+        "hypervolume_equal_size": {
+            kind: {
+                "size": min(n, len(p)),
+                "searched": equal_size_hypervolume(points["searched"], min(n, len(p)), reference),
+                kind: equal_size_hypervolume(p, min(n, len(p)), reference),
+            }
+            for kind, p in points.items()
+            if kind != "searched" and p and n
+        },
+        "dominance": {
+            kind: {
+                "dominated_by_searched": dominated_share(points["searched"], p),
+                "searched_dominated": dominated_share(p, points["searched"]),
+            }
+            for kind, p in points.items()
+            if kind != "searched" and p
+        },
+        "searched_minus_matched_acc": quality.paired_bootstrap(
+            np.array([s["test_acc"] for s, _ in pairs]), np.array([m["test_acc"] for _, m in pairs])
+        )
+        if pairs
+        else None,
     }
 
 
@@ -122,8 +184,11 @@ def decision_key(row: dict[str, Any]) -> str:
 def on_target(results: list[dict[str, Any]], spec: str) -> list[dict[str, Any]]:
     """The rows of ``spec``'s front: every candidate measured on it, except architectures
     searched for another target (those are the specialisation table's)."""
-    return [r for r in results if r["target"] == spec
-            and (r["kind"] not in OWN_TARGET_KINDS or r["searched_for"] in (None, spec))]
+    return [
+        r
+        for r in results
+        if r["target"] == spec and (r["kind"] not in OWN_TARGET_KINDS or r["searched_for"] in (None, spec))
+    ]
 
 
 def budgets(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -131,18 +196,34 @@ def budgets(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     whether the *measured* latency met the budget, and the best lambda-sweep architecture
     (by the deciding accuracy) that meets the same budget."""
     out = []
-    for r in sorted((r for r in results if r["kind"] == "budget" and r["target"] == r["searched_for"]),
-                    key=lambda r: (r["target"], r["budget_ms"], r["seed"])):
+    for r in sorted(
+        (r for r in results if r["kind"] == "budget" and r["target"] == r["searched_for"]),
+        key=lambda r: (r["target"], r["budget_ms"], r["seed"]),
+    ):
         t, ms = r["budget_ms"], r["measured_latency_ms"]
-        meeting = [s for s in on_target(results, r["target"]) if s["kind"] == "searched"
-                   and s["measured_latency_ms"] is not None and s["measured_latency_ms"] <= t]
+        meeting = [
+            s
+            for s in on_target(results, r["target"])
+            if s["kind"] == "searched" and s["measured_latency_ms"] is not None and s["measured_latency_ms"] <= t
+        ]
         best = max(meeting, key=lambda s: (s[decision_key(s)], -s["measured_latency_ms"]), default=None)
-        out.append({"target": r["target"], "budget_ms": t, "predicted_ms": r["predicted_latency_ms"], "measured_ms": ms,
-                    "test_acc": r["test_acc"], "met": None if ms is None else ms <= t,
-                    "share_of_budget": None if ms is None else ms / t, "name": r["name"], "seed": r["seed"],
-                    "lam": r["lam"], "sweep_best": best["name"] if best else None,
-                    "sweep_best_acc": best["test_acc"] if best else None,
-                    "sweep_best_ms": best["measured_latency_ms"] if best else None})
+        out.append(
+            {
+                "target": r["target"],
+                "budget_ms": t,
+                "predicted_ms": r["predicted_latency_ms"],
+                "measured_ms": ms,
+                "test_acc": r["test_acc"],
+                "met": None if ms is None else ms <= t,
+                "share_of_budget": None if ms is None else ms / t,
+                "name": r["name"],
+                "seed": r["seed"],
+                "lam": r["lam"],
+                "sweep_best": best["name"] if best else None,
+                "sweep_best_acc": best["test_acc"] if best else None,
+                "sweep_best_ms": best["measured_latency_ms"] if best else None,
+            }
+        )
     return out
 
 
@@ -150,8 +231,17 @@ def latency_matrix(results: list[dict[str, Any]], specs: list[str]) -> list[dict
     """One row per candidate: accuracy and measured ms on every target."""
     rows: dict[str, dict[str, Any]] = {}
     for r in results:
-        row = rows.setdefault(r["name"], {"name": r["name"], "kind": r["kind"], "searched_for": r["searched_for"],
-                                          "lam": r["lam"], "seed": r["seed"], "test_acc": r["test_acc"]})
+        row = rows.setdefault(
+            r["name"],
+            {
+                "name": r["name"],
+                "kind": r["kind"],
+                "searched_for": r["searched_for"],
+                "lam": r["lam"],
+                "seed": r["seed"],
+                "test_acc": r["test_acc"],
+            },
+        )
         row[r["target"]] = r["measured_latency_ms"]
     return [rows[n] for n in rows if all(s in rows[n] for s in specs)]
 
@@ -170,10 +260,19 @@ def specialisation(results: list[dict[str, Any]], specs: list[str]) -> list[dict
                 if tgt != b or sf != b or other is None:
                     continue
                 ms_own, ms_other = own["measured_latency_ms"], other["measured_latency_ms"]
-                out.append({"deployed_on": b, "searched_for": a, "lam": lam, "seed": seed,
-                            "ms_searched_for_deployed": ms_own, "ms_searched_for_other": ms_other,
-                            "acc_searched_for_deployed": own["test_acc"], "acc_searched_for_other": other["test_acc"],
-                            "latency_lost": (ms_other / ms_own - 1) if ms_own and ms_other else None})
+                out.append(
+                    {
+                        "deployed_on": b,
+                        "searched_for": a,
+                        "lam": lam,
+                        "seed": seed,
+                        "ms_searched_for_deployed": ms_own,
+                        "ms_searched_for_other": ms_other,
+                        "acc_searched_for_deployed": own["test_acc"],
+                        "acc_searched_for_other": other["test_acc"],
+                        "latency_lost": (ms_other / ms_own - 1) if ms_own and ms_other else None,
+                    }
+                )
     return out
 
 
@@ -203,37 +302,86 @@ def _panel(ax, rows: list[dict[str, Any]], hardware: str, colorbar) -> None:
     ok = [r for r in rows if r["measured_latency_ms"] is not None]
     rnd = [r for r in ok if r["kind"] == "random"]
     if rnd:
-        ax.scatter([r["measured_latency_ms"] for r in rnd], [100 * r["test_acc"] for r in rnd], c="0.7", s=25,
-                   label="random architectures")
+        ax.scatter(
+            [r["measured_latency_ms"] for r in rnd],
+            [100 * r["test_acc"] for r in rnd],
+            c="0.7",
+            s=25,
+            label="random architectures",
+        )
     matched = [r for r in ok if r["kind"] == "matched"]
     if matched:
-        ax.scatter([r["measured_latency_ms"] for r in matched], [100 * r["test_acc"] for r in matched], marker="D",
-                   facecolors="none", edgecolors="tab:orange", s=40, label="random, latency-matched to a searched one")
+        ax.scatter(
+            [r["measured_latency_ms"] for r in matched],
+            [100 * r["test_acc"] for r in matched],
+            marker="D",
+            facecolors="none",
+            edgecolors="tab:orange",
+            s=40,
+            label="random, latency-matched to a searched one",
+        )
     for r in (r for r in ok if r["kind"] == "baseline"):
         ax.scatter(r["measured_latency_ms"], 100 * r["test_acc"], marker="X", s=90, c="k", label="trivial (no conv)")
     for r in (r for r in ok if r["kind"] == "published"):
         ax.scatter(r["measured_latency_ms"], 100 * r["test_acc"], marker="*", s=140, c="tab:purple")
-        ax.annotate(r["name"], (r["measured_latency_ms"], 100 * r["test_acc"]), textcoords="offset points",
-                    xytext=(5, -10), fontsize=8)
+        ax.annotate(
+            r["name"],
+            (r["measured_latency_ms"], 100 * r["test_acc"]),
+            textcoords="offset points",
+            xytext=(5, -10),
+            fontsize=8,
+        )
     for r in (r for r in ok if r["kind"] == "budget"):
         colour = "tab:green" if r["measured_latency_ms"] <= r["budget_ms"] else "tab:red"
         ax.axvline(r["budget_ms"], ls=":", c=colour, lw=1)
-        ax.scatter(r["measured_latency_ms"], 100 * r["test_acc"], marker="s", s=55, c=colour, edgecolors="k", zorder=3,
-                   label="budget search (green: met, red: missed; dotted: its budget)")
-        ax.annotate(f"≤{r['budget_ms']:g} ms", (r["measured_latency_ms"], 100 * r["test_acc"]), textcoords="offset points",
-                    xytext=(6, -10), fontsize=8)
+        ax.scatter(
+            r["measured_latency_ms"],
+            100 * r["test_acc"],
+            marker="s",
+            s=55,
+            c=colour,
+            edgecolors="k",
+            zorder=3,
+            label="budget search (green: met, red: missed; dotted: its budget)",
+        )
+        ax.annotate(
+            f"≤{r['budget_ms']:g} ms",
+            (r["measured_latency_ms"], 100 * r["test_acc"]),
+            textcoords="offset points",
+            xytext=(6, -10),
+            fontsize=8,
+        )
     searched = [r for r in ok if r["kind"] == "searched"]
     if searched:
-        sc = ax.scatter([r["measured_latency_ms"] for r in searched], [100 * r["test_acc"] for r in searched],
-                        c=[r["lam"] for r in searched], cmap="viridis", s=60, edgecolors="k", norm=_lam_norm(searched),
-                        label="searched for this target (colour: λ)", zorder=3)
+        sc = ax.scatter(
+            [r["measured_latency_ms"] for r in searched],
+            [100 * r["test_acc"] for r in searched],
+            c=[r["lam"] for r in searched],
+            cmap="viridis",
+            s=60,
+            edgecolors="k",
+            norm=_lam_norm(searched),
+            label="searched for this target (colour: λ)",
+            zorder=3,
+        )
         colorbar(sc, ax=ax, label="λ")
         for r in searched:
-            ax.annotate(f"λ={r['lam']:g}", (r["measured_latency_ms"], 100 * r["test_acc"]), textcoords="offset points",
-                        xytext=(6, 4), fontsize=8)
+            ax.annotate(
+                f"λ={r['lam']:g}",
+                (r["measured_latency_ms"], 100 * r["test_acc"]),
+                textcoords="offset points",
+                xytext=(6, 4),
+                fontsize=8,
+            )
         front = sorted((r for r in searched if r.get("on_front")), key=lambda r: r["measured_latency_ms"])
-        ax.step([r["measured_latency_ms"] for r in front], [100 * r["test_acc"] for r in front], where="post",
-                c="tab:red", lw=1.5, label="Pareto front (searched)")
+        ax.step(
+            [r["measured_latency_ms"] for r in front],
+            [100 * r["test_acc"] for r in front],
+            where="post",
+            c="tab:red",
+            lw=1.5,
+            label="Pareto front (searched)",
+        )
     ax.set(xlabel=f"measured latency (ms, ratio x reference)\n{hardware}", ylabel="test accuracy (%)")
     ax.grid(alpha=0.3)
     handles, labels = ax.get_legend_handles_labels()
@@ -279,10 +427,16 @@ def plot_specialisation(path: Path, spec_rows: list[dict[str, Any]], specs: list
             for j, a in enumerate(others):
                 r = next((r for r in rows if (r["lam"], r["seed"], r["searched_for"]) == (lam, seed, a)), None)
                 if r is not None and r["ms_searched_for_other"] is not None:
-                    ax.bar(i + (j + 1) * width, r["ms_searched_for_other"], width, color=f"C{j + 3}",
-                           label=f"searched for {a}" if i == 0 else None)
-        ax.set_xticks([i + width * len(others) / 2 for i in range(len(cells))],
-                      [f"λ={lam:g}, seed {seed}" for lam, seed in cells])
+                    ax.bar(
+                        i + (j + 1) * width,
+                        r["ms_searched_for_other"],
+                        width,
+                        color=f"C{j + 3}",
+                        label=f"searched for {a}" if i == 0 else None,
+                    )
+        ax.set_xticks(
+            [i + width * len(others) / 2 for i in range(len(cells))], [f"λ={lam:g}, seed {seed}" for lam, seed in cells]
+        )
         ax.set(ylabel="measured latency (ms, ratio x reference)", title=f"deployed on {b}")
         ax.legend(fontsize=7)
     fig.suptitle("What searching for the wrong target costs")
@@ -297,41 +451,72 @@ def _fmt(x: Any, spec: str) -> str:
 
 def target_section(spec: str, hardware: str, rows: list[dict[str, Any]], a: dict[str, Any]) -> list[str]:
     ref_acc, ref_lat = a["reference_point"]
-    lines = [f"## Target `{spec}`", "", f"Hardware `{hardware}`.", "",
-             "| name | kind | λ | test acc | measured (ms, ratio x ref) | predicted (ms) | pred. error | front |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"## Target `{spec}`",
+        "",
+        f"Hardware `{hardware}`.",
+        "",
+        "| name | kind | λ | test acc | measured (ms, ratio x ref) | predicted (ms) | pred. error | front |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in sorted(rows, key=lambda r: (r["kind"] != "searched", r["lam"] or 0, r["name"])):
-        lines.append(f"| {r['name']} | {r['kind']} | {_fmt(r['lam'], 'g')} | {100 * r['test_acc']:.1f} % | "
-                     f"{_fmt(r['measured_latency_ms'], '.3f')} | {r['predicted_latency_ms']:.3f} | "
-                     f"{_fmt(r['prediction_error'], '+.1%')} | {'yes' if r.get('on_front') else ''} |")
-    lines += ["", f"Hypervolume (accuracy x ms; reference point: accuracy {100 * ref_acc:.1f} %, latency "
-              f"{ref_lat:.3f} ms), all points of each kind: "
-              + ", ".join(f"{k} {v:.5f}" for k, v in a["hypervolume"].items() if any(r["kind"] == k for r in rows)), ""]
+        lines.append(
+            f"| {r['name']} | {r['kind']} | {_fmt(r['lam'], 'g')} | {100 * r['test_acc']:.1f} % | "
+            f"{_fmt(r['measured_latency_ms'], '.3f')} | {r['predicted_latency_ms']:.3f} | "
+            f"{_fmt(r['prediction_error'], '+.1%')} | {'yes' if r.get('on_front') else ''} |"
+        )
+    lines += [
+        "",
+        f"Hypervolume (accuracy x ms; reference point: accuracy {100 * ref_acc:.1f} %, latency "
+        f"{ref_lat:.3f} ms), all points of each kind: "
+        + ", ".join(f"{k} {v:.5f}" for k, v in a["hypervolume"].items() if any(r["kind"] == k for r in rows)),
+        "",
+    ]
     if a["hypervolume_equal_size"]:
-        lines.append("- Hypervolume at equal set size (mean over subsets of the smaller set's size, since more points "
-                     "can only add area): " + "; ".join(f"searched {v['searched']:.5f} vs {k} {v[k]:.5f} ({v['size']} "
-                                                         f"point{'s' if v['size'] > 1 else ''} each)"
-                                                         for k, v in a["hypervolume_equal_size"].items()))
+        lines.append(
+            "- Hypervolume at equal set size (mean over subsets of the smaller set's size, since more points "
+            "can only add area): "
+            + "; ".join(
+                f"searched {v['searched']:.5f} vs {k} {v[k]:.5f} ({v['size']} point{'s' if v['size'] > 1 else ''} each)"
+                for k, v in a["hypervolume_equal_size"].items()
+            )
+        )
     for kind, d in a["dominance"].items():
-        lines.append(f"- Per point: {_fmt(d['dominated_by_searched'], '.0%')} of the {kind} architectures are dominated "
-                     f"by a searched one; {_fmt(d['searched_dominated'], '.0%')} of the searched ones by a {kind} one")
+        lines.append(
+            f"- Per point: {_fmt(d['dominated_by_searched'], '.0%')} of the {kind} architectures are dominated "
+            f"by a searched one; {_fmt(d['searched_dominated'], '.0%')} of the searched ones by a {kind} one"
+        )
     m = a["searched_minus_matched_acc"]
     if m:
-        lines.append(f"- Searched minus latency-matched random, test accuracy over {m['n']} pairs: "
-                     f"{100 * m['mean']:+.2f} points (95 % bootstrap interval [{100 * m['lo']:+.2f}, {100 * m['hi']:+.2f}]; "
-                     + ("an interval holding 0 is a tie)" if m["lo"] <= 0 <= m["hi"] else "the interval excludes 0)"))
+        lines.append(
+            f"- Searched minus latency-matched random, test accuracy over {m['n']} pairs: "
+            f"{100 * m['mean']:+.2f} points (95 % bootstrap interval [{100 * m['lo']:+.2f}, {100 * m['hi']:+.2f}]; "
+            + ("an interval holding 0 is a tie)" if m["lo"] <= 0 <= m["hi"] else "the interval excludes 0)")
+        )
     for s in a["savings"]:
-        on = ("validation accuracy" if s["decided_on"] == "val_acc" else
-              "test accuracy, as the candidates were trained on train + val and have no validation split")
-        lines.append(f"- Latency saved at equal-or-better accuracy versus λ = 0, seed {s['seed']} (decided on {on}): "
-                     f"λ = 0 has {100 * s['lam0_acc']:.1f} % test accuracy at {s['lam0_ms']:.3f} ms; "
-                     + (f"λ = {s['best_lam']:g} saves {s['saved']:.1%} ({100 * s['best_acc']:.1f} % test accuracy)"
-                        if s["best_lam"] is not None else "no λ > 0 architecture matched its accuracy (0 % saved)"))
+        on = (
+            "validation accuracy"
+            if s["decided_on"] == "val_acc"
+            else "test accuracy, as the candidates were trained on train + val and have no validation split"
+        )
+        lines.append(
+            f"- Latency saved at equal-or-better accuracy versus λ = 0, seed {s['seed']} (decided on {on}): "
+            f"λ = 0 has {100 * s['lam0_acc']:.1f} % test accuracy at {s['lam0_ms']:.3f} ms; "
+            + (
+                f"λ = {s['best_lam']:g} saves {s['saved']:.1%} ({100 * s['best_acc']:.1f} % test accuracy)"
+                if s["best_lam"] is not None
+                else "no λ > 0 architecture matched its accuracy (0 % saved)"
+            )
+        )
     for h in a["headline"]:
-        lines.append(f"- Highest λ versus λ = 0, seed {h['seed']}: λ = {h['lam']:g} changes latency by "
-                     f"{h['latency_change']:+.1%} and accuracy by {h['accuracy_change_points']:+.1f} points")
-    lines.append(f"- Prediction error (|predicted / measured − 1|, mean): derived architectures "
-                 f"{_fmt(a['prediction_mape_derived'], '.1%')}, all evaluated {_fmt(a['prediction_mape_all'], '.1%')}")
+        lines.append(
+            f"- Highest λ versus λ = 0, seed {h['seed']}: λ = {h['lam']:g} changes latency by "
+            f"{h['latency_change']:+.1%} and accuracy by {h['accuracy_change_points']:+.1f} points"
+        )
+    lines.append(
+        f"- Prediction error (|predicted / measured − 1|, mean): derived architectures "
+        f"{_fmt(a['prediction_mape_derived'], '.1%')}, all evaluated {_fmt(a['prediction_mape_all'], '.1%')}"
+    )
     if a["failed"]:
         lines.append(f"- Measurement failed for: {', '.join(a['failed'])} (kept out of the front)")
     return lines + [""]
@@ -342,71 +527,116 @@ def budget_section(rows: list[dict[str, Any]]) -> list[str]:
     if not rows:
         return []
     met = sum(bool(r["met"]) for r in rows)
-    lines = ["## Latency budgets", "",
-             f"{met} of {len(rows)} budgets met by the *measured* latency of the architecture their search derived "
-             "(also `budgets.csv`). *Share*: measured / budget. *Best λ-sweep*: the most accurate architecture of the "
-             "λ sweep (by validation accuracy where there is one) that meets the same budget.", "",
-             "| target | budget (ms) | predicted (ms) | measured (ms) | share | met | test acc | λ at the end | "
-             "best λ-sweep under the budget |", "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "## Latency budgets",
+        "",
+        f"{met} of {len(rows)} budgets met by the *measured* latency of the architecture their search derived "
+        "(also `budgets.csv`). *Share*: measured / budget. *Best λ-sweep*: the most accurate architecture of the "
+        "λ sweep (by validation accuracy where there is one) that meets the same budget.",
+        "",
+        "| target | budget (ms) | predicted (ms) | measured (ms) | share | met | test acc | λ at the end | "
+        "best λ-sweep under the budget |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         verdict = "—" if r["met"] is None else ("yes" if r["met"] else "**missed**")
-        sweep = (f"{r['sweep_best']}: {100 * r['sweep_best_acc']:.1f} %, {r['sweep_best_ms']:.3f} ms"
-                 if r["sweep_best"] else "none meets it")
-        lines.append(f"| {r['target']} | {r['budget_ms']:g} | {r['predicted_ms']:.3f} | {_fmt(r['measured_ms'], '.3f')} | "
-                     f"{_fmt(r['share_of_budget'], '.0%')} | {verdict} | {100 * r['test_acc']:.1f} % | {r['lam']:+.3f} | "
-                     f"{sweep} |")
+        sweep = (
+            f"{r['sweep_best']}: {100 * r['sweep_best_acc']:.1f} %, {r['sweep_best_ms']:.3f} ms"
+            if r["sweep_best"]
+            else "none meets it"
+        )
+        lines.append(
+            f"| {r['target']} | {r['budget_ms']:g} | {r['predicted_ms']:.3f} | {_fmt(r['measured_ms'], '.3f')} | "
+            f"{_fmt(r['share_of_budget'], '.0%')} | {verdict} | {100 * r['test_acc']:.1f} % | {r['lam']:+.3f} | "
+            f"{sweep} |"
+        )
     return lines + [""]
 
 
 def cross_target_section(matrix: list[dict[str, Any]], spec_rows: list[dict[str, Any]], specs: list[str]) -> list[str]:
-    lines = ["## Cross-target latency matrix", "", "Every candidate measured on every target (ms, ratio x reference).", "",
-             "| candidate | searched for | test acc | " + " | ".join(f"`{s}`" for s in specs) + " |",
-             "|---|---|---|" + "---|" * len(specs)]
+    lines = [
+        "## Cross-target latency matrix",
+        "",
+        "Every candidate measured on every target (ms, ratio x reference).",
+        "",
+        "| candidate | searched for | test acc | " + " | ".join(f"`{s}`" for s in specs) + " |",
+        "|---|---|---|" + "---|" * len(specs),
+    ]
     for m in matrix:
-        lines.append(f"| {m['name']} | {m['searched_for'] or ('all (λ = 0)' if m['kind'] == 'searched' else '—')} | "
-                     f"{100 * m['test_acc']:.1f} % | " + " | ".join(_fmt(m[s], ".3f") for s in specs) + " |")
-    lines += ["", "## Specialisation: searching for the wrong target", "",
-              "Deployed on B, the architecture searched for A (same λ and seed) against the one searched for B. "
-              "*Latency lost*: how much slower on B the wrong target's architecture is (positive = searching for "
-              "B paid off).", ""]
+        lines.append(
+            f"| {m['name']} | {m['searched_for'] or ('all (λ = 0)' if m['kind'] == 'searched' else '—')} | "
+            f"{100 * m['test_acc']:.1f} % | " + " | ".join(_fmt(m[s], ".3f") for s in specs) + " |"
+        )
+    lines += [
+        "",
+        "## Specialisation: searching for the wrong target",
+        "",
+        "Deployed on B, the architecture searched for A (same λ and seed) against the one searched for B. "
+        "*Latency lost*: how much slower on B the wrong target's architecture is (positive = searching for "
+        "B paid off).",
+        "",
+    ]
     if not spec_rows:
         return lines + ["(needs at least two targets and a λ > 0)", ""]
-    lines += ["![Specialisation](specialisation.png)", "",
-              "| deployed on B | searched for A | λ | seed | searched for B (ms, acc) | searched for A (ms, acc) | "
-              "latency lost |", "|---|---|---|---|---|---|---|"]
+    lines += [
+        "![Specialisation](specialisation.png)",
+        "",
+        "| deployed on B | searched for A | λ | seed | searched for B (ms, acc) | searched for A (ms, acc) | "
+        "latency lost |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for s in spec_rows:
-        lines.append(f"| {s['deployed_on']} | {s['searched_for']} | {s['lam']:g} | {s['seed']} | "
-                     f"{_fmt(s['ms_searched_for_deployed'], '.3f')}, {100 * s['acc_searched_for_deployed']:.1f} % | "
-                     f"{_fmt(s['ms_searched_for_other'], '.3f')}, {100 * s['acc_searched_for_other']:.1f} % | "
-                     f"{_fmt(s['latency_lost'], '+.1%')} |")
+        lines.append(
+            f"| {s['deployed_on']} | {s['searched_for']} | {s['lam']:g} | {s['seed']} | "
+            f"{_fmt(s['ms_searched_for_deployed'], '.3f')}, {100 * s['acc_searched_for_deployed']:.1f} % | "
+            f"{_fmt(s['ms_searched_for_other'], '.3f')}, {100 * s['acc_searched_for_other']:.1f} % | "
+            f"{_fmt(s['latency_lost'], '+.1%')} |"
+        )
     lost = [s["latency_lost"] for s in spec_rows if s["latency_lost"] is not None]
     if lost:
-        lines += ["", f"Across {len(lost)} comparisons: median latency lost {statistics.median(lost):+.1%}, "
-                  f"range {min(lost):+.1%} to {max(lost):+.1%}. One search seed per cell: a single comparison "
-                  "is within the measurement noise (~3 %) unless it is larger than that."]
+        lines += [
+            "",
+            f"Across {len(lost)} comparisons: median latency lost {statistics.median(lost):+.1%}, "
+            f"range {min(lost):+.1%} to {max(lost):+.1%}. One search seed per cell: a single comparison "
+            "is within the measurement noise (~3 %) unless it is larger than that.",
+        ]
     return lines + [""]
 
 
 def markdown(run: RunDir, sections: list[str], cross: list[str]) -> str:
     fit_md = run.path / "fit" / "metrics.md"
     cfg = run.config
-    lines = [f"# LA-DNAS report: `{cfg.name}`", "",
-             f"Search space: {len(cfg.space.ops)} ops, DARTS cells; deployed network {cfg.network.layers} cells, "
-             f"{cfg.network.channels} channels, {cfg.data.resolution}x{cfg.data.resolution} input; data "
-             f"`{cfg.data.dataset}`; search mode `{cfg.search.settings.mode}`, {cfg.search.settings.epochs} epochs; "
-             f"evaluation {cfg.evaluate.train.epochs} epochs from scratch; targets: "
-             + ", ".join(f"`{t.spec}`" for t in cfg.targets) + ".", "", "![Pareto fronts](pareto.png)", ""]
+    lines = [
+        f"# LA-DNAS report: `{cfg.name}`",
+        "",
+        f"Search space: {len(cfg.space.ops)} ops, DARTS cells; deployed network {cfg.network.layers} cells, "
+        f"{cfg.network.channels} channels, {cfg.data.resolution}x{cfg.data.resolution} input; data "
+        f"`{cfg.data.dataset}`; search mode `{cfg.search.settings.mode}`, {cfg.search.settings.epochs} epochs; "
+        f"evaluation {cfg.evaluate.train.epochs} epochs from scratch; targets: "
+        + ", ".join(f"`{t.spec}`" for t in cfg.targets)
+        + ".",
+        "",
+        "![Pareto fronts](pareto.png)",
+        "",
+    ]
     lines += sections + cross
     lines += ["## Predictors", ""]
     for spec, m in stored_metas(run).items():
         t = m.transferred_from
         if t:
-            lines += [f"The predictor of `{spec}` was **transferred** from `{t['source']}` (`{t['hardware']}`) with "
-                      f"{t['samples']} measured architectures (model {t['model']}, leave-one-out MAPE "
-                      f"{t['loo_mape'][t['model']]:.2%}), not fitted from scratch.", ""]
+            lines += [
+                f"The predictor of `{spec}` was **transferred** from `{t['source']}` (`{t['hardware']}`) with "
+                f"{t['samples']} measured architectures (model {t['model']}, leave-one-out MAPE "
+                f"{t['loo_mape'][t['model']]:.2%}), not fitted from scratch.",
+                "",
+            ]
     if fit_md.is_file():
-        lines += [fit_md.read_text(encoding="utf-8").replace("# Latency predictors", "### Latency predictors")
-                  .replace("## Latency predictor", "#### Latency predictor"), ""]
+        lines += [
+            fit_md.read_text(encoding="utf-8")
+            .replace("# Latency predictors", "### Latency predictors")
+            .replace("## Latency predictor", "#### Latency predictor"),
+            "",
+        ]
     lines += ["## Run manifest", "", "```json", json.dumps(run.manifest(), indent=2, sort_keys=True), "```", ""]
     return "\n".join(lines)
 
@@ -428,10 +658,14 @@ def run_report(run: RunDir) -> str:
     plot(folder / "pareto.png", per_target, hardware)
     if spec_rows:
         plot_specialisation(folder / "specialisation.png", spec_rows, specs)
-    write_atomic(folder / "analysis.json", json.dumps({"targets": analyses, "specialisation": spec_rows,
-                                                       "budgets": budget_rows}, indent=2))
+    write_atomic(
+        folder / "analysis.json",
+        json.dumps({"targets": analyses, "specialisation": spec_rows, "budgets": budget_rows}, indent=2),
+    )
     sections = [line for s in specs for line in target_section(s, hardware[s], per_target[s], analyses[s])]
     sections += budget_section(budget_rows)
     write_atomic(folder / "report.md", markdown(run, sections, cross_target_section(matrix, spec_rows, specs)))
-    run.mark_done("report", {"front": {s: sum(bool(r.get("on_front")) for r in rows) for s, rows in per_target.items()}})
+    run.mark_done(
+        "report", {"front": {s: sum(bool(r.get("on_front")) for r in rows) for s, rows in per_target.items()}}
+    )
     return str(folder / "report.md")

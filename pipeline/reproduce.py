@@ -3,6 +3,7 @@
 Completed stages (``<stage>/DONE.json``) are skipped, so an interrupted run continues
 where it stopped; each stage itself resumes without duplicates.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -54,12 +55,18 @@ def reproduce(args: argparse.Namespace) -> str:
 def print_summary(run: RunDir) -> None:
     """Each searched architecture (lambda or budget) on the target it was searched for: test
     accuracy, measured and predicted latency, genotype."""
-    rows = [r for r in run.stage_results("evaluate") if r["kind"] in ("searched", "budget")
-            and r["searched_for"] in (None, r["target"])]
+    rows = [
+        r
+        for r in run.stage_results("evaluate")
+        if r["kind"] in ("searched", "budget") and r["searched_for"] in (None, r["target"])
+    ]
     for r in sorted(rows, key=lambda r: (r["target"], r["kind"], r["seed"], r.get("budget_ms") or 0.0, r["lam"])):
         ms = r["measured_latency_ms"]
         lat = "measurement failed" if ms is None else f"{ms:.3f} ms measured"
         if r["kind"] == "budget" and ms is not None:
             lat += f" ({'meets' if ms <= r['budget_ms'] else 'MISSES'} the {r['budget_ms']:g} ms budget)"
-        print(f"[result] {r['target']}: {r['name']}: test acc {100 * r['test_acc']:.1f} %, {lat}, "
-              f"{r['predicted_latency_ms']:.3f} ms predicted\n         genotype {r['genotype']}", flush=True)
+        print(
+            f"[result] {r['target']}: {r['name']}: test acc {100 * r['test_acc']:.1f} %, {lat}, "
+            f"{r['predicted_latency_ms']:.3f} ms predicted\n         genotype {r['genotype']}",
+            flush=True,
+        )

@@ -1,10 +1,11 @@
 """The run directory: ``runs/<name>/`` holds everything a run writes.
 
-    config.yaml     the resolved config (written once; a different config is refused)
-    manifest.json   git SHA, package versions, host, hardware; updated per stage
-    measure/ fit/ search/ evaluate/ report/   one folder per stage, each with DONE.json
-                    once the stage has completed
+config.yaml     the resolved config (written once; a different config is refused)
+manifest.json   git SHA, package versions, host, hardware; updated per stage
+measure/ fit/ search/ evaluate/ report/   one folder per stage, each with DONE.json
+                once the stage has completed
 """
+
 from __future__ import annotations
 
 import json
@@ -42,8 +43,9 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
 
 def git_sha() -> str:
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-                             cwd=Path(__file__).resolve().parent)
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=Path(__file__).resolve().parent
+        )
         return out.stdout.strip() or "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"
@@ -83,7 +85,8 @@ class RunDir:
                 diff = _first_difference(old.identity_dict(), config.identity_dict())
                 raise PipelineError(
                     f"run directory {root} was created with a different config ({diff}); "
-                    "use another --run-dir or pass --overwrite")
+                    "use another --run-dir or pass --overwrite"
+                )
             config = config.with_budgets(old.search.budgets_ms)
         elif root.exists() and any(root.iterdir()) and not cfg_file.exists():
             raise PipelineError(f"{root} exists and is not a run directory (no config.yaml); refusing to write there")
@@ -139,8 +142,15 @@ class RunDir:
     def update_manifest(self, extra: dict[str, Any]) -> dict[str, Any]:
         f = self.path / "manifest.json"
         manifest = self.manifest()
-        manifest.update({"git_sha": git_sha(), "versions": versions(), "host": platform.node(),
-                         "platform": platform.platform(), "config_identity": self.config.identity()})
+        manifest.update(
+            {
+                "git_sha": git_sha(),
+                "versions": versions(),
+                "host": platform.node(),
+                "platform": platform.platform(),
+                "config_identity": self.config.identity(),
+            }
+        )
         manifest.update(extra)
         write_atomic(f, json.dumps(manifest, indent=2, sort_keys=True))
         return manifest

@@ -1,17 +1,20 @@
 """Stage 3 -- ``lanas search``: one Ray Tune sweep over target x (lambda or budget) x seed.
 
-Each trial runs :func:`lanas.search.search` with the frozen, quality-gated predictor
-of its target (stage 2). lambda = 0 ignores latency, so it is the same search for every
-target: it runs once per seed and serves them all. A latency budget (``search.budgets_ms``,
-``--budget-ms``) is a trial of its own that adapts lambda until the derived architecture
-is predicted inside the budget (:mod:`lanas.budget`); a budget no architecture of the
-space can meet is refused before anything runs. The stage is incremental: trials already
-in ``results.jsonl`` are kept and not run again, so budgets can be added to a finished run. The trial's ``on_epoch`` hook reports the epoch's metrics to Tune with a
-checkpoint, so a failed trial is retried from its last epoch (``FailureConfig``) and an
-interrupted sweep continues with ``--resume`` (``Tuner.restore``). Tune's own outputs
-(result.json, progress.csv, TensorBoard events) stay under ``search/tune/``; the
-derived genotypes are collected in ``search/results.jsonl``.
+Each trial runs :func:`lanas.search.search` with the frozen, quality-gated predictor of
+its target (stage 2). lambda = 0 ignores latency, so it is the same search for every
+target: it runs once per seed and serves them all. A latency budget
+(``search.budgets_ms``, ``--budget-ms``) is a trial of its own that adapts lambda until
+the derived architecture is predicted inside the budget (:mod:`lanas.budget`); a budget
+no architecture of the space can meet is refused before anything runs. The stage is
+incremental: trials already in ``results.jsonl`` are kept and not run again, so budgets
+can be added to a finished run. The trial's ``on_epoch`` hook reports the epoch's
+metrics to Tune with a checkpoint, so a failed trial is retried from its last epoch
+(``FailureConfig``) and an interrupted sweep continues with ``--resume``
+(``Tuner.restore``). Tune's own outputs (result.json, progress.csv, TensorBoard events)
+stay under ``search/tune/``; the derived genotypes are collected in
+``search/results.jsonl``.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -29,8 +32,8 @@ from lanas.budget import Budget, reachable
 from lanas.data import load_splits, loader
 from lanas.genotype import Genotype
 from lanas.predictor import LatencyPredictor
-from lanas.target import Target
 from lanas.search import build_supernet, search
+from lanas.target import Target
 from pipeline import dataset as ds
 from pipeline.config import RunConfig
 from pipeline.errors import PipelineError
@@ -67,8 +70,12 @@ def trial_name(trial: dict[str, Any]) -> str:
     return f"search[{where}{what},seed={trial['seed']}]"
 
 
-def _trainable(config: dict[str, Any], cfg: RunConfig, trials: list[dict[str, Any]],
-               predictors: dict[str, tuple[dict, tuple[int, ...], float]]) -> None:
+def _trainable(
+    config: dict[str, Any],
+    cfg: RunConfig,
+    trials: list[dict[str, Any]],
+    predictors: dict[str, tuple[dict, tuple[int, ...], float]],
+) -> None:
     """One Tune trial: a thin wrapper around lanas.search.search."""
     import logging
 
@@ -115,7 +122,8 @@ def _tuner(run: RunDir, trials: list[dict[str, Any]], stored: dict, resume: bool
     predictors = {spec: (p.model.state_dict(), p.meta.hidden, p.reference_ms) for spec, p in stored.items()}
     trainable = tune.with_resources(
         tune.with_parameters(_trainable, cfg=cfg, trials=trials, predictors=predictors),
-        cfg.search.resources.as_bundle())
+        cfg.search.resources.as_bundle(),
+    )
     path = storage / experiment
     if tune.Tuner.can_restore(str(path)):
         if not resume:
@@ -125,12 +133,17 @@ def _tuner(run: RunDir, trials: list[dict[str, Any]], stored: dict, resume: bool
     return tune.Tuner(
         trainable,
         param_space={"trial": tune.grid_search(list(range(len(trials))))},
-        tune_config=tune.TuneConfig(trial_name_creator=lambda t: trial_name(trials[t.config["trial"]]),
-                                    trial_dirname_creator=lambda t: f"trial{t.config['trial']:03d}"),
+        tune_config=tune.TuneConfig(
+            trial_name_creator=lambda t: trial_name(trials[t.config["trial"]]),
+            trial_dirname_creator=lambda t: f"trial{t.config['trial']:03d}",
+        ),
         run_config=tune.RunConfig(
-            name=experiment, storage_path=str(storage), verbose=1 if progress else 0,
+            name=experiment,
+            storage_path=str(storage),
+            verbose=1 if progress else 0,
             failure_config=tune.FailureConfig(max_failures=cfg.search.max_failures),
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=2)),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+        ),
     )
 
 
@@ -138,8 +151,15 @@ def measured_ratios(run: RunDir, target: Target, hardware: str) -> list[float]:
     """The usable latency ratios stage 1 measured on ``target`` at this run's setting."""
     setting = run.config.setting(target).columns()
     rows = ds.read_table(dataset_dir(run), hardware, columns=[*setting, "status", "latency_ratio"]).to_pylist()
-    return [r["latency_ratio"] for r in rows if r["status"] == "ok" and all(r[c] == v for c, v in setting.items())
-            and r["latency_ratio"] is not None and math.isfinite(r["latency_ratio"]) and r["latency_ratio"] > 0]
+    return [
+        r["latency_ratio"]
+        for r in rows
+        if r["status"] == "ok"
+        and all(r[c] == v for c, v in setting.items())
+        and r["latency_ratio"] is not None
+        and math.isfinite(r["latency_ratio"])
+        and r["latency_ratio"] > 0
+    ]
 
 
 def check_budgets(run: RunDir, stored: dict[str, StoredPredictor]) -> None:
@@ -160,29 +180,43 @@ def check_budgets(run: RunDir, stored: dict[str, StoredPredictor]) -> None:
             raise PipelineError(
                 f"budget {t:g} ms on {spec} is below what the search space reaches there: its fastest known "
                 f"architecture takes {fastest:.4g} ms, so the smallest budget is {fastest / window[1]:.4g} ms "
-                f"(the search aims at {window[0]:g}-{window[1]:g} x the budget)")
+                f"(the search aims at {window[0]:g}-{window[1]:g} x the budget)"
+            )
         if t * window[0] > slowest:
             raise PipelineError(
                 f"budget {t:g} ms on {spec} is above the slowest known architecture there ({slowest:.4g} ms): "
-                "every architecture meets it; search with lambda = 0 instead")
+                "every architecture meets it; search with lambda = 0 instead"
+            )
 
 
-def _row(trial: dict[str, Any], m: dict[str, Any], stored: dict[str, StoredPredictor], cfg: RunConfig,
-         path: str) -> dict[str, Any]:
+def _row(
+    trial: dict[str, Any], m: dict[str, Any], stored: dict[str, StoredPredictor], cfg: RunConfig, path: str
+) -> dict[str, Any]:
     """A results.jsonl row of one finished trial (a budget trial's lambda: its final multiplier)."""
     g = Genotype.from_json(m["genotype"], cfg.space.ops)
     ms = m.get("predicted_latency_ms")
     budget = trial["budget_ms"]
-    return {**trial, "lam": float(m["lam"]), "hardware": stored[trial["target"]].meta.hardware if trial["target"] else None,
-            "arch_id": g.arch_id, "genotype": g.to_json(), "val_acc": m.get("val_acc"), "train_acc": m.get("train_acc"),
-            "latency_term": m.get("latency_term"), "predicted_latency_ratio": m.get("predicted_latency"),
-            "predicted_latency_ms": ms, "epochs": m.get("epoch"), "lam_updates": m.get("lam_updates"),
-            "in_window": None if budget is None else bool(
-                Budget(budget, cfg.search.budget).inside(ms)), "trial_path": path}
+    return {
+        **trial,
+        "lam": float(m["lam"]),
+        "hardware": stored[trial["target"]].meta.hardware if trial["target"] else None,
+        "arch_id": g.arch_id,
+        "genotype": g.to_json(),
+        "val_acc": m.get("val_acc"),
+        "train_acc": m.get("train_acc"),
+        "latency_term": m.get("latency_term"),
+        "predicted_latency_ratio": m.get("predicted_latency"),
+        "predicted_latency_ms": ms,
+        "epochs": m.get("epoch"),
+        "lam_updates": m.get("lam_updates"),
+        "in_window": None if budget is None else bool(Budget(budget, cfg.search.budget).inside(ms)),
+        "trial_path": path,
+    }
 
 
-def _collect(results, trials: list[dict[str, Any]], stored: dict[str, StoredPredictor],
-             cfg: RunConfig) -> list[dict[str, Any]]:
+def _collect(
+    results, trials: list[dict[str, Any]], stored: dict[str, StoredPredictor], cfg: RunConfig
+) -> list[dict[str, Any]]:
     """The rows of a finished Tune sweep; one line naming every trial that did not finish."""
     rows, errors = [], []
     for r in results:
@@ -193,8 +227,10 @@ def _collect(results, trials: list[dict[str, Any]], stored: dict[str, StoredPred
             continue
         rows.append(_row(trial, m, stored, cfg, r.path))
     if errors:
-        raise PipelineError(f"{len(errors)} search trial(s) failed after retries: {'; '.join(errors)}; "
-                            "fix the cause and re-run with --resume")
+        raise PipelineError(
+            f"{len(errors)} search trial(s) failed after retries: {'; '.join(errors)}; "
+            "fix the cause and re-run with --resume"
+        )
     return rows
 
 
@@ -206,7 +242,9 @@ def _experiment(kept: list[dict[str, Any]], todo: list[dict[str, Any]]) -> str:
     return f"{EXPERIMENT}-" + hashlib.sha1(json.dumps(sorted(map(str, map(trial_key, todo)))).encode()).hexdigest()[:8]
 
 
-def run_search(run: RunDir, resume: bool = False, force_predictor: bool = False, progress: bool = True) -> list[dict[str, Any]]:
+def run_search(
+    run: RunDir, resume: bool = False, force_predictor: bool = False, progress: bool = True
+) -> list[dict[str, Any]]:
     cfg = run.config
     stored = load_all(run, force=force_predictor)
     check_budgets(run, stored)
@@ -219,10 +257,14 @@ def run_search(run: RunDir, resume: bool = False, force_predictor: bool = False,
         run.mark_done("search", {"trials": len(kept)})
         return kept
     check_resources(*cfg.resource_asks()["search"])
-    print(f"[search] {len(trials)} trials ({len(kept)} already done): targets {[t.spec for t in cfg.targets]} x lambda in "
-          f"{list(cfg.search.lambdas)} x seeds {list(cfg.search.seeds)} (lambda = 0 once per seed, shared)"
-          + (f", budgets {[f'{s}={t:g}ms' for s, t in cfg.search.budget_list()]}" if cfg.search.budgets_ms else "")
-          + f"; mode {cfg.search.settings.mode}, {cfg.search.settings.epochs} epochs each", flush=True)
+    print(
+        f"[search] {len(trials)} trials ({len(kept)} already done): "
+        f"targets {[t.spec for t in cfg.targets]} x lambda in "
+        f"{list(cfg.search.lambdas)} x seeds {list(cfg.search.seeds)} (lambda = 0 once per seed, shared)"
+        + (f", budgets {[f'{s}={t:g}ms' for s, t in cfg.search.budget_list()]}" if cfg.search.budgets_ms else "")
+        + f"; mode {cfg.search.settings.mode}, {cfg.search.settings.epochs} epochs each",
+        flush=True,
+    )
     if kept:  # the sweep grows: what was searched, evaluated and reported is incomplete until it finishes
         for stage in ("search", "evaluate", "report"):
             run.clear_done(stage)
@@ -230,13 +272,23 @@ def run_search(run: RunDir, resume: bool = False, force_predictor: bool = False,
     # a checkpoint per epoch is deliberate (resume from the last epoch); silence Tune's frequency warning
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     results = _tuner(run, trials, stored, resume, progress, _experiment(kept, trials)).fit()
-    rows = sorted(kept + _collect(results, trials, stored, cfg), key=lambda r: (r["target"] or "", r.get("budget_ms") or 0.0, r["lam"], r["seed"]))
+    rows = sorted(
+        kept + _collect(results, trials, stored, cfg),
+        key=lambda r: (r["target"] or "", r.get("budget_ms") or 0.0, r["lam"], r["seed"]),
+    )
     write_jsonl(results_file, rows)
     for r in rows:
-        budget = (f", budget {r['budget_ms']:g} ms ({'inside' if r['in_window'] else 'OUTSIDE'} its window; lambda "
-                  f"ended at {r['lam']:.3g})" if r.get("budget_ms") else "")
-        print(f"[search] {trial_name(r)}: predicted {r['predicted_latency_ms']:.3f} ms"
-              f"{' on ' + r['target'] if r['target'] else ''}{budget}, val acc {r['val_acc']:.3f}, "
-              f"arch {r['arch_id'][:10]}", flush=True)
+        budget = (
+            f", budget {r['budget_ms']:g} ms ({'inside' if r['in_window'] else 'OUTSIDE'} its window; lambda "
+            f"ended at {r['lam']:.3g})"
+            if r.get("budget_ms")
+            else ""
+        )
+        print(
+            f"[search] {trial_name(r)}: predicted {r['predicted_latency_ms']:.3f} ms"
+            f"{' on ' + r['target'] if r['target'] else ''}{budget}, val acc {r['val_acc']:.3f}, "
+            f"arch {r['arch_id'][:10]}",
+            flush=True,
+        )
     run.mark_done("search", {"trials": len(rows), "wall_s": time.perf_counter() - t0})
     return rows

@@ -6,6 +6,7 @@ auth token as an ``Authorization: Bearer`` header (token authentication stays on
 can follow the logs, show the status or stop a job. Plain ``ray job submit`` works too
 (README, "On a cluster").
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,21 +23,33 @@ AGENT_WAIT_S = 60.0  # how long to retry a head whose job agent is not up yet
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--address", default=os.environ.get("RAY_DASHBOARD_ADDRESS", "http://127.0.0.1:8265"),
-                   help="dashboard/Jobs API address (default: RAY_DASHBOARD_ADDRESS or http://127.0.0.1:8265)")
+    p.add_argument(
+        "--address",
+        default=os.environ.get("RAY_DASHBOARD_ADDRESS", "http://127.0.0.1:8265"),
+        help="dashboard/Jobs API address (default: RAY_DASHBOARD_ADDRESS or http://127.0.0.1:8265)",
+    )
     p.add_argument("--config", help="YAML profile (a path inside the working directory)")
     p.add_argument("--run-dir", help="run directory on the cluster (use shared storage for multi-node clusters)")
     p.add_argument("--working-dir", default=".", help="directory packed and shipped with the job (default: .)")
-    p.add_argument("--token-file", help="file holding the Ray auth token (default: RAY_AUTH_TOKEN, "
-                   "RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token)")
-    p.add_argument("--follow", action="store_true", help="stream the job's logs until it ends; exit non-zero unless it SUCCEEDED")
+    p.add_argument(
+        "--token-file",
+        help="file holding the Ray auth token (default: RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token)",
+    )
+    p.add_argument(
+        "--follow", action="store_true", help="stream the job's logs until it ends; exit non-zero unless it SUCCEEDED"
+    )
     p.add_argument("--status", metavar="JOB_ID", help="print the status of a job")
     p.add_argument("--logs", metavar="JOB_ID", help="print the logs of a job")
     p.add_argument("--stop", metavar="JOB_ID", help="stop a job")
-    p.add_argument("--timeout", type=float, default=0, help="with --follow: stop following after this many seconds (0 = never)")
-    p.add_argument("--allow-missing-resources", action="store_true",
-                   help="submit even if the cluster has none of a resource the profile asks for now "
-                        "(an autoscaling cluster adds such nodes on demand)")
+    p.add_argument(
+        "--timeout", type=float, default=0, help="with --follow: stop following after this many seconds (0 = never)"
+    )
+    p.add_argument(
+        "--allow-missing-resources",
+        action="store_true",
+        help="submit even if the cluster has none of a resource the profile asks for now "
+        "(an autoscaling cluster adds such nodes on demand)",
+    )
 
 
 def read_token(token_file: str | None = None) -> str:
@@ -47,8 +60,10 @@ def read_token(token_file: str | None = None) -> str:
     try:
         token = path.read_text(encoding="utf-8").strip()
     except OSError:
-        raise PipelineError(f"no Ray auth token: set RAY_AUTH_TOKEN or write the token to {path} "
-                            "(`ray get-auth-token` on the head prints it)") from None
+        raise PipelineError(
+            f"no Ray auth token: set RAY_AUTH_TOKEN or write the token to {path} "
+            "(`ray get-auth-token` on the head prints it)"
+        ) from None
     if not token:
         raise PipelineError(f"the Ray auth token file {path} is empty")
     return token
@@ -61,8 +76,10 @@ def client(address: str, token: str):
         return JobSubmissionClient(address, headers={"Authorization": f"Bearer {token}"})
     except Exception as exc:  # noqa: BLE001 - connection, auth and version errors all end here
         if _is_auth_refusal(exc):
-            raise PipelineError(f"the Ray head at {address} refused the auth token ({_first_line(exc)}); pass the "
-                                "cluster's token with --token-file or RAY_AUTH_TOKEN") from None
+            raise PipelineError(
+                f"the Ray head at {address} refused the auth token ({_first_line(exc)}); pass the "
+                "cluster's token with --token-file or RAY_AUTH_TOKEN"
+            ) from None
         raise PipelineError(f"cannot reach the Ray Jobs API at {address}: {_first_line(exc)}") from None
 
 
@@ -89,7 +106,9 @@ def cluster_resources(address: str, token: str) -> dict[str, float]:
     import re
     import urllib.request
 
-    req = urllib.request.Request(f"{address.rstrip('/')}/nodes?view=summary", headers={"Authorization": f"Bearer {token}"})
+    req = urllib.request.Request(
+        f"{address.rstrip('/')}/nodes?view=summary", headers={"Authorization": f"Bearer {token}"}
+    )
     with urllib.request.urlopen(req, timeout=30) as resp:  # noqa: S310 - the user's own dashboard address
         per_node = json.loads(resp.read())["data"]["nodeLogicalResources"]
     total: dict[str, float] = {}
@@ -111,12 +130,20 @@ def check_cluster(cfg, address: str, token: str) -> None:
     for what, options in cfg.resource_asks().values():
         refusal = lacking(what, options, have)
         if refusal:
-            raise PipelineError(f"{refusal} at {address}; nothing was submitted (if the cluster autoscales, "
-                                "pass --allow-missing-resources)")
+            raise PipelineError(
+                f"{refusal} at {address}; nothing was submitted (if the cluster autoscales, "
+                "pass --allow-missing-resources)"
+            )
 
 
-def submit(address: str, config: str, run_dir: str | None = None, working_dir: str = ".",
-           token: str | None = None, allow_missing_resources: bool = False) -> tuple[object, str]:
+def submit(
+    address: str,
+    config: str,
+    run_dir: str | None = None,
+    working_dir: str = ".",
+    token: str | None = None,
+    allow_missing_resources: bool = False,
+) -> tuple[object, str]:
     """Validate locally (config, token, the cluster's resources), then submit. Returns (client, job id)."""
     from pipeline.config import load_config
 
@@ -128,7 +155,9 @@ def submit(address: str, config: str, run_dir: str | None = None, working_dir: s
     try:
         rel = full.resolve().relative_to(wd)
     except ValueError:
-        raise PipelineError(f"config {config} must be inside the working directory {wd} to travel with the job") from None
+        raise PipelineError(
+            f"config {config} must be inside the working directory {wd} to travel with the job"
+        ) from None
     cfg = load_config(full)  # a config error stops here, before anything is submitted
     token = token if token is not None else read_token()
     c = client(address, token)

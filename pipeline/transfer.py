@@ -9,6 +9,7 @@ them by default); the rest are NEW's test set. The leave-one-out MAPE of the cho
 transfer model is the validation figure the quality gate reads, and ``predictor.json``
 records where the predictor came from (``transferred_from``), which the report shows.
 """
+
 from __future__ import annotations
 
 import json
@@ -49,8 +50,15 @@ def measured_rows(run: RunDir, spec: str, hardware: str) -> list[dict[str, Any]]
     target = next(t for t in run.config.targets if t.spec == spec)
     setting = run.config.setting(target).columns()
     rows = ds.read_table(dataset_dir(run), hardware).to_pylist()
-    ok = {r["arch_id"]: r for r in rows if r["status"] == "ok" and all(r[c] == v for c, v in setting.items())
-          and r["latency_ratio"] is not None and np.isfinite(r["latency_ratio"]) and r["latency_ratio"] > 0}
+    ok = {
+        r["arch_id"]: r
+        for r in rows
+        if r["status"] == "ok"
+        and all(r[c] == v for c, v in setting.items())
+        and r["latency_ratio"] is not None
+        and np.isfinite(r["latency_ratio"])
+        and r["latency_ratio"] > 0
+    }
     return [ok[a] for a in sorted(ok)]
 
 
@@ -64,37 +72,73 @@ def run_transfer(run: RunDir, target: str, source: str, samples: int | None = No
     rows = measured_rows(run, new.spec, hw)
     k = len(rows) if samples is None else samples
     if k < 3 or k > len(rows):
-        raise PipelineError(f"--samples {k}: {len(rows)} architectures are measured on {new.spec} and a transfer needs "
-                            f"3 to {len(rows)}; measure more with `lanas measure --target {new.spec} --num-archs N "
-                            "--select diverse`")
+        raise PipelineError(
+            f"--samples {k}: {len(rows)} architectures are measured on {new.spec} and a transfer needs "
+            f"3 to {len(rows)}; measure more with `lanas measure --target {new.spec} --num-archs N "
+            "--select diverse`"
+        )
     x = torch.tensor(np.stack([r["encoding"] for r in rows]), dtype=torch.float32)
     y = np.array([r["latency_ratio"] for r in rows])
     s, groups = predict_np(src.model)(x), (x @ src.model.pool).double().numpy()
     pick = np.array(select_diverse(s, groups, k)) if k < len(rows) else np.arange(len(rows))
     rest = np.setdiff1d(np.arange(len(rows)), pick)
     name, fit, loo = choose(s[pick], groups[pick], y[pick])
-    pool = torch.stack([encode_genotype(g, cfg.space)
-                        for g in cfg.space.sample_unique(TYPICAL_POOL, cfg.seed + TYPICAL_SEED_OFFSET)])
+    pool = torch.stack(
+        [encode_genotype(g, cfg.space) for g in cfg.space.sample_unique(TYPICAL_POOL, cfg.seed + TYPICAL_SEED_OFFSET)]
+    )
     try:
         model = transferred(src.model, fit, pool)
     except ValueError as exc:
         raise PipelineError(f"transfer from {src_name} to {new.spec}: {exc}") from None
     reference_ms = float(statistics.median(r["ref_latency_ms"] for r in rows))
-    test = quality.regression_metrics(fit.predict(s[rest], groups[rest]), y[rest], reference_ms) if len(rest) >= 2 else {}
+    test = (
+        quality.regression_metrics(fit.predict(s[rest], groups[rest]), y[rest], reference_ms) if len(rest) >= 2 else {}
+    )
     meta = PredictorMeta(
-        layout_version=src.meta.layout_version, ops=cfg.space.ops, target=new, hardware=hw, macro=cfg.macro(),
-        resolution=cfg.data.resolution, hidden=src.meta.hidden, reference_ms=reference_ms,
-        rows={"train": int(k), "val": 0, "test": int(len(rest))}, test=test, val={"mape": loo[name]},
-        transferred_from={"source": src_name, "hardware": src.meta.hardware, "samples": int(k), "model": name,
-                          "loo_mape": loo})
+        layout_version=src.meta.layout_version,
+        ops=cfg.space.ops,
+        target=new,
+        hardware=hw,
+        macro=cfg.macro(),
+        resolution=cfg.data.resolution,
+        hidden=src.meta.hidden,
+        reference_ms=reference_ms,
+        rows={"train": int(k), "val": 0, "test": int(len(rest))},
+        test=test,
+        val={"mape": loo[name]},
+        transferred_from={
+            "source": src_name,
+            "hardware": src.meta.hardware,
+            "samples": int(k),
+            "model": name,
+            "loo_mape": loo,
+        },
+    )
     where = predictor_store.folder(run, hw)
     predictor_store.save(where, model, meta)
-    write_atomic(where / "metrics.json", json.dumps({"hardware": hw, "rows": meta.rows, "val": meta.val, "test": test,
-                                                     "transferred_from": meta.transferred_from}, indent=2))
-    print(f"[fit] {hw}: transferred from {src_name} ({src.meta.hardware}) with {k} samples: model {name}, "
-          f"leave-one-out MAPE {loo[name]:.2%}"
-          + (f"; test on the other {len(rest)}: MAPE {test['mape']:.2%}, Kendall tau {test['kendall_tau']:.3f}"
-             if test else ""), flush=True)
+    write_atomic(
+        where / "metrics.json",
+        json.dumps(
+            {
+                "hardware": hw,
+                "rows": meta.rows,
+                "val": meta.val,
+                "test": test,
+                "transferred_from": meta.transferred_from,
+            },
+            indent=2,
+        ),
+    )
+    print(
+        f"[fit] {hw}: transferred from {src_name} ({src.meta.hardware}) with {k} samples: model {name}, "
+        f"leave-one-out MAPE {loo[name]:.2%}"
+        + (
+            f"; test on the other {len(rest)}: MAPE {test['mape']:.2%}, Kendall tau {test['kendall_tau']:.3f}"
+            if test
+            else ""
+        ),
+        flush=True,
+    )
     return meta
 
 
@@ -105,8 +149,10 @@ def default_source(run: RunDir, target: str) -> str:
         hw = run.hardware_ids().get(t.spec)
         if t.spec != new.spec and hw and (predictor_store.folder(run, hw) / predictor_store.META).is_file():
             return t.spec
-    raise PipelineError(f"--select diverse needs another target's fitted predictor to pick by; "
-                        f"none in {run.path} (fit one, or pass --transfer-from a predictor folder)")
+    raise PipelineError(
+        f"--select diverse needs another target's fitted predictor to pick by; "
+        f"none in {run.path} (fit one, or pass --transfer-from a predictor folder)"
+    )
 
 
 def diverse_genotypes(run: RunDir, source: str, k: int) -> list[Genotype]:

@@ -10,9 +10,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def pytest_addoption(parser):
-    parser.addoption("--order", choices=("file", "reverse", "random"), default="file",
-                     help="run the tests in file order, reversed, or shuffled (modules, then tests within each "
-                          "module, so module fixtures are built once): the suite must pass in every order")
+    parser.addoption(
+        "--order",
+        choices=("file", "reverse", "random"),
+        default="file",
+        help="run the tests in file order, reversed, or shuffled (modules, then tests within each "
+        "module, so module fixtures are built once): the suite must pass in every order",
+    )
     parser.addoption("--order-seed", type=int, default=0, help="seed of --order random")
 
 
@@ -105,4 +109,6 @@ def run_cli(*args, cwd=ROOT, timeout=600):
     import subprocess
     import sys
 
-    return subprocess.run([sys.executable, "-m", "pipeline", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout
+    )

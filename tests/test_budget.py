@@ -1,5 +1,6 @@
 """lanas.budget: the budget's window and multiplier, reachability, and a budget search
 landing inside its window (and resuming) on a predictor with known per-op costs."""
+
 import itertools
 
 import pytest
@@ -36,7 +37,7 @@ def exact_extremes(p: LatencyPredictor) -> tuple[float, float]:
     for c in range(2):
         start = 0
         for node in range(2, 2 + NUM_NODES):
-            edges = w[c, start:start + node][:, choosable]
+            edges = w[c, start : start + node][:, choosable]
             cheap, dear = edges.min(-1).values, edges.max(-1).values
             lo += min(float(cheap[i] + cheap[j]) for i, j in itertools.combinations(range(node), 2))
             hi += max(float(dear[i] + dear[j]) for i, j in itertools.combinations(range(node), 2))
@@ -108,8 +109,11 @@ def test_a_budget_search_lands_inside_its_window(loaders, share):
     assert 0.87 * limit <= predicted <= 0.95 * limit, (predicted / limit, result.history[-1])
     last = result.history[-1]
     assert last["done"] and last["predicted_latency"] == pytest.approx(predicted, rel=1e-5)
-    assert last["lam_updates"] == sum(h["lam_updates"] - g.get("lam_updates", 0) for g, h in
-                                      zip([{}] + result.history[:-1], result.history)) > 0
+    assert (
+        last["lam_updates"]
+        == sum(h["lam_updates"] - g.get("lam_updates", 0) for g, h in zip([{}] + result.history[:-1], result.history))
+        > 0
+    )
     assert all(not h["done"] for h in result.history[:-1])
 
 

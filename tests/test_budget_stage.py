@@ -2,13 +2,14 @@
 adds budget trials to a run, evaluate measures what they derived, the report's budget
 table says met or missed; unreachable and malformed budgets are refused before anything
 is written."""
+
 import csv
 import shutil
 
 import pandas as pd
 import pytest
-
 from conftest import run_cli, smoke_config
+
 from lanas.budget import reachable
 from pipeline import predictor_store
 from pipeline.errors import PipelineError
@@ -70,26 +71,36 @@ def test_a_budget_no_architecture_meets_is_refused_before_searching(run_copy):
     assert len(measured) == 60
     fastest, slowest = (v * stored.reference_ms for v in reachable(stored.predict_ratio, run.config.space, measured))
     assert fastest > 0
-    tune_dirs = sorted(p.name for p in (run.path / "search" / "tune").glob("*")) if (run.path / "search").exists() else []
+    tune_dirs = (
+        sorted(p.name for p in (run.path / "search" / "tune").glob("*")) if (run.path / "search").exists() else []
+    )
     results = run.path / "search" / "results.jsonl"
     before = results.read_bytes() if results.exists() else None
-    with pytest.raises(PipelineError, match=rf"^budget {fastest * 0.5:g} ms on {SPEC} is below what the search space "
-                                            r"reaches there: its fastest known architecture takes"):
+    with pytest.raises(
+        PipelineError,
+        match=rf"^budget {fastest * 0.5:g} ms on {SPEC} is below what the search space "
+        r"reaches there: its fastest known architecture takes",
+    ):
         run_search(RunDir(run.path, run.config.with_budgets({SPEC: (fastest * 0.5,)})), progress=False)
-    with pytest.raises(PipelineError, match=rf"^budget {slowest * 3:g} ms on {SPEC} is above the slowest known architecture"):
+    with pytest.raises(
+        PipelineError, match=rf"^budget {slowest * 3:g} ms on {SPEC} is above the slowest known architecture"
+    ):
         run_search(RunDir(run.path, run.config.with_budgets({SPEC: (slowest * 3,)})), progress=False)
     assert (results.read_bytes() if results.exists() else None) == before
     now = sorted(p.name for p in (run.path / "search" / "tune").glob("*")) if (run.path / "search").exists() else []
     assert now == tune_dirs
 
 
-@pytest.mark.parametrize("value, named", [
-    ("cpu-t1-torch-b1", "'cpu-t1-torch-b1': expected TARGET=MS"),
-    ("cpu-t1-torch-b1=fast", "'cpu-t1-torch-b1=fast': expected TARGET=MS"),
-    ("cpu-t1-torch-b1=-2", "'cpu-t1-torch-b1=-2': expected TARGET=MS"),
-    ("=3", "'=3': expected TARGET=MS"),
-    ("gpu-x=3", "search.budgets_ms: 'gpu-x' is not a target of this config"),
-])
+@pytest.mark.parametrize(
+    "value, named",
+    [
+        ("cpu-t1-torch-b1", "'cpu-t1-torch-b1': expected TARGET=MS"),
+        ("cpu-t1-torch-b1=fast", "'cpu-t1-torch-b1=fast': expected TARGET=MS"),
+        ("cpu-t1-torch-b1=-2", "'cpu-t1-torch-b1=-2': expected TARGET=MS"),
+        ("=3", "'=3': expected TARGET=MS"),
+        ("gpu-x=3", "search.budgets_ms: 'gpu-x' is not a target of this config"),
+    ],
+)
 def test_a_malformed_budget_flag_is_one_line_and_writes_nothing(tmp_path, value, named):
     r = run_cli("search", "--config", "configs/smoke.yaml", "--run-dir", str(tmp_path / "r"), "--budget-ms", value)
     assert r.returncode == 2 and r.stdout == ""

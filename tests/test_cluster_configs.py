@@ -1,4 +1,5 @@
 """The cluster configs are valid for the Ray they target, and agree with each other."""
+
 import json
 from pathlib import Path
 
@@ -6,8 +7,8 @@ import jsonschema
 import ray
 import ray.autoscaler
 import yaml
-
 from conftest import ROOT
+
 from pipeline.config import load_config
 from pipeline.submit import entrypoint
 
@@ -66,7 +67,8 @@ def test_kuberay_manifests_parse_and_agree():
     assert len(images) == 1  # one image everywhere
     assert job["spec"]["entrypoint"] == entrypoint("configs/cifar10.yaml", "/mnt/shared/runs/cifar10")
     groups = {g["groupName"] for g in cluster["spec"]["workerGroupSpecs"]} | {
-        g["groupName"] for g in job["spec"]["rayClusterSpec"]["workerGroupSpecs"]}
+        g["groupName"] for g in job["spec"]["rayClusterSpec"]["workerGroupSpecs"]
+    }
     assert groups == {"gpu-workers", "latency-workers"}
     # the custom resource the cifar10 profile asks for exists on the dedicated group
     custom = load_config(ROOT / "configs" / "cifar10.yaml").measure.resources.custom

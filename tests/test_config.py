@@ -1,6 +1,6 @@
 import pytest
-
 from conftest import ROOT, run_cli
+
 from pipeline.config import ConfigError, RunConfig, config_from_dict, load_config
 
 
@@ -60,5 +60,6 @@ def test_unreachable_cluster_is_one_line_exit_2_and_writes_nothing(tmp_path):
     for cmd in ("measure", "reproduce"):
         r = run_cli(cmd, "--config", "configs/smoke.yaml", "--run-dir", str(tmp_path / "r"), "--address", "127.0.0.1:9")
         assert r.returncode == 2 and r.stderr.strip().splitlines() == [
-            "lanas: error: cannot connect to the Ray cluster at 127.0.0.1:9: Connection refused"], r.stderr
+            "lanas: error: cannot connect to the Ray cluster at 127.0.0.1:9: Connection refused"
+        ], r.stderr
     assert not (tmp_path / "r").exists()

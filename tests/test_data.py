@@ -2,8 +2,8 @@ from dataclasses import replace
 
 import pytest
 import torch
-
 from conftest import write_cifar10
+
 from lanas.data import DataSettings, load_splits
 
 

@@ -17,11 +17,34 @@ def _rows(n, hw_seed=0):
     setting = ds.Setting(Target(), MacroConfig(3, 8), 8, space.ops)
     out = []
     for g in space.sample_unique(n, hw_seed):
-        out.append({"arch_id": g.arch_id, "genotype": g.to_json(), "encoding": encode_genotype(g, space).tolist(),
-                    "layout_version": 1, **setting.columns(), "device_name": "x", "runtime_version": "1",
-                    "export_s": 0.0, "compile_s": 0.0, "status": "ok", "error": None, "latency_ms": 1.5, "latency_p10_ms": 1.4, "latency_p90_ms": 1.6, "ref_latency_ms": 1.0,
-                    "latency_ratio": 1.5, "latency_ratio_p10": 1.4, "latency_ratio_p90": 1.6, "repeats": 5, "warmup": 1,
-                    "torch_version": "x", "measured_at": datetime.now(timezone.utc), "seed": 0, "node": "n"})
+        out.append(
+            {
+                "arch_id": g.arch_id,
+                "genotype": g.to_json(),
+                "encoding": encode_genotype(g, space).tolist(),
+                "layout_version": 1,
+                **setting.columns(),
+                "device_name": "x",
+                "runtime_version": "1",
+                "export_s": 0.0,
+                "compile_s": 0.0,
+                "status": "ok",
+                "error": None,
+                "latency_ms": 1.5,
+                "latency_p10_ms": 1.4,
+                "latency_p90_ms": 1.6,
+                "ref_latency_ms": 1.0,
+                "latency_ratio": 1.5,
+                "latency_ratio_p10": 1.4,
+                "latency_ratio_p90": 1.6,
+                "repeats": 5,
+                "warmup": 1,
+                "torch_version": "x",
+                "measured_at": datetime.now(timezone.utc),
+                "seed": 0,
+                "node": "n",
+            }
+        )
     return out
 
 

@@ -6,6 +6,7 @@ the completed stages are skipped (not repeated) and the final artifacts hold the
 invariants: a partition, a predictor and a front per target, the cross-target latency
 matrix, the specialisation table, and an ONNX export of a searched architecture.
 """
+
 import csv
 import json
 import os
@@ -16,8 +17,8 @@ import time
 
 import pandas as pd
 import pytest
-
 from conftest import ROOT, run_cli
+
 from lanas.genotype import Genotype
 from lanas.pareto import dominates
 
@@ -28,7 +29,9 @@ SPECS = ["cpu-t1-torch-b1", "cpu-t1-onnxruntime-b1", "cpu-t1-openvino-b1"]
 
 def _start(run):
     args = [sys.executable, "-m", "pipeline", "reproduce", "--config", CONFIG, "--run-dir", str(run), "--quiet"]
-    return subprocess.Popen(args, cwd=ROOT, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        args, cwd=ROOT, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
 
 
 def test_reproduce_interrupted_then_resumed(tmp_path):
@@ -71,7 +74,14 @@ def test_reproduce_interrupted_then_resumed(tmp_path):
     trials = [json.loads(x) for x in (run / "search" / "results.jsonl").read_text().splitlines()]
     assert sorted((t["lam"], t["target"] or "") for t in trials) == [(0.0, "")] + [(2.0, s) for s in sorted(SPECS)]
     assert (run / "search" / "tune" / "sweep").is_dir()  # Tune's own outputs stay available
-    for name in ("pareto.csv", "pareto.png", "report.md", "latency_matrix.csv", "specialisation.csv", "specialisation.png"):
+    for name in (
+        "pareto.csv",
+        "pareto.png",
+        "report.md",
+        "latency_matrix.csv",
+        "specialisation.csv",
+        "specialisation.png",
+    ):
         assert (run / "report" / name).is_file(), name
 
     # one front per target, over the architectures searched for it (and lambda = 0)
@@ -79,7 +89,9 @@ def test_reproduce_interrupted_then_resumed(tmp_path):
         points = list(csv.DictReader(fh))
     assert len(points) == 3 * len({p["name"] for p in points})  # every candidate on every target
     for spec in SPECS:
-        mine = [p for p in points if p["target"] == spec and p["kind"] == "searched" and p["searched_for"] in ("", spec)]
+        mine = [
+            p for p in points if p["target"] == spec and p["kind"] == "searched" and p["searched_for"] in ("", spec)
+        ]
         assert sorted(p["lam"] for p in mine) == ["0.0", "2.0"]
         for p in mine:
             Genotype.from_json(p["genotype"])  # valid
@@ -107,7 +119,8 @@ def test_reproduce_interrupted_then_resumed(tmp_path):
     with open(run / "report" / "specialisation.csv") as fh:
         spec_rows = list(csv.DictReader(fh))
     assert sorted((r["deployed_on"], r["searched_for"]) for r in spec_rows) == sorted(
-        (b, a) for b in SPECS for a in SPECS if a != b)
+        (b, a) for b in SPECS for a in SPECS if a != b
+    )
     cell = {(m["name"]): m for m in matrix}
     for r in spec_rows:  # the table is the matrix read off at the right cells
         own = cell[f"lam2-seed0-{r['deployed_on']}"][r["deployed_on"]]

@@ -1,8 +1,16 @@
 import pytest
 import torch
 
-from lanas.encoding import (LAYOUT_VERSION, decode, derive_genotype, encode_alpha, encode_genotype,
-                            encode_relaxed, encoding_size, genotype_weights)
+from lanas.encoding import (
+    LAYOUT_VERSION,
+    decode,
+    derive_genotype,
+    encode_alpha,
+    encode_genotype,
+    encode_relaxed,
+    encoding_size,
+    genotype_weights,
+)
 from lanas.genotype import PUBLISHED, published
 from lanas.space import SearchSpace
 

@@ -1,4 +1,5 @@
 """Stage 2 on a real local Ray: Ray Train fit, checkpoint, predict, quality gate, bad input."""
+
 import json
 import math
 import shutil
@@ -6,8 +7,8 @@ import shutil
 import numpy as np
 import pytest
 import torch
-
 from conftest import run_cli, smoke_config
+
 from lanas.encoding import encode_alpha, encode_genotype
 from lanas.genotype import published
 from pipeline import dataset as ds
@@ -16,7 +17,6 @@ from pipeline.errors import PipelineError
 from pipeline.fit import run_fit
 from pipeline.measure import dataset_dir
 from pipeline.rundir import RunDir
-
 
 SPEC = "cpu-t1-torch-b1"
 
@@ -83,8 +83,9 @@ def test_predict_cli_prints_one_json_line_per_genotype(fitted, tmp_path):
     assert [x["arch_id"] for x in lines] == [published("darts_v1").arch_id, published("darts_v2").arch_id]
     assert all(x["predicted_latency_ms"] > 0 and x["target"] == SPEC for x in lines)
     r = run_cli("predict", "--run-dir", str(run.path), "--genotypes", str(f), "--target", "cpu-t1-openvino-b1")
-    assert r.returncode == 2 and r.stderr.strip() == ("lanas: error: unknown target 'cpu-t1-openvino-b1'; this run's "
-                                                      f"targets: {SPEC} ({run.hardware_id(SPEC)})")
+    assert r.returncode == 2 and r.stderr.strip() == (
+        f"lanas: error: unknown target 'cpu-t1-openvino-b1'; this run's targets: {SPEC} ({run.hardware_id(SPEC)})"
+    )
 
 
 def test_mismatched_predictor_and_quality_gate(fitted, tmp_path):
@@ -118,7 +119,9 @@ def test_quality_gate_decides_on_validation_not_test(fitted):
     stored = predictor_store.load_for(run, run.config.targets[0], gate=False)
 
     def with_mapes(val, test):
-        meta = dataclasses.replace(stored.meta, val={**stored.meta.val, "mape": val}, test={**stored.meta.test, "mape": test})
+        meta = dataclasses.replace(
+            stored.meta, val={**stored.meta.val, "mape": val}, test={**stored.meta.test, "mape": test}
+        )
         return predictor_store.StoredPredictor(stored.model, meta)
 
     predictor_store.check_quality(with_mapes(val=0.05, test=0.50), max_mape=0.10)  # test would refuse
@@ -159,8 +162,11 @@ def test_bad_datasets(measured_run, ray_start, tmp_path):
 def test_fit_refuses_a_resource_the_cluster_lacks_before_training(measured_run, ray_start, tmp_path):
     run = _copy_run(measured_run, tmp_path, "resources")
     cfg = smoke_config(**{"fit.resources_per_worker.custom": {"latency_node": 1}})
-    with pytest.raises(PipelineError, match=r"^fit \(each of 2 Ray Train workers\) needs latency_node=1 per task, "
-                                            r"and the Ray cluster has 0 \(CPU=2"):
+    with pytest.raises(
+        PipelineError,
+        match=r"^fit \(each of 2 Ray Train workers\) needs latency_node=1 per task, "
+        r"and the Ray cluster has 0 \(CPU=2",
+    ):
         run_fit(RunDir(run.path, cfg))
     assert not (run.path / "fit" / "ray").exists() and not list((run.path / "fit").glob("*/predictor.pt"))
 
@@ -170,7 +176,9 @@ def test_search_refuses_a_gpu_the_cluster_lacks_before_any_trial(fitted):
 
     run, _ = fitted
     cfg = smoke_config(**{"search.resources.num_gpus": 1})
-    with pytest.raises(PipelineError, match=r"^search \(each Tune trial\) needs GPU=1 per task, and the Ray cluster has 0"):
+    with pytest.raises(
+        PipelineError, match=r"^search \(each Tune trial\) needs GPU=1 per task, and the Ray cluster has 0"
+    ):
         run_search(RunDir(run.path, cfg), progress=False)
     assert not (run.path / "search").exists()
 
@@ -178,8 +186,14 @@ def test_search_refuses_a_gpu_the_cluster_lacks_before_any_trial(fitted):
 def test_invalid_genotype_json_is_one_line_and_exit_2(fitted, tmp_path):
     run, _ = fitted
     f = tmp_path / "bad.jsonl"
-    f.write_text(published("darts_v1").to_json() + "\n" + published("darts_v1").to_json().replace("sep_conv_3x3", "conv_7x7", 1) + "\n")
+    f.write_text(
+        published("darts_v1").to_json()
+        + "\n"
+        + published("darts_v1").to_json().replace("sep_conv_3x3", "conv_7x7", 1)
+        + "\n"
+    )
     r = run_cli("predict", "--run-dir", str(run.path), "--genotypes", str(f))
     assert r.returncode == 2 and r.stdout == ""
-    assert r.stderr.strip().splitlines() == [f"lanas: error: {f}:2: normal[0]: unknown op 'conv_7x7' "
-                                             f"(space ops: {', '.join(run.config.space.ops)})"]
+    assert r.stderr.strip().splitlines() == [
+        f"lanas: error: {f}:2: normal[0]: unknown op 'conv_7x7' (space ops: {', '.join(run.config.space.ops)})"
+    ]

@@ -1,4 +1,5 @@
 """Stage 1 on a real local Ray: the dataset, resume, interruption and bad input."""
+
 import os
 import signal
 import subprocess
@@ -8,8 +9,8 @@ import time
 import pandas as pd
 import pyarrow.dataset as pads
 import pytest
-
 from conftest import ROOT, run_cli, smoke_config
+
 from lanas.genotype import published
 from pipeline import dataset as ds
 from pipeline.errors import PipelineError
@@ -21,16 +22,41 @@ def test_smoke_measurement_reads_back_everywhere(measured_run, ray_start):
     root = dataset_dir(measured_run)
     t = pads.dataset(str(root), format="parquet", partitioning="hive").to_table()
     assert t.num_rows == 60
-    for col in ("arch_id", "genotype", "encoding", "hardware", "device", "runtime", "batch_size", "threads",
-                "resolution", "channels", "layers", "dtype", "latency_ms", "latency_p10_ms", "latency_p90_ms",
-                "ref_latency_ms", "latency_ratio", "repeats", "torch_version", "runtime_version", "export_s",
-                "compile_s", "measured_at", "seed", "status"):
+    for col in (
+        "arch_id",
+        "genotype",
+        "encoding",
+        "hardware",
+        "device",
+        "runtime",
+        "batch_size",
+        "threads",
+        "resolution",
+        "channels",
+        "layers",
+        "dtype",
+        "latency_ms",
+        "latency_p10_ms",
+        "latency_p90_ms",
+        "ref_latency_ms",
+        "latency_ratio",
+        "repeats",
+        "torch_version",
+        "runtime_version",
+        "export_s",
+        "compile_s",
+        "measured_at",
+        "seed",
+        "status",
+    ):
         assert col in t.column_names, col
     df = pd.read_parquet(root)
     assert len(df) == 60 and not df["arch_id"].duplicated().any()
     ok = df[df["status"] == "ok"]
     assert (ok["latency_ms"] > 0).all() and (ok["latency_p10_ms"] <= ok["latency_p90_ms"]).all()
-    assert (ok["latency_ratio_p10"] <= ok["latency_ratio"]).all() and (ok["latency_ratio"] <= ok["latency_ratio_p90"]).all()
+    assert (ok["latency_ratio_p10"] <= ok["latency_ratio"]).all() and (
+        ok["latency_ratio"] <= ok["latency_ratio_p90"]
+    ).all()
     assert set(df["hardware"]) == {measured_run.hardware_id("cpu-t1-torch-b1")}
     assert len(set(len(e) for e in df["encoding"])) == 1
     rd = ray_start.data.read_parquet(str(root))
@@ -87,11 +113,17 @@ def test_run_dir_from_another_config_is_refused(measured_run):
 @pytest.mark.slow
 def test_interrupted_run_is_completed_by_a_rerun_without_duplicates(tmp_path):
     cfg = tmp_path / "c.yaml"
-    cfg.write_text((ROOT / "configs" / "smoke.yaml").read_text().replace("chunk_size: 10", "chunk_size: 4")
-                   .replace("num_archs: 60", "num_archs: 40"))
+    cfg.write_text(
+        (ROOT / "configs" / "smoke.yaml")
+        .read_text()
+        .replace("chunk_size: 10", "chunk_size: 4")
+        .replace("num_archs: 60", "num_archs: 40")
+    )
     run = tmp_path / "run"
     args = [sys.executable, "-m", "pipeline", "measure", "--config", str(cfg), "--run-dir", str(run), "--quiet"]
-    proc = subprocess.Popen(args, cwd=ROOT, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        args, cwd=ROOT, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     part = run / "measure" / "dataset"
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and len(list(part.rglob("*.parquet"))) < 2:
@@ -163,6 +195,7 @@ def test_a_failed_measurement_is_a_row_with_its_error_never_a_number(tmp_path):
 
 def test_several_targets_one_partition_each_and_target_selection(ray_start, tmp_path):
     from conftest import ROOT as root_dir
+
     from pipeline.config import load_config
 
     cfg = load_config(root_dir / "configs" / "targets-smoke.yaml", {"measure.chunk_size": 3})

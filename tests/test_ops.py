@@ -20,8 +20,16 @@ def test_op_forward_backward_and_every_parameter_gets_a_gradient(name, stride):
 
 
 def test_registry_has_the_eight_darts_primitives():
-    assert DARTS_OPS == ("none", "max_pool_3x3", "avg_pool_3x3", "skip_connect",
-                         "sep_conv_3x3", "sep_conv_5x5", "dil_conv_3x3", "dil_conv_5x5")
+    assert DARTS_OPS == (
+        "none",
+        "max_pool_3x3",
+        "avg_pool_3x3",
+        "skip_connect",
+        "sep_conv_3x3",
+        "sep_conv_5x5",
+        "dil_conv_3x3",
+        "dil_conv_5x5",
+    )
 
 
 def test_unknown_op_and_duplicate_registration_are_errors():

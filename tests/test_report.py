@@ -1,5 +1,6 @@
 """The report's pure functions on hand-made rows: fronts per target, the cross-target
 matrix and the specialisation table."""
+
 import pytest
 
 from pipeline.report import analyse, budget_section, budgets, latency_matrix, on_target, specialisation
@@ -18,9 +19,20 @@ def rows():
     out = []
     for name, kind, lam, sf, acc, ms_a, ms_b in CANDIDATES:
         for target, ms in ((A, ms_a), (B, ms_b)):
-            out.append({"name": name, "kind": kind, "lam": lam, "seed": 0 if kind == "searched" else None,
-                        "searched_for": sf, "target": target, "test_acc": acc, "val_acc": acc, "measured_latency_ms": ms,
-                        "prediction_error": 0.01})
+            out.append(
+                {
+                    "name": name,
+                    "kind": kind,
+                    "lam": lam,
+                    "seed": 0 if kind == "searched" else None,
+                    "searched_for": sf,
+                    "target": target,
+                    "test_acc": acc,
+                    "val_acc": acc,
+                    "measured_latency_ms": ms,
+                    "prediction_error": 0.01,
+                }
+            )
     return out
 
 
@@ -30,8 +42,17 @@ def test_each_target_front_holds_only_what_was_searched_for_it():
     assert sorted(r["name"] for r in mine) == ["lam0-seed0", f"lam1-seed0-{B}", "random-0"]
     a = analyse(mine)
     assert {r["name"] for r in mine if r["on_front"]} == {"lam0-seed0", f"lam1-seed0-{B}"}
-    assert a["savings"] == [{"seed": 0, "decided_on": "val_acc", "lam0_acc": 0.99, "lam0_ms": 1.0, "best_lam": None,
-                             "best_acc": None, "saved": 0.0}]
+    assert a["savings"] == [
+        {
+            "seed": 0,
+            "decided_on": "val_acc",
+            "lam0_acc": 0.99,
+            "lam0_ms": 1.0,
+            "best_lam": None,
+            "best_acc": None,
+            "saved": 0.0,
+        }
+    ]
     assert a["headline"][0]["latency_change"] == pytest.approx(-0.4)
 
 
@@ -48,15 +69,27 @@ def test_matrix_and_specialisation_read_the_same_cells():
 
 
 def _row(name, kind, lam, val, test, ms, seed=0):
-    return {"name": name, "kind": kind, "lam": lam, "seed": seed, "searched_for": None, "target": A, "test_acc": test,
-            "val_acc": val, "measured_latency_ms": ms, "prediction_error": 0.0}
+    return {
+        "name": name,
+        "kind": kind,
+        "lam": lam,
+        "seed": seed,
+        "searched_for": None,
+        "target": A,
+        "test_acc": test,
+        "val_acc": val,
+        "measured_latency_ms": ms,
+        "prediction_error": 0.0,
+    }
 
 
 def test_latency_saved_is_decided_on_validation_where_test_would_choose_differently():
-    rows = [_row("lam0", "searched", 0.0, val=0.90, test=0.90, ms=10.0),
-            # on test this one matches lambda = 0 and is fastest, but its validation accuracy is lower
-            _row("lam1", "searched", 1.0, val=0.85, test=0.95, ms=2.0),
-            _row("lam0.1", "searched", 0.1, val=0.92, test=0.88, ms=5.0)]
+    rows = [
+        _row("lam0", "searched", 0.0, val=0.90, test=0.90, ms=10.0),
+        # on test this one matches lambda = 0 and is fastest, but its validation accuracy is lower
+        _row("lam1", "searched", 1.0, val=0.85, test=0.95, ms=2.0),
+        _row("lam0.1", "searched", 0.1, val=0.92, test=0.88, ms=5.0),
+    ]
     s = analyse(rows)["savings"][0]
     assert (s["decided_on"], s["best_lam"], s["saved"]) == ("val_acc", 0.1, pytest.approx(0.5))
     # trained on train + val (DARTS' final training): no validation accuracy, so test decides, and says so
@@ -84,8 +117,11 @@ def test_hypervolume_compares_sets_of_equal_size_and_pairs_matched_random():
 
 def test_front_is_over_the_searched_architectures_only():
     # a random architecture dominates lam1; over all candidates lam1 would drop off the front
-    rows = [_row("lam0", "searched", 0.0, 0.9, 0.90, 10.0), _row("lam1", "searched", 1.0, 0.9, 0.88, 4.0),
-            _row("random-0", "random", None, 0.9, 0.95, 3.0, seed=None)]
+    rows = [
+        _row("lam0", "searched", 0.0, 0.9, 0.90, 10.0),
+        _row("lam1", "searched", 1.0, 0.9, 0.88, 4.0),
+        _row("random-0", "random", None, 0.9, 0.95, 3.0, seed=None),
+    ]
     analyse(rows)
     assert {r["name"]: r["on_front"] for r in rows} == {"lam0": True, "lam1": True, "random-0": False}
 
@@ -93,13 +129,39 @@ def test_front_is_over_the_searched_architectures_only():
 def test_budget_table_marks_missed_budgets_and_the_sweep_under_each():
     results = rows()
     for target, ms, pred in ((A, 4.5, 4.4), (B, 0.8, 0.7)):  # searched for A under 5 ms: met on A
-        results.append({"name": f"budget5ms-seed0-{A}", "kind": "budget", "lam": 0.2, "budget_ms": 5.0, "seed": 0,
-                        "searched_for": A, "target": target, "test_acc": 0.985, "val_acc": 0.985,
-                        "measured_latency_ms": ms, "predicted_latency_ms": pred, "prediction_error": 0.0})
+        results.append(
+            {
+                "name": f"budget5ms-seed0-{A}",
+                "kind": "budget",
+                "lam": 0.2,
+                "budget_ms": 5.0,
+                "seed": 0,
+                "searched_for": A,
+                "target": target,
+                "test_acc": 0.985,
+                "val_acc": 0.985,
+                "measured_latency_ms": ms,
+                "predicted_latency_ms": pred,
+                "prediction_error": 0.0,
+            }
+        )
     for target, ms in ((A, 0.7), (B, 0.7)):  # searched for B under 0.65 ms: measured 0.7, missed
-        results.append({"name": f"budget0.65ms-seed0-{B}", "kind": "budget", "lam": 0.5, "budget_ms": 0.65, "seed": 0,
-                        "searched_for": B, "target": target, "test_acc": 0.96, "val_acc": 0.96,
-                        "measured_latency_ms": ms, "predicted_latency_ms": 0.6, "prediction_error": 0.0})
+        results.append(
+            {
+                "name": f"budget0.65ms-seed0-{B}",
+                "kind": "budget",
+                "lam": 0.5,
+                "budget_ms": 0.65,
+                "seed": 0,
+                "searched_for": B,
+                "target": target,
+                "test_acc": 0.96,
+                "val_acc": 0.96,
+                "measured_latency_ms": ms,
+                "predicted_latency_ms": 0.6,
+                "prediction_error": 0.0,
+            }
+        )
     table = {r["target"]: r for r in budgets(results)}
     assert sorted(table) == sorted([A, B])  # each budget on its own target only
     a, b = table[A], table[B]

@@ -1,6 +1,6 @@
 import pytest
-
 from conftest import smoke_config
+
 from pipeline.errors import PipelineError
 from pipeline.rundir import RunDir
 

@@ -1,14 +1,15 @@
 """Deployment runtimes: the ONNX export runs every op of the space with the torch
 output; an op a runtime cannot export is a failed row; a missing runtime is one line."""
+
 import os
 import sys
 
 import numpy as np
 import pytest
 import torch
+from conftest import ROOT, smoke_config
 from torch import nn
 
-from conftest import ROOT, smoke_config
 from lanas.genotype import Genotype
 from lanas.network import MacroConfig, Network
 from lanas.ops import op_names, register
@@ -17,15 +18,28 @@ from lanas.space import SearchSpace
 from lanas.target import Target
 from pipeline import dataset as ds
 
-EVERY_OP = ["max_pool_3x3", "avg_pool_3x3", "skip_connect", "sep_conv_3x3", "sep_conv_5x5", "dil_conv_3x3", "dil_conv_5x5"]
+EVERY_OP = [
+    "max_pool_3x3",
+    "avg_pool_3x3",
+    "skip_connect",
+    "sep_conv_3x3",
+    "sep_conv_5x5",
+    "dil_conv_3x3",
+    "dil_conv_5x5",
+]
 
 
 def every_op_genotype() -> Genotype:
     """All seven choosable ops in both cells (stride 1 and stride 2 variants)."""
     pairs = [(EVERY_OP[i % 7], inp) for i, inp in enumerate([0, 1, 0, 2, 1, 3, 2, 4])]
-    return Genotype.from_dict({"normal": [list(p) for p in pairs], "normal_concat": [2, 3, 4, 5],
-                               "reduce": [list(p) for p in reversed(pairs[:2])] + [list(p) for p in pairs[2:]],
-                               "reduce_concat": [2, 3, 4, 5]})
+    return Genotype.from_dict(
+        {
+            "normal": [list(p) for p in pairs],
+            "normal_concat": [2, 3, 4, 5],
+            "reduce": [list(p) for p in reversed(pairs[:2])] + [list(p) for p in pairs[2:]],
+            "reduce_concat": [2, 3, 4, 5],
+        }
+    )
 
 
 def test_every_op_is_in_the_network_under_test():
@@ -69,8 +83,9 @@ def test_an_op_a_runtime_cannot_export_is_a_failed_row_nothing_lost(tmp_path):
         register("fft_test")(lambda c, stride, affine: _FFT() if stride == 1 else nn.AvgPool2d(1, stride))
     space = SearchSpace(("none", "sep_conv_3x3", "fft_test"))
     shape = every_op_genotype().to_dict()
-    good = Genotype.from_dict({**shape, **{c: [["sep_conv_3x3", p[1]] for p in shape[c]] for c in ("normal", "reduce")}},
-                              space.ops)
+    good = Genotype.from_dict(
+        {**shape, **{c: [["sep_conv_3x3", p[1]] for p in shape[c]] for c in ("normal", "reduce")}}, space.ops
+    )
     bad = Genotype.from_dict({**good.to_dict(), "normal": [["fft_test", p[1]] for p in good.normal]}, space.ops)
     cfg = smoke_config()
     for runtime, bad_status in (("torch", "ok"), ("onnxruntime", "failed")):
@@ -97,10 +112,17 @@ def test_a_missing_runtime_is_one_line_before_anything_runs(tmp_path):
     import subprocess
 
     for cmd in ("measure", "reproduce"):
-        r = subprocess.run([sys.executable, "-m", "pipeline", cmd, "--config", "configs/targets-smoke.yaml",
-                            "--run-dir", str(run)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+        r = subprocess.run(
+            [sys.executable, "-m", "pipeline", cmd, "--config", "configs/targets-smoke.yaml", "--run-dir", str(run)],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert r.returncode == 2, r.stderr
         assert r.stderr.strip().splitlines() == [
             "lanas: error: target cpu-t1-openvino-b1: runtime 'openvino' is not installed (No module named "
-            "'openvino'); pip install openvino, or pip install 'lanas[openvino]'"]
+            "'openvino'); pip install openvino, or pip install 'lanas[openvino]'"
+        ]
         assert not run.exists()

@@ -10,8 +10,16 @@ from lanas.space import SearchSpace
 from lanas.supernet import MODES
 
 SPACE = SearchSpace()
-COST = {"none": 0.0, "max_pool_3x3": 0.1, "avg_pool_3x3": 0.1, "skip_connect": 0.05,
-        "sep_conv_3x3": 1.0, "sep_conv_5x5": 2.0, "dil_conv_3x3": 0.6, "dil_conv_5x5": 1.2}
+COST = {
+    "none": 0.0,
+    "max_pool_3x3": 0.1,
+    "avg_pool_3x3": 0.1,
+    "skip_connect": 0.05,
+    "sep_conv_3x3": 1.0,
+    "sep_conv_5x5": 2.0,
+    "dil_conv_3x3": 0.6,
+    "dil_conv_5x5": 1.2,
+}
 
 
 def toy_predictor() -> LatencyPredictor:
@@ -50,7 +58,10 @@ def test_large_lambda_ends_with_lower_predicted_latency(loaders):
     p = toy_predictor()
     net0, r0 = _run("gdas", 0.0, loaders, epochs=2, a_lr=0.05)
     net1, r1 = _run("gdas", 10.0, loaders, epochs=2, a_lr=0.05)
-    lat = lambda g: float(p(encode_genotype(g, SPACE).unsqueeze(0)).detach())
+
+    def lat(g):
+        return float(p(encode_genotype(g, SPACE).unsqueeze(0)).detach())
+
     assert float(latency_term(net1, p).detach()) < float(latency_term(net0, p).detach())
     assert lat(r1.genotype) < lat(r0.genotype)
     assert r1.history[-1]["predicted_latency"] == pytest.approx(lat(r1.genotype), rel=1e-5)
@@ -73,8 +84,7 @@ def test_a_resumed_search_is_the_uninterrupted_search(mode):
     through = _fresh(0, settings)
     search(through, toy_predictor(), *make(), settings, 1.0, seed=3)
     snaps = []
-    search(_fresh(0, settings), toy_predictor(), *make(), settings, 1.0, seed=3,
-           on_epoch=lambda m, s: snaps.append(s))
+    search(_fresh(0, settings), toy_predictor(), *make(), settings, 1.0, seed=3, on_epoch=lambda m, s: snaps.append(s))
     resumed = _fresh(1, settings)
     assert not torch.equal(resumed.alpha, through.alpha)
     result = search(resumed, toy_predictor(), *make(), settings, 1.0, seed=3, state=snaps[0])

@@ -1,4 +1,5 @@
 """Job submission against a real local Ray head with token authentication (slow)."""
+
 import contextlib
 import os
 import secrets
@@ -12,7 +13,6 @@ from pathlib import Path
 
 import psutil
 import pytest
-
 from conftest import ROOT, run_cli
 
 pytestmark = pytest.mark.slow
@@ -85,15 +85,31 @@ def ray_head(tmp_path):
     env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token, "PATH": path, MARKER: instance}
     ray_tmp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # unix socket paths must stay < 108 bytes
     try:
-        for attempt in range(START_TRIES):
+        for _attempt in range(START_TRIES):
             # own ports for everything: the session's in-process Ray (ray_start) may be running beside it
             gcs, dashboard, agent, agent_grpc, metrics, runtime_env, client = _free_ports(7)
-            r = subprocess.run([ray, "start", "--head", "--node-ip-address=127.0.0.1", "--dashboard-host=127.0.0.1",
-                                f"--port={gcs}", f"--dashboard-port={dashboard}", f"--dashboard-agent-listen-port={agent}",
-                                f"--dashboard-agent-grpc-port={agent_grpc}", f"--metrics-export-port={metrics}",
-                                f"--runtime-env-agent-port={runtime_env}", f"--ray-client-server-port={client}",
-                                "--num-cpus=2", "--disable-usage-stats",
-                                f"--temp-dir={ray_tmp}"], env=env, capture_output=True, text=True)
+            r = subprocess.run(
+                [
+                    ray,
+                    "start",
+                    "--head",
+                    "--node-ip-address=127.0.0.1",
+                    "--dashboard-host=127.0.0.1",
+                    f"--port={gcs}",
+                    f"--dashboard-port={dashboard}",
+                    f"--dashboard-agent-listen-port={agent}",
+                    f"--dashboard-agent-grpc-port={agent_grpc}",
+                    f"--metrics-export-port={metrics}",
+                    f"--runtime-env-agent-port={runtime_env}",
+                    f"--ray-client-server-port={client}",
+                    "--num-cpus=2",
+                    "--disable-usage-stats",
+                    f"--temp-dir={ray_tmp}",
+                ],
+                env=env,
+                capture_output=True,
+                text=True,
+            )
             if r.returncode == 0:
                 break
             _stop(instance)
@@ -109,7 +125,9 @@ def _jobs(address: str, token_file: Path) -> list:
     """The jobs the head knows of (read with the right token)."""
     from ray.job_submission import JobSubmissionClient
 
-    return JobSubmissionClient(address, headers={"Authorization": f"Bearer {token_file.read_text().strip()}"}).list_jobs()
+    return JobSubmissionClient(
+        address, headers={"Authorization": f"Bearer {token_file.read_text().strip()}"}
+    ).list_jobs()
 
 
 def test_submit_reproduce_with_token_follow_logs_and_refusals(ray_head, tmp_path):
@@ -119,24 +137,59 @@ def test_submit_reproduce_with_token_follow_logs_and_refusals(ray_head, tmp_path
     base = ["submit", "--address", address, "--token-file", str(token_file)]
 
     # without a token the head refuses (and nothing is submitted)
-    r = subprocess.run([sys.executable, "-m", "pipeline", "submit", "--address", address, "--config", "configs/smoke.yaml",
-                        "--token-file", str(tmp_path / "nope")], cwd=ROOT, capture_output=True, text=True, env=env)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pipeline",
+            "submit",
+            "--address",
+            address,
+            "--config",
+            "configs/smoke.yaml",
+            "--token-file",
+            str(tmp_path / "nope"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     assert r.returncode == 2 and "no Ray auth token" in r.stderr
     wrong = tmp_path / "wrong"
     wrong.write_text("not-the-token")
-    r = subprocess.run([sys.executable, "-m", "pipeline", "submit", "--address", address, "--config", "configs/smoke.yaml",
-                        "--token-file", str(wrong)], cwd=ROOT, capture_output=True, text=True, env=env)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pipeline",
+            "submit",
+            "--address",
+            address,
+            "--config",
+            "configs/smoke.yaml",
+            "--token-file",
+            str(wrong),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     assert r.returncode == 2 and "lanas: error:" in r.stderr and WRONG_TOKEN_MESSAGE in r.stderr, r.stderr
     # a config that does not exist, an unreachable address: clear errors
     r = run_cli(*base, "--config", "configs/nope.yaml")
     assert r.returncode == 2 and "config file not found" in r.stderr
-    r = run_cli("submit", "--address", "http://127.0.0.1:9", "--config", "configs/smoke.yaml", "--token-file", str(token_file))
+    r = run_cli(
+        "submit", "--address", "http://127.0.0.1:9", "--config", "configs/smoke.yaml", "--token-file", str(token_file)
+    )
     assert r.returncode == 2 and "cannot reach the Ray Jobs API" in r.stderr
     # a profile asking for what the cluster has none of: refused before submitting, naming both
     r = run_cli(*base, "--config", "configs/cifar10.yaml")
     assert r.returncode == 2 and r.stderr.strip().splitlines() == [
         "lanas: error: measuring on target cuda-torch-b32 needs GPU=1 per task, and the Ray cluster has 0 (CPU=2) at "
-        f"{address}; nothing was submitted (if the cluster autoscales, pass --allow-missing-resources)"], r.stderr
+        f"{address}; nothing was submitted (if the cluster autoscales, pass --allow-missing-resources)"
+    ], r.stderr
     assert _jobs(address, token_file) == []  # every refusal above submitted nothing
 
     # the real submission, followed to the end
@@ -168,13 +221,39 @@ def test_plain_ray_job_submit_works_as_documented(ray_head):
     ray = str(Path(sys.executable).parent / "ray")
     env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token_file)}
     env.pop("RAY_AUTH_TOKEN", None)
-    r = subprocess.run([ray, "job", "submit", "--address", address, "--working-dir", ".",
-                        "--runtime-env-json", '{"excludes": ["runs/", ".venv/", ".git/"]}',
-                        "--", "python", "-m", "pipeline", "reproduce", "--help"],
-                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [
+            ray,
+            "job",
+            "submit",
+            "--address",
+            address,
+            "--working-dir",
+            ".",
+            "--runtime-env-json",
+            '{"excludes": ["runs/", ".venv/", ".git/"]}',
+            "--",
+            "python",
+            "-m",
+            "pipeline",
+            "reproduce",
+            "--help",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     assert "succeeded" in (r.stdout + r.stderr).lower() and "--force-predictor" in r.stdout
     env["RAY_AUTH_MODE"] = "disabled"  # the client sends no token: the head refuses
-    r = subprocess.run([ray, "job", "submit", "--address", address, "--", "echo", "hi"], cwd=ROOT, env=env,
-                       capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [ray, "job", "submit", "--address", address, "--", "echo", "hi"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode != 0 and "token" in (r.stdout + r.stderr).lower()

@@ -14,16 +14,19 @@ def test_spec_and_hardware_id_name_every_field_that_matters():
     assert len(specs) == 4
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"device": "tpu"}, "device must be one of"),
-    ({"runtime": "tvm"}, "runtime must be one of"),
-    ({"dtype": "int8"}, "dtype must be one of"),
-    ({"dtype": "float16"}, "dtype float16 is supported with runtime torch on cuda only"),
-    ({"device": "cuda", "runtime": "onnxruntime", "dtype": "bfloat16"}, "with runtime torch on cuda only"),
-    ({"device": "cuda", "runtime": "openvino"}, "openvino runs on device cpu only"),
-    ({"batch_size": 0}, "batch_size must be >= 1"),
-    ({"threads": 0}, "threads must be >= 1"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"device": "tpu"}, "device must be one of"),
+        ({"runtime": "tvm"}, "runtime must be one of"),
+        ({"dtype": "int8"}, "dtype must be one of"),
+        ({"dtype": "float16"}, "dtype float16 is supported with runtime torch on cuda only"),
+        ({"device": "cuda", "runtime": "onnxruntime", "dtype": "bfloat16"}, "with runtime torch on cuda only"),
+        ({"device": "cuda", "runtime": "openvino"}, "openvino runs on device cpu only"),
+        ({"batch_size": 0}, "batch_size must be >= 1"),
+        ({"threads": 0}, "threads must be >= 1"),
+    ],
+)
 def test_invalid_targets_are_refused(kwargs, message):
     with pytest.raises(ValueError, match=message):
         Target(**kwargs)
@@ -39,6 +42,9 @@ def test_pick_by_spec_or_hardware_id():
     ids = {"cpu-t1-onnxruntime-b1": "cpu-X-t1-onnxruntime-b1"}
     assert pick(targets, "cpu-t1-onnxruntime-b1") is targets[1]
     assert pick(targets, "cpu-X-t1-onnxruntime-b1", ids) is targets[1]
-    with pytest.raises(ValueError, match=r"unknown target 'gpu'; this run's targets: cpu-t1-torch-b1, "
-                                         r"cpu-t1-onnxruntime-b1 \(cpu-X-t1-onnxruntime-b1\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"unknown target 'gpu'; this run's targets: cpu-t1-torch-b1, "
+        r"cpu-t1-onnxruntime-b1 \(cpu-X-t1-onnxruntime-b1\)",
+    ):
         pick(targets, "gpu", ids)

@@ -1,9 +1,10 @@
 """lanas.transfer: a target's predictor from a few samples and another's predictor."""
+
 import numpy as np
 import pytest
 import torch
 
-from lanas.encoding import encode_genotype, encoding_size, group_matrix
+from lanas.encoding import encode_genotype, group_matrix
 from lanas.predictor import LatencyPredictor
 from lanas.space import SearchSpace
 from lanas.transfer import choose, fit_model, predict_np, select_diverse, transferred

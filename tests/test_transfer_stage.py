@@ -1,10 +1,11 @@
 """`lanas fit --transfer-from` on the fitted smoke run: refusals before anything is written."""
+
 import json
 import shutil
 
 import pytest
-
 from conftest import run_cli
+
 from pipeline import predictor_store
 from pipeline.errors import PipelineError
 from pipeline.fit import stored_metas
@@ -49,12 +50,24 @@ def test_transfer_from_another_space_or_layout_is_refused(run_copy, tmp_path):
 def test_more_samples_than_measured_says_so_and_a_transfer_is_recorded(run_copy, tmp_path):
     run = run_copy
     source = _foreign(run, tmp_path)
-    r = run_cli("fit", "--config", str(run.path / "config.yaml"), "--run-dir", str(run.path), "--target", SPEC,
-                "--transfer-from", str(source), "--samples", "1000")
+    r = run_cli(
+        "fit",
+        "--config",
+        str(run.path / "config.yaml"),
+        "--run-dir",
+        str(run.path),
+        "--target",
+        SPEC,
+        "--transfer-from",
+        str(source),
+        "--samples",
+        "1000",
+    )
     assert r.returncode == 2
     assert r.stderr.strip().splitlines() == [
         f"lanas: error: --samples 1000: 60 architectures are measured on {SPEC} and a transfer needs 3 to 60; measure "
-        f"more with `lanas measure --target {SPEC} --num-archs N --select diverse`"]
+        f"more with `lanas measure --target {SPEC} --num-archs N --select diverse`"
+    ]
     meta = run_transfer(run, SPEC, str(source), 20)  # the run's own rows, through a predictor from "elsewhere"
     assert meta.transferred_from["samples"] == 20 and meta.rows == {"train": 20, "val": 0, "test": 40}
     assert meta.val["mape"] == meta.transferred_from["loo_mape"][meta.transferred_from["model"]]
