@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from lanas.genotype import published
 from lanas.measure import LatencyMeter, MeasureSettings
-from lanas.network import MacroConfig, Network
+from lanas.network import MacroSettings, Network
 from lanas.predictor import LatencyPredictor
 from lanas.runtimes import RuntimeMissing, device_name, runtime_version
 from lanas.search import SearchSettings, build_supernet, search
@@ -36,7 +36,7 @@ from lanas.target import Target
 from lanas.train import TrainSettings, train_network
 
 # The CIFAR-10 profile (configs/cifar10.yaml): evaluation network, protocol, search settings.
-CIFAR_MACRO = MacroConfig(layers=20, channels=36, stem_multiplier=3, in_channels=3, num_classes=10)
+CIFAR_MACRO = MacroSettings(layers=20, channels=36, stem_multiplier=3, in_channels=3, num_classes=10)
 PROTOCOL = MeasureSettings(warmup=10, repeats=50)
 SEARCH = dict(layers=8, channels=16, epochs=1, batch_size=256, partial_channels=4)
 TARGETS = (

@@ -2,8 +2,8 @@
 
     .venv/bin/python benchmarks/search_step.py [--steps 15] [--config configs/demo.yaml]
 
-One step = an alpha step on a validation batch (CE + lambda * latency term) plus a
-weight step on a training batch, as in lanas.search. All modes are timed in one
+One step = the library's own step (lanas.search.arch_step: alpha on a validation batch
+with CE + lambda * latency term, then lanas.search.weight_step on a training batch). All modes are timed in one
 process, one thread, interleaved round-robin so drift hits them alike; medians are
 reported with their ratio to full DARTS. Then one complete demo-profile search for one
 lambda is timed with the chosen mode (target: <= 120 s on one core).
@@ -25,7 +25,7 @@ from common import record  # noqa: E402
 
 from lanas.data import load_splits, loader  # noqa: E402
 from lanas.predictor import LatencyPredictor  # noqa: E402
-from lanas.search import build_supernet, latency_term, search  # noqa: E402
+from lanas.search import SearchState, arch_step, build_supernet, search, weight_step  # noqa: E402
 from pipeline.config import load_config  # noqa: E402
 
 
@@ -45,22 +45,14 @@ def main() -> None:
     for mode in modes:
         torch.manual_seed(0)
         nets[mode] = build_supernet(cfg.space, cfg.macro(), type(s)(**{**s.__dict__, "mode": mode}))
-    opts = {
-        m: (torch.optim.SGD(n.weight_parameters(), 0.01), torch.optim.Adam(n.arch_parameters(), 1e-3))
-        for m, n in nets.items()
-    }
-    ce = torch.nn.CrossEntropyLoss()
+    states = {m: SearchState.start(n, s, lam=1.0) for m, n in nets.items()}
 
     def step(mode: str, i: int) -> float:
-        net, (w_opt, a_opt) = nets[mode], opts[mode]
+        """One search step as lanas.search runs it: arch_step, then weight_step."""
         (xv, yv), (xt, yt) = batches[i % 4], batches[(i + 1) % 4]
         t0 = time.perf_counter()
-        a_opt.zero_grad()
-        (ce(net(xv), yv) + 1.0 * latency_term(net, predictor)).backward()
-        a_opt.step()
-        w_opt.zero_grad()
-        ce(net(xt), yt).backward()
-        w_opt.step()
+        arch_step(states[mode], predictor, xv, yv)
+        weight_step(states[mode], xt, yt, s.grad_clip)
         return time.perf_counter() - t0
 
     for mode in modes:  # warm-up

@@ -27,7 +27,7 @@ from typing import Callable, Iterator
 import torch
 
 from lanas.genotype import Genotype, published
-from lanas.network import MacroConfig, Network
+from lanas.network import MacroSettings, Network
 from lanas.runtimes import Compiled, compile_for, device_name, example_input, runtime_version
 from lanas.target import Target
 
@@ -183,7 +183,7 @@ class LatencyMeter:
     The reference is compiled and warmed up once here; afterwards it stays warm, being
     timed every other call, so each architecture only needs its own warm-up."""
 
-    def __init__(self, macro: MacroConfig, target: Target, settings: MeasureSettings, resolution: int, seed: int = 0):
+    def __init__(self, macro: MacroSettings, target: Target, settings: MeasureSettings, resolution: int, seed: int = 0):
         self.macro, self.target, self.settings = macro, target, settings
         self.runtime_version = runtime_version(target.runtime)
         self.x = example_input(macro.in_channels, resolution, target)

@@ -20,7 +20,7 @@ from lanas.topology import edge_stride
 
 
 @dataclass(frozen=True)
-class MacroConfig:
+class MacroSettings:
     layers: int = 5  # number of cells
     channels: int = 16  # initial cell channels C
     stem_multiplier: int = 3  # stem outputs stem_multiplier * C channels
@@ -57,7 +57,7 @@ CellFactory = Callable[[int, int, int, bool, bool], nn.Module]
 class Backbone(nn.Module):
     """Stem, a stack of cells built by ``make_cell``, pooling and classifier."""
 
-    def __init__(self, macro: MacroConfig, make_cell: CellFactory):
+    def __init__(self, macro: MacroSettings, make_cell: CellFactory):
         super().__init__()
         self.macro = macro
         c = macro.channels
@@ -148,7 +148,7 @@ class Network(Backbone):
     ``auxiliary`` adds DARTS' auxiliary head, used by ``forward_with_aux`` in training only
     (``forward``, what is measured and exported, never runs it)."""
 
-    def __init__(self, genotype: Genotype, macro: MacroConfig, auxiliary: bool = False):
+    def __init__(self, genotype: Genotype, macro: MacroSettings, auxiliary: bool = False):
         super().__init__(macro, lambda c_pp, c_p, c, red, red_prev: Cell(genotype, c_pp, c_p, c, red, red_prev))
         self.genotype = genotype
         self.aux_after = 2 * macro.layers // 3  # DARTS: the head reads the output of this cell

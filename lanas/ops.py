@@ -70,8 +70,7 @@ class SepConv(nn.Sequential):
 
     def __init__(self, c_in: int, c_out: int, kernel: int, stride: int, padding: int, affine: bool = True):
         super().__init__(
-            DilConv(c_in, c_in, kernel, stride, padding, 1, affine),
-            DilConv(c_in, c_out, kernel, 1, padding, 1, affine),
+            DilConv(c_in, c_in, kernel, stride, padding, 1, affine), DilConv(c_in, c_out, kernel, 1, padding, 1, affine)
         )
 
 

@@ -21,7 +21,7 @@ import torch
 from scipy import stats
 
 from lanas.genotype import Genotype
-from lanas.network import MacroConfig, Network
+from lanas.network import MacroSettings, Network
 
 
 def regression_metrics(pred: np.ndarray, true: np.ndarray, ms_per_unit: float = 1.0) -> dict[str, float]:
@@ -57,7 +57,7 @@ def fit_trees(x: np.ndarray, y: np.ndarray, seed: int = 0):
     return HistGradientBoostingRegressor(max_iter=300, learning_rate=0.05, random_state=seed).fit(x, y)
 
 
-def network_flops(genotype: Genotype, macro: MacroConfig, resolution: int) -> int:
+def network_flops(genotype: Genotype, macro: MacroSettings, resolution: int) -> int:
     """FLOPs of one forward pass of the deployed network on one image."""
     from torch.utils.flop_counter import FlopCounterMode
 

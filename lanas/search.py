@@ -27,9 +27,9 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from lanas.budget import Budget
-from lanas.encoding import derive_genotype, encode_alpha, encode_genotype
+from lanas.encoding import encode_alpha, encode_genotype
 from lanas.genotype import Genotype
-from lanas.network import MacroConfig
+from lanas.network import MacroSettings
 from lanas.predictor import LatencyPredictor
 from lanas.space import SearchSpace
 from lanas.supernet import MODES, SuperNet
@@ -72,8 +72,8 @@ class SearchResult:
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
-def build_supernet(space: SearchSpace, macro: MacroConfig, settings: SearchSettings) -> SuperNet:
-    search_macro = MacroConfig(
+def build_supernet(space: SearchSpace, macro: MacroSettings, settings: SearchSettings) -> SuperNet:
+    search_macro = MacroSettings(
         settings.layers, settings.channels, macro.stem_multiplier, macro.in_channels, macro.num_classes
     )
     return SuperNet(space, search_macro, settings.mode, settings.partial_channels)
@@ -81,6 +81,89 @@ def build_supernet(space: SearchSpace, macro: MacroConfig, settings: SearchSetti
 
 def latency_term(net: SuperNet, predictor: LatencyPredictor) -> torch.Tensor:
     return predictor.latency_term(encode_alpha(net.latency_logits(), net.beta))
+
+
+@dataclass
+class SearchState:
+    """Everything a search is at a step boundary, and what it resumes from: the supernet
+    (weights, alpha, beta), the weights' SGD and cosine schedule, alpha's Adam, lambda (a
+    budget moves it), the epochs done and their metrics."""
+
+    net: SuperNet
+    w_opt: torch.optim.Optimizer
+    a_opt: torch.optim.Optimizer
+    w_sched: torch.optim.lr_scheduler.LRScheduler
+    lam: float
+    epoch: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    @classmethod
+    def start(cls, net: SuperNet, settings: SearchSettings, lam: float) -> SearchState:
+        s = settings
+        w_opt = torch.optim.SGD(net.weight_parameters(), s.w_lr, momentum=s.w_momentum, weight_decay=s.w_weight_decay)
+        w_sched = torch.optim.lr_scheduler.CosineAnnealingLR(w_opt, s.epochs, eta_min=s.w_lr_min)
+        a_opt = torch.optim.Adam(net.arch_parameters(), s.a_lr, betas=(0.5, 0.999), weight_decay=s.a_weight_decay)
+        return cls(net, w_opt, a_opt, w_sched, lam)
+
+    def snapshot(self) -> dict[str, Any]:
+        """A deep copy (``state_dict()`` tensors are the live ones, changed by later steps)."""
+        return copy.deepcopy(
+            {
+                "net": self.net.state_dict(),
+                "w_opt": self.w_opt.state_dict(),
+                "a_opt": self.a_opt.state_dict(),
+                "w_sched": self.w_sched.state_dict(),
+                "history": self.history,
+                "epoch": self.epoch,
+                "lam": self.lam,
+            }
+        )
+
+    def restore(self, snapshot: dict[str, Any]) -> None:
+        self.net.load_state_dict(snapshot["net"])
+        for key in ("w_opt", "a_opt", "w_sched"):
+            getattr(self, key).load_state_dict(snapshot[key])
+        self.history, self.epoch = list(snapshot["history"]), int(snapshot["epoch"])
+        self.lam = float(snapshot.get("lam", self.lam))
+
+
+def arch_step(
+    state: SearchState,
+    predictor: LatencyPredictor,
+    xv: torch.Tensor,
+    yv: torch.Tensor,
+    budget: Budget | None = None,
+    steps_per_epoch: int = 1,
+) -> dict[str, float]:
+    """DARTS' ``Architect.step`` (first order): alpha (and beta) take an Adam step on a
+    validation batch with ``CE + lambda * latency_term``; a ``budget`` then moves lambda
+    (:mod:`lanas.budget`). Returns the batch's CE, accuracy and latency term, and
+    ``inside``: whether the derived architecture is now inside the budget."""
+    state.a_opt.zero_grad()
+    logits = state.net(xv)
+    loss = nn.functional.cross_entropy(logits, yv)
+    lat = latency_term(state.net, predictor)
+    (loss + state.lam * lat).backward()
+    state.a_opt.step()
+    out = {"val_ce": loss.item(), "val_acc": (logits.argmax(1) == yv).float().mean().item(), "latency_term": lat.item()}
+    inside = False
+    if budget is not None:
+        predicted = derived_latency(state.net, predictor, str(xv.device))
+        state.lam = budget.update(state.lam, predicted, steps_per_epoch)
+        inside = budget.inside(predicted)
+    return {**out, "inside": inside}
+
+
+def weight_step(state: SearchState, xt: torch.Tensor, yt: torch.Tensor, grad_clip: float) -> dict[str, float]:
+    """The network weights take an SGD step on a training batch with plain CE (gradient
+    norm clipped). Returns the batch's CE and accuracy."""
+    state.w_opt.zero_grad()
+    logits = state.net(xt)
+    loss = nn.functional.cross_entropy(logits, yt)
+    loss.backward()
+    nn.utils.clip_grad_norm_(state.net.weight_parameters(), grad_clip)
+    state.w_opt.step()
+    return {"train_ce": loss.item(), "train_acc": (logits.argmax(1) == yt).float().mean().item()}
 
 
 def search(
@@ -96,86 +179,58 @@ def search(
     seed: int = 0,
     budget: Budget | None = None,
 ) -> SearchResult:
-    """Run (or resume from ``state``) one search with coefficient ``lam``, or, with a
-    ``budget``, with ``lam`` as the starting multiplier of the budget constraint (see
-    :mod:`lanas.budget`). Each epoch draws its randomness (the loaders' batch order,
-    Gumbel samples) from ``(seed, epoch)`` alone, so a search resumed from an epoch's
-    snapshot is the search that would have run through."""
+    """Run (or resume from the snapshot ``state``) one search with coefficient ``lam``,
+    or, with a ``budget``, with ``lam`` as the starting multiplier of the budget
+    constraint (see :mod:`lanas.budget`). ``on_epoch(metrics, snapshot)`` is called after
+    every epoch. Each epoch draws its randomness (the loaders' batch order, Gumbel
+    samples) from ``(seed, epoch)`` alone, so a search resumed from an epoch's snapshot
+    is the search that would have run through."""
     if not math.isfinite(lam) or (lam < 0 and budget is None):
         raise ValueError(f"lambda must be a finite number >= 0, got {lam}")
     net.to(device)
     predictor.to(device).eval().requires_grad_(False)
-    w_opt = torch.optim.SGD(
-        net.weight_parameters(), settings.w_lr, momentum=settings.w_momentum, weight_decay=settings.w_weight_decay
-    )
-    w_sched = torch.optim.lr_scheduler.CosineAnnealingLR(w_opt, settings.epochs, eta_min=settings.w_lr_min)
-    a_opt = torch.optim.Adam(
-        net.arch_parameters(), settings.a_lr, betas=(0.5, 0.999), weight_decay=settings.a_weight_decay
-    )
-    history, start, lam = _restore(state, lam, net, w_opt, a_opt, w_sched) if state is not None else ([], 0, lam)
-    for epoch in range(start, settings.epochs + (budget.settings.extra_epochs if budget else 0)):
-        _seed_epoch(seed, epoch, (train, val))
-        net.tau = settings.tau_max - (settings.tau_max - settings.tau_min) * min(
-            1.0, epoch / max(1, settings.epochs - 1)
-        )
-        update_arch = epoch >= settings.warmup_epochs
-        step = _Step(
-            predictor,
-            (w_opt, a_opt),
-            settings,
-            lam,
-            update_arch,
-            device,
-            budget,
-            stop_inside=budget is not None and epoch >= settings.epochs,
-            steps_per_epoch=len(train),
-        )
-        sums, steps = _run_epoch(net, (train, val), step)
-        if epoch < settings.epochs:  # extra epochs of a budget search keep the final learning rate
-            w_sched.step()
-        lam = step.lam
-        metrics = _epoch_metrics(net, predictor, sums, steps, update_arch, device)
-        done = epoch + 1 >= settings.epochs and (
-            budget is None
-            or budget.inside(metrics["predicted_latency"])
-            or epoch + 1 == settings.epochs + budget.settings.extra_epochs
-        )
-        metrics.update(
-            epoch=epoch + 1,
-            lam=lam,
-            tau=net.tau,
-            done=done,
-            lam_updates=step.updates + (history[-1].get("lam_updates", 0) if history else 0),
-        )
-        history.append(metrics)
+    st = SearchState.start(net, settings, lam)
+    if state is not None:
+        st.restore(state)
+    last = settings.epochs + (budget.settings.extra_epochs if budget else 0)
+    while st.epoch < last:
+        done = _search_epoch(st, predictor, (train, val), settings, seed, budget, device)
         if on_epoch is not None:
-            snapshot = copy.deepcopy(
-                {  # a copy: state_dict() tensors are the live ones, changed by later epochs
-                    "net": net.state_dict(),
-                    "w_opt": w_opt.state_dict(),
-                    "a_opt": a_opt.state_dict(),
-                    "w_sched": w_sched.state_dict(),
-                    "history": history,
-                    "epoch": epoch + 1,
-                    "lam": lam,
-                }
-            )
-            on_epoch(metrics, snapshot)
+            on_epoch(st.history[-1], st.snapshot())
         if done:
             break
-    return SearchResult(_derive(net), history)
+    return SearchResult(net.genotype(), st.history)
 
 
-def _restore(
-    state: dict[str, Any], lam: float, net: SuperNet, *stateful: Any
-) -> tuple[list[dict[str, Any]], int, float]:
-    """Load a snapshot into the network, the two optimisers and the scheduler; returns
-    the history so far, the epoch to continue from and lambda (``lam`` if the snapshot
-    has none)."""
-    net.load_state_dict(state["net"])
-    for obj, key in zip(stateful, ("w_opt", "a_opt", "w_sched")):
-        obj.load_state_dict(state[key])
-    return list(state["history"]), int(state["epoch"]), float(state.get("lam", lam))
+def _search_epoch(
+    st: SearchState,
+    predictor: LatencyPredictor,
+    data: tuple[DataLoader, DataLoader],
+    settings: SearchSettings,
+    seed: int,
+    budget: Budget | None,
+    device: str,
+) -> bool:
+    """One epoch: its seeds, temperature, steps, schedule and metrics. Returns whether the
+    search is done (its last scheduled epoch; a budget's once inside, or out of epochs)."""
+    epoch, net = st.epoch, st.net
+    _seed_epoch(seed, epoch, data)
+    net.tau = settings.tau_max - (settings.tau_max - settings.tau_min) * min(1.0, epoch / max(1, settings.epochs - 1))
+    update_arch = epoch >= settings.warmup_epochs
+    sums, steps, updates = _run_epoch(st, predictor, data, settings, update_arch, budget, device)
+    if epoch < settings.epochs:  # extra epochs of a budget search keep the final learning rate
+        st.w_sched.step()
+    metrics = _epoch_metrics(net, predictor, sums, steps, update_arch, device)
+    done = epoch + 1 >= settings.epochs and (
+        budget is None
+        or budget.inside(metrics["predicted_latency_ratio"])
+        or epoch + 1 == settings.epochs + budget.settings.extra_epochs
+    )
+    previous = st.history[-1].get("lam_updates", 0) if st.history else 0
+    metrics.update(epoch=epoch + 1, lam=st.lam, tau=net.tau, done=done, lam_updates=updates + previous)
+    st.history.append(metrics)
+    st.epoch = epoch + 1
+    return done
 
 
 EPOCH_SEEDS = 1_000_003  # seeds of (seed, epoch) pairs: seed * this + epoch, apart for any realistic epoch count
@@ -190,78 +245,43 @@ def _seed_epoch(seed: int, epoch: int, loaders: tuple[DataLoader, ...]) -> None:
             dl.generator.manual_seed(base * len(loaders) + i + 1)
 
 
-def _derive(net: SuperNet) -> Genotype:
-    return derive_genotype(net.alpha.detach(), None if net.beta is None else net.beta.detach(), net.space)
-
-
-@dataclass
-class _Step:
-    """One first-order bilevel step's settings, and the multiplier a budget moves."""
-
-    predictor: LatencyPredictor
-    opts: tuple[torch.optim.Optimizer, torch.optim.Optimizer]  # (weights, architecture)
-    settings: SearchSettings
-    lam: float
-    update_arch: bool
-    device: str
-    budget: Budget | None = None
-    stop_inside: bool = False  # end the epoch at the first step whose derived architecture is inside the budget
-    steps_per_epoch: int = 1
-    updates: int = 0  # dual-ascent updates of lam
-
-    def arch(self, net: SuperNet, xv: torch.Tensor, yv: torch.Tensor, sums: dict[str, float]) -> bool:
-        """Alpha (and beta) take an Adam step on a val batch; a budget then moves lambda.
-        Returns whether the derived architecture is inside the budget."""
-        a_opt = self.opts[1]
-        a_opt.zero_grad()
-        logits = net(xv)
-        loss = nn.functional.cross_entropy(logits, yv)
-        lat = latency_term(net, self.predictor)
-        (loss + self.lam * lat).backward()
-        a_opt.step()
-        sums["val_ce"] += loss.item()
-        sums["val_acc"] += (logits.argmax(1) == yv).float().mean().item()
-        sums["latency_term"] += lat.item()
-        if self.budget is None:
-            return False
-        predicted = derived_latency(net, self.predictor, self.device)
-        self.lam, self.updates = self.budget.update(self.lam, predicted, self.steps_per_epoch), self.updates + 1
-        return self.budget.inside(predicted)
-
-    def weights(self, net: SuperNet, xt: torch.Tensor, yt: torch.Tensor, sums: dict[str, float]) -> None:
-        """The network weights take an SGD step on a train batch with plain CE."""
-        w_opt = self.opts[0]
-        w_opt.zero_grad()
-        logits = net(xt)
-        loss = nn.functional.cross_entropy(logits, yt)
-        loss.backward()
-        nn.utils.clip_grad_norm_(net.weight_parameters(), self.settings.grad_clip)
-        w_opt.step()
-        sums["train_ce"] += loss.item()
-        sums["train_acc"] += (logits.argmax(1) == yt).float().mean().item()
-
-
-def _run_epoch(net: SuperNet, data: tuple[DataLoader, DataLoader], step: _Step) -> tuple[dict[str, float], int]:
-    """One epoch of first-order bilevel steps: alpha on a val batch (when the step
-    updates the architecture), then the weights on a train batch. Returns the summed
-    step metrics and the step count."""
+def _run_epoch(
+    st: SearchState,
+    predictor: LatencyPredictor,
+    data: tuple[DataLoader, DataLoader],
+    settings: SearchSettings,
+    update_arch: bool,
+    budget: Budget | None,
+    device: str,
+) -> tuple[dict[str, float], int, int]:
+    """One epoch of first-order bilevel steps: alpha on a val batch (when ``update_arch``),
+    then the weights on a train batch; a budget's extra epoch ends at the first step
+    inside the budget. Returns the summed step metrics, the step count and the lambda
+    updates."""
     train, val = data
-    net.train()
+    stop_inside = budget is not None and st.epoch >= settings.epochs
+    st.net.train()
     sums = {"train_ce": 0.0, "train_acc": 0.0, "val_ce": 0.0, "val_acc": 0.0, "latency_term": 0.0}
-    steps = 0
+    steps = updates = 0
     for (xt, yt), (xv, yv) in zip(train, itertools.cycle(val)):
-        inside = step.update_arch and step.arch(net, xv.to(step.device), yv.to(step.device), sums)
-        step.weights(net, xt.to(step.device), yt.to(step.device), sums)
+        inside = False
+        if update_arch:
+            m = arch_step(st, predictor, xv.to(device), yv.to(device), budget, len(train))
+            inside, updates = m.pop("inside"), updates + (budget is not None)
+            for k, v in m.items():
+                sums[k] += v
+        for k, v in weight_step(st, xt.to(device), yt.to(device), settings.grad_clip).items():
+            sums[k] += v
         steps += 1
-        if inside and step.stop_inside:
+        if inside and stop_inside:
             break
-    return sums, steps
+    return sums, steps, updates
 
 
 def derived_latency(net: SuperNet, predictor: LatencyPredictor, device: str) -> float:
     """Predicted latency of the architecture the search state derives now."""
     with torch.no_grad():
-        return float(predictor(encode_genotype(_derive(net), net.space).to(device).unsqueeze(0)))
+        return float(predictor(encode_genotype(net.genotype(), net.space).to(device).unsqueeze(0)))
 
 
 def _epoch_metrics(
@@ -274,5 +294,5 @@ def _epoch_metrics(
     metrics: dict[str, Any] = {k: v / max(steps, 1) for k, v in sums.items()}
     if not update_arch:
         metrics["val_ce"] = metrics["val_acc"] = float("nan")
-    metrics.update(predicted_latency=derived_latency(net, predictor, device), genotype=_derive(net).to_json())
+    metrics.update(predicted_latency_ratio=derived_latency(net, predictor, device), genotype=net.genotype().to_json())
     return metrics

@@ -17,8 +17,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from lanas.encoding import edge_softmax
-from lanas.network import Backbone, MacroConfig, Preprocess
+from lanas.encoding import derive_genotype, edge_softmax
+from lanas.genotype import Genotype
+from lanas.network import Backbone, MacroSettings, Preprocess
 from lanas.ops import build_op
 from lanas.space import SearchSpace
 from lanas.topology import CONCAT, NODES, NONE, NUM_EDGES, NUM_NODES, edge_index, edge_stride
@@ -91,7 +92,7 @@ class SuperNet(Backbone):
     def __init__(
         self,
         space: SearchSpace,
-        macro: MacroConfig,
+        macro: MacroSettings,
         mode: str = "gdas",
         partial_channels: int = 4,
         edge_norm: bool | None = None,
@@ -125,6 +126,10 @@ class SuperNet(Backbone):
             return edge_softmax(self.beta)  # PC-DARTS: sums to 1 over a node's inputs
         # plain DARTS/GDAS sum the incoming edges of a node unweighted
         return torch.ones(2, NUM_EDGES, device=self.alpha.device)
+
+    def genotype(self) -> Genotype:
+        """The discrete architecture the search state derives (lanas.encoding.derive_genotype)."""
+        return derive_genotype(self.alpha.detach(), None if self.beta is None else self.beta.detach(), self.space)
 
     def latency_logits(self) -> torch.Tensor:
         """alpha with 'none' masked out: derivation never picks 'none', so the latency

@@ -34,7 +34,7 @@ class TrainSettings:
             raise ValueError(f"cutout and auxiliary_weight must be >= 0, got {self.cutout}, {self.auxiliary_weight}")
 
 
-def evaluate(net: nn.Module, data: DataLoader, device: str = "cpu") -> tuple[float, float]:
+def accuracy_and_loss(net: nn.Module, data: DataLoader, device: str = "cpu") -> tuple[float, float]:
     """(accuracy, mean cross-entropy) of ``net`` on ``data``."""
     net.eval()
     correct, loss, n = 0, 0.0, 0

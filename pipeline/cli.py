@@ -136,35 +136,34 @@ def cmd_export(args: argparse.Namespace) -> None:
     print(export_candidate(args.run_dir, args.candidate, args.onnx))
 
 
-def cmd_search(args: argparse.Namespace) -> None:
+def _options(args: argparse.Namespace):
+    from pipeline.stages import Options
+
+    return Options(
+        progress=not args.quiet,
+        resume=getattr(args, "resume", False),
+        force_predictor=getattr(args, "force_predictor", False),
+    )
+
+
+def cmd_stage(args: argparse.Namespace) -> None:
+    """``lanas search|evaluate|report``: the stage of that name, from the stage table."""
     from pipeline.ray_env import init_ray
-    from pipeline.search import run_search
+    from pipeline.stages import BY_NAME
 
+    stage = BY_NAME[args.command]
     run = _open_run(args)
-    init_ray(args.address)
-    run_search(run, resume=args.resume, force_predictor=args.force_predictor, progress=not args.quiet)
-
-
-def cmd_evaluate(args: argparse.Namespace) -> None:
-    from pipeline.evaluate import run_evaluate
-    from pipeline.ray_env import init_ray
-
-    run = _open_run(args)
-    init_ray(args.address)
-    run_evaluate(run, progress=not args.quiet)
-
-
-def cmd_report(args: argparse.Namespace) -> None:
-    from pipeline.report import run_report
-
-    run = _open_run(args)
-    print(run_report(run))
+    if stage.needs_ray:
+        init_ray(args.address)
+    out = stage.run(run, _options(args))
+    if args.command == "report":
+        print(out)
 
 
 def cmd_reproduce(args: argparse.Namespace) -> None:
     from pipeline.reproduce import reproduce
 
-    reproduce(args)
+    reproduce(args.config, args.run_dir, args.address, args.overwrite, _options(args))
 
 
 def cmd_submit(args: argparse.Namespace) -> None:
@@ -173,91 +172,90 @@ def cmd_submit(args: argparse.Namespace) -> None:
     submit_command(args)
 
 
+SELECT_HELP = (
+    "diverse: pick --num-archs architectures for a new --target that span another target's predicted latency "
+    "and op compositions (for `lanas fit --transfer-from`)"
+)
+PICKER_HELP = "with --select diverse: the target whose predictor picks (default: the first other target with one)"
+TRANSFER_HELP = (
+    "fit --target's predictor by transfer from SRC's (a target of the run, or a predictor folder "
+    "fit/<hardware> of another run) instead of from scratch"
+)
+SAMPLES_HELP = "with --transfer-from: fit on K of the target's measured architectures (default: all), the rest test"
+BUDGET_HELP = (
+    "also search for the most accurate architecture under MS ms on TARGET (a target spec); repeatable; "
+    "added to search.budgets_ms, and kept in the run's config"
+)
+
+
+def _measure_flags(p: argparse.ArgumentParser) -> None:
+    _common(p)
+    p.add_argument("--num-archs", type=int, help="architectures to sample (default: measure.num_archs)")
+    p.add_argument("--genotypes", help="measure exactly these genotypes (JSON lines) instead of sampling")
+    p.add_argument("--select", choices=("random", "diverse"), default="random", help=SELECT_HELP)
+    p.add_argument("--transfer-from", metavar="SRC", help=PICKER_HELP)
+    _target_flag(p)
+
+
+def _fit_flags(p: argparse.ArgumentParser) -> None:
+    _common(p)
+    _target_flag(p)
+    p.add_argument("--transfer-from", metavar="SRC", help=TRANSFER_HELP)
+    p.add_argument("--samples", type=int, metavar="K", help=SAMPLES_HELP)
+
+
+def _predict_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--run-dir", required=True)
+    p.add_argument("--genotypes", required=True, help="JSON lines file of genotypes")
+    _target_flag(p)
+
+
+def _export_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--run-dir", required=True)
+    p.add_argument("--candidate", required=True, help="candidate name, as in report/pareto.csv (e.g. lam0.3-seed0-...)")
+    p.add_argument("--onnx", required=True, help="output file (an existing file is not overwritten)")
+
+
+def _budget_flags(p: argparse.ArgumentParser) -> None:
+    _common(p)
+    _search_flags(p)
+    p.add_argument("--budget-ms", action="append", metavar="TARGET=MS", help=BUDGET_HELP)
+
+
+def _reproduce_flags(p: argparse.ArgumentParser) -> None:
+    _common(p)
+    _search_flags(p)
+
+
+def _submit_flags(p: argparse.ArgumentParser) -> None:
+    from pipeline.submit import add_arguments
+
+    add_arguments(p)
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from pipeline.stages import BY_NAME
+
     parser = argparse.ArgumentParser(
         prog="lanas",
         description="Latency-aware differentiable NAS on Ray: measure -> fit -> search -> evaluate -> report.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    def add(name: str, fn: Callable, help_: str) -> argparse.ArgumentParser:
+    commands: list[tuple[str, Callable, str, Callable[[argparse.ArgumentParser], None]]] = [
+        ("measure", cmd_measure, BY_NAME["measure"].help, _measure_flags),
+        ("fit", cmd_fit, BY_NAME["fit"].help, _fit_flags),
+        ("predict", cmd_predict, "predict the latency of genotypes with a run's fitted predictors", _predict_flags),
+        ("export", cmd_export, "write an evaluated candidate as an ONNX file for deployment", _export_flags),
+        ("search", cmd_stage, BY_NAME["search"].help, _budget_flags),
+        ("evaluate", cmd_stage, BY_NAME["evaluate"].help, _common),
+        ("report", cmd_stage, BY_NAME["report"].help, _common),
+        ("reproduce", cmd_reproduce, "all five stages from one config, skipping completed ones", _reproduce_flags),
+        ("submit", cmd_submit, "submit `lanas reproduce` to a Ray cluster through the Jobs API", _submit_flags),
+    ]
+    for name, fn, help_, flags in commands:
         p = sub.add_parser(name, help=help_, description=help_)
         p.set_defaults(func=fn)
-        return p
-
-    p = add("measure", cmd_measure, "stage 1: measure the latency of sampled (or given) architectures into Parquet")
-    _common(p)
-    p.add_argument("--num-archs", type=int, help="architectures to sample (default: measure.num_archs)")
-    p.add_argument("--genotypes", help="measure exactly these genotypes (JSON lines) instead of sampling")
-    p.add_argument(
-        "--select",
-        choices=("random", "diverse"),
-        default="random",
-        help="diverse: pick --num-archs architectures for a new --target that span another target's "
-        "predicted latency and op compositions (for `lanas fit --transfer-from`)",
-    )
-    p.add_argument(
-        "--transfer-from",
-        metavar="SRC",
-        help="with --select diverse: the target whose predictor picks "
-        "(default: the first other target with a predictor)",
-    )
-    _target_flag(p)
-
-    p = add("fit", cmd_fit, "stage 2: fit the latency predictors with Ray Train, against baselines")
-    _common(p)
-    _target_flag(p)
-    p.add_argument(
-        "--transfer-from",
-        metavar="SRC",
-        help="fit --target's predictor by transfer from SRC's (a target "
-        "of the run, or a predictor folder fit/<hardware> of another run) instead of from scratch",
-    )
-    p.add_argument(
-        "--samples",
-        type=int,
-        metavar="K",
-        help="with --transfer-from: fit on K of the target's measured "
-        "architectures (default: all), the rest being its test set",
-    )
-
-    p = add("predict", cmd_predict, "predict the latency of genotypes with a run's fitted predictors")
-    p.add_argument("--run-dir", required=True)
-    p.add_argument("--genotypes", required=True, help="JSON lines file of genotypes")
-    _target_flag(p)
-
-    p = add("export", cmd_export, "write an evaluated candidate as an ONNX file for deployment")
-    p.add_argument("--run-dir", required=True)
-    p.add_argument("--candidate", required=True, help="candidate name, as in report/pareto.csv (e.g. lam0.3-seed0-...)")
-    p.add_argument("--onnx", required=True, help="output file (an existing file is not overwritten)")
-
-    p = add(
-        "search", cmd_search, "stage 3: Ray Tune sweep of lambda (and latency budgets) over differentiable searches"
-    )
-    _common(p)
-    _search_flags(p)
-    p.add_argument(
-        "--budget-ms",
-        action="append",
-        metavar="TARGET=MS",
-        help="also search for the most accurate architecture under MS ms on TARGET (a target spec); "
-        "repeatable; added to search.budgets_ms, and kept in the run's config",
-    )
-
-    p = add("evaluate", cmd_evaluate, "stage 4: train derived architectures from scratch, measure real latency")
-    _common(p)
-
-    p = add("report", cmd_report, "stage 5: Pareto front, hypervolume, plots and report.md")
-    _common(p)
-
-    p = add("reproduce", cmd_reproduce, "all five stages from one config, skipping completed ones")
-    _common(p)
-    _search_flags(p)
-
-    p = add("submit", cmd_submit, "submit `lanas reproduce` to a Ray cluster through the Jobs API")
-    from pipeline.submit import add_arguments
-
-    add_arguments(p)
+        flags(p)
     return parser
 
 

@@ -23,7 +23,7 @@ import yaml
 from lanas.budget import BudgetSettings
 from lanas.data import DataSettings
 from lanas.measure import MeasureSettings
-from lanas.network import MacroConfig
+from lanas.network import MacroSettings
 from lanas.predictor import PredictorSettings
 from lanas.search import SearchSettings
 from lanas.space import SearchSpace
@@ -54,7 +54,7 @@ class Resources:
 
 
 @dataclass(frozen=True)
-class NetworkSection:
+class NetworkConfig:
     """The deployed network: what is measured (stage 1), predicted and evaluated (stage 4)."""
 
     layers: int = 5  # cells
@@ -62,11 +62,11 @@ class NetworkSection:
     stem_multiplier: int = 3  # stem width = stem_multiplier * channels
 
     def __post_init__(self) -> None:
-        MacroConfig(self.layers, self.channels, self.stem_multiplier)  # same checks
+        MacroSettings(self.layers, self.channels, self.stem_multiplier)  # same checks
 
 
 @dataclass(frozen=True)
-class MeasureStage:
+class MeasureConfig:
     num_archs: int = 200  # random architectures to measure (the --num-archs default)
     targets: tuple[Target, ...] = (Target(),)  # deployment targets; every architecture is timed on each
     chunk_size: int = 10  # architectures per Ray task
@@ -93,7 +93,7 @@ class MeasureStage:
 
 
 @dataclass(frozen=True)
-class FitStage:
+class FitConfig:
     model: PredictorSettings = PredictorSettings()
     val_fraction: float = 0.1  # share of architectures (by arch_id hash) for validation
     test_fraction: float = 0.2  # ... and for the held-out test
@@ -113,7 +113,7 @@ class FitStage:
 
 
 @dataclass(frozen=True)
-class SearchStage:
+class SearchConfig:
     lambdas: tuple[float, ...] = (0.0, 1.0)  # the lambda grid, one Tune trial per (lambda, seed)
     # latency budgets (ms) per target spec, one Tune trial per (budget, seed): the most accurate
     # architecture under each (lanas.budget); `lanas search --budget-ms TARGET=T` adds more
@@ -143,7 +143,7 @@ class SearchStage:
 
 
 @dataclass(frozen=True)
-class EvaluateStage:
+class EvaluateConfig:
     train: TrainSettings = TrainSettings()
     random_archs: int = 4  # random architectures trained as a reference cloud
     published: bool = True  # also train the published genotypes (DARTS V1/V2, PC-DARTS)
@@ -165,11 +165,11 @@ class RunConfig:
     seed: int = 0  # seeds sampling, splits and training
     space: SearchSpace = SearchSpace()
     data: DataSettings = DataSettings()
-    network: NetworkSection = NetworkSection()
-    measure: MeasureStage = MeasureStage()
-    fit: FitStage = FitStage()
-    search: SearchStage = SearchStage()
-    evaluate: EvaluateStage = EvaluateStage()
+    network: NetworkConfig = NetworkConfig()
+    measure: MeasureConfig = MeasureConfig()
+    fit: FitConfig = FitConfig()
+    search: SearchConfig = SearchConfig()
+    evaluate: EvaluateConfig = EvaluateConfig()
 
     def __post_init__(self) -> None:
         specs = [t.spec for t in self.targets]
@@ -191,9 +191,9 @@ class RunConfig:
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
 
-    def macro(self) -> MacroConfig:
+    def macro(self) -> MacroSettings:
         n = self.network
-        return MacroConfig(n.layers, n.channels, n.stem_multiplier, self.data.in_channels, self.data.num_classes)
+        return MacroSettings(n.layers, n.channels, n.stem_multiplier, self.data.in_channels, self.data.num_classes)
 
     @property
     def targets(self) -> tuple[Target, ...]:

@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
-from lanas.network import MacroConfig
+from lanas.network import MacroSettings
 from lanas.target import Target
 from pipeline.errors import PipelineError
 
@@ -76,7 +76,7 @@ class Setting:
     The one definition of the setting columns of the dataset."""
 
     target: Target
-    macro: MacroConfig
+    macro: MacroSettings
     resolution: int
     space_ops: tuple[str, ...]
 
@@ -100,7 +100,7 @@ class Setting:
         return tuple(self.columns().values())
 
 
-SETTING_COLUMNS = tuple(Setting(Target(), MacroConfig(), 1, ()).columns())
+SETTING_COLUMNS = tuple(Setting(Target(), MacroSettings(), 1, ()).columns())
 
 
 def _files(root: Path) -> list[Path]:

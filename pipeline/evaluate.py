@@ -32,8 +32,7 @@ from lanas.data import load_splits, loader
 from lanas.encoding import encode_genotype
 from lanas.genotype import PUBLISHED, Genotype, published, trivial
 from lanas.network import Network
-from lanas.train import evaluate as evaluate_net
-from lanas.train import train_network
+from lanas.train import accuracy_and_loss, train_network
 from pipeline import dataset as ds
 from pipeline.config import RunConfig
 from pipeline.errors import PipelineError
@@ -140,8 +139,8 @@ def train_candidate(genotype_json: str, cfg: RunConfig) -> dict[str, Any]:
     torch.manual_seed(cfg.seed)
     net = Network(g, cfg.macro(), auxiliary=s.auxiliary_weight > 0)
     metrics = train_network(net, loader(splits.train, s.batch_size, True, cfg.seed), s, device)
-    val_acc = None if s.with_val else evaluate_net(net, loader(splits.val, EVAL_BATCH, False), device)[0]
-    test_acc, test_loss = evaluate_net(net, loader(splits.test, EVAL_BATCH, False), device)
+    val_acc = None if s.with_val else accuracy_and_loss(net, loader(splits.val, EVAL_BATCH, False), device)[0]
+    test_acc, test_loss = accuracy_and_loss(net, loader(splits.test, EVAL_BATCH, False), device)
     state = {k: v.cpu() for k, v in net.state_dict().items() if not k.startswith("aux_head.")}
     return {
         "arch_id": g.arch_id,

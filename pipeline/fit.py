@@ -140,20 +140,20 @@ def _train_loop_per_worker(config: dict[str, Any]) -> None:
         (xtr, ytr), val = [(torch.tensor(x), torch.tensor(y)) for x, y in (data["train"], data["val"])]
         torch.manual_seed(config["seed"])  # same initial weights on every worker and every run
         predictor = LatencyPredictor.for_space(space, settings.hidden)
-        metrics = train_predictor(
-            predictor,
-            (xtr[rank::world], ytr[rank::world]),
-            val,
-            settings,
-            seed=config["seed"] + rank,
-            on_epoch=on_epoch,
-            wrap=ray.train.torch.prepare_model,
-            init=(xtr, ytr),
-        )
+        shard = (xtr[rank::world], ytr[rank::world])
+        wrap, init = ray.train.torch.prepare_model, (xtr, ytr)
+        metrics = train_predictor(predictor, shard, val, settings, config["seed"] + rank, on_epoch, wrap, init)
         final.update({f"{spec}/{k}": v for k, v in metrics.items()})
         final[f"{spec}/train_rows_per_worker"] = len(xtr[rank::world])
         final[f"{spec}/world_size"] = world
         states[i] = predictor.state_dict()
+    _report_final(final, states, rank)
+
+
+def _report_final(final: dict[str, Any], states: dict[int, dict], rank: int) -> None:
+    """The last (collective) report; rank 0 attaches the predictors as the checkpoint."""
+    import ray.train
+
     with tempfile.TemporaryDirectory() as tmp:
         checkpoint = None
         if rank == 0:
@@ -179,25 +179,20 @@ def train_with_ray(
         spec: {name: tuple(t.numpy() for t in _arrays(splits[spec][name])) for name in ("train", "val")}
         for spec in specs
     }
+    loop_config = {"settings": asdict(fit.model), "seed": run.config.seed, "ops": list(run.config.space.ops),
+                   "threads": max(1, int(res.num_cpus)), "data": data}  # fmt: skip
+    per_worker = {"CPU": res.num_cpus, **({"GPU": res.num_gpus} if res.num_gpus else {}), **res.custom}
     trainer = TorchTrainer(
         _train_loop_per_worker,
-        train_loop_config={
-            "settings": asdict(fit.model),
-            "seed": run.config.seed,
-            "ops": list(run.config.space.ops),
-            "threads": max(1, int(res.num_cpus)),
-            "data": data,
-        },
+        train_loop_config=loop_config,
         scaling_config=ray.train.ScalingConfig(
-            num_workers=fit.num_workers,
-            use_gpu=res.num_gpus > 0,
-            resources_per_worker={"CPU": res.num_cpus, **({"GPU": res.num_gpus} if res.num_gpus else {}), **res.custom},
+            num_workers=fit.num_workers, use_gpu=res.num_gpus > 0, resources_per_worker=per_worker
         ),
         run_config=ray.train.RunConfig(
             name="fit",
             storage_path=str((run.stage("fit") / "ray").resolve()),
             logging_config=ray.train.LoggingConfig(log_level="WARNING"),
-        ),
+        ),  # fmt: skip
     )
     result = trainer.fit()
     if result.checkpoint is None:
@@ -312,55 +307,36 @@ def _export(
     scores, versus, points, val = score(run, model, splits, reference_ms, flops)
     prefix = f"{target.spec}/"
     meta = PredictorMeta(
-        layout_version=LAYOUT_VERSION,
-        ops=cfg.space.ops,
-        target=target,
-        hardware=hw,
-        macro=cfg.macro(),
-        resolution=cfg.data.resolution,
-        hidden=cfg.fit.model.hidden,
-        reference_ms=reference_ms,
-        rows={k: len(v) for k, v in splits.items()},
-        dropped=dropped,
-        test=scores["predictor"],
-        val=val,
+        layout_version=LAYOUT_VERSION, ops=cfg.space.ops, target=target, hardware=hw, macro=cfg.macro(),
+        resolution=cfg.data.resolution, hidden=cfg.fit.model.hidden, reference_ms=reference_ms,
+        rows={k: len(v) for k, v in splits.items()}, dropped=dropped, test=scores["predictor"], val=val,
         baselines={k: v for k, v in scores.items() if k != "predictor"},
         versus_best_baseline={k: v for k, v in versus.items() if k != "best"},
-        train_metrics={
-            k[len(prefix) :]: float(v)
-            for k, v in train_metrics.items()
-            if k.startswith(prefix) and isinstance(v, (int, float))
-        },
-    )
+        train_metrics={k[len(prefix):]: float(v) for k, v in train_metrics.items()
+                       if k.startswith(prefix) and isinstance(v, (int, float))},
+    )  # fmt: skip
+    _write(run, model, meta, scores, versus, points)
+    return meta
+
+
+def _write(run: RunDir, model: LatencyPredictor, meta: PredictorMeta, scores: dict, versus: dict, points: dict) -> None:
+    """``fit/<hw>/``: the predictor, its metrics (JSON and markdown) and scatter plot; one line to the console."""
+    hw, val, gate = meta.hardware, meta.val, run.config.fit.max_val_mape
     where = predictor_store.folder(run, hw)
     predictor_store.save(where, model, meta)
-    write_atomic(
-        where / "metrics.json",
-        json.dumps(
-            {
-                "hardware": hw,
-                "rows": meta.rows,
-                "dropped": dropped,
-                "val": val,
-                "test": scores,
-                "versus_best_baseline": versus,
-            },
-            indent=2,
-        ),
-    )
-    write_atomic(where / "metrics.md", metrics_table(hw, scores, meta.rows, cfg.fit.max_val_mape, val))
-    plot_scatter(where / "scatter.png", points, reference_ms, hw, scores["predictor"])
+    numbers = {"hardware": hw, "rows": meta.rows, "dropped": meta.dropped, "val": val, "test": scores}
+    write_atomic(where / "metrics.json", json.dumps({**numbers, "versus_best_baseline": versus}, indent=2))
+    write_atomic(where / "metrics.md", metrics_table(hw, scores, meta.rows, gate, val))
+    plot_scatter(where / "scatter.png", points, meta.reference_ms, hw, scores["predictor"])
     s = scores["predictor"]
     print(
         f"[fit] {hw}: test MAPE {s['mape']:.2%}, within +-10% {s['within_10pct']:.1%}, Kendall tau "
         f"{s['kendall_tau']:.3f}; best baseline {versus['best']} {scores[versus['best']]['mape']:.2%} "
         f"({quality.verdict(versus)}: difference {versus['mean']:+.2%}, "
         f"95% CI [{versus['lo']:+.2%}, {versus['hi']:+.2%}]); "
-        f"gate (validation MAPE {val['mape']:.2%} <= {cfg.fit.max_val_mape:.0%}): "
-        f"{'pass' if val['mape'] <= cfg.fit.max_val_mape else 'FAIL'}",
+        f"gate (validation MAPE {val['mape']:.2%} <= {gate:.0%}): {'pass' if val['mape'] <= gate else 'FAIL'}",
         flush=True,
     )
-    return meta
 
 
 def side_by_side(run: RunDir, metas: dict[str, PredictorMeta]) -> str:
@@ -380,27 +356,9 @@ def side_by_side(run: RunDir, metas: dict[str, PredictorMeta]) -> str:
         "vs best baseline | vs additive LUT | val MAPE | gate |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for spec, m in metas.items():
-        if m.transferred_from:
-            t = m.transferred_from
-            lines.append(
-                f"| {spec} | `{m.hardware}` | {m.rows['train']}/0/{m.rows['test']} | "
-                f"{_pct(m.test.get('mape'))} | {_pct(m.test.get('within_10pct'), '.1%')} | "
-                f"{_num(m.test.get('kendall_tau'))} | transferred from `{t['source']}` with {t['samples']} "
-                f"samples ({t['model']}) | — | — | {_pct(m.val.get('mape'))} (leave-one-out) | "
-                f"{_gate(m, run.config.fit.max_val_mape)} |"
-            )
-            continue
-        best = min(m.baselines, key=lambda k: m.baselines[k]["mape"])
-        v = m.versus_best_baseline
-        lut = m.baselines["lut_op"]["mape"] - m.test["mape"]
-        lines.append(
-            f"| {spec} | `{m.hardware}` | {m.rows['train']}/{m.rows['val']}/{m.rows['test']} | "
-            f"{m.test['mape']:.2%} | {m.test['within_10pct']:.1%} | {m.test['kendall_tau']:.3f} | "
-            f"{best} {m.baselines[best]['mape']:.2%} | {quality.verdict(v)} ({v['mean']:+.2%}, "
-            f"[{v['lo']:+.2%}, {v['hi']:+.2%}]) | {'-' if lut >= 0 else '+'}{abs(lut):.2%} | "
-            f"{_pct(m.val.get('mape'))} | {_gate(m, run.config.fit.max_val_mape)} |"
-        )
+    gate = run.config.fit.max_val_mape
+    lines += [_transferred_line(spec, m, gate) if m.transferred_from else _fitted_line(spec, m, gate)
+              for spec, m in metas.items()]  # fmt: skip
     lines.append("")
     for m in metas.values():
         if m.transferred_from:
@@ -408,6 +366,29 @@ def side_by_side(run: RunDir, metas: dict[str, PredictorMeta]) -> str:
         text = (predictor_store.folder(run, m.hardware) / "metrics.md").read_text(encoding="utf-8")
         lines.append(text.replace("# Latency predictor", "## Latency predictor"))
     return "\n".join(lines)
+
+
+def _transferred_line(spec: str, m: PredictorMeta, gate: float) -> str:
+    t = m.transferred_from
+    return (
+        f"| {spec} | `{m.hardware}` | {m.rows['train']}/0/{m.rows['test']} | "
+        f"{_pct(m.test.get('mape'))} | {_pct(m.test.get('within_10pct'), '.1%')} | "
+        f"{_num(m.test.get('kendall_tau'))} | transferred from `{t['source']}` with {t['samples']} "
+        f"samples ({t['model']}) | — | — | {_pct(m.val.get('mape'))} (leave-one-out) | {_gate(m, gate)} |"
+    )
+
+
+def _fitted_line(spec: str, m: PredictorMeta, gate: float) -> str:
+    best = min(m.baselines, key=lambda k: m.baselines[k]["mape"])
+    v = m.versus_best_baseline
+    lut = m.baselines["lut_op"]["mape"] - m.test["mape"]
+    return (
+        f"| {spec} | `{m.hardware}` | {m.rows['train']}/{m.rows['val']}/{m.rows['test']} | "
+        f"{m.test['mape']:.2%} | {m.test['within_10pct']:.1%} | {m.test['kendall_tau']:.3f} | "
+        f"{best} {m.baselines[best]['mape']:.2%} | {quality.verdict(v)} ({v['mean']:+.2%}, "
+        f"[{v['lo']:+.2%}, {v['hi']:+.2%}]) | {'-' if lut >= 0 else '+'}{abs(lut):.2%} | "
+        f"{_pct(m.val.get('mape'))} | {_gate(m, gate)} |"
+    )
 
 
 def _pct(x: float | None, spec: str = ".2%") -> str:

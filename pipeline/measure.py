@@ -12,6 +12,7 @@ that target and setting.
 from __future__ import annotations
 
 import json
+import math
 import platform
 import statistics
 import time
@@ -36,6 +37,15 @@ from pipeline.rundir import RunDir
 
 def dataset_dir(run: RunDir) -> Path:
     return run.stage("measure") / "dataset"
+
+
+def _timing_columns(m) -> dict[str, Any]:
+    """The latency columns of one measurement (lanas.measure.Measurement)."""
+    t = m.timing
+    return {"latency_ms": t.arch.median_ms, "latency_p10_ms": t.arch.p10_ms, "latency_p90_ms": t.arch.p90_ms,
+            "ref_latency_ms": t.reference.median_ms, "latency_ratio": t.ratio, "latency_ratio_p10": t.ratio_p10,
+            "latency_ratio_p90": t.ratio_p90, "repeats": t.arch.repeats, "export_s": m.export_s,
+            "compile_s": m.compile_s}  # fmt: skip
 
 
 def measure_genotypes(
@@ -64,22 +74,8 @@ def measure_genotypes(
         try:
             row["encoding"] = encode_genotype(g, space).tolist()
             m = meter.measure(g)
-            t = m.timing
-            timed += t.timed_s
-            row.update(
-                status="ok",
-                error=None,
-                latency_ms=t.arch.median_ms,
-                latency_p10_ms=t.arch.p10_ms,
-                latency_p90_ms=t.arch.p90_ms,
-                ref_latency_ms=t.reference.median_ms,
-                latency_ratio=t.ratio,
-                latency_ratio_p10=t.ratio_p10,
-                latency_ratio_p90=t.ratio_p90,
-                repeats=t.arch.repeats,
-                export_s=m.export_s,
-                compile_s=m.compile_s,
-            )
+            timed += m.timing.timed_s
+            row.update(status="ok", error=None, **_timing_columns(m))
         except Exception as exc:  # noqa: BLE001 - any failure is recorded, never a number
             row.update(status="failed", error=f"{type(exc).__name__}: {exc}"[:500], repeats=0)
         rows.append(row)
@@ -156,6 +152,21 @@ def missing(
     return out
 
 
+def interleaved_chunks(todo: dict[str, list[Genotype]], size: int) -> list[tuple[str, list[Genotype]]]:
+    """(target spec, chunk of ``size`` genotypes) jobs, the targets taking turns chunk by chunk."""
+    chunks = {spec: [gs[i : i + size] for i in range(0, len(gs), size)] for spec, gs in todo.items()}
+    rounds = max(map(len, chunks.values()), default=0)
+    return [(spec, chunks[spec][i]) for i in range(rounds) for spec in chunks if i < len(chunks[spec])]
+
+
+def _add(totals: dict[str, float], out: dict[str, Any]) -> None:
+    """Add one task's rows and timings to the running totals."""
+    totals["new_rows"] += len(out["rows"])
+    totals["new_failed"] += sum(r["status"] != "ok" for r in out["rows"])
+    totals["timed_s"] += out["timed_s"]
+    totals["task_s"] += out["wall_s"]
+
+
 def measure_into(
     run: RunDir,
     root: Path,
@@ -171,25 +182,16 @@ def measure_into(
 
     cfg = run.config
     by_spec = {t.spec: t for t in cfg.targets}
-    size = cfg.measure.chunk_size
-    chunks = {spec: [gs[i : i + size] for i in range(0, len(gs), size)] for spec, gs in todo.items()}
-    jobs = [
-        (spec, chunks[spec][i])
-        for i in range(max(map(len, chunks.values()), default=0))
-        for spec in chunks
-        if i < len(chunks[spec])
-    ]
+    jobs = interleaved_chunks(todo, cfg.measure.chunk_size)
     options = {spec: cfg.measure.task_options(by_spec[spec]) for spec in todo}
+    retries = cfg.measure.max_retries
     tasks = {
-        spec: ray.remote(measure_genotypes).options(
-            name=f"{name}[{spec}]", max_retries=cfg.measure.max_retries, **options[spec]
-        )
-        for spec in todo
+        s: ray.remote(measure_genotypes).options(name=f"{name}[{s}]", max_retries=retries, **options[s]) for s in todo
     }
     if not max_in_flight:  # as many as the cluster runs at once, summed over distinct resource shapes
         shapes = {json.dumps(o, sort_keys=True): o for o in options.values()}
         max_in_flight = sum(slots(o) for o in shapes.values())
-    totals = {"new_rows": 0, "new_failed": 0, "timed_s": 0.0, "task_s": 0.0}
+    totals: dict[str, float] = {"new_rows": 0, "new_failed": 0, "timed_s": 0.0, "task_s": 0.0}
     bar = tqdm(total=sum(len(g) for _, g in jobs), unit="arch", desc=name, disable=not progress, mininterval=1.0)
 
     def submit(job):
@@ -198,10 +200,7 @@ def measure_into(
 
     def write(job, out):
         ds.write_shard(root, out["hardware"], out["rows"], root.parent / "tmp")
-        totals["new_rows"] += len(out["rows"])
-        totals["new_failed"] += sum(r["status"] != "ok" for r in out["rows"])
-        totals["timed_s"] += out["timed_s"]
-        totals["task_s"] += out["wall_s"]
+        _add(totals, out)
         bar.update(len(out["rows"]))
 
     t0 = time.perf_counter()
@@ -243,25 +242,45 @@ def run_measure(
     summary: dict[str, Any] = {
         **totals,
         "archs_per_s": totals["new_rows"] / wall if wall > 0 and totals["new_rows"] else 0.0,
-        "targets": {},
     }
-    table = ds.read_table(root).to_pylist()  # read once for every target's summary
+    summary["targets"] = summarise_targets(run, targets, ids)
+    print(f"[measure] dataset: {root}", flush=True)
+    if target is None:  # one target alone does not complete the stage for `reproduce`
+        run.mark_done("measure", summary)
+    return summary
+
+
+def _usable(ratio: float | None) -> bool:
+    return ratio is not None and math.isfinite(ratio) and ratio > 0
+
+
+def usable_rows(run: RunDir, target: Target, hardware: str, columns: list[str] | None = None) -> list[dict[str, Any]]:
+    """The rows stage 1 measured on ``target`` at this run's setting with a usable
+    latency (ok, finite, > 0), one per architecture, by arch_id."""
+    setting = run.config.setting(target).columns()
+    read = None if columns is None else [*setting, "arch_id", *columns]
+    rows = ds.read_table(dataset_dir(run), hardware, columns=read).to_pylist()
+    ok = {r["arch_id"]: r for r in rows if r["status"] == "ok" and _usable(r["latency_ratio"])
+          and all(r[c] == v for c, v in setting.items())}  # fmt: skip
+    return [ok[a] for a in sorted(ok)]
+
+
+def summarise_targets(run: RunDir, targets: Sequence[Target], ids: dict[str, str]) -> dict[str, dict[str, Any]]:
+    """Per target: its rows' summary (printed) and latency histogram."""
+    cfg, out = run.config, {}
+    table = ds.read_table(dataset_dir(run)).to_pylist()  # read once for every target's summary
     for t in targets:
         hw = ids[t.spec]
         key = cfg.setting(t).key()
         rows = [r for r in table if r[ds.PARTITION] == hw and ds.setting_of(r) == key]
-        s = summarise(rows, hw)
-        summary["targets"][t.spec] = s
+        s = out[t.spec] = summarise(rows, hw)
         plot_histogram(run, hw, [r for r in rows if r["status"] == "ok"])
         print(
             f"[measure] {hw}: {s['rows']} rows ({s['failed']} failed); latency ms min/median/max = "
             f"{s['latency_ms_min']:.3f}/{s['latency_ms_median']:.3f}/{s['latency_ms_max']:.3f}",
             flush=True,
         )
-    print(f"[measure] dataset: {root}", flush=True)
-    if target is None:  # one target alone does not complete the stage for `reproduce`
-        run.mark_done("measure", summary)
-    return summary
+    return out
 
 
 def summarise(rows: list[dict[str, Any]], hardware: str) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from lanas.encoding import LAYOUT_VERSION
-from lanas.network import MacroConfig
+from lanas.network import MacroSettings
 from lanas.predictor import LatencyPredictor
 from lanas.space import SearchSpace
 from lanas.target import Target
@@ -37,7 +37,7 @@ class PredictorMeta:
     ops: tuple[str, ...]  # the search space's op list (order = encoding order)
     target: Target  # what the latencies were measured on ...
     hardware: str  # ... and on which device (the dataset partition)
-    macro: MacroConfig  # the deployed network that was timed
+    macro: MacroSettings  # the deployed network that was timed
     resolution: int  # its input height = width
     hidden: tuple[int, ...]  # MLP widths of the predictor
     reference_ms: float  # median reference-network latency: ms = predicted ratio x this

@@ -89,50 +89,49 @@ def analyse(results: list[dict[str, Any]]) -> dict[str, Any]:
     all_acc = [r["test_acc"] for r in ok]
     all_lat = [r["measured_latency_ms"] for r in ok]
     reference = (min(all_acc) - HV_ACCURACY_MARGIN, HV_LATENCY_FACTOR * max(all_lat)) if ok else (0.0, 0.0)
-    comparison = compare_kinds(ok, reference)
-    # latency saved at equal-or-better *validation* accuracy versus lambda = 0 (same seed)
-    savings = []
+    errs = [abs(r["prediction_error"]) for r in ok if r["prediction_error"] is not None]
+    derived_errs = [abs(r["prediction_error"]) for r in searched if r["prediction_error"] is not None]
+    return {
+        "reference_point": reference,
+        **compare_kinds(ok, reference),
+        "savings": savings(searched),
+        "headline": headline(searched),
+        "prediction_mape_all": statistics.mean(errs) if errs else None,
+        "prediction_mape_derived": statistics.mean(derived_errs) if derived_errs else None,
+        "failed": [r["name"] for r in results if r["measured_latency_ms"] is None],
+    }
+
+
+def savings(searched: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per seed: the latency saved at equal-or-better *validation* accuracy versus lambda = 0."""
+    out = []
     for base in (r for r in searched if r["lam"] == 0.0):
         key = decision_key(base)
         peers = [r for r in searched if r["seed"] == base["seed"] and r["lam"] > 0 and r[key] >= base[key]]
         best = min(peers, key=lambda r: r["measured_latency_ms"], default=None)
-        savings.append(
-            {
-                "seed": base["seed"],
-                "decided_on": key,
-                "lam0_acc": base["test_acc"],
-                "lam0_ms": base["measured_latency_ms"],
-                "best_lam": best["lam"] if best else None,
-                "best_acc": best["test_acc"] if best else None,
-                "saved": 1 - best["measured_latency_ms"] / base["measured_latency_ms"] if best else 0.0,
-            }
-        )
-    # the paper's headline: highest lambda versus lambda = 0
-    headline = []
+        out.append({
+            "seed": base["seed"], "decided_on": key, "lam0_acc": base["test_acc"],
+            "lam0_ms": base["measured_latency_ms"], "best_lam": best["lam"] if best else None,
+            "best_acc": best["test_acc"] if best else None,
+            "saved": 1 - best["measured_latency_ms"] / base["measured_latency_ms"] if best else 0.0,
+        })  # fmt: skip
+    return out
+
+
+def headline(searched: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The paper's headline, per seed: the highest lambda versus lambda = 0."""
+    out = []
     lams = sorted({r["lam"] for r in searched})
     for seed in sorted({r["seed"] for r in searched}):
         by = {r["lam"]: r for r in searched if r["seed"] == seed}
         if 0.0 in by and len(lams) > 1 and lams[-1] in by:
             hi, lo = by[lams[-1]], by[0.0]
-            headline.append(
-                {
-                    "seed": seed,
-                    "lam": hi["lam"],
-                    "latency_change": hi["measured_latency_ms"] / lo["measured_latency_ms"] - 1,
-                    "accuracy_change_points": 100 * (hi["test_acc"] - lo["test_acc"]),
-                }
-            )
-    errs = [abs(r["prediction_error"]) for r in ok if r["prediction_error"] is not None]
-    derived_errs = [abs(r["prediction_error"]) for r in searched if r["prediction_error"] is not None]
-    return {
-        "reference_point": reference,
-        **comparison,
-        "savings": savings,
-        "headline": headline,
-        "prediction_mape_all": statistics.mean(errs) if errs else None,
-        "prediction_mape_derived": statistics.mean(derived_errs) if derived_errs else None,
-        "failed": [r["name"] for r in results if r["measured_latency_ms"] is None],
-    }
+            out.append({
+                "seed": seed, "lam": hi["lam"],
+                "latency_change": hi["measured_latency_ms"] / lo["measured_latency_ms"] - 1,
+                "accuracy_change_points": 100 * (hi["test_acc"] - lo["test_acc"]),
+            })  # fmt: skip
+    return out
 
 
 def compare_kinds(ok: list[dict[str, Any]], reference: tuple[float, float]) -> dict[str, Any]:
@@ -298,90 +297,61 @@ def _lam_norm(searched: list[dict[str, Any]]):
     return SymLogNorm(linthresh=min(positive), vmin=0, vmax=max(positive)) if positive else None
 
 
-def _panel(ax, rows: list[dict[str, Any]], hardware: str, colorbar) -> None:
-    ok = [r for r in rows if r["measured_latency_ms"] is not None]
-    rnd = [r for r in ok if r["kind"] == "random"]
-    if rnd:
-        ax.scatter(
-            [r["measured_latency_ms"] for r in rnd],
-            [100 * r["test_acc"] for r in rnd],
-            c="0.7",
-            s=25,
-            label="random architectures",
-        )
-    matched = [r for r in ok if r["kind"] == "matched"]
-    if matched:
-        ax.scatter(
-            [r["measured_latency_ms"] for r in matched],
-            [100 * r["test_acc"] for r in matched],
-            marker="D",
-            facecolors="none",
-            edgecolors="tab:orange",
-            s=40,
-            label="random, latency-matched to a searched one",
-        )
-    for r in (r for r in ok if r["kind"] == "baseline"):
-        ax.scatter(r["measured_latency_ms"], 100 * r["test_acc"], marker="X", s=90, c="k", label="trivial (no conv)")
-    for r in (r for r in ok if r["kind"] == "published"):
-        ax.scatter(r["measured_latency_ms"], 100 * r["test_acc"], marker="*", s=140, c="tab:purple")
-        ax.annotate(
-            r["name"],
-            (r["measured_latency_ms"], 100 * r["test_acc"]),
-            textcoords="offset points",
-            xytext=(5, -10),
-            fontsize=8,
-        )
+KIND_STYLE = {  # plot style of the candidate kinds drawn as plain points
+    "random": {"c": "0.7", "s": 25, "label": "random architectures"},
+    "matched": {
+        "marker": "D",
+        "facecolors": "none",
+        "edgecolors": "tab:orange",
+        "s": 40,
+        "label": "random, latency-matched to a searched one",
+    },
+    "baseline": {"marker": "X", "s": 90, "c": "k", "label": "trivial (no conv)"},
+    "published": {"marker": "*", "s": 140, "c": "tab:purple"},
+}
+
+
+def _xy(rows: list[dict[str, Any]]) -> tuple[list[float], list[float]]:
+    return [r["measured_latency_ms"] for r in rows], [100 * r["test_acc"] for r in rows]
+
+
+def _note(ax, r: dict[str, Any], text: str, offset: tuple[int, int]) -> None:
+    ax.annotate(text, (r["measured_latency_ms"], 100 * r["test_acc"]), textcoords="offset points", xytext=offset,
+                fontsize=8)  # fmt: skip
+
+
+def _budget_points(ax, ok: list[dict[str, Any]]) -> None:
     for r in (r for r in ok if r["kind"] == "budget"):
         colour = "tab:green" if r["measured_latency_ms"] <= r["budget_ms"] else "tab:red"
         ax.axvline(r["budget_ms"], ls=":", c=colour, lw=1)
-        ax.scatter(
-            r["measured_latency_ms"],
-            100 * r["test_acc"],
-            marker="s",
-            s=55,
-            c=colour,
-            edgecolors="k",
-            zorder=3,
-            label="budget search (green: met, red: missed; dotted: its budget)",
-        )
-        ax.annotate(
-            f"≤{r['budget_ms']:g} ms",
-            (r["measured_latency_ms"], 100 * r["test_acc"]),
-            textcoords="offset points",
-            xytext=(6, -10),
-            fontsize=8,
-        )
+        ax.scatter(*_xy([r]), marker="s", s=55, c=colour, edgecolors="k", zorder=3,
+                   label="budget search (green: met, red: missed; dotted: its budget)")  # fmt: skip
+        _note(ax, r, f"≤{r['budget_ms']:g} ms", (6, -10))
+
+
+def _searched_points(ax, ok: list[dict[str, Any]], colorbar) -> None:
     searched = [r for r in ok if r["kind"] == "searched"]
-    if searched:
-        sc = ax.scatter(
-            [r["measured_latency_ms"] for r in searched],
-            [100 * r["test_acc"] for r in searched],
-            c=[r["lam"] for r in searched],
-            cmap="viridis",
-            s=60,
-            edgecolors="k",
-            norm=_lam_norm(searched),
-            label="searched for this target (colour: λ)",
-            zorder=3,
-        )
-        colorbar(sc, ax=ax, label="λ")
-        for r in searched:
-            ax.annotate(
-                f"λ={r['lam']:g}",
-                (r["measured_latency_ms"], 100 * r["test_acc"]),
-                textcoords="offset points",
-                xytext=(6, 4),
-                fontsize=8,
-            )
-        front = sorted((r for r in searched if r.get("on_front")), key=lambda r: r["measured_latency_ms"])
-        ax.step(
-            [r["measured_latency_ms"] for r in front],
-            [100 * r["test_acc"] for r in front],
-            where="post",
-            c="tab:red",
-            lw=1.5,
-            label="Pareto front (searched)",
-        )
+    if not searched:
+        return
+    sc = ax.scatter(*_xy(searched), c=[r["lam"] for r in searched], cmap="viridis", s=60, edgecolors="k",
+                    norm=_lam_norm(searched), label="searched for this target (colour: λ)", zorder=3)  # fmt: skip
+    colorbar(sc, ax=ax, label="λ")
+    for r in searched:
+        _note(ax, r, f"λ={r['lam']:g}", (6, 4))
+    front = sorted((r for r in searched if r.get("on_front")), key=lambda r: r["measured_latency_ms"])
+    ax.step(*_xy(front), where="post", c="tab:red", lw=1.5, label="Pareto front (searched)")
+
+
+def _panel(ax, rows: list[dict[str, Any]], hardware: str, colorbar) -> None:
+    ok = [r for r in rows if r["measured_latency_ms"] is not None]
+    for kind, style in KIND_STYLE.items():
+        points = [r for r in ok if r["kind"] == kind]
+        if points:
+            ax.scatter(*_xy(points), **style)
+    for r in (r for r in ok if r["kind"] == "published"):
+        _note(ax, r, r["name"], (5, -10))
+    _budget_points(ax, ok)
+    _searched_points(ax, ok, colorbar)
     ax.set(xlabel=f"measured latency (ms, ratio x reference)\n{hardware}", ylabel="test accuracy (%)")
     ax.grid(alpha=0.3)
     handles, labels = ax.get_legend_handles_labels()
@@ -450,7 +420,6 @@ def _fmt(x: Any, spec: str) -> str:
 
 
 def target_section(spec: str, hardware: str, rows: list[dict[str, Any]], a: dict[str, Any]) -> list[str]:
-    ref_acc, ref_lat = a["reference_point"]
     lines = [
         f"## Target `{spec}`",
         "",
@@ -465,6 +434,12 @@ def target_section(spec: str, hardware: str, rows: list[dict[str, Any]], a: dict
             f"{_fmt(r['measured_latency_ms'], '.3f')} | {r['predicted_latency_ms']:.3f} | "
             f"{_fmt(r['prediction_error'], '+.1%')} | {'yes' if r.get('on_front') else ''} |"
         )
+    return lines + _hypervolume_lines(rows, a) + _comparison_lines(a) + _saving_lines(a) + [""]
+
+
+def _hypervolume_lines(rows: list[dict[str, Any]], a: dict[str, Any]) -> list[str]:
+    ref_acc, ref_lat = a["reference_point"]
+    lines: list[str] = []
     lines += [
         "",
         f"Hypervolume (accuracy x ms; reference point: accuracy {100 * ref_acc:.1f} %, latency "
@@ -481,6 +456,11 @@ def target_section(spec: str, hardware: str, rows: list[dict[str, Any]], a: dict
                 for k, v in a["hypervolume_equal_size"].items()
             )
         )
+    return lines
+
+
+def _comparison_lines(a: dict[str, Any]) -> list[str]:
+    lines = []
     for kind, d in a["dominance"].items():
         lines.append(
             f"- Per point: {_fmt(d['dominated_by_searched'], '.0%')} of the {kind} architectures are dominated "
@@ -493,6 +473,11 @@ def target_section(spec: str, hardware: str, rows: list[dict[str, Any]], a: dict
             f"{100 * m['mean']:+.2f} points (95 % bootstrap interval [{100 * m['lo']:+.2f}, {100 * m['hi']:+.2f}]; "
             + ("an interval holding 0 is a tie)" if m["lo"] <= 0 <= m["hi"] else "the interval excludes 0)")
         )
+    return lines
+
+
+def _saving_lines(a: dict[str, Any]) -> list[str]:
+    lines = []
     for s in a["savings"]:
         on = (
             "validation accuracy"
@@ -519,7 +504,8 @@ def target_section(spec: str, hardware: str, rows: list[dict[str, Any]], a: dict
     )
     if a["failed"]:
         lines.append(f"- Measurement failed for: {', '.join(a['failed'])} (kept out of the front)")
-    return lines + [""]
+
+    return lines
 
 
 def budget_section(rows: list[dict[str, Any]]) -> list[str]:
@@ -567,7 +553,11 @@ def cross_target_section(matrix: list[dict[str, Any]], spec_rows: list[dict[str,
             f"| {m['name']} | {m['searched_for'] or ('all (λ = 0)' if m['kind'] == 'searched' else '—')} | "
             f"{100 * m['test_acc']:.1f} % | " + " | ".join(_fmt(m[s], ".3f") for s in specs) + " |"
         )
-    lines += [
+    return lines + _specialisation_lines(spec_rows)
+
+
+def _specialisation_lines(spec_rows: list[dict[str, Any]]) -> list[str]:
+    lines = [
         "",
         "## Specialisation: searching for the wrong target",
         "",

@@ -6,46 +6,42 @@ where it stopped; each stage itself resumes without duplicates.
 
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 
 from pipeline.config import load_config
 from pipeline.ray_env import check_reachable, init_ray
-from pipeline.rundir import STAGES, RunDir
+from pipeline.rundir import RunDir
+from pipeline.stages import STAGES, Options
 
 
-def reproduce(args: argparse.Namespace) -> str:
-    from pipeline.evaluate import run_evaluate
-    from pipeline.fit import run_fit
-    from pipeline.measure import check_runtimes, run_measure
-    from pipeline.report import run_report
-    from pipeline.search import run_search
+def reproduce(
+    config: str | Path,
+    run_dir: str | Path | None = None,
+    address: str | None = None,
+    overwrite: bool = False,
+    options: Options | None = None,
+) -> str:
+    """Run every stage that is not done, in order; returns the report's path."""
+    from pipeline.measure import check_runtimes
 
-    cfg = load_config(args.config)
+    options = options or Options()
+    cfg = load_config(config)
     check_runtimes(cfg.targets)
-    check_reachable(args.address)  # before anything is written
-    run = RunDir.open(Path(args.run_dir or Path("runs") / cfg.name), cfg, overwrite=args.overwrite)
-    progress = not args.quiet
-    steps = {
-        "measure": lambda: run_measure(run, progress=progress),
-        "fit": lambda: run_fit(run),
-        "search": lambda: run_search(run, resume=args.resume, force_predictor=args.force_predictor, progress=progress),
-        "evaluate": lambda: run_evaluate(run, progress=progress),
-        "report": lambda: run_report(run),
-    }
+    check_reachable(address)  # before anything is written
+    run = RunDir.open(Path(run_dir or Path("runs") / cfg.name), cfg, overwrite=overwrite)
     t0 = time.perf_counter()
     print(f"[reproduce] run directory {run.path}", flush=True)
     for stage in STAGES:
-        if run.is_done(stage):
-            print(f"[reproduce] {stage}: complete, skipped", flush=True)
+        if run.is_done(stage.name):
+            print(f"[reproduce] {stage.name}: complete, skipped", flush=True)
             continue
-        if stage != "report":
-            init_ray(args.address)
+        if stage.needs_ray:
+            init_ray(address)
         t = time.perf_counter()
-        print(f"[reproduce] {stage}: starting", flush=True)
-        steps[stage]()
-        print(f"[reproduce] {stage}: done in {time.perf_counter() - t:.0f} s", flush=True)
+        print(f"[reproduce] {stage.name}: starting", flush=True)
+        stage.run(run, options)
+        print(f"[reproduce] {stage.name}: done in {time.perf_counter() - t:.0f} s", flush=True)
     report = run.path / "report" / "report.md"
     print_summary(run)
     print(f"[reproduce] finished in {time.perf_counter() - t0:.0f} s; report: {report}", flush=True)

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import tempfile
 import time
@@ -34,14 +33,14 @@ from lanas.genotype import Genotype
 from lanas.predictor import LatencyPredictor
 from lanas.search import build_supernet, search
 from lanas.target import Target
-from pipeline import dataset as ds
 from pipeline.config import RunConfig
 from pipeline.errors import PipelineError
 from pipeline.fanout import check_resources
-from pipeline.measure import dataset_dir
+from pipeline.measure import usable_rows
 from pipeline.predictor_store import StoredPredictor, load_all
 from pipeline.rundir import RunDir, read_jsonl, write_jsonl
 
+CHECKPOINTS_KEPT = 2  # per trial: the last epoch's, and the one before in case the last was cut mid-write
 EXPERIMENT = "sweep"  # Tune experiment of the first sweep; later extensions get a suffix
 
 
@@ -105,7 +104,7 @@ def _trainable(
 
     def on_epoch(metrics: dict[str, Any], snapshot: dict[str, Any]) -> None:
         report = {k: v for k, v in metrics.items() if isinstance(v, (int, float, str))}
-        report["predicted_latency_ms"] = metrics["predicted_latency"] * reference_ms
+        report["predicted_latency_ms"] = metrics["predicted_latency_ratio"] * reference_ms
         report["seed"] = seed
         with tempfile.TemporaryDirectory() as tmp:
             torch.save(snapshot, Path(tmp) / "search_state.pt")
@@ -142,24 +141,14 @@ def _tuner(run: RunDir, trials: list[dict[str, Any]], stored: dict, resume: bool
             storage_path=str(storage),
             verbose=1 if progress else 0,
             failure_config=tune.FailureConfig(max_failures=cfg.search.max_failures),
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=CHECKPOINTS_KEPT),
         ),
     )
 
 
 def measured_ratios(run: RunDir, target: Target, hardware: str) -> list[float]:
     """The usable latency ratios stage 1 measured on ``target`` at this run's setting."""
-    setting = run.config.setting(target).columns()
-    rows = ds.read_table(dataset_dir(run), hardware, columns=[*setting, "status", "latency_ratio"]).to_pylist()
-    return [
-        r["latency_ratio"]
-        for r in rows
-        if r["status"] == "ok"
-        and all(r[c] == v for c, v in setting.items())
-        and r["latency_ratio"] is not None
-        and math.isfinite(r["latency_ratio"])
-        and r["latency_ratio"] > 0
-    ]
+    return [r["latency_ratio"] for r in usable_rows(run, target, hardware, columns=["status", "latency_ratio"])]
 
 
 def check_budgets(run: RunDir, stored: dict[str, StoredPredictor]) -> None:
@@ -205,7 +194,7 @@ def _row(
         "val_acc": m.get("val_acc"),
         "train_acc": m.get("train_acc"),
         "latency_term": m.get("latency_term"),
-        "predicted_latency_ratio": m.get("predicted_latency"),
+        "predicted_latency_ratio": m.get("predicted_latency_ratio"),
         "predicted_latency_ms": ms,
         "epochs": m.get("epoch"),
         "lam_updates": m.get("lam_updates"),
@@ -242,6 +231,30 @@ def _experiment(kept: list[dict[str, Any]], todo: list[dict[str, Any]]) -> str:
     return f"{EXPERIMENT}-" + hashlib.sha1(json.dumps(sorted(map(str, map(trial_key, todo)))).encode()).hexdigest()[:8]
 
 
+def _announce(cfg: RunConfig, todo: int, kept: int) -> None:
+    budgets = [f"{s}={t:g}ms" for s, t in cfg.search.budget_list()]
+    print(
+        f"[search] {todo} trials ({kept} already done): targets {[t.spec for t in cfg.targets]} x lambda in "
+        f"{list(cfg.search.lambdas)} x seeds {list(cfg.search.seeds)} (lambda = 0 once per seed, shared)"
+        + (f", budgets {budgets}" if budgets else "")
+        + f"; mode {cfg.search.settings.mode}, {cfg.search.settings.epochs} epochs each",
+        flush=True,
+    )
+
+
+def _print_row(r: dict[str, Any]) -> None:
+    where = f" on {r['target']}" if r["target"] else ""
+    budget = ""
+    if r.get("budget_ms"):
+        window = "inside" if r["in_window"] else "OUTSIDE"
+        budget = f", budget {r['budget_ms']:g} ms ({window} its window; lambda ended at {r['lam']:.3g})"
+    print(
+        f"[search] {trial_name(r)}: predicted {r['predicted_latency_ms']:.3f} ms{where}{budget}, "
+        f"val acc {r['val_acc']:.3f}, arch {r['arch_id'][:10]}",
+        flush=True,
+    )
+
+
 def run_search(
     run: RunDir, resume: bool = False, force_predictor: bool = False, progress: bool = True
 ) -> list[dict[str, Any]]:
@@ -257,14 +270,7 @@ def run_search(
         run.mark_done("search", {"trials": len(kept)})
         return kept
     check_resources(*cfg.resource_asks()["search"])
-    print(
-        f"[search] {len(trials)} trials ({len(kept)} already done): "
-        f"targets {[t.spec for t in cfg.targets]} x lambda in "
-        f"{list(cfg.search.lambdas)} x seeds {list(cfg.search.seeds)} (lambda = 0 once per seed, shared)"
-        + (f", budgets {[f'{s}={t:g}ms' for s, t in cfg.search.budget_list()]}" if cfg.search.budgets_ms else "")
-        + f"; mode {cfg.search.settings.mode}, {cfg.search.settings.epochs} epochs each",
-        flush=True,
-    )
+    _announce(cfg, len(trials), len(kept))
     if kept:  # the sweep grows: what was searched, evaluated and reported is incomplete until it finishes
         for stage in ("search", "evaluate", "report"):
             run.clear_done(stage)
@@ -272,23 +278,10 @@ def run_search(
     # a checkpoint per epoch is deliberate (resume from the last epoch); silence Tune's frequency warning
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     results = _tuner(run, trials, stored, resume, progress, _experiment(kept, trials)).fit()
-    rows = sorted(
-        kept + _collect(results, trials, stored, cfg),
-        key=lambda r: (r["target"] or "", r.get("budget_ms") or 0.0, r["lam"], r["seed"]),
-    )
+    order = lambda r: (r["target"] or "", r.get("budget_ms") or 0.0, r["lam"], r["seed"])  # noqa: E731
+    rows = sorted(kept + _collect(results, trials, stored, cfg), key=order)
     write_jsonl(results_file, rows)
     for r in rows:
-        budget = (
-            f", budget {r['budget_ms']:g} ms ({'inside' if r['in_window'] else 'OUTSIDE'} its window; lambda "
-            f"ended at {r['lam']:.3g})"
-            if r.get("budget_ms")
-            else ""
-        )
-        print(
-            f"[search] {trial_name(r)}: predicted {r['predicted_latency_ms']:.3f} ms"
-            f"{' on ' + r['target'] if r['target'] else ''}{budget}, val acc {r['val_acc']:.3f}, "
-            f"arch {r['arch_id'][:10]}",
-            flush=True,
-        )
+        _print_row(r)
     run.mark_done("search", {"trials": len(rows), "wall_s": time.perf_counter() - t0})
     return rows

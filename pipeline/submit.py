@@ -38,9 +38,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--follow", action="store_true", help="stream the job's logs until it ends; exit non-zero unless it SUCCEEDED"
     )
-    p.add_argument("--status", metavar="JOB_ID", help="print the status of a job")
-    p.add_argument("--logs", metavar="JOB_ID", help="print the logs of a job")
-    p.add_argument("--stop", metavar="JOB_ID", help="stop a job")
+    job = p.add_mutually_exclusive_group()  # one action on an existing job at a time
+    job.add_argument("--status", metavar="JOB_ID", help="print the status of a job")
+    job.add_argument("--logs", metavar="JOB_ID", help="print the logs of a job")
+    job.add_argument("--stop", metavar="JOB_ID", help="stop a job")
     p.add_argument(
         "--timeout", type=float, default=0, help="with --follow: stop following after this many seconds (0 = never)"
     )

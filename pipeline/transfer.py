@@ -24,10 +24,9 @@ from lanas import quality
 from lanas.encoding import encode_genotype
 from lanas.genotype import Genotype
 from lanas.transfer import choose, predict_np, select_diverse, transferred
-from pipeline import dataset as ds
 from pipeline import predictor_store
 from pipeline.errors import PipelineError
-from pipeline.measure import dataset_dir, select_targets
+from pipeline.measure import select_targets, usable_rows
 from pipeline.predictor_store import PredictorMeta, StoredPredictor
 from pipeline.rundir import RunDir, write_atomic
 
@@ -47,19 +46,28 @@ def source_predictor(run: RunDir, source: str) -> tuple[str, StoredPredictor]:
 
 def measured_rows(run: RunDir, spec: str, hardware: str) -> list[dict[str, Any]]:
     """NEW's usable rows at this run's setting, by arch_id."""
-    target = next(t for t in run.config.targets if t.spec == spec)
-    setting = run.config.setting(target).columns()
-    rows = ds.read_table(dataset_dir(run), hardware).to_pylist()
-    ok = {
-        r["arch_id"]: r
-        for r in rows
-        if r["status"] == "ok"
-        and all(r[c] == v for c, v in setting.items())
-        and r["latency_ratio"] is not None
-        and np.isfinite(r["latency_ratio"])
-        and r["latency_ratio"] > 0
-    }
-    return [ok[a] for a in sorted(ok)]
+    return usable_rows(run, next(t for t in run.config.targets if t.spec == spec), hardware)
+
+
+def _check_samples(k: int, n: int, spec: str) -> None:
+    if k < 3 or k > n:
+        raise PipelineError(
+            f"--samples {k}: {n} architectures are measured on {spec} and a transfer needs 3 to {n}; "
+            f"measure more with `lanas measure --target {spec} --num-archs N --select diverse`"
+        )
+
+
+def _typical_pool(run: RunDir) -> torch.Tensor:
+    cfg = run.config
+    genotypes = cfg.space.sample_unique(TYPICAL_POOL, cfg.seed + TYPICAL_SEED_OFFSET)
+    return torch.stack([encode_genotype(g, cfg.space) for g in genotypes])
+
+
+def _save(run: RunDir, model, meta: PredictorMeta) -> None:
+    where = predictor_store.folder(run, meta.hardware)
+    predictor_store.save(where, model, meta)
+    summary = {"hardware": meta.hardware, "rows": meta.rows, "val": meta.val, "test": meta.test}
+    write_atomic(where / "metrics.json", json.dumps({**summary, "transferred_from": meta.transferred_from}, indent=2))
 
 
 def run_transfer(run: RunDir, target: str, source: str, samples: int | None = None) -> PredictorMeta:
@@ -71,72 +79,31 @@ def run_transfer(run: RunDir, target: str, source: str, samples: int | None = No
         raise PipelineError(f"--transfer-from {source}: that is {new.spec}'s own predictor")
     rows = measured_rows(run, new.spec, hw)
     k = len(rows) if samples is None else samples
-    if k < 3 or k > len(rows):
-        raise PipelineError(
-            f"--samples {k}: {len(rows)} architectures are measured on {new.spec} and a transfer needs "
-            f"3 to {len(rows)}; measure more with `lanas measure --target {new.spec} --num-archs N "
-            "--select diverse`"
-        )
+    _check_samples(k, len(rows), new.spec)
     x = torch.tensor(np.stack([r["encoding"] for r in rows]), dtype=torch.float32)
     y = np.array([r["latency_ratio"] for r in rows])
     s, groups = predict_np(src.model)(x), (x @ src.model.pool).double().numpy()
     pick = np.array(select_diverse(s, groups, k)) if k < len(rows) else np.arange(len(rows))
     rest = np.setdiff1d(np.arange(len(rows)), pick)
     name, fit, loo = choose(s[pick], groups[pick], y[pick])
-    pool = torch.stack(
-        [encode_genotype(g, cfg.space) for g in cfg.space.sample_unique(TYPICAL_POOL, cfg.seed + TYPICAL_SEED_OFFSET)]
-    )
     try:
-        model = transferred(src.model, fit, pool)
+        model = transferred(src.model, fit, _typical_pool(run))
     except ValueError as exc:
         raise PipelineError(f"transfer from {src_name} to {new.spec}: {exc}") from None
-    reference_ms = float(statistics.median(r["ref_latency_ms"] for r in rows))
-    test = (
-        quality.regression_metrics(fit.predict(s[rest], groups[rest]), y[rest], reference_ms) if len(rest) >= 2 else {}
-    )
+    ref_ms = float(statistics.median(r["ref_latency_ms"] for r in rows))
+    test = quality.regression_metrics(fit.predict(s[rest], groups[rest]), y[rest], ref_ms) if len(rest) >= 2 else {}
+    origin = {"source": src_name, "hardware": src.meta.hardware, "samples": int(k), "model": name, "loo_mape": loo}
     meta = PredictorMeta(
-        layout_version=src.meta.layout_version,
-        ops=cfg.space.ops,
-        target=new,
-        hardware=hw,
-        macro=cfg.macro(),
-        resolution=cfg.data.resolution,
-        hidden=src.meta.hidden,
-        reference_ms=reference_ms,
-        rows={"train": int(k), "val": 0, "test": int(len(rest))},
-        test=test,
-        val={"mape": loo[name]},
-        transferred_from={
-            "source": src_name,
-            "hardware": src.meta.hardware,
-            "samples": int(k),
-            "model": name,
-            "loo_mape": loo,
-        },
-    )
-    where = predictor_store.folder(run, hw)
-    predictor_store.save(where, model, meta)
-    write_atomic(
-        where / "metrics.json",
-        json.dumps(
-            {
-                "hardware": hw,
-                "rows": meta.rows,
-                "val": meta.val,
-                "test": test,
-                "transferred_from": meta.transferred_from,
-            },
-            indent=2,
-        ),
-    )
+        layout_version=src.meta.layout_version, ops=cfg.space.ops, target=new, hardware=hw, macro=cfg.macro(),
+        resolution=cfg.data.resolution, hidden=src.meta.hidden, reference_ms=ref_ms,
+        rows={"train": int(k), "val": 0, "test": int(len(rest))}, test=test, val={"mape": loo[name]},
+        transferred_from=origin,
+    )  # fmt: skip
+    _save(run, model, meta)
+    tested = f"; test on the other {len(rest)}: MAPE {test['mape']:.2%}, Kendall tau {test['kendall_tau']:.3f}"
     print(
         f"[fit] {hw}: transferred from {src_name} ({src.meta.hardware}) with {k} samples: model {name}, "
-        f"leave-one-out MAPE {loo[name]:.2%}"
-        + (
-            f"; test on the other {len(rest)}: MAPE {test['mape']:.2%}, Kendall tau {test['kendall_tau']:.3f}"
-            if test
-            else ""
-        ),
+        f"leave-one-out MAPE {loo[name]:.2%}" + (tested if test else ""),
         flush=True,
     )
     return meta

@@ -5,7 +5,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from lanas.encoding import encode_genotype
-from lanas.network import MacroConfig
+from lanas.network import MacroSettings
 from lanas.space import SearchSpace
 from lanas.target import Target
 from pipeline import dataset as ds
@@ -14,7 +14,7 @@ from pipeline.errors import PipelineError
 
 def _rows(n, hw_seed=0):
     space = SearchSpace()
-    setting = ds.Setting(Target(), MacroConfig(3, 8), 8, space.ops)
+    setting = ds.Setting(Target(), MacroSettings(3, 8), 8, space.ops)
     out = []
     for g in space.sample_unique(n, hw_seed):
         out.append(
@@ -80,8 +80,8 @@ def test_corrupt_and_foreign_files_are_named_and_left_alone(tmp_path):
 
 def test_the_setting_is_the_one_definition_of_the_setting_columns():
     space = SearchSpace()
-    a = ds.Setting(Target(runtime="onnxruntime"), MacroConfig(3, 8), 8, space.ops)
-    b = ds.Setting(Target(runtime="torch"), MacroConfig(3, 8), 8, space.ops)
+    a = ds.Setting(Target(runtime="onnxruntime"), MacroSettings(3, 8), 8, space.ops)
+    b = ds.Setting(Target(runtime="torch"), MacroSettings(3, 8), 8, space.ops)
     assert tuple(a.columns()) == ds.SETTING_COLUMNS and a.key() != b.key()
     assert all(c in ds.FILE_SCHEMA.names for c in ds.SETTING_COLUMNS)
     row = {**a.columns(), "arch_id": "x"}

@@ -91,10 +91,10 @@ def test_relaxed_edge_weights_are_the_inclusion_probabilities_of_sampled_genotyp
 
 
 def test_pcdarts_forward_edge_weights_sum_to_one_per_node():
-    from lanas.network import MacroConfig
+    from lanas.network import MacroSettings
     from lanas.supernet import SuperNet
 
-    net = SuperNet(SPACE, MacroConfig(layers=3, channels=8, in_channels=1), "pcdarts", 4)
+    net = SuperNet(SPACE, MacroSettings(layers=3, channels=8, in_channels=1), "pcdarts", 4)
     with torch.no_grad():
         net.beta.normal_()
     w = net.edge_weights()

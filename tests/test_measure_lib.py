@@ -5,11 +5,11 @@ import torch
 
 from lanas.genotype import published
 from lanas.measure import LatencyMeter, MeasureSettings, Timing, hardware_id
-from lanas.network import MacroConfig
+from lanas.network import MacroSettings
 from lanas.space import SearchSpace
 from lanas.target import Target
 
-MACRO = MacroConfig(layers=3, channels=8)
+MACRO = MacroSettings(layers=3, channels=8)
 
 
 @pytest.mark.parametrize("runtime", ["torch", "onnxruntime", "openvino"])

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from lanas.genotype import PUBLISHED, published
-from lanas.network import MacroConfig, Network
+from lanas.network import MacroSettings, Network
 from lanas.space import SearchSpace
 from lanas.supernet import MODES, SuperNet
 
@@ -12,7 +12,7 @@ GENOTYPES = SearchSpace().sample_unique(3, 1) + [published(n) for n in PUBLISHED
 @pytest.mark.parametrize("g", GENOTYPES, ids=lambda g: g.arch_id[:8])
 @pytest.mark.parametrize("in_channels, res, layers", [(1, 8, 5), (3, 16, 3)])
 def test_network_for_sampled_and_published_genotypes(g, in_channels, res, layers):
-    net = Network(g, MacroConfig(layers=layers, channels=8, in_channels=in_channels, num_classes=10))
+    net = Network(g, MacroSettings(layers=layers, channels=8, in_channels=in_channels, num_classes=10))
     net.set_drop_path(0.2)
     out = net(torch.randn(4, in_channels, res, res))
     assert out.shape == (4, 10)
@@ -22,14 +22,14 @@ def test_network_for_sampled_and_published_genotypes(g, in_channels, res, layers
 
 def test_macro_validation():
     with pytest.raises(ValueError, match="channels must be even"):
-        MacroConfig(channels=7)
+        MacroSettings(channels=7)
     with pytest.raises(ValueError, match="layers must be >= 1"):
-        MacroConfig(layers=0)
+        MacroSettings(layers=0)
 
 
 @pytest.mark.parametrize("mode", MODES)
 def test_supernet_forward_gives_arch_gradients(mode):
-    net = SuperNet(SearchSpace(), MacroConfig(layers=3, channels=8), mode)
+    net = SuperNet(SearchSpace(), MacroSettings(layers=3, channels=8), mode)
     net(torch.randn(8, 1, 8, 8)).logsumexp(1).sum().backward()
     assert net.alpha.grad is not None and net.alpha.grad.abs().sum() > 0
     if mode == "pcdarts":
@@ -39,15 +39,15 @@ def test_supernet_forward_gives_arch_gradients(mode):
 
 def test_supernet_rejects_bad_mode_and_partial_channels():
     with pytest.raises(ValueError, match="search mode"):
-        SuperNet(SearchSpace(), MacroConfig(), "enas")
+        SuperNet(SearchSpace(), MacroSettings(), "enas")
     with pytest.raises(ValueError, match="divisible by partial_channels"):
-        SuperNet(SearchSpace(), MacroConfig(channels=6), "pcdarts", partial_channels=4)
+        SuperNet(SearchSpace(), MacroSettings(channels=6), "pcdarts", partial_channels=4)
 
 
 def test_auxiliary_head_trains_but_never_runs_in_the_deployed_forward():
     from lanas.train import TrainSettings, train_network
 
-    macro = MacroConfig(layers=6, channels=8, in_channels=3)
+    macro = MacroSettings(layers=6, channels=8, in_channels=3)
     torch.manual_seed(0)
     net = Network(published("darts_v2"), macro, auxiliary=True)
     x = torch.randn(4, 3, 32, 32)

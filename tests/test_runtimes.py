@@ -11,7 +11,7 @@ from conftest import ROOT, smoke_config
 from torch import nn
 
 from lanas.genotype import Genotype
-from lanas.network import MacroConfig, Network
+from lanas.network import MacroSettings, Network
 from lanas.ops import op_names, register
 from lanas.runtimes import compile_for, export_onnx
 from lanas.space import SearchSpace
@@ -50,7 +50,7 @@ def test_every_op_is_in_the_network_under_test():
 @pytest.mark.parametrize("runtime", ["onnxruntime", "openvino"])
 def test_onnx_runtimes_give_the_torch_output(runtime):
     torch.manual_seed(0)
-    net = Network(every_op_genotype(), MacroConfig(layers=5, channels=8)).eval()
+    net = Network(every_op_genotype(), MacroSettings(layers=5, channels=8)).eval()
     for m in net.modules():  # non-trivial batch-norm statistics, so folding them is exercised
         if isinstance(m, nn.BatchNorm2d):
             m.running_mean.uniform_(-0.5, 0.5)
@@ -66,7 +66,7 @@ def test_onnx_runtimes_give_the_torch_output(runtime):
 def test_export_has_a_dynamic_batch():
     import onnxruntime as ort
 
-    net = Network(every_op_genotype(), MacroConfig(layers=3, channels=8)).eval()
+    net = Network(every_op_genotype(), MacroSettings(layers=3, channels=8)).eval()
     session = ort.InferenceSession(export_onnx(net, torch.zeros(1, 1, 8, 8), dynamic_batch=True))
     assert session.run(None, {"x": np.zeros((5, 1, 8, 8), np.float32)})[0].shape == (5, 10)
 
