@@ -25,6 +25,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import statistics
 from pathlib import Path
 from typing import Any
@@ -621,12 +622,8 @@ def markdown(run: RunDir, sections: list[str], cross: list[str]) -> str:
                 "",
             ]
     if fit_md.is_file():
-        lines += [
-            fit_md.read_text(encoding="utf-8")
-            .replace("# Latency predictors", "### Latency predictors")
-            .replace("## Latency predictor", "#### Latency predictor"),
-            "",
-        ]
+        demoted = re.sub(r"^(#+) ", r"##\1 ", fit_md.read_text(encoding="utf-8"), flags=re.M)  # under "## Predictors"
+        lines += [demoted, ""]
     lines += ["## Run manifest", "", "```json", json.dumps(run.manifest(), indent=2, sort_keys=True), "```", ""]
     return "\n".join(lines)
 
