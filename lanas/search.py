@@ -278,10 +278,12 @@ def _run_epoch(
     return sums, steps, updates
 
 
-def derived_latency(net: SuperNet, predictor: LatencyPredictor, device: str) -> float:
-    """Predicted latency of the architecture the search state derives now."""
+def derived_latency(net: SuperNet, predictor: LatencyPredictor, device: str, genotype: Genotype | None = None) -> float:
+    """Predicted latency of the architecture the search state derives now (``genotype``, if
+    already derived)."""
+    genotype = net.genotype() if genotype is None else genotype
     with torch.no_grad():
-        return float(predictor(encode_genotype(net.genotype(), net.space).to(device).unsqueeze(0)))
+        return float(predictor(encode_genotype(genotype, net.space).to(device).unsqueeze(0)))
 
 
 def _epoch_metrics(
@@ -294,5 +296,8 @@ def _epoch_metrics(
     metrics: dict[str, Any] = {k: v / max(steps, 1) for k, v in sums.items()}
     if not update_arch:
         metrics["val_ce"] = metrics["val_acc"] = float("nan")
-    metrics.update(predicted_latency_ratio=derived_latency(net, predictor, device), genotype=net.genotype().to_json())
+    genotype = net.genotype()  # derived once for both
+    metrics.update(
+        predicted_latency_ratio=derived_latency(net, predictor, device, genotype), genotype=genotype.to_json()
+    )
     return metrics

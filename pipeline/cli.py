@@ -7,6 +7,7 @@ one line ``lanas: error: ...`` and exit with code 2; nothing is overwritten.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 from typing import Callable
@@ -49,12 +50,12 @@ def parse_budgets(values: list[str] | None) -> dict[str, tuple[float, ...]]:
     """``--budget-ms TARGET=MS`` (repeatable) -> {target spec: budgets}; a malformed one is named."""
     out: dict[str, tuple[float, ...]] = {}
     for v in values or []:
-        spec, sep, ms = v.partition("=")
+        spec, _, ms = v.partition("=")
         try:
             t = float(ms)
         except ValueError:
-            t = float("nan")
-        if not sep or not spec or not (t > 0 and t != float("inf")):
+            t = -1.0  # refused below, as every other bad value
+        if not spec or not (math.isfinite(t) and t > 0):
             raise PipelineError(
                 f"--budget-ms {v!r}: expected TARGET=MS with a target spec and a number of ms > 0, "
                 "e.g. --budget-ms cpu-t1-onnxruntime-b1=0.2"

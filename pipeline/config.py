@@ -181,11 +181,8 @@ class RunConfig:
 
     def with_budgets(self, extra: dict[str, tuple[float, ...]]) -> "RunConfig":
         """This config with ``extra`` latency budgets added to ``search.budgets_ms``."""
-        merged = {
-            spec: tuple(t for t in self.search.budgets_ms.get(spec, ()) if t not in extra.get(spec, ()))
-            + tuple(extra.get(spec, ()))
-            for spec in {**self.search.budgets_ms, **extra}
-        }
+        own = self.search.budgets_ms
+        merged = {spec: tuple(dict.fromkeys(own.get(spec, ()) + extra.get(spec, ()))) for spec in {**own, **extra}}
         try:
             return dataclasses.replace(self, search=dataclasses.replace(self.search, budgets_ms=merged))
         except ValueError as exc:

@@ -404,20 +404,10 @@ def _num(x: float | None) -> str:
     return "—" if x is None else f"{x:.3f}"
 
 
-def stored_metas(run: RunDir) -> dict[str, PredictorMeta]:
-    """Target spec -> the metadata of its stored predictor, for the targets that have one."""
-    out = {}
-    for t in run.config.targets:
-        f = predictor_store.folder(run, run.hardware_ids().get(t.spec, "-")) / predictor_store.META
-        if f.is_file():
-            out[t.spec] = PredictorMeta.from_json(f.read_text(encoding="utf-8"), str(f))
-    return out
-
-
 def finish(run: RunDir, summary: dict[str, Any]) -> None:
     """Rewrite ``fit/metrics.md`` over every stored predictor; mark the stage done once
     every target has one."""
-    metas = stored_metas(run)
+    metas = predictor_store.stored_metas(run)
     write_atomic(run.stage("fit") / "metrics.md", side_by_side(run, metas))
     if len(metas) == len(run.config.targets):
         run.mark_done("fit", summary)

@@ -148,3 +148,13 @@ def load_for(run: RunDir, target: Target, force: bool = False, gate: bool = True
 def load_all(run: RunDir, force: bool = False, gate: bool = True) -> dict[str, StoredPredictor]:
     """Target spec -> checked predictor, for every target of the run."""
     return {t.spec: load_for(run, t, force, gate) for t in run.config.targets}
+
+
+def stored_metas(run: RunDir) -> dict[str, PredictorMeta]:
+    """Target spec -> the metadata of its stored predictor, for the targets that have one."""
+    out = {}
+    for t in run.config.targets:
+        f = folder(run, run.hardware_ids().get(t.spec, "-")) / META
+        if f.is_file():
+            out[t.spec] = PredictorMeta.from_json(f.read_text(encoding="utf-8"), str(f))
+    return out

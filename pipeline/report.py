@@ -34,7 +34,7 @@ import numpy as np
 
 from lanas import quality
 from lanas.pareto import dominated_share, equal_size_hypervolume, hypervolume, pareto_mask
-from pipeline.fit import stored_metas
+from pipeline import predictor_store
 from pipeline.rundir import RunDir, write_atomic
 
 CSV_FIELDS = [
@@ -196,16 +196,14 @@ def budgets(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     whether the *measured* latency met the budget, and the best lambda-sweep architecture
     (by the deciding accuracy) that meets the same budget."""
     out = []
-    for r in sorted(
-        (r for r in results if r["kind"] == "budget" and r["target"] == r["searched_for"]),
-        key=lambda r: (r["target"], r["budget_ms"], r["seed"]),
-    ):
+    budget_rows = [r for r in results if r["kind"] == "budget" and r["target"] == r["searched_for"]]
+    sweeps = {  # per target, once: its lambda-sweep architectures with a measured latency
+        spec: [s for s in on_target(results, spec) if s["kind"] == "searched" and s["measured_latency_ms"] is not None]
+        for spec in {r["target"] for r in budget_rows}
+    }
+    for r in sorted(budget_rows, key=lambda r: (r["target"], r["budget_ms"], r["seed"])):
         t, ms = r["budget_ms"], r["measured_latency_ms"]
-        meeting = [
-            s
-            for s in on_target(results, r["target"])
-            if s["kind"] == "searched" and s["measured_latency_ms"] is not None and s["measured_latency_ms"] <= t
-        ]
+        meeting = [s for s in sweeps[r["target"]] if s["measured_latency_ms"] <= t]
         best = max(meeting, key=lambda s: (s[decision_key(s)], -s["measured_latency_ms"]), default=None)
         out.append(
             {
@@ -612,7 +610,7 @@ def markdown(run: RunDir, sections: list[str], cross: list[str]) -> str:
     ]
     lines += sections + cross
     lines += ["## Predictors", ""]
-    for spec, m in stored_metas(run).items():
+    for spec, m in predictor_store.stored_metas(run).items():
         t = m.transferred_from
         if t:
             lines += [

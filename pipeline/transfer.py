@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import statistics
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -42,11 +41,6 @@ def source_predictor(run: RunDir, source: str) -> tuple[str, StoredPredictor]:
         return str(path), predictor_store.load(path, run.config)  # space, layout and network must match
     (target,) = select_targets(run.config, source, run.hardware_ids())
     return target.spec, predictor_store.load_for(run, target, gate=False)
-
-
-def measured_rows(run: RunDir, spec: str, hardware: str) -> list[dict[str, Any]]:
-    """NEW's usable rows at this run's setting, by arch_id."""
-    return usable_rows(run, next(t for t in run.config.targets if t.spec == spec), hardware)
 
 
 def _check_samples(k: int, n: int, spec: str) -> None:
@@ -77,7 +71,7 @@ def run_transfer(run: RunDir, target: str, source: str, samples: int | None = No
     src_name, src = source_predictor(run, source)
     if src.meta.hardware == hw:
         raise PipelineError(f"--transfer-from {source}: that is {new.spec}'s own predictor")
-    rows = measured_rows(run, new.spec, hw)
+    rows = usable_rows(run, new, hw)
     k = len(rows) if samples is None else samples
     _check_samples(k, len(rows), new.spec)
     x = torch.tensor(np.stack([r["encoding"] for r in rows]), dtype=torch.float32)

@@ -18,15 +18,7 @@ from lanas.space import SearchSpace
 from lanas.target import Target
 from pipeline import dataset as ds
 
-EVERY_OP = [
-    "max_pool_3x3",
-    "avg_pool_3x3",
-    "skip_connect",
-    "sep_conv_3x3",
-    "sep_conv_5x5",
-    "dil_conv_3x3",
-    "dil_conv_5x5",
-]
+EVERY_OP = list(SearchSpace().choosable_ops)  # the 7 DARTS ops a genotype can choose
 
 
 def every_op_genotype() -> Genotype:

@@ -136,46 +136,19 @@ def test_submit_reproduce_with_token_follow_logs_and_refusals(ray_head, tmp_path
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH")}
     base = ["submit", "--address", address, "--token-file", str(token_file)]
 
+    def submit_with(token: Path) -> subprocess.CompletedProcess:
+        """`lanas submit` of the smoke profile with this token file and no RAY_AUTH* in the environment."""
+        args = ["submit", "--address", address, "--config", "configs/smoke.yaml", "--token-file", str(token)]
+        return subprocess.run(
+            [sys.executable, "-m", "pipeline", *args], cwd=ROOT, capture_output=True, text=True, env=env
+        )
+
     # without a token the head refuses (and nothing is submitted)
-    r = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pipeline",
-            "submit",
-            "--address",
-            address,
-            "--config",
-            "configs/smoke.yaml",
-            "--token-file",
-            str(tmp_path / "nope"),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        env=env,
-    )
+    r = submit_with(tmp_path / "nope")
     assert r.returncode == 2 and "no Ray auth token" in r.stderr
     wrong = tmp_path / "wrong"
     wrong.write_text("not-the-token")
-    r = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pipeline",
-            "submit",
-            "--address",
-            address,
-            "--config",
-            "configs/smoke.yaml",
-            "--token-file",
-            str(wrong),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        env=env,
-    )
+    r = submit_with(wrong)
     assert r.returncode == 2 and "lanas: error:" in r.stderr and WRONG_TOKEN_MESSAGE in r.stderr, r.stderr
     # a config that does not exist, an unreachable address: clear errors
     r = run_cli(*base, "--config", "configs/nope.yaml")

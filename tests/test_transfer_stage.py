@@ -8,7 +8,7 @@ from conftest import run_cli
 
 from pipeline import predictor_store
 from pipeline.errors import PipelineError
-from pipeline.fit import stored_metas
+from pipeline.predictor_store import stored_metas
 from pipeline.rundir import RunDir
 from pipeline.transfer import run_transfer
 
