@@ -19,26 +19,16 @@ import argparse
 import csv
 import json
 import shutil
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import record  # noqa: E402
+from common import lanas, record  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 SPREAD = (0.2, 0.5, 0.8)  # where the budgets sit between the fastest known and the slowest measured latency
 NOT_WASTEFUL = 0.85  # a met budget should use at least this share of it
-
-
-def lanas(*args: str) -> float:
-    t0 = time.perf_counter()
-    r = subprocess.run([sys.executable, "-m", "pipeline", *args, "--quiet"], cwd=ROOT, capture_output=True, text=True)
-    if r.returncode != 0:
-        sys.exit(f"lanas {args[0]} failed ({r.returncode}):\n{r.stdout[-2000:]}\n{r.stderr[-3000:]}")
-    return time.perf_counter() - t0
 
 
 def budgets_of(run: Path, config: str) -> dict[str, list[float]]:

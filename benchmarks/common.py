@@ -4,12 +4,24 @@ from __future__ import annotations
 
 import json
 import platform
+import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 RESULTS = Path(__file__).resolve().parent / "results"
+ROOT = RESULTS.parents[1]
+
+
+def lanas(*args: str) -> float:
+    """Run one ``lanas`` command quietly from the repository root; exit with its output if
+    it fails. Returns its wall time in seconds."""
+    t0 = time.perf_counter()
+    r = subprocess.run([sys.executable, "-m", "pipeline", *args, "--quiet"], cwd=ROOT, capture_output=True, text=True)
+    if r.returncode != 0:
+        sys.exit(f"lanas {args[0]} failed ({r.returncode}):\n{r.stdout[-2000:]}\n{r.stderr[-3000:]}")
+    return time.perf_counter() - t0
 
 
 def record(name: str, figures: dict[str, Any], command: str) -> Path:

@@ -10,6 +10,10 @@ Baselines, fitted on the same training rows and scored on the same test rows:
 * ``trees`` -- a scikit-learn gradient-boosted tree ensemble on the same encoding;
 * ``flops`` -- FLOPs of the deployed network, mapped to latency by a 1-D linear fit
   (its rank correlation is what matters).
+
+Model selection (:func:`select_model`) compares candidates on out-of-fold predictions
+over every training row (:func:`fold_of`, :func:`out_of_fold`): a few validation rows
+cannot separate models whose errors differ by less than their noise.
 """
 
 from __future__ import annotations
@@ -90,3 +94,46 @@ def paired_bootstrap(
 def verdict(diff: dict[str, float]) -> str:
     """'better', 'worse' or 'tie' for a bootstrap interval of (ours - theirs) errors."""
     return "better" if diff["hi"] < 0 else "worse" if diff["lo"] > 0 else "tie"
+
+
+def fold_of(key: str, folds: int) -> int:
+    """The cross-validation fold of an architecture, from a hash of its id (stable as the
+    dataset grows; independent of the train/test split's hash)."""
+    import hashlib
+
+    return int(hashlib.sha1(key.encode()).hexdigest()[8:16], 16) % folds
+
+
+def out_of_fold(fit_predict, x: np.ndarray, y: np.ndarray, folds: np.ndarray) -> np.ndarray:
+    """Cross-validated predictions: each row predicted by ``fit_predict(x_train, y_train,
+    x_held_out)`` fitted without the rows of its fold."""
+    out = np.full(len(y), np.nan)
+    for k in np.unique(folds):
+        held = folds == k
+        out[held] = fit_predict(x[~held], y[~held], x[held])
+    return out
+
+
+SELECTION_RULE = (
+    "the simplest candidate (additive lookup table, then + MLP) unless a richer one has a lower "
+    "cross-validated MAPE with 95 % confidence (paired bootstrap over the out-of-fold relative errors of "
+    "every training architecture)"
+)
+
+
+def select_model(oof: dict[str, np.ndarray], y: np.ndarray, seed: int = 0, ms_per_unit: float = 1.0) -> dict:
+    """Model selection that a few noisy rows cannot fool. ``oof`` maps candidate names,
+    simplest first, to out-of-fold predictions of ``y``; a candidate replaces the one
+    chosen so far only when its relative errors are lower beyond the 95 % paired
+    bootstrap interval (:data:`SELECTION_RULE`). Returns the choice, each candidate's
+    cross-validated metrics and the intervals."""
+    names = list(oof)
+    rel = {k: np.abs(oof[k] - y) / np.abs(y) for k in names}
+    chosen, versus = names[0], {}
+    for k in names[1:]:
+        versus[k] = paired_bootstrap(rel[k], rel[chosen], seed=seed)
+        versus[k]["against"] = chosen
+        if versus[k]["hi"] < 0:
+            chosen = k
+    cv = {k: regression_metrics(oof[k], y, ms_per_unit) for k in names}
+    return {"chosen": chosen, "cv": cv, "versus": versus, "rule": SELECTION_RULE}

@@ -26,7 +26,7 @@ from lanas.measure import MeasureSettings
 from lanas.network import MacroSettings
 from lanas.predictor import PredictorSettings
 from lanas.search import SearchSettings
-from lanas.space import SearchSpace
+from lanas.space import SamplingSettings, SearchSpace
 from lanas.target import Target
 from lanas.train import TrainSettings
 from pipeline.dataset import Setting
@@ -68,6 +68,8 @@ class NetworkConfig:
 @dataclass(frozen=True)
 class MeasureConfig:
     num_archs: int = 200  # random architectures to measure (the --num-archs default)
+    sampling: SamplingSettings = SamplingSettings()  # uniform and coverage (Dirichlet op mixture) sampling
+    published: bool = True  # also measure the published genotypes: a held-out probe of the predictor
     targets: tuple[Target, ...] = (Target(),)  # deployment targets; every architecture is timed on each
     chunk_size: int = 10  # architectures per Ray task
     max_in_flight: int = 0  # tasks in flight at once; 0 = as many as the cluster fits
@@ -95,17 +97,17 @@ class MeasureConfig:
 @dataclass(frozen=True)
 class FitConfig:
     model: PredictorSettings = PredictorSettings()
-    val_fraction: float = 0.1  # share of architectures (by arch_id hash) for validation
-    test_fraction: float = 0.2  # ... and for the held-out test
-    max_val_mape: float = 0.10  # quality gate: search refuses a worse predictor
+    test_fraction: float = 0.2  # share of random architectures (by arch_id hash) held out as the test split
+    folds: int = 5  # cross-validation folds over the training rows: model selection and the quality gate
+    max_val_mape: float = 0.10  # quality gate on the cross-validated MAPE: search refuses a worse predictor
     num_workers: int = 1  # Ray Train workers (data-parallel)
     resources_per_worker: Resources = Resources()
 
     def __post_init__(self) -> None:
-        if not (
-            0 < self.val_fraction < 1 and 0 < self.test_fraction < 1 and self.val_fraction + self.test_fraction < 1
-        ):
-            raise ValueError("val_fraction and test_fraction must be in (0, 1) and sum below 1")
+        if not 0 < self.test_fraction < 1:
+            raise ValueError(f"test_fraction must be in (0, 1), got {self.test_fraction}")
+        if self.folds < 2:
+            raise ValueError(f"folds must be >= 2, got {self.folds}")
         if self.max_val_mape <= 0:
             raise ValueError(f"max_val_mape must be > 0, got {self.max_val_mape}")
         if self.num_workers < 1:
@@ -120,6 +122,9 @@ class SearchConfig:
     budgets_ms: dict[str, tuple[float, ...]] = field(default_factory=dict)
     budget: BudgetSettings = BudgetSettings()  # how a budget search lands inside its budget
     seeds: tuple[int, ...] = (0,)
+    # closed loop: after a round's sweep, its derived architectures are measured and added to the dataset, the
+    # predictors refitted, and the sweep run again; 0 = one sweep (its derived architectures are still measured)
+    rounds: int = 0
     settings: SearchSettings = SearchSettings()
     max_failures: int = 2  # retries of a failed trial (Tune FailureConfig)
     resources: Resources = Resources()
@@ -136,6 +141,8 @@ class SearchConfig:
                     raise ValueError(f"budgets_ms.{spec}: budgets must be finite numbers of ms > 0, got {t}")
         if not self.seeds:
             raise ValueError("seeds must not be empty")
+        if self.rounds < 0:
+            raise ValueError(f"rounds must be >= 0, got {self.rounds}")
 
     def budget_list(self) -> list[tuple[str, float]]:
         """(target spec, budget ms) of every budget, in config order, without repeats."""

@@ -65,8 +65,16 @@ FILE_SCHEMA = pa.schema(
         ("measured_at", pa.timestamp("us", tz="UTC")),
         ("seed", pa.int64()),
         ("node", pa.string()),  # Ray node the row was measured on
+        # where the architecture came from: uniform | coverage (random samplers, split train/test by arch_id),
+        # published (a held-out probe, never trained on), derived (a search round's result), genotypes (a file),
+        # diverse (picked for a transfer), evaluate (stage 4); null in shards written before the column existed
+        ("sampler", pa.string()),
+        ("round", pa.int32()),  # the closed-loop search round that derived the architecture (null otherwise)
     ]
 )
+# columns added after the first release: a shard without them is read with nulls ("uniform", no round)
+OPTIONAL_COLUMNS = ("sampler", "round")
+SAMPLERS = ("uniform", "coverage", "published", "derived", "genotypes", "diverse", "evaluate")
 
 
 @dataclass(frozen=True)
@@ -122,7 +130,7 @@ def check_dataset(root: Path) -> list[Path]:
             raise PipelineError(
                 f"corrupt Parquet file in the latency dataset: {f} ({str(exc).splitlines()[0]})"
             ) from None
-        missing = [fld.name for fld in FILE_SCHEMA if fld.name not in schema.names]
+        missing = [fld.name for fld in FILE_SCHEMA if fld.name not in schema.names + list(OPTIONAL_COLUMNS)]
         wrong = [
             fld.name
             for fld in FILE_SCHEMA
@@ -154,12 +162,18 @@ def read_table(root: Path, hardware: str | None = None, columns: Iterable[str] |
         return pa.Table.from_pylist([], schema=FILE_SCHEMA.append(pa.field(PARTITION, pa.string())))
     ds = pads.dataset(
         [str(f) for f in files],
+        schema=FILE_SCHEMA.append(pa.field(PARTITION, pa.string())),  # older shards: optional columns as nulls
         format="parquet",
         partitioning=pads.partitioning(pa.schema([(PARTITION, pa.string())]), flavor="hive"),
         partition_base_dir=str(root),
     )
     flt = pads.field(PARTITION) == hardware if hardware is not None else None
     return ds.to_table(columns=list(columns) if columns else None, filter=flt)
+
+
+def sampler_of(row: dict[str, Any]) -> str:
+    """A row's sampler (rows written before the column existed were uniform samples)."""
+    return row.get("sampler") or "uniform"
 
 
 def setting_of(row: dict[str, Any]) -> tuple:

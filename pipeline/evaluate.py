@@ -35,9 +35,8 @@ from lanas.network import Network
 from lanas.train import accuracy_and_loss, train_network
 from pipeline import dataset as ds
 from pipeline.config import RunConfig
-from pipeline.errors import PipelineError
 from pipeline.fanout import check_resources, fan_out, slots
-from pipeline.measure import measure_into, missing, probe_targets
+from pipeline.measure import measure_into, missing, probe_same_hardware
 from pipeline.predictor_store import StoredPredictor, load_all
 from pipeline.rundir import RunDir, read_jsonl, write_jsonl
 
@@ -199,13 +198,7 @@ def measure_all(run: RunDir, unique: dict[str, str], progress: bool) -> dict[tup
     """Phase 2: every architecture on every target; returns (spec, arch_id) -> dataset row."""
     cfg = run.config
     root = run.stage("evaluate") / "latency"
-    ids = probe_targets(run, cfg.targets, record=False)
-    for spec, hw in ids.items():
-        if run.hardware_id(spec) != hw:
-            raise PipelineError(
-                f"target {spec} is {hw} on this cluster, but its predictor was fitted on "
-                f"{run.hardware_id(spec)}; evaluate on the hardware that was measured"
-            )
+    ids = probe_same_hardware(run, cfg.targets)
     genotypes = [Genotype.from_json(g, cfg.space.ops) for g in unique.values()]
     todo = missing(root, cfg, cfg.targets, ids, genotypes)
     if any(todo.values()):

@@ -2,14 +2,19 @@
 
 For each target, reads its hardware partition of the stage-1 dataset with Ray Data,
 keeps the rows of the run's measurement setting, drops failed rows and non-finite or
-non-positive latencies (counted), and splits train/val/test by a hash of ``arch_id``
-(deterministic, stable as the dataset grows, the same split on every target). One
-``TorchTrainer`` job then trains :class:`lanas.predictor.LatencyPredictor` on each
-target's reference-normalised latency in turn (one Train job, not one per target: each
-costs ~25 s of start-up here). The held-out test set scores each predictor beside the
-lookup-table, tree-ensemble and FLOPs baselines, with a paired bootstrap interval of its
-MAPE difference to the best baseline. Output: ``fit/<hardware id>/`` (predictor, its
-metadata, ``metrics.md``, ``scatter.png``) and ``fit/metrics.md``, all targets side by side.
+non-positive latencies (counted), and splits by origin (:func:`split_row`): random
+samples train/test by a hash of ``arch_id`` (deterministic, stable as the dataset grows,
+the same split on every target; coverage samples' test rows are scored apart), the
+architectures a search round derived always train, the published genotypes are only
+scored. Two candidates are weighed by k-fold cross-validation over the training rows
+(:func:`lanas.quality.select_model`): the additive lookup table (closed form) and
+additive + MLP, which one ``TorchTrainer`` job trains data-parallel for every target and
+fold, then on all rows (one Train job, not one per target: each costs ~25 s of start-up
+here). The chosen predictor is scored beside the lookup-table, tree-ensemble and FLOPs
+baselines on the random test split (with a paired bootstrap interval of its MAPE
+difference to the best baseline) and on the out-of-distribution sets. Output:
+``fit/<hardware id>/`` (predictor, its metadata, ``metrics.md``, ``scatter.png``) and
+``fit/metrics.md``, all targets side by side.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ import torch
 from lanas import quality
 from lanas.encoding import LAYOUT_VERSION, encode_genotype, group_matrix
 from lanas.genotype import Genotype, read_jsonl
-from lanas.predictor import LatencyPredictor, PredictorSettings, train_predictor
+from lanas.predictor import LatencyPredictor, PredictorSettings, additive_predictor, train_predictor
 from lanas.space import SearchSpace
 from lanas.target import Target
 from pipeline import dataset as ds
@@ -42,7 +47,7 @@ from pipeline.measure import dataset_dir, select_targets
 from pipeline.predictor_store import PredictorMeta
 from pipeline.rundir import RunDir, write_atomic
 
-MIN_ROWS = {"train": 10, "val": 2, "test": 5}
+MIN_ROWS = {"train": 10, "test": 5}
 COLUMNS = [
     "arch_id",
     "genotype",
@@ -51,26 +56,47 @@ COLUMNS = [
     "latency_ms",
     "ref_latency_ms",
     "latency_ratio",
+    "sampler",
+    "round",
     *ds.SETTING_COLUMNS,
 ]
 REPORTS_PER_FIT = 5  # progress reports to Ray Train per predictor (besides the final one)
 FLOPS_SAMPLE = 1000  # training rows whose FLOPs are counted for the FLOPs baseline
 NAMES = {
-    "predictor": "**lanas predictor** (grouped additive + MLP)",
+    "predictor": "**lanas predictor** (shipped)",
     "lut": "lookup table per (cell, edge, op)",
     "lut_op": "lookup table per (edge group, op)",
     "trees": "gradient-boosted trees",
     "flops": "FLOPs (linear map)",
 }
+CANDIDATES = {"additive": "additive lookup table (edge group, op)", "mlp": "additive + MLP"}
+# the evaluation sets of a predictor: the random test split, and out of distribution
+EVAL_SETS = {
+    "test": "random test split (uniform samples)",
+    "test_coverage": "coverage test split (Dirichlet op mixtures)",
+    "published": "published genotypes (never trained on)",
+}
 
 
-def split_of(arch_id: str, val_fraction: float, test_fraction: float) -> str:
+def split_of(arch_id: str, test_fraction: float) -> str:
     u = int(hashlib.sha1(arch_id.encode()).hexdigest()[:8], 16) / 2**32
-    return "test" if u < test_fraction else "val" if u < test_fraction + val_fraction else "train"
+    return "test" if u < test_fraction else "train"
 
 
-def load_rows(run: RunDir, target: Target, hardware: str) -> tuple[dict[str, Any], dict[str, int]]:
-    """Ray Data read of one target's partition -> split rows, plus counts of what was dropped."""
+def split_row(arch_id: str, sampler: str, test_fraction: float) -> str:
+    """Where a row serves: random samples split train/test by arch_id hash (coverage
+    test rows scored apart), architectures derived by a search round always train, the
+    published probes are only ever scored."""
+    if sampler == "published":
+        return "published"
+    if sampler == "derived":
+        return "train"
+    split = split_of(arch_id, test_fraction)
+    return "test_coverage" if split == "test" and sampler == "coverage" else split
+
+
+def _read_partition(run: RunDir, target: Target, hardware: str):
+    """Ray Data read of one target's partition at the run's setting, as pandas."""
     import ray
     from ray.data.expressions import col
 
@@ -83,21 +109,30 @@ def load_rows(run: RunDir, target: Target, hardware: str) -> tuple[dict[str, Any
             f"no rows for target {target.spec} ({hardware}) in {dataset_dir(run)} (run `lanas measure` first)"
         )
     match = functools.reduce(operator.and_, (col(c) == v for c, v in run.config.setting(target).columns().items()))
-    rows = ray.data.read_parquet(str(part), columns=COLUMNS).filter(expr=match).to_pandas()
+    return ray.data.read_parquet(str(part), columns=COLUMNS, schema=ds.FILE_SCHEMA).filter(expr=match).to_pandas()
+
+
+def load_rows(run: RunDir, target: Target, hardware: str) -> tuple[dict[str, Any], dict[str, int]]:
+    """One target's usable rows by split (see :func:`split_row`), plus counts of what was dropped."""
+    rows = _read_partition(run, target, hardware)
     dropped = {"failed": int((rows["status"] != "ok").sum())}
     ok = rows[rows["status"] == "ok"]
     lat, ms = ok["latency_ratio"].astype(float), ok["latency_ms"].astype(float)
     bad = ~np.isfinite(lat) | (lat <= 0) | ~np.isfinite(ms) | (ms <= 0)
     dropped["nan_zero_or_negative"] = int(bad.sum())
-    ok = ok[~bad]
+    ok = ok[~bad].drop_duplicates("arch_id")
     if len(ok) == 0:
         raise PipelineError(
             f"no usable rows for target {hardware} at this run's measurement setting "
             f"({dropped['failed']} failed, {dropped['nan_zero_or_negative']} NaN/zero/negative)"
         )
     fit = run.config.fit
-    ok = ok.assign(split=[split_of(a, fit.val_fraction, fit.test_fraction) for a in ok["arch_id"]])
-    splits = {name: ok[ok["split"] == name] for name in MIN_ROWS}
+    samplers = ok["sampler"].fillna("uniform")
+    ok = ok.assign(
+        sampler=samplers, split=[split_row(a, k, fit.test_fraction) for a, k in zip(ok["arch_id"], samplers)]
+    )
+    splits = {name: ok[ok["split"] == name] for name in ("train", *EVAL_SETS)}
+    splits["train"] = splits["train"].assign(fold=[quality.fold_of(a, fit.folds) for a in splits["train"]["arch_id"]])
     for name, minimum in MIN_ROWS.items():
         if len(splits[name]) < minimum:
             raise PipelineError(
@@ -107,6 +142,13 @@ def load_rows(run: RunDir, target: Target, hardware: str) -> tuple[dict[str, Any
     return splits, dropped
 
 
+def predictor_round(train) -> int:
+    """The closed-loop round a predictor serves: one past the last search round whose
+    derived architectures it was trained on (0 without any)."""
+    rounds = train.loc[train["sampler"] == "derived", "round"].dropna()
+    return int(rounds.max()) + 1 if len(rounds) else 0
+
+
 def _arrays(frame) -> tuple[torch.Tensor, torch.Tensor]:
     x = torch.tensor(np.stack(frame["encoding"].to_numpy()), dtype=torch.float32)
     y = torch.tensor(frame["latency_ratio"].to_numpy(), dtype=torch.float32)
@@ -114,20 +156,20 @@ def _arrays(frame) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _train_loop_per_worker(config: dict[str, Any]) -> None:
-    """Runs on every Ray Train worker: the only Ray code around lanas.train_predictor,
-    once per target; every worker reports the same sequence (reports are collective).
-    Each worker runs SGD on its shard (rows ``rank::world``) of the training rows and
-    fits the target statistics and the additive init on all of them."""
+    """Runs on every Ray Train worker: the only Ray code around lanas.train_predictor.
+    Per target, the MLP candidate is trained once per cross-validation fold (its
+    out-of-fold predictions decide model selection) and once on every training row;
+    every worker reports the same sequence (reports are collective). Each worker runs
+    SGD on its shard (:func:`shard`) and fits the target statistics and the
+    additive init on all of them. Training runs its fixed epochs: no early stopping."""
     import logging
 
     import ray.train
-    import ray.train.torch
 
     logging.getLogger().setLevel(logging.WARNING)  # Train logs every report at INFO through the root logger
     torch.set_num_threads(config["threads"])
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    space = SearchSpace(tuple(config["ops"]))
     settings = PredictorSettings(**{**config["settings"], "hidden": tuple(config["settings"]["hidden"])})
     every = max(1, settings.epochs // REPORTS_PER_FIT)
     final, states = {}, {}
@@ -137,21 +179,48 @@ def _train_loop_per_worker(config: dict[str, Any]) -> None:
             if (epoch + 1) % every == 0 and epoch + 1 < settings.epochs:
                 ray.train.report({"target": spec, **metrics})
 
-        (xtr, ytr), val = [(torch.tensor(x), torch.tensor(y)) for x, y in (data["train"], data["val"])]
-        torch.manual_seed(config["seed"])  # same initial weights on every worker and every run
-        predictor = LatencyPredictor.for_space(space, settings.hidden)
-        shard = (xtr[rank::world], ytr[rank::world])
-        wrap, init = ray.train.torch.prepare_model, (xtr, ytr)
-        metrics = train_predictor(predictor, shard, val, settings, config["seed"] + rank, on_epoch, wrap, init)
+        x, y = torch.tensor(data["x"]), torch.tensor(data["y"])
+        folds = np.asarray(data["folds"])
+        oof = np.full(len(y), np.nan, dtype=np.float32)
+        for k in np.unique(folds):
+            held = torch.as_tensor(folds == k)
+            model, _ = _train_one(config, settings, (x[~held], y[~held]), rank, world)
+            with torch.no_grad():
+                oof[held.numpy()] = model(x[held]).numpy()
+        model, metrics = _train_one(config, settings, (x, y), rank, world, on_epoch)
         final.update({f"{spec}/{k}": v for k, v in metrics.items()})
-        final[f"{spec}/train_rows_per_worker"] = len(xtr[rank::world])
+        final[f"{spec}/train_rows_per_worker"] = len(shard(len(x), rank, world))
         final[f"{spec}/world_size"] = world
-        states[i] = predictor.state_dict()
+        states[i] = {"state": model.state_dict(), "oof": torch.from_numpy(oof)}
     _report_final(final, states, rank)
 
 
+def _train_one(config, settings, train, rank, world, on_epoch=None) -> tuple[LatencyPredictor, dict[str, float]]:
+    """One data-parallel training of the MLP candidate on ``train`` (this worker's shard)."""
+    import ray.train.torch
+
+    x, y = train
+    torch.manual_seed(config["seed"])  # same initial weights on every worker and every run
+    predictor = LatencyPredictor.for_space(SearchSpace(tuple(config["ops"])), settings.hidden)
+    no_val, mine = (x[:0], y[:0]), shard(len(x), rank, world)
+    wrap = ray.train.torch.prepare_model
+    metrics = train_predictor(
+        predictor, (x[mine], y[mine]), no_val, settings, config["seed"] + rank, on_epoch, wrap, (x, y)
+    )
+    return predictor.eval(), metrics
+
+
+def shard(n: int, rank: int, world: int) -> torch.Tensor:
+    """Row indices of worker ``rank``'s shard: rows ``rank::world``, wrapped around so that
+    every worker holds ``ceil(n / world)`` rows (as torch's DistributedSampler pads). Equal
+    shards take equal optimiser steps; unequal ones would leave DDP's all-reduce waiting."""
+    per = -(-n // world)
+    return torch.arange(rank, per * world, world) % n
+
+
 def _report_final(final: dict[str, Any], states: dict[int, dict], rank: int) -> None:
-    """The last (collective) report; rank 0 attaches the predictors as the checkpoint."""
+    """The last (collective) report; rank 0 attaches the predictors and their
+    out-of-fold predictions as the checkpoint."""
     import ray.train
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -165,9 +234,11 @@ def _report_final(final: dict[str, Any], states: dict[int, dict], rank: int) -> 
 
 def train_with_ray(
     run: RunDir, splits: dict[str, dict[str, Any]]
-) -> tuple[dict[str, LatencyPredictor], dict[str, Any]]:
-    """One TorchTrainer job fitting a predictor for every target spec in ``splits``.
-    The rows travel as arrays in the loop config (a few MB even at 100K rows)."""
+) -> tuple[dict[str, tuple[LatencyPredictor, np.ndarray]], dict[str, Any]]:
+    """One TorchTrainer job fitting the MLP candidate for every target spec in ``splits``:
+    spec -> (model trained on every training row, its out-of-fold predictions), and the
+    job's final metrics. The rows travel as arrays in the loop config (a few MB even at
+    100K rows)."""
     import ray.train
     from ray.train.torch import TorchTrainer
 
@@ -175,10 +246,10 @@ def train_with_ray(
     res = fit.resources_per_worker
     check_resources(*run.config.resource_asks()["fit"])
     specs = list(splits)
-    data = {
-        spec: {name: tuple(t.numpy() for t in _arrays(splits[spec][name])) for name in ("train", "val")}
-        for spec in specs
-    }
+    data = {}
+    for spec in specs:
+        x, y = _arrays(splits[spec]["train"])
+        data[spec] = {"x": x.numpy(), "y": y.numpy(), "folds": splits[spec]["train"]["fold"].to_numpy()}
     loop_config = {"settings": asdict(fit.model), "seed": run.config.seed, "ops": list(run.config.space.ops),
                    "threads": max(1, int(res.num_cpus)), "data": data}  # fmt: skip
     per_worker = {"CPU": res.num_cpus, **({"GPU": res.num_gpus} if res.num_gpus else {}), **res.custom}
@@ -200,56 +271,82 @@ def train_with_ray(
     models = {}
     with result.checkpoint.as_directory() as d:
         for i, spec in enumerate(specs):
+            saved = torch.load(Path(d) / f"predictor_{i}.pt", map_location="cpu", weights_only=True)
             model = LatencyPredictor.for_space(run.config.space, fit.model.hidden)
-            model.load_state_dict(torch.load(Path(d) / f"predictor_{i}.pt", map_location="cpu", weights_only=True))
-            models[spec] = model.eval()
+            model.load_state_dict(saved["state"])
+            models[spec] = (model.eval(), saved["oof"].double().numpy())
     return models, dict(result.metrics or {})
 
 
-def score(
-    run: RunDir, model: LatencyPredictor, splits: dict[str, Any], reference_ms: float, flops: dict[str, int]
-) -> tuple[dict, dict, dict, dict]:
-    """Test metrics of the predictor and of each baseline on the same split; the paired
-    bootstrap of the predictor's relative errors against the best baseline's; the
-    predictor's validation metrics (for the quality gate). ``flops``
+def select(run: RunDir, mlp: tuple[LatencyPredictor, np.ndarray], train, reference_ms: float):
+    """The shipped predictor, chosen by k-fold cross-validation over the training rows
+    between the additive lookup table (closed form) and additive + MLP (trained by the
+    Ray Train job): :func:`lanas.quality.select_model`. Returns it and the selection record."""
+    space = run.config.space
+    x, y = _arrays(train)
+
+    def additive(xa, ya, xb):
+        with torch.no_grad():
+            return additive_predictor(space, torch.as_tensor(xa), torch.as_tensor(ya))(torch.as_tensor(xb)).numpy()
+
+    oof = {"additive": quality.out_of_fold(additive, x.numpy(), y.numpy(), train["fold"].to_numpy()), "mlp": mlp[1]}
+    sel = quality.select_model(oof, y.numpy(), run.config.seed, reference_ms)
+    model = additive_predictor(space, x, y) if sel["chosen"] == "additive" else mlp[0]
+    return model, {**sel, "folds": run.config.fit.folds, "rows": len(y)}
+
+
+def _baselines(run: RunDir, train, flops: dict[str, int]):
+    """Name -> predict(frame) of every baseline, fitted on the ``train`` rows. ``flops``
     caches FLOPs by arch_id across targets (the same architectures on each)."""
     cfg = run.config
-    (xtr, ytr), (xte, yte) = _arrays(splits["train"]), _arrays(splits["test"])
-    with torch.no_grad():
-        ours = model(xte).numpy()
-    groups = group_matrix(cfg.space)
-    lut = quality.fit_lut(xtr.numpy(), ytr.numpy())
-    lut_op = quality.fit_lut((xtr @ groups).numpy(), ytr.numpy())
-    trees = quality.fit_trees(xtr.numpy(), ytr.numpy(), cfg.seed)
-    macro, res = cfg.macro(), cfg.data.resolution
-    sample = np.random.default_rng(cfg.seed).choice(
-        len(splits["train"]), size=min(len(splits["train"]), FLOPS_SAMPLE), replace=False
+    xtr, ytr = (t.numpy() for t in _arrays(train))
+    groups = group_matrix(cfg.space).numpy()
+    lut, lut_op, trees = (
+        quality.fit_lut(xtr, ytr),
+        quality.fit_lut(xtr @ groups, ytr),
+        quality.fit_trees(xtr, ytr, cfg.seed),
     )
+    macro, res = cfg.macro(), cfg.data.resolution
+    sample = np.random.default_rng(cfg.seed).choice(len(train), size=min(len(train), FLOPS_SAMPLE), replace=False)
 
-    def flops_of(frame) -> list[int]:
+    def flops_of(frame) -> np.ndarray:
         for a, g in zip(frame["arch_id"], frame["genotype"]):
             if a not in flops:
                 flops[a] = quality.network_flops(Genotype.from_json(g), macro, res)
-        return [flops[a] for a in frame["arch_id"]]
+        return np.asarray([flops[a] for a in frame["arch_id"]], dtype=float)
 
-    slope, intercept = quality.fit_flops(flops_of(splits["train"].iloc[sample]), ytr.numpy()[sample])
-    y = yte.numpy()
-    preds = {
-        "predictor": ours,
-        "lut": lut.predict(xte.numpy()),
-        "lut_op": lut_op.predict((xte @ groups).numpy()),
-        "trees": trees.predict(xte.numpy()),
-        "flops": slope * np.asarray(flops_of(splits["test"]), dtype=float) + intercept,
+    slope, intercept = quality.fit_flops(flops_of(train.iloc[sample]), ytr[sample])
+    x = lambda frame: _arrays(frame)[0].numpy()  # noqa: E731
+    return {
+        "lut": lambda f: lut.predict(x(f)),
+        "lut_op": lambda f: lut_op.predict(x(f) @ groups),
+        "trees": lambda f: trees.predict(x(f)),
+        "flops": lambda f: slope * flops_of(f) + intercept,
     }
-    scores = {name: quality.regression_metrics(p, y, reference_ms) for name, p in preds.items()}
-    best = min((k for k in scores if k != "predictor"), key=lambda k: scores[k]["mape"])
-    rel = {k: np.abs(p - y) / y for k, p in preds.items()}
-    versus = {**quality.paired_bootstrap(rel["predictor"], rel[best], seed=cfg.seed), "best": best}
-    points = {"test_true": y.tolist(), "test_pred": ours.tolist()}
-    xva, yva = _arrays(splits["val"])
+
+
+def score(run: RunDir, model: LatencyPredictor, splits: dict[str, Any], reference_ms: float, flops: dict[str, int]):
+    """Metrics of the shipped predictor and of every baseline on each evaluation set
+    (:data:`EVAL_SETS` that have rows): set -> model -> metrics; the paired bootstrap of
+    the predictor's relative errors on the random test split against the best baseline's;
+    the test points of the scatter plot."""
+    models = {"predictor": lambda f: _predict(model, f), **_baselines(run, splits["train"], flops)}
+    scores, rel = {}, {}
+    for name in (n for n in EVAL_SETS if len(splits[n])):
+        y = _arrays(splits[name])[1].numpy()
+        preds = {k: np.asarray(m(splits[name]), dtype=float) for k, m in models.items()}
+        scores[name] = {k: quality.regression_metrics(p, y, reference_ms) for k, p in preds.items()}
+        if name == "test":
+            rel = {k: np.abs(p - y) / y for k, p in preds.items()}
+            points = {"test_true": y.tolist(), "test_pred": preds["predictor"].tolist()}
+    best = min((k for k in scores["test"] if k != "predictor"), key=lambda k: scores["test"][k]["mape"])
+    versus = {**quality.paired_bootstrap(rel["predictor"], rel[best], seed=run.config.seed), "best": best}
+    return scores, versus, points
+
+
+def _predict(model: LatencyPredictor, frame) -> np.ndarray:
     with torch.no_grad():
-        val = quality.regression_metrics(model(xva).numpy(), yva.numpy(), reference_ms)
-    return scores, versus, points, val
+        return model(_arrays(frame)[0]).numpy()
 
 
 def run_fit(run: RunDir, target: str | None = None) -> dict[str, Any]:
@@ -264,78 +361,104 @@ def run_fit(run: RunDir, target: str | None = None) -> dict[str, Any]:
     splits, dropped = {}, {}
     for t in targets:
         splits[t.spec], dropped[t.spec] = load_rows(run, t, ids[t.spec])
-        c = {k: len(v) for k, v in splits[t.spec].items()}
-        d = dropped[t.spec]
-        print(
-            f"[fit] {ids[t.spec]}: train/val/test = {c['train']}/{c['val']}/{c['test']} architectures"
-            + (
-                f"; dropped {d['failed']} failed and {d['nan_zero_or_negative']} NaN/zero/negative rows"
-                if any(d.values())
-                else ""
-            ),
-            flush=True,
-        )
-    print(f"[fit] one Ray Train job, {cfg.fit.num_workers} worker(s), {len(targets)} predictor(s)", flush=True)
+        _print_rows(ids[t.spec], splits[t.spec], dropped[t.spec])
+    print(
+        f"[fit] one Ray Train job, {cfg.fit.num_workers} worker(s), {len(targets)} target(s) x "
+        f"({cfg.fit.folds} cross-validation folds + 1 final fit)",
+        flush=True,
+    )
     t1 = time.perf_counter()
     models, train_metrics = train_with_ray(run, splits)
     print(f"[fit] Ray Train job {time.perf_counter() - t1:.1f} s", flush=True)
     summary: dict[str, Any] = {"targets": {}}
-    metas, flops = {}, {}
+    flops: dict[str, int] = {}
     for t in targets:
-        metas[t.spec] = _export(
-            run, t, ids[t.spec], models[t.spec], splits[t.spec], dropped[t.spec], train_metrics, flops
-        )
-        summary["targets"][t.spec] = {"hardware": ids[t.spec], "test": metas[t.spec].test}
+        meta = _export(run, t, ids[t.spec], models[t.spec], splits[t.spec], dropped[t.spec], train_metrics, flops)
+        summary["targets"][t.spec] = {"hardware": ids[t.spec], "test": meta.test, "chosen": meta.selection["chosen"]}
     summary["wall_s"] = time.perf_counter() - t0
     finish(run, summary)
     return summary
+
+
+def _print_rows(hw: str, splits: dict[str, Any], dropped: dict[str, int]) -> None:
+    train = splits["train"]
+    origin = ", ".join(f"{n} {k}" for k, n in train["sampler"].value_counts().items())
+    held = ", ".join(f"{name} {len(splits[name])}" for name in EVAL_SETS if len(splits[name]))
+    d = dropped
+    print(
+        f"[fit] {hw}: {len(train)} training architectures ({origin}); held out: {held}"
+        + (
+            f"; dropped {d['failed']} failed and {d['nan_zero_or_negative']} NaN/zero/negative rows"
+            if any(d.values())
+            else ""
+        ),
+        flush=True,
+    )
 
 
 def _export(
     run: RunDir,
     target: Target,
     hw: str,
-    model: LatencyPredictor,
+    mlp: tuple[LatencyPredictor, np.ndarray],
     splits: dict[str, Any],
     dropped: dict[str, int],
     train_metrics: dict[str, Any],
     flops: dict[str, int],
 ) -> PredictorMeta:
-    """Score one target's predictor and write ``fit/<hw>/``."""
+    """Choose, score and write one target's predictor to ``fit/<hw>/``."""
     cfg = run.config
-    reference_ms = float(statistics.median(np.concatenate([splits[k]["ref_latency_ms"].to_numpy() for k in MIN_ROWS])))
-    scores, versus, points, val = score(run, model, splits, reference_ms, flops)
+    reference_ms = float(statistics.median(np.concatenate([f["ref_latency_ms"].to_numpy() for f in splits.values()])))
+    model, selection = select(run, mlp, splits["train"], reference_ms)
+    scores, versus, points = score(run, model, splits, reference_ms, flops)
     prefix = f"{target.spec}/"
     meta = PredictorMeta(
         layout_version=LAYOUT_VERSION, ops=cfg.space.ops, target=target, hardware=hw, macro=cfg.macro(),
-        resolution=cfg.data.resolution, hidden=cfg.fit.model.hidden, reference_ms=reference_ms,
-        rows={k: len(v) for k, v in splits.items()}, dropped=dropped, test=scores["predictor"], val=val,
-        baselines={k: v for k, v in scores.items() if k != "predictor"},
+        resolution=cfg.data.resolution, hidden=model.hidden, reference_ms=reference_ms,
+        rows={k: len(v) for k, v in splits.items()}, dropped=dropped, test=scores["test"]["predictor"],
+        val=selection["cv"][selection["chosen"]],
+        baselines={k: v for k, v in scores["test"].items() if k != "predictor"},
         versus_best_baseline={k: v for k, v in versus.items() if k != "best"},
         train_metrics={k[len(prefix):]: float(v) for k, v in train_metrics.items()
                        if k.startswith(prefix) and isinstance(v, (int, float))},
+        selection=selection, ood={k: v for k, v in scores.items() if k != "test"},
+        round=predictor_round(splits["train"]),
     )  # fmt: skip
-    _write(run, model, meta, scores, versus, points)
+    _write(run, model, meta, versus, points)
     return meta
 
 
-def _write(run: RunDir, model: LatencyPredictor, meta: PredictorMeta, scores: dict, versus: dict, points: dict) -> None:
+def _write(run: RunDir, model: LatencyPredictor, meta: PredictorMeta, versus: dict, points: dict) -> None:
     """``fit/<hw>/``: the predictor, its metrics (JSON and markdown) and scatter plot; one line to the console."""
     hw, val, gate = meta.hardware, meta.val, run.config.fit.max_val_mape
     where = predictor_store.folder(run, hw)
     predictor_store.save(where, model, meta)
-    numbers = {"hardware": hw, "rows": meta.rows, "dropped": meta.dropped, "val": val, "test": scores}
-    write_atomic(where / "metrics.json", json.dumps({**numbers, "versus_best_baseline": versus}, indent=2))
-    write_atomic(where / "metrics.md", metrics_table(hw, scores, meta.rows, gate, val))
-    plot_scatter(where / "scatter.png", points, meta.reference_ms, hw, scores["predictor"])
-    s = scores["predictor"]
+    scores = {"predictor": meta.test, **meta.baselines}
+    numbers = {"hardware": hw, "rows": meta.rows, "dropped": meta.dropped, "cross_validated": val, "test": scores}
+    write_atomic(where / "metrics.json", json.dumps({**numbers, "versus_best_baseline": versus, "ood": meta.ood,
+                                                     "selection": meta.selection}, indent=2))  # fmt: skip
+    write_metrics_md(run, meta)
+    plot_scatter(where / "scatter.png", points, meta.reference_ms, hw, meta.test)
+    s = meta.test
     print(
-        f"[fit] {hw}: test MAPE {s['mape']:.2%}, within +-10% {s['within_10pct']:.1%}, Kendall tau "
-        f"{s['kendall_tau']:.3f}; best baseline {versus['best']} {scores[versus['best']]['mape']:.2%} "
-        f"({quality.verdict(versus)}: difference {versus['mean']:+.2%}, "
-        f"95% CI [{versus['lo']:+.2%}, {versus['hi']:+.2%}]); "
-        f"gate (validation MAPE {val['mape']:.2%} <= {gate:.0%}): {'pass' if val['mape'] <= gate else 'FAIL'}",
+        f"[fit] {hw}: chose {CANDIDATES[meta.selection['chosen']]} (cross-validated MAPE {val['mape']:.2%}); "
+        f"test MAPE {s['mape']:.2%}, Kendall tau {s['kendall_tau']:.3f}; best baseline {versus['best']} "
+        f"{meta.baselines[versus['best']]['mape']:.2%} ({quality.verdict(versus)}: difference {versus['mean']:+.2%}, "
+        f"95% CI [{versus['lo']:+.2%}, {versus['hi']:+.2%}]); {_ood_phrase(meta)}; "
+        f"gate (cross-validated MAPE {val['mape']:.2%} <= {gate:.0%}): {'pass' if val['mape'] <= gate else 'FAIL'}",
         flush=True,
+    )
+
+
+def _ood_phrase(meta: PredictorMeta) -> str:
+    parts = [f"{name} {sets['predictor']['mape']:.2%} (n={sets['predictor']['n']})" for name, sets in meta.ood.items()]
+    return "out of distribution: " + (", ".join(parts) if parts else "no held-out rows yet")
+
+
+def write_metrics_md(run: RunDir, meta: PredictorMeta) -> None:
+    """``fit/<hw>/metrics.md`` from the stored metadata (rewritten when a search round adds derived rows)."""
+    write_atomic(
+        predictor_store.folder(run, meta.hardware) / "metrics.md", metrics_table(meta, run.config.fit.max_val_mape)
     )
 
 
@@ -346,15 +469,17 @@ def side_by_side(run: RunDir, metas: dict[str, PredictorMeta]) -> str:
         "",
         "Test split by arch_id hash (the same architectures on every target). *vs best baseline*: mean "
         "difference of the relative errors on the same test architectures, with a 95 % paired-bootstrap "
-        "interval; an interval holding 0 is a tie within the noise of the test set. *vs additive LUT*: the "
-        "same against the per-(edge group, op) lookup table, which is what the MLP term adds to "
-        "(it helps where latency is not additive).",
+        "interval; an interval holding 0 is a tie within the noise of the test set.",
         "",
-        "The quality gate decides on the *validation* MAPE (the test split is only reported).",
+        f"Model selection: {quality.SELECTION_RULE}. The quality gate decides on the chosen model's "
+        "cross-validated MAPE; the test split and the out-of-distribution sets are only reported.",
         "",
-        "| target | hardware | rows (train/val/test) | MAPE | within ±10 % | Kendall τ | best baseline | "
-        "vs best baseline | vs additive LUT | val MAPE | gate |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "*Out of distribution*: MAPE on the published genotypes and on the architectures the search derived "
+        "with this predictor (measured after the search; see each target's table), next to the random test split.",
+        "",
+        "| target | hardware | rows (train/test) | chosen | test MAPE | within ±10 % | Kendall τ | best baseline | "
+        "vs best baseline | published | derived | CV MAPE | gate |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     gate = run.config.fit.max_val_mape
     lines += [_transferred_line(spec, m, gate) if m.transferred_from else _fitted_line(spec, m, gate)
@@ -371,23 +496,32 @@ def side_by_side(run: RunDir, metas: dict[str, PredictorMeta]) -> str:
 def _transferred_line(spec: str, m: PredictorMeta, gate: float) -> str:
     t = m.transferred_from
     return (
-        f"| {spec} | `{m.hardware}` | {m.rows['train']}/0/{m.rows['test']} | "
+        f"| {spec} | `{m.hardware}` | {m.rows['train']}/{m.rows['test']} | transferred ({t['model']}) | "
         f"{_pct(m.test.get('mape'))} | {_pct(m.test.get('within_10pct'), '.1%')} | "
         f"{_num(m.test.get('kendall_tau'))} | transferred from `{t['source']}` with {t['samples']} "
-        f"samples ({t['model']}) | — | — | {_pct(m.val.get('mape'))} (leave-one-out) | {_gate(m, gate)} |"
+        f"samples | — | — | — | {_pct(m.val.get('mape'))} (leave-one-out) | {_gate(m, gate)} |"
     )
+
+
+def derived_sets(m: PredictorMeta) -> dict[str, dict]:
+    """The predictor's scores on architectures derived by searches that used it."""
+    return {k: v for k, v in m.ood.items() if k.startswith("derived")}
+
+
+def _ood_cell(sets: dict | None) -> str:
+    return "—" if not sets else f"{sets['predictor']['mape']:.2%} (n={sets['predictor']['n']})"
 
 
 def _fitted_line(spec: str, m: PredictorMeta, gate: float) -> str:
     best = min(m.baselines, key=lambda k: m.baselines[k]["mape"])
     v = m.versus_best_baseline
-    lut = m.baselines["lut_op"]["mape"] - m.test["mape"]
+    derived = list(derived_sets(m).values())
     return (
-        f"| {spec} | `{m.hardware}` | {m.rows['train']}/{m.rows['val']}/{m.rows['test']} | "
+        f"| {spec} | `{m.hardware}` | {m.rows['train']}/{m.rows['test']} | {CANDIDATES[m.selection['chosen']]} | "
         f"{m.test['mape']:.2%} | {m.test['within_10pct']:.1%} | {m.test['kendall_tau']:.3f} | "
         f"{best} {m.baselines[best]['mape']:.2%} | {quality.verdict(v)} ({v['mean']:+.2%}, "
-        f"[{v['lo']:+.2%}, {v['hi']:+.2%}]) | {'-' if lut >= 0 else '+'}{abs(lut):.2%} | "
-        f"{_pct(m.val.get('mape'))} | {_gate(m, gate)} |"
+        f"[{v['lo']:+.2%}, {v['hi']:+.2%}]) | {_ood_cell(m.ood.get('published'))} | "
+        f"{_ood_cell(derived[-1] if derived else None)} | {_pct(m.val.get('mape'))} | {_gate(m, gate)} |"
     )
 
 
@@ -404,34 +538,49 @@ def _num(x: float | None) -> str:
     return "—" if x is None else f"{x:.3f}"
 
 
-def finish(run: RunDir, summary: dict[str, Any]) -> None:
-    """Rewrite ``fit/metrics.md`` over every stored predictor; mark the stage done once
-    every target has one."""
+def finish(run: RunDir, summary: dict[str, Any] | None = None) -> None:
+    """Rewrite ``fit/metrics.md`` over every stored predictor; with ``summary``, mark the
+    stage done once every target has one."""
     metas = predictor_store.stored_metas(run)
     write_atomic(run.stage("fit") / "metrics.md", side_by_side(run, metas))
-    if len(metas) == len(run.config.targets):
+    if summary is not None and len(metas) == len(run.config.targets):
         run.mark_done("fit", summary)
 
 
-def metrics_table(
-    hw: str, scores: dict[str, dict[str, float]], counts: dict[str, int], gate: float, val: dict[str, float]
-) -> str:
+def _metric_row(label: str, v: dict[str, float]) -> str:
+    return (
+        f"| {label} | {v['n']} | {v['mape']:.2%} | {v['rmse_ms']:.4f} | {v['within_5pct']:.1%} | "
+        f"{v['within_10pct']:.1%} | {_num(v['kendall_tau'])} | {_num(v['spearman_rho'])} |"
+    )
+
+
+def metrics_table(meta: PredictorMeta, gate: float) -> str:
+    """``fit/<hw>/metrics.md``: model selection, the random test split with the baselines,
+    and the out-of-distribution sets."""
+    sel, val = meta.selection, meta.val
     verdict = "pass" if val["mape"] <= gate else "FAIL"
-    lines = [
-        f"# Latency predictor on `{hw}`",
-        "",
-        f"Held-out test set: {counts['test']} architectures (train {counts['train']}, val {counts['val']}), "
-        f"split by arch_id hash. Quality gate, decided on validation: MAPE {val['mape']:.2%} <= {gate:.0%}: "
-        f"{verdict}. The test rows below are reported, never used to decide.",
-        "",
-        "| model | MAPE | RMSE (ms) | within +-5% | within +-10% | Kendall tau | Spearman rho |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for k, v in scores.items():
-        lines.append(
-            f"| {NAMES[k]} | {v['mape']:.2%} | {v['rmse_ms']:.4f} | {v['within_5pct']:.1%} | "
-            f"{v['within_10pct']:.1%} | {v['kendall_tau']:.3f} | {v['spearman_rho']:.3f} |"
-        )
+    head = "| model | rows | MAPE | RMSE (ms) | within ±5 % | within ±10 % | Kendall τ | Spearman ρ |"
+    rule = "|---|---|---|---|---|---|---|---|"
+    lines = [f"# Latency predictor on `{meta.hardware}`", "",
+             f"**Model selection** ({sel['folds']}-fold cross-validation over {sel['rows']} training architectures, "
+             f"folds by arch_id hash): {sel['rule']}. Chosen: **{CANDIDATES[sel['chosen']]}**. Quality gate on its "
+             f"cross-validated MAPE {val['mape']:.2%} <= {gate:.0%}: {verdict}.", "", head, rule]  # fmt: skip
+    lines += [_metric_row(f"{CANDIDATES[k]} (cross-validated)", v) for k, v in sel["cv"].items()]
+    for k, d in sel["versus"].items():
+        lines.append(f"\n{CANDIDATES[k]} minus {CANDIDATES[d['against']]}, relative error: {d['mean']:+.2%} "
+                     f"(95 % CI [{d['lo']:+.2%}, {d['hi']:+.2%}], {d['n']} architectures).")  # fmt: skip
+    lines += ["", f"**{EVAL_SETS['test']}**, reported only, never used to decide:", "", head, rule]
+    lines += [_metric_row(NAMES[k], v) for k, v in {"predictor": meta.test, **meta.baselines}.items()]
+    lines += ["", "**Out of distribution** (the shipped predictor, and the (edge group, op) lookup table on the "
+              "same rows):", "",
+              "| set | rows | predictor MAPE | lookup table (edge group, op) MAPE | predictor Kendall τ |",
+              "|---|---|---|---|---|"]  # fmt: skip
+    lines += [f"| {EVAL_SETS['test']} | {meta.test['n']} | {meta.test['mape']:.2%} | "
+              f"{meta.baselines['lut_op']['mape']:.2%} | {_num(meta.test['kendall_tau'])} |"]  # fmt: skip
+    for name, sets in meta.ood.items():
+        label = EVAL_SETS.get(name) or f"architectures derived by search {name.removeprefix('derived-')}"
+        p, lut = sets["predictor"], sets.get("lut_op", {}).get("mape")
+        lines.append(f"| {label} | {p['n']} | {p['mape']:.2%} | {_pct(lut)} | {_num(p['kendall_tau'])} |")
     return "\n".join(lines) + "\n"
 
 

@@ -16,6 +16,7 @@ import math
 import platform
 import statistics
 import time
+from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Sequence
@@ -23,10 +24,10 @@ from typing import Any, Sequence
 import torch
 
 from lanas.encoding import LAYOUT_VERSION, encode_genotype
-from lanas.genotype import Genotype, read_jsonl
+from lanas.genotype import PUBLISHED, Genotype, published, read_jsonl
 from lanas.measure import LatencyMeter, MeasureSettings, hardware_id
 from lanas.runtimes import RuntimeMissing, device_name, runtime_version
-from lanas.space import SearchSpace
+from lanas.space import SearchSpace, sample_mixed
 from lanas.target import Target, pick
 from pipeline import dataset as ds
 from pipeline.config import RunConfig
@@ -129,15 +130,41 @@ def probe_targets(run: RunDir, targets: Sequence[Target], record: bool = True) -
     return ids
 
 
-def _select(cfg: RunConfig, num_archs: int | None, genotypes_file: str | None) -> list[Genotype]:
+Origins = dict[str, tuple[str, int | None]]  # arch_id -> (sampler, search round) of the rows measured
+
+
+def published_probes(cfg: RunConfig) -> list[Genotype]:
+    """The published genotypes the run's space can express: measured in stage 1 as a
+    held-out probe of the predictor away from random architectures, never trained on."""
+    gs = [published(n) for n in PUBLISHED]
+    return [g for g in gs if all(op in cfg.space.ops for op, _ in g.normal + g.reduce)]
+
+
+def probe_same_hardware(run: RunDir, targets: Sequence[Target]) -> dict[str, str]:
+    """Hardware id of each target on this cluster, refused unless it is the one stage 1
+    measured (later stages add rows or compare against that hardware)."""
+    ids = probe_targets(run, targets, record=False)
+    for spec, hw in ids.items():
+        if run.hardware_id(spec) != hw:
+            raise PipelineError(
+                f"target {spec} is {hw} on this cluster, but its predictor was fitted on "
+                f"{run.hardware_id(spec)}; run on the hardware that was measured"
+            )
+    return ids
+
+
+def _select(cfg: RunConfig, num_archs: int | None, genotypes_file: str | None) -> tuple[list[Genotype], Origins]:
+    """The architectures to measure and where each comes from."""
     if genotypes_file is not None:
-        gs = read_jsonl(genotypes_file, cfg.space.ops)
-        unique = {g.arch_id: g for g in gs}
-        return list(unique.values())
+        gs = list({g.arch_id: g for g in read_jsonl(genotypes_file, cfg.space.ops)}.values())
+        return gs, {g.arch_id: ("genotypes", None) for g in gs}
     n = cfg.measure.num_archs if num_archs is None else num_archs
     if n <= 0:
         raise PipelineError(f"--num-archs must be > 0, got {n}")
-    return cfg.space.sample_unique(n, cfg.seed)
+    drawn = sample_mixed(cfg.space, n, cfg.seed, cfg.measure.sampling)
+    probes = published_probes(cfg) if cfg.measure.published else []
+    origins = {**{g.arch_id: ("published", None) for g in probes}, **{g.arch_id: (k, None) for g, k in drawn}}
+    return [g for g, _ in drawn] + [g for g in probes if origins[g.arch_id][0] == "published"], origins
 
 
 def missing(
@@ -174,9 +201,11 @@ def measure_into(
     max_in_flight: int | None,
     progress: bool,
     name: str = "measure",
+    origins: Origins | None = None,
 ) -> dict[str, float]:
     """Measure ``todo`` (target spec -> genotypes) with Ray tasks, chunk by chunk and
-    target by target in turn, writing each chunk as one shard of ``root``."""
+    target by target in turn, writing each chunk as one shard of ``root``; each row's
+    ``sampler`` and ``round`` come from ``origins`` (default: sampler ``name``)."""
     import ray
     from tqdm import tqdm
 
@@ -199,6 +228,8 @@ def measure_into(
         return tasks[spec].remote(gs, cfg.setting(by_spec[spec]), cfg.measure.protocol, cfg.seed)
 
     def write(job, out):
+        for row in out["rows"]:
+            row["sampler"], row["round"] = (origins or {}).get(row["arch_id"], (name.split(".")[0], None))
         ds.write_shard(root, out["hardware"], out["rows"], root.parent / "tmp")
         _add(totals, out)
         bar.update(len(out["rows"]))
@@ -227,17 +258,18 @@ def run_measure(
     check_runtimes(targets)
     root = dataset_dir(run)
     ds.check_dataset(root)  # a corrupt or foreign file stops us before any work
-    wanted = _select(cfg, num_archs, genotypes_file)
+    wanted, origins = _select(cfg, num_archs, genotypes_file)
     ids = probe_targets(run, targets)
     todo = missing(root, cfg, targets, ids, wanted)
+    kinds = ", ".join(f"{n} {k}" for k, n in Counter(k for k, _ in origins.values()).items())
     for t in targets:
         n = len(todo[t.spec])
         print(
-            f"[measure] {ids[t.spec]}: {len(wanted)} architectures wanted, {len(wanted) - n} already measured, "
-            f"{n} to measure",
+            f"[measure] {ids[t.spec]}: {len(wanted)} architectures wanted ({kinds}), {len(wanted) - n} already "
+            f"measured, {n} to measure",
             flush=True,
         )
-    totals = measure_into(run, root, todo, max_in_flight or cfg.measure.max_in_flight, progress)
+    totals = measure_into(run, root, todo, max_in_flight or cfg.measure.max_in_flight, progress, origins=origins)
     wall = totals["wall_s"]
     summary: dict[str, Any] = {
         **totals,

@@ -42,15 +42,20 @@ class PredictorMeta:
     hidden: tuple[int, ...]  # MLP widths of the predictor
     reference_ms: float  # median reference-network latency: ms = predicted ratio x this
     fits: str = "latency_ratio"  # the regression target (reference-normalised latency)
-    rows: dict[str, int] = field(default_factory=dict)  # train / val / test architectures
+    rows: dict[str, int] = field(default_factory=dict)  # architectures per split (train, test, held-out sets)
     dropped: dict[str, int] = field(default_factory=dict)  # rows left out, by reason
     test: dict[str, float] = field(default_factory=dict)  # held-out test metrics of the predictor (reported only)
-    val: dict[str, float] = field(default_factory=dict)  # its validation metrics (what the quality gate decides on)
+    val: dict[str, float] = field(default_factory=dict)  # cross-validated metrics: the quality gate's
     baselines: dict[str, dict[str, float]] = field(default_factory=dict)  # ... of each baseline
     versus_best_baseline: dict[str, float] = field(default_factory=dict)  # paired bootstrap of the MAPE difference
     train_metrics: dict[str, float] = field(default_factory=dict)
     # a transferred predictor (pipeline.transfer): source, its hardware, samples, model, leave-one-out MAPEs
     transferred_from: dict[str, Any] = field(default_factory=dict)
+    selection: dict[str, Any] = field(default_factory=dict)  # k-fold model selection: candidates, intervals, choice
+    # set -> model -> metrics away from the random test split: coverage test rows, published genotypes, and
+    # ``derived-round<r>``: the architectures the round-r search derived with this predictor (added after it)
+    ood: dict[str, Any] = field(default_factory=dict)
+    round: int = 0  # closed-loop round it serves: derived architectures of rounds < round are in its training rows
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True)
@@ -103,6 +108,11 @@ def save(where: Path, model: LatencyPredictor, meta: PredictorMeta) -> None:
     tmp = where / f".{WEIGHTS}.tmp"
     torch.save(model.state_dict(), tmp)
     tmp.replace(where / WEIGHTS)
+    save_meta(where, meta)
+
+
+def save_meta(where: Path, meta: PredictorMeta) -> None:
+    """Rewrite the metadata alone (a search round adds the scores on what it derived)."""
     write_atomic(where / META, meta.to_json())
 
 
@@ -123,8 +133,8 @@ def load(where: Path, cfg: RunConfig | None = None, target: Target | None = None
 
 
 def check_quality(stored: StoredPredictor, max_mape: float, force: bool = False) -> None:
-    """The quality gate: refuse a predictor whose *validation* MAPE exceeds ``max_mape``
-    (decisions are taken on validation; the test split is only reported)."""
+    """The quality gate: refuse a predictor whose cross-validated (leave-one-out for a
+    transferred one) MAPE exceeds ``max_mape`` (the test split is only reported)."""
     mape = stored.meta.val.get("mape")
     if mape is None or not mape <= max_mape:
         msg = (

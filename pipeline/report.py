@@ -35,7 +35,7 @@ import numpy as np
 from lanas import quality
 from lanas.pareto import dominated_share, equal_size_hypervolume, hypervolume, pareto_mask
 from pipeline import predictor_store
-from pipeline.rundir import RunDir, write_atomic
+from pipeline.rundir import RunDir, read_jsonl, write_atomic
 
 CSV_FIELDS = [
     "target",
@@ -433,7 +433,45 @@ def target_section(spec: str, hardware: str, rows: list[dict[str, Any]], a: dict
             f"{_fmt(r['measured_latency_ms'], '.3f')} | {r['predicted_latency_ms']:.3f} | "
             f"{_fmt(r['prediction_error'], '+.1%')} | {'yes' if r.get('on_front') else ''} |"
         )
-    return lines + _hypervolume_lines(rows, a) + _comparison_lines(a) + _saving_lines(a) + [""]
+    return lines + _error_by_kind(rows) + _hypervolume_lines(rows, a) + _comparison_lines(a) + _saving_lines(a) + [""]
+
+
+def _error_by_kind(rows: list[dict[str, Any]]) -> list[str]:
+    """One line: the predictor's mean |error| on the evaluated architectures, kind by kind
+    (searched and published ones are where a predictor fitted on random samples extrapolates)."""
+    parts = []
+    for kind in dict.fromkeys(r["kind"] for r in rows):
+        errs = [abs(r["prediction_error"]) for r in rows if r["kind"] == kind and r["prediction_error"] is not None]
+        if errs:
+            parts.append(f"{kind} {sum(errs) / len(errs):.1%} (n={len(errs)})")
+    return ["", "Mean |predicted / measured − 1| by kind: " + ", ".join(parts) + "."] if parts else []
+
+
+def rounds_section(run: RunDir) -> list[str]:
+    """The closed loop's record (``search/rounds.jsonl``): per round and target, the error
+    of the predictor that searched on what it derived, beside its random-split figures."""
+    log = run.path / "search" / "rounds.jsonl"
+    if not log.is_file():
+        return []
+    lines = [
+        "## Where the search lands: prediction error per round",
+        "",
+        f"`search.rounds` = {run.config.search.rounds}. After each round the derived architectures are measured "
+        "on every target and, before the next round, added to the predictor's training rows. *Derived*: mean "
+        "|predicted / measured − 1| of the predictor that searched the round, on the architectures it derived "
+        "(*measured before*: how many of them the dataset already held).",
+        "",
+        "| round | target | model | train rows | derived (n, measured before) | random test MAPE | published MAPE "
+        "| cross-validated MAPE |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for x in read_jsonl(log):
+        lines.append(
+            f"| {x['round']} | {x['target']} | {x['model'] or 'transferred'} | {x['train_rows']} | "
+            f"{x['mape']:.2%} ({x['n']}, {x['measured_before']}) | {_fmt(x['test_mape'], '.2%')} | "
+            f"{_fmt(x['published_mape'], '.2%')} | {_fmt(x['cv_mape'], '.2%')} |"
+        )
+    return lines + [""]
 
 
 def _hypervolume_lines(rows: list[dict[str, Any]], a: dict[str, Any]) -> list[str]:
@@ -608,7 +646,7 @@ def markdown(run: RunDir, sections: list[str], cross: list[str]) -> str:
         "![Pareto fronts](pareto.png)",
         "",
     ]
-    lines += sections + cross
+    lines += sections + cross + rounds_section(run)
     lines += ["## Predictors", ""]
     for spec, m in predictor_store.stored_metas(run).items():
         t = m.transferred_from

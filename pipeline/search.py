@@ -13,10 +13,16 @@ metrics to Tune with a checkpoint, so a failed trial is retried from its last ep
 (``Tuner.restore``). Tune's own outputs (result.json, progress.csv, TensorBoard events)
 stay under ``search/tune/``; the derived genotypes are collected in
 ``search/results.jsonl``.
+
+After the sweep, its derived architectures are measured on every target into the
+stage-1 dataset and the predictors scored on them (``search/rounds.jsonl``). With
+``search.rounds: R`` this is a closed loop: the predictors are refitted with those rows
+and the sweep runs again, R more times (earlier rounds in ``search/round<r>/``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -31,12 +37,14 @@ from lanas.budget import Budget, reachable
 from lanas.data import load_splits, loader
 from lanas.genotype import Genotype
 from lanas.predictor import LatencyPredictor
+from lanas.quality import regression_metrics
 from lanas.search import build_supernet, search
 from lanas.target import Target
+from pipeline import predictor_store
 from pipeline.config import RunConfig
 from pipeline.errors import PipelineError
 from pipeline.fanout import check_resources
-from pipeline.measure import usable_rows
+from pipeline.measure import dataset_dir, measure_into, missing, probe_same_hardware, usable_rows
 from pipeline.predictor_store import StoredPredictor, load_all
 from pipeline.rundir import RunDir, read_jsonl, write_jsonl
 
@@ -223,14 +231,6 @@ def _collect(
     return rows
 
 
-def _experiment(kept: list[dict[str, Any]], todo: list[dict[str, Any]]) -> str:
-    """The first sweep is ``sweep``; an extension is named by the trials it adds, so an
-    interrupted extension resumes under the same name."""
-    if not kept:
-        return EXPERIMENT
-    return f"{EXPERIMENT}-" + hashlib.sha1(json.dumps(sorted(map(str, map(trial_key, todo)))).encode()).hexdigest()[:8]
-
-
 def _announce(cfg: RunConfig, todo: int, kept: int) -> None:
     budgets = [f"{s}={t:g}ms" for s, t in cfg.search.budget_list()]
     print(
@@ -255,33 +255,132 @@ def _print_row(r: dict[str, Any]) -> None:
     )
 
 
-def run_search(
-    run: RunDir, resume: bool = False, force_predictor: bool = False, progress: bool = True
+def _sweep(
+    run: RunDir, stored: dict[str, StoredPredictor], results_file: Path, experiment: str, resume: bool, progress: bool
 ) -> list[dict[str, Any]]:
+    """One Tune sweep of the trials of ``plan`` that ``results_file`` lacks; returns all its rows."""
     cfg = run.config
-    stored = load_all(run, force=force_predictor)
     check_budgets(run, stored)
-    results_file = run.path / "search" / "results.jsonl"  # the folder is made only once trials run
     kept = read_jsonl(results_file) if results_file.is_file() else []
     done = {trial_key(r) for r in kept}
     trials = [t for t in plan(cfg) if trial_key(t) not in done]
     if not trials:
         print(f"[search] all {len(kept)} trials of this config are in {results_file}; nothing to run", flush=True)
-        run.mark_done("search", {"trials": len(kept)})
         return kept
     check_resources(*cfg.resource_asks()["search"])
     _announce(cfg, len(trials), len(kept))
     if kept:  # the sweep grows: what was searched, evaluated and reported is incomplete until it finishes
         for stage in ("search", "evaluate", "report"):
             run.clear_done(stage)
-    t0 = time.perf_counter()
     # a checkpoint per epoch is deliberate (resume from the last epoch); silence Tune's frequency warning
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    results = _tuner(run, trials, stored, resume, progress, _experiment(kept, trials)).fit()
+    name = experiment if not kept else f"{experiment}-{_extension(trials)}"
+    results = _tuner(run, trials, stored, resume, progress, name).fit()
     order = lambda r: (r["target"] or "", r.get("budget_ms") or 0.0, r["lam"], r["seed"])  # noqa: E731
     rows = sorted(kept + _collect(results, trials, stored, cfg), key=order)
+    results_file.parent.mkdir(parents=True, exist_ok=True)
     write_jsonl(results_file, rows)
     for r in rows:
         _print_row(r)
-    run.mark_done("search", {"trials": len(rows), "wall_s": time.perf_counter() - t0})
     return rows
+
+
+def results_path(run: RunDir, r: int) -> Path:
+    """Round ``r``'s results: the last round's are ``search/results.jsonl`` (what evaluate reads)."""
+    last = r == run.config.search.rounds
+    return run.path / "search" / ("results.jsonl" if last else f"round{r}/results.jsonl")
+
+
+def run_search(
+    run: RunDir, resume: bool = False, force_predictor: bool = False, progress: bool = True
+) -> list[dict[str, Any]]:
+    """The sweep, ``search.rounds`` + 1 times: after each round its derived architectures
+    are measured on every target (stage-1 code, into the stage-1 dataset, sampler
+    ``derived``), the predictor that searched is scored on them (``search/rounds.jsonl``,
+    and the ``derived`` line of ``fit/metrics.md``), and before the next round every
+    predictor is refitted with them. A round whose derived architectures the stored
+    predictors were already trained on is done; an interrupted loop continues there."""
+    from pipeline.fit import run_fit
+
+    cfg = run.config
+    t0 = time.perf_counter()
+    rows: list[dict[str, Any]] = []
+    for r in range(cfg.search.rounds + 1):
+        stored = load_all(run, force=force_predictor)
+        served = min(p.meta.round for p in stored.values())
+        if served > r:  # the predictors already learnt from this round
+            continue
+        if served < r:
+            print(f"[search] round {r}: refitting the predictors with the derived architectures of rounds < {r}")
+            run_fit(run)
+            stored = load_all(run, force=force_predictor)
+        if cfg.search.rounds:
+            print(f"[search] round {r} of {cfg.search.rounds} (closed loop)", flush=True)
+        experiment = EXPERIMENT if r == cfg.search.rounds else f"round{r}-{EXPERIMENT}"
+        rows = _sweep(run, stored, results_path(run, r), experiment, resume, progress)
+        measure_derived(run, r, rows, progress)
+        record_derived(run, r, rows, stored)
+    rows = read_jsonl(results_path(run, cfg.search.rounds))
+    run.mark_done("search", {"trials": len(rows), "rounds": cfg.search.rounds, "wall_s": time.perf_counter() - t0})
+    return rows
+
+
+def _extension(todo: list[dict[str, Any]]) -> str:
+    """An extension of a sweep is named by the trials it adds, so an interrupted extension resumes under that name."""
+    return hashlib.sha1(json.dumps(sorted(map(str, map(trial_key, todo)))).encode()).hexdigest()[:8]
+
+
+def measure_derived(run: RunDir, r: int, rows: list[dict[str, Any]], progress: bool) -> None:
+    """Measure round ``r``'s derived architectures on every target into the stage-1 dataset (once)."""
+    cfg = run.config
+    genotypes = list({x["arch_id"]: Genotype.from_json(x["genotype"], cfg.space.ops) for x in rows}.values())
+    ids = probe_same_hardware(run, cfg.targets)
+    todo = missing(dataset_dir(run), cfg, cfg.targets, ids, genotypes)
+    if any(todo.values()):
+        print(f"[search] measuring the {len(genotypes)} architectures round {r} derived, on every target", flush=True)
+        origins = {g.arch_id: ("derived", r) for g in genotypes}
+        measure_into(run, dataset_dir(run), todo, cfg.measure.max_in_flight, progress, "search.measure", origins)
+
+
+def _standing(meta: predictor_store.PredictorMeta) -> dict[str, Any]:
+    """What a round's line records of the predictor that searched it, beside its derived error."""
+    best = min(meta.baselines, key=lambda k: meta.baselines[k]["mape"]) if meta.baselines else None
+    return {
+        "hardware": meta.hardware,
+        "model": meta.selection.get("chosen"),
+        "train_rows": meta.rows.get("train"),
+        "cv_mape": meta.val.get("mape"),
+        "test_mape": meta.test.get("mape"),
+        "published_mape": meta.ood.get("published", {}).get("predictor", {}).get("mape"),
+        "coverage_test_mape": meta.ood.get("test_coverage", {}).get("predictor", {}).get("mape"),
+        "best_baseline": best,
+        "best_baseline_test_mape": meta.baselines[best]["mape"] if best else None,
+    }
+
+
+def record_derived(run: RunDir, r: int, rows: list[dict[str, Any]], stored: dict[str, StoredPredictor]) -> None:
+    """Score the predictors that searched round ``r`` on what it derived: ``search/rounds.jsonl``
+    (one line per round and target) and the ``derived-round<r>`` set of each predictor's metadata."""
+    from pipeline.fit import finish, write_metrics_md
+
+    cfg = run.config
+    wanted = {x["arch_id"] for x in rows}
+    log = run.path / "search" / "rounds.jsonl"
+    lines = [x for x in (read_jsonl(log) if log.is_file() else []) if x["round"] != r]
+    for t in cfg.targets:
+        p = stored[t.spec]
+        got = [x for x in usable_rows(run, t, p.meta.hardware, ["status", "latency_ratio", "encoding", "sampler",
+               "round"]) if x["arch_id"] in wanted]  # fmt: skip
+        seen = sum(not (x["sampler"] == "derived" and x["round"] == r) for x in got)  # measured before this round
+        if not got:
+            continue
+        pred = p.predict_ratio(torch.tensor([x["encoding"] for x in got], dtype=torch.float32)).numpy()
+        m = regression_metrics(pred, [x["latency_ratio"] for x in got], p.reference_ms)
+        meta = dataclasses.replace(p.meta, ood={**p.meta.ood, f"derived-round{r}": {"predictor": m}})
+        predictor_store.save_meta(predictor_store.folder(run, meta.hardware), meta)
+        write_metrics_md(run, meta)
+        lines.append({"round": r, "target": t.spec, "measured_before": seen, **m, **_standing(meta)})
+        print(f"[search] round {r}: {t.spec} predictor off by {m['mape']:.2%} (mean |predicted/measured - 1|) on "
+              f"the {m['n']} architectures it derived ({seen} of them measured before)", flush=True)  # fmt: skip
+    write_jsonl(log, sorted(lines, key=lambda x: (x["round"], x["target"])))
+    finish(run)

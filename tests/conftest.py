@@ -105,6 +105,20 @@ def fitted(measured_run):
     return measured_run, summary
 
 
+def copy_fitted(run, dst, config=None):
+    """A copy of a fitted run's stages 1-2 in ``dst`` (with ``config``, if given, as its
+    config): the run directory of a test that searches on."""
+    import shutil
+
+    from pipeline.config import dump_config
+    from pipeline.rundir import RunDir
+
+    shutil.copytree(run.path, dst, ignore=shutil.ignore_patterns("search", "evaluate", "report"))
+    if config is not None:
+        (dst / "config.yaml").write_text(dump_config(config))
+    return RunDir.existing(dst)
+
+
 def run_cli(*args, cwd=ROOT, timeout=600):
     import subprocess
     import sys

@@ -4,11 +4,10 @@ table says met or missed; unreachable and malformed budgets are refused before a
 is written."""
 
 import csv
-import shutil
 
 import pandas as pd
 import pytest
-from conftest import run_cli, smoke_config
+from conftest import copy_fitted, run_cli, smoke_config
 
 from lanas.budget import reachable
 from pipeline import predictor_store
@@ -24,10 +23,7 @@ SPEC = "cpu-t1-torch-b1"
 
 @pytest.fixture(scope="module")
 def run_copy(fitted, tmp_path_factory):
-    run, _ = fitted
-    dst = tmp_path_factory.mktemp("budget") / "run"
-    shutil.copytree(run.path, dst, ignore=shutil.ignore_patterns("search", "evaluate", "report"))
-    return RunDir.existing(dst)
+    return copy_fitted(fitted[0], tmp_path_factory.mktemp("budget") / "run")
 
 
 def test_budgets_are_met_and_reported(run_copy):
@@ -68,7 +64,8 @@ def test_a_budget_no_architecture_meets_is_refused_before_searching(run_copy):
     run = run_copy
     stored = predictor_store.load_for(run, run.config.targets[0])
     measured = measured_ratios(run, run.config.targets[0], stored.meta.hardware)
-    assert len(measured) == 60
+    df = pd.read_parquet(dataset_dir(run))  # 60 random, 3 published, and what a search here derived
+    assert len(measured) == (df["status"] == "ok").sum() >= 63
     fastest, slowest = (v * stored.reference_ms for v in reachable(stored.predict_ratio, run.config.space, measured))
     assert fastest > 0
     tune_dirs = (

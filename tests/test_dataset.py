@@ -86,3 +86,23 @@ def test_the_setting_is_the_one_definition_of_the_setting_columns():
     assert all(c in ds.FILE_SCHEMA.names for c in ds.SETTING_COLUMNS)
     row = {**a.columns(), "arch_id": "x"}
     assert ds.setting_of(row) == a.key()
+
+
+def test_shards_from_before_the_sampler_column_are_read_as_uniform(tmp_path):
+    """A dataset written by an earlier release (no sampler / round columns) stays usable:
+    its rows read back with nulls, which count as uniform samples; new shards beside it
+    keep their origin."""
+    old = pa.Table.from_pylist(_rows(3), schema=ds.FILE_SCHEMA)
+    old = old.drop_columns(list(ds.OPTIONAL_COLUMNS))
+    part = tmp_path / "hardware=a"
+    part.mkdir()
+    pq.write_table(old, part / "part-old.parquet")
+    new = [{**r, "sampler": "derived", "round": 1} for r in _rows(2, hw_seed=1)]
+    ds.write_shard(tmp_path, "a", new, tmp_path.parent / "tmp")
+    assert len(ds.check_dataset(tmp_path)) == 2
+    rows = ds.read_table(tmp_path).to_pylist()
+    assert sorted((ds.sampler_of(r), r["round"]) for r in rows) == [("derived", 1)] * 2 + [("uniform", None)] * 3
+    # a shard lacking a required column is still foreign
+    pq.write_table(old.drop_columns(["latency_ratio"]), part / "part-bad.parquet")
+    with pytest.raises(PipelineError, match=r"foreign schema .*\(missing columns \['latency_ratio'\]"):
+        ds.check_dataset(tmp_path)

@@ -58,7 +58,14 @@ def test_reproduce_interrupted_then_resumed(tmp_path):
 
     # artifacts and their invariants: one partition and one predictor per target
     df = pd.read_parquet(run / "measure" / "dataset")
-    assert len(df) == rows_before == 3 * 60 and df.groupby("hardware")["arch_id"].nunique().tolist() == [60] * 3
+    # 60 random + 3 published per target before the search; then the architectures it derived, on every target
+    drawn = df[df["sampler"] != "derived"]
+    assert len(drawn) == rows_before == 3 * 63 and drawn.groupby("hardware")["arch_id"].nunique().tolist() == [63] * 3
+    derived = df[df["sampler"] == "derived"]
+    searched = {json.loads(x)["arch_id"] for x in (run / "search" / "results.jsonl").read_text().splitlines()}
+    assert set(derived["arch_id"]) <= searched and set(derived["round"]) <= {0}
+    assert all(searched <= set(df.loc[df["hardware"] == hw, "arch_id"]) for hw in df["hardware"].unique())
+    assert df.duplicated(["hardware", "arch_id"]).sum() == 0
     assert sorted(df["runtime"].unique()) == ["onnxruntime", "openvino", "torch"]
     manifest = json.loads((run / "manifest.json").read_text())
     ids = manifest["measure"]["targets"]

@@ -36,14 +36,22 @@ def test_fit_exports_a_checked_predictor_with_baselines(fitted):
         assert math.isfinite(meta["test"][key]), key
     v = meta["versus_best_baseline"]
     assert v["lo"] <= v["mean"] <= v["hi"] and v["n"] == meta["rows"]["test"]
-    assert meta["rows"]["train"] + meta["rows"]["val"] + meta["rows"]["test"] == 60
+    # 60 uniform samples split train / test, the 3 published genotypes held out
+    assert meta["rows"]["train"] + meta["rows"]["test"] == 60 and meta["rows"]["published"] == 3
+    assert meta["ood"]["published"]["predictor"]["n"] == 3 and meta["round"] == 0
+    # model selection by cross-validation: the gate's figure is the chosen candidate's out-of-fold MAPE
+    sel = meta["selection"]
+    assert sel["chosen"] in ("additive", "mlp") and sel["folds"] == 3 and sel["rows"] == meta["rows"]["train"]
+    assert meta["val"] == sel["cv"][sel["chosen"]] and sel["cv"]["mlp"]["n"] == meta["rows"]["train"]
+    assert meta["hidden"] == ([] if sel["chosen"] == "additive" else list(run.config.fit.model.hidden))
     # data parallel: two Ray Train workers, each on its half of the training rows
     assert run.config.fit.num_workers == 2 and meta["train_metrics"]["world_size"] == 2
     assert meta["train_metrics"]["train_rows_per_worker"] == math.ceil(meta["rows"]["train"] / 2)
-    assert "lookup table" in (folder / "metrics.md").read_text()
+    md = (folder / "metrics.md").read_text()
+    assert "lookup table" in md and "cross-validation" in md and "published genotypes (never trained on) | 3 |" in md
     side = (run.path / "fit" / "metrics.md").read_text()
     assert f"| {SPEC} | `{hw}` |" in side and "paired-bootstrap" in side
-    # the recorded val and test MAPE are those of the saved predictor on its own splits,
+    # the recorded test and published MAPE are those of the saved predictor on its own rows,
     # recomputed here from the Parquet rows without Ray
     import pandas as pd
 
@@ -51,15 +59,16 @@ def test_fit_exports_a_checked_predictor_with_baselines(fitted):
 
     df = pd.read_parquet(dataset_dir(run))
     df = df[(df["hardware"] == hw) & (df["status"] == "ok")]
-    split = df["arch_id"].map(lambda a: split_of(a, run.config.fit.val_fraction, run.config.fit.test_fraction))
+    split = df["arch_id"].map(lambda a: split_of(a, run.config.fit.test_fraction))
+    split[df["sampler"] == "published"] = "published"
     model = predictor_store.load(folder).model
-    for name in ("val", "test"):
+    for name, recorded in (("test", meta["test"]), ("published", meta["ood"]["published"]["predictor"])):
         rows = df[split == name]
         assert len(rows) == meta["rows"][name]
         with torch.no_grad():
             pred = model(torch.tensor(np.stack(rows["encoding"].to_numpy()), dtype=torch.float32)).numpy()
         mape = float(abs(pred / rows["latency_ratio"].to_numpy() - 1).mean())
-        assert mape == pytest.approx(meta[name]["mape"], rel=1e-4), name
+        assert mape == pytest.approx(recorded["mape"], rel=1e-4), name
 
 
 def test_checkpoint_reload_gives_the_same_predictions(fitted):
@@ -109,7 +118,7 @@ def test_mismatched_predictor_and_quality_gate(fitted, tmp_path):
     with pytest.raises(PipelineError, match="exceeds the quality gate"):
         predictor_store.check_quality(stored, max_mape=1e-6)
     predictor_store.check_quality(stored, max_mape=1e-6, force=True)
-    assert stored.meta.val["mape"] > 0 and stored.meta.rows["val"] >= 2
+    assert stored.meta.val["mape"] > 0 and stored.meta.val["n"] == stored.meta.rows["train"]
 
 
 def test_quality_gate_decides_on_validation_not_test(fitted):
@@ -154,7 +163,7 @@ def test_bad_datasets(measured_run, ray_start, tmp_path):
         if i % 10:
             r["latency_ratio"] = [float("nan"), -1.0, 0.0][i % 3]
     ds.write_shard(dataset_dir(run), hw, rows, tmp_path / "tmp")
-    with pytest.raises(PipelineError, match="too few rows to split: 6 usable rows"):
+    with pytest.raises(PipelineError, match="too few rows to split: 7 usable rows"):
         run_fit(run)
     assert not (run.path / "fit" / hw / "predictor.pt").exists()
 

@@ -14,14 +14,16 @@ from conftest import ROOT, run_cli, smoke_config
 from lanas.genotype import published
 from pipeline import dataset as ds
 from pipeline.errors import PipelineError
-from pipeline.measure import dataset_dir, run_measure
+from pipeline.measure import dataset_dir, published_probes, run_measure
 from pipeline.rundir import RunDir
+
+PROBES = len(published_probes(smoke_config()))  # the published genotypes stage 1 measures beside the random ones
 
 
 def test_smoke_measurement_reads_back_everywhere(measured_run, ray_start):
     root = dataset_dir(measured_run)
     t = pads.dataset(str(root), format="parquet", partitioning="hive").to_table()
-    assert t.num_rows == 60
+    assert t.num_rows == 60 + PROBES
     for col in (
         "arch_id",
         "genotype",
@@ -51,7 +53,8 @@ def test_smoke_measurement_reads_back_everywhere(measured_run, ray_start):
     ):
         assert col in t.column_names, col
     df = pd.read_parquet(root)
-    assert len(df) == 60 and not df["arch_id"].duplicated().any()
+    assert len(df) == 60 + PROBES and not df["arch_id"].duplicated().any()
+    assert df["sampler"].value_counts().to_dict() == {"uniform": 60, "published": PROBES} and df["round"].isna().all()
     ok = df[df["status"] == "ok"]
     assert (ok["latency_ms"] > 0).all() and (ok["latency_p10_ms"] <= ok["latency_p90_ms"]).all()
     assert (ok["latency_ratio_p10"] <= ok["latency_ratio"]).all() and (
@@ -60,23 +63,27 @@ def test_smoke_measurement_reads_back_everywhere(measured_run, ray_start):
     assert set(df["hardware"]) == {measured_run.hardware_id("cpu-t1-torch-b1")}
     assert len(set(len(e) for e in df["encoding"])) == 1
     rd = ray_start.data.read_parquet(str(root))
-    assert rd.count() == 60 and "hardware" in rd.schema().names
+    assert rd.count() == 60 + PROBES and "hardware" in rd.schema().names
     assert (root.parent / f"latency_hist_{df['hardware'].iloc[0]}.png").is_file()
 
 
 def test_rerun_skips_what_is_measured_and_genotypes_file_adds_exactly_those(measured_run, tmp_path):
     import shutil
 
-    shutil.copytree(measured_run.path, tmp_path / "run")  # the shared fixture keeps its 60 rows
+    shutil.copytree(measured_run.path, tmp_path / "run")  # the shared fixture keeps its rows
     run = RunDir.existing(tmp_path / "run")
     again = run_measure(run, progress=False)
-    assert again["new_rows"] == 0 and again["targets"]["cpu-t1-torch-b1"]["rows"] == 60
+    n = 60 + PROBES
+    assert again["new_rows"] == 0 and again["targets"]["cpu-t1-torch-b1"]["rows"] == n
+    new = run.config.space.sample_unique(2, seed=99)
     f = tmp_path / "g.jsonl"
-    f.write_text("".join(published(n).to_json() + "\n" for n in ("darts_v1", "darts_v2", "darts_v1")))
+    f.write_text("".join(g.to_json() + "\n" for g in (*new, new[0], published("darts_v1"))))  # a repeat, a known one
     out = run_measure(run, genotypes_file=str(f), progress=False)
-    assert out["new_rows"] == 2 and out["targets"]["cpu-t1-torch-b1"]["rows"] == 62
+    assert out["new_rows"] == 2 and out["targets"]["cpu-t1-torch-b1"]["rows"] == n + 2
     assert run_measure(run, genotypes_file=str(f), progress=False)["new_rows"] == 0
-    assert len(pd.read_parquet(dataset_dir(measured_run))) == 60
+    df = pd.read_parquet(dataset_dir(run))
+    assert set(df.loc[df["sampler"] == "genotypes", "arch_id"]) == {g.arch_id for g in new}
+    assert len(pd.read_parquet(dataset_dir(measured_run))) == n
 
 
 def test_bad_inputs_fail_cleanly_and_write_nothing(measured_run, tmp_path):
@@ -132,13 +139,14 @@ def test_interrupted_run_is_completed_by_a_rerun_without_duplicates(tmp_path):
     proc.wait()
     shards = len(list(part.rglob("*.parquet")))
     rows = pd.read_parquet(part)
-    assert 2 <= shards and len(rows) < 40, "the run should have been interrupted part-way"
+    assert 2 <= shards and len(rows) < 40 + PROBES, "the run should have been interrupted part-way"
     r = run_cli("measure", "--config", str(cfg), "--run-dir", str(run), "--quiet")
     assert r.returncode == 0, r.stderr
     assert f"{len(rows)} already measured" in r.stdout
     df = pd.read_parquet(part)
-    assert len(df) == 40 and df["arch_id"].is_unique
-    assert set(df["arch_id"]) == {g.arch_id for g in smoke_config().space.sample_unique(40, 0)}
+    assert len(df) == 40 + PROBES and df["arch_id"].is_unique
+    wanted = smoke_config().space.sample_unique(40, 0) + published_probes(smoke_config())
+    assert set(df["arch_id"]) == {g.arch_id for g in wanted}
 
 
 def test_a_measuring_worker_killed_mid_chunk_is_retried_and_every_row_lands_once(ray_start, tmp_path):
@@ -171,8 +179,9 @@ def test_a_measuring_worker_killed_mid_chunk_is_retried_and_every_row_lands_once
     assert killed is not None, "no measuring worker was caught running"
     assert "error" not in outcome, outcome.get("error")
     df = pd.read_parquet(dataset_dir(run))
-    assert len(df) == 20 and df["arch_id"].is_unique
-    assert set(df["arch_id"]) == {g.arch_id for g in run.config.space.sample_unique(20, run.config.seed)}
+    assert len(df) == 20 + PROBES and df["arch_id"].is_unique
+    wanted = run.config.space.sample_unique(20, run.config.seed) + published_probes(run.config)
+    assert set(df["arch_id"]) == {g.arch_id for g in wanted}
 
 
 def test_a_failed_measurement_is_a_row_with_its_error_never_a_number(tmp_path):
@@ -203,15 +212,16 @@ def test_several_targets_one_partition_each_and_target_selection(ray_start, tmp_
     with pytest.raises(PipelineError, match=r"unknown target 'cpu-t9-torch-b1'; this run's targets: cpu-t1-torch-b1"):
         run_measure(run, num_archs=4, progress=False, target="cpu-t9-torch-b1")
     first = run_measure(run, num_archs=4, progress=False, target="cpu-t1-onnxruntime-b1")
-    assert first["new_rows"] == 4 and list(first["targets"]) == ["cpu-t1-onnxruntime-b1"]
+    n = 4 + PROBES
+    assert first["new_rows"] == n and list(first["targets"]) == ["cpu-t1-onnxruntime-b1"]
     assert not run.is_done("measure")  # one target alone does not complete the stage
     ids = run.hardware_ids()
     assert set(ids) == {"cpu-t1-onnxruntime-b1"} and ids["cpu-t1-onnxruntime-b1"].endswith("-t1-onnxruntime-b1")
     second = run_measure(run, num_archs=4, progress=False)  # the other two targets only
-    assert second["new_rows"] == 8 and set(run.hardware_ids()) == {t.spec for t in cfg.targets}
+    assert second["new_rows"] == 2 * n and set(run.hardware_ids()) == {t.spec for t in cfg.targets}
     assert run.is_done("measure")
     df = pd.read_parquet(dataset_dir(run))
-    assert df.groupby("hardware").size().to_dict() == {run.hardware_id(t.spec): 4 for t in cfg.targets}
+    assert df.groupby("hardware").size().to_dict() == {run.hardware_id(t.spec): n for t in cfg.targets}
     assert set(df["runtime"]) == {"torch", "onnxruntime", "openvino"} and (df["status"] == "ok").all()
     onnx = df[df["runtime"] != "torch"]
     assert (onnx["export_s"] > 0).all() and (df[df["runtime"] == "torch"]["export_s"] == 0).all()

@@ -1,3 +1,5 @@
+import numpy as np
+import pytest
 import torch
 
 from lanas.encoding import encode_alpha, encode_genotype, encoding_size
@@ -36,3 +38,25 @@ def test_gradient_wrt_relaxed_encoding_is_finite_and_nonzero():
     alpha = torch.randn(2, 14, 8, requires_grad=True)
     p.latency_term(encode_alpha(alpha)).sum().backward()
     assert torch.isfinite(alpha.grad).all() and alpha.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_additive_fit_minimises_relative_not_absolute_error(seed):
+    """Latency spans several-fold (fast pooling cells to slow convolution cells) with
+    multiplicative noise; the additive term is fitted for relative error, so it beats
+    unweighted least squares on the relative squared error it is judged by."""
+    from sklearn.linear_model import RidgeCV
+
+    from lanas.encoding import group_matrix
+    from lanas.predictor import RIDGE_GRID, additive_predictor
+
+    x, _ = _data(400, seed)
+    groups = (x @ group_matrix(SPACE)).double().numpy()
+    cost = np.random.default_rng(seed).uniform(0.0, 1.0, groups.shape[1]) ** 3  # a few ops dominate
+    y = (0.05 + groups @ cost) * np.exp(np.random.default_rng(seed + 1).normal(0, 0.1, len(x)))
+    yt = torch.tensor(y, dtype=torch.float32)
+    with torch.no_grad():
+        ours = additive_predictor(SPACE, x, yt)(x).double().numpy()
+    plain = RidgeCV(alphas=RIDGE_GRID).fit(groups, y).predict(groups)
+    rel = lambda p: float(np.mean(((p - y) / y) ** 2))  # noqa: E731
+    assert rel(ours) < rel(plain)

@@ -5,8 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from lanas.quality import paired_bootstrap, regression_metrics, verdict
-from pipeline.fit import split_of
+from lanas.quality import fold_of, out_of_fold, paired_bootstrap, regression_metrics, select_model, verdict
+from pipeline.fit import split_of, split_row
 
 
 def test_regression_metrics_on_hand_computed_values():
@@ -23,12 +23,74 @@ def test_regression_metrics_on_hand_computed_values():
 
 def test_split_of_is_a_stable_hash_split_with_the_asked_shares():
     ids = [f"{i:040x}" for i in range(4000)]
-    splits = [split_of(a, 0.1, 0.2) for a in ids]
-    assert splits == [split_of(a, 0.1, 0.2) for a in ids]  # a pure function of arch_id
-    share = {s: splits.count(s) / len(ids) for s in ("train", "val", "test")}
-    assert share["test"] == pytest.approx(0.2, abs=0.03) and share["val"] == pytest.approx(0.1, abs=0.03)
-    # growing val never moves a test architecture: test is decided first
-    assert all(split_of(a, 0.3, 0.2) == "test" for a, s in zip(ids, splits) if s == "test")
+    splits = [split_of(a, 0.2) for a in ids]
+    assert splits == [split_of(a, 0.2) for a in ids]  # a pure function of arch_id
+    assert splits.count("test") / len(ids) == pytest.approx(0.2, abs=0.03)
+    # a larger test share only adds test architectures
+    assert all(split_of(a, 0.3) == "test" for a, s in zip(ids, splits) if s == "test")
+
+
+def test_split_row_by_sampler():
+    ids = [f"{i:040x}" for i in range(400)]
+    test_ids = [a for a in ids if split_of(a, 0.2) == "test"]
+    assert {split_row(a, "uniform", 0.2) for a in test_ids} == {"test"}
+    assert {split_row(a, "coverage", 0.2) for a in test_ids} == {"test_coverage"}  # scored apart
+    assert {split_row(a, "derived", 0.2) for a in ids} == {"train"}  # a search's results always train
+    assert {split_row(a, "published", 0.2) for a in ids} == {"published"}  # never trained on
+
+
+def test_folds_are_stable_and_balanced():
+    ids = [f"{i:040x}" for i in range(3000)]
+    folds = np.array([fold_of(a, 5) for a in ids])
+    assert set(folds) == set(range(5)) and np.bincount(folds).min() > 500
+    assert list(folds) == [fold_of(a, 5) for a in ids]
+    # independent of the test split: each fold holds about the test share
+    test = np.array([split_of(a, 0.2) == "test" for a in ids])
+    assert all(abs(test[folds == k].mean() - 0.2) < 0.05 for k in range(5))
+
+
+def test_out_of_fold_never_predicts_a_row_with_itself():
+    x = np.arange(20.0)[:, None]
+    y = np.arange(20.0)
+    folds = np.arange(20) % 4
+    # a "model" that predicts the mean of its training targets: the held-out row is never in it
+    oof = out_of_fold(lambda xa, ya, xb: np.full(len(xb), ya.mean()), x, y, folds)
+    for k in range(4):
+        assert np.allclose(oof[folds == k], y[folds != k].mean())
+
+
+def test_select_model_keeps_the_simpler_unless_the_richer_wins_beyond_noise():
+    rng = np.random.default_rng(0)
+    y = rng.uniform(1, 2, 300)
+    simple = y * (1 + rng.normal(0, 0.05, 300))
+    noisy_tie = y * (1 + rng.normal(0, 0.05, 300))  # as good, by chance slightly better or worse
+    better = y * (1 + rng.normal(0, 0.01, 300))
+    tie = select_model({"additive": simple, "mlp": noisy_tie}, y)
+    assert tie["chosen"] == "additive" and tie["versus"]["mlp"]["lo"] <= 0 <= tie["versus"]["mlp"]["hi"]
+    assert select_model({"additive": simple, "mlp": better}, y)["chosen"] == "mlp"
+    assert select_model({"additive": better, "mlp": simple}, y)["chosen"] == "additive"
+    assert set(tie["cv"]) == {"additive", "mlp"} and tie["cv"]["additive"]["n"] == 300
+
+
+def test_coverage_sampling_concentrates_ops_and_extends_like_uniform():
+    from collections import Counter
+
+    from lanas.space import SamplingSettings, SearchSpace, sample_mixed
+
+    space = SearchSpace()
+    mixed = sample_mixed(space, 200, 0, SamplingSettings(coverage_share=0.5, concentration=0.3))
+    kinds = Counter(k for _, k in mixed)
+    assert kinds == {"uniform": 100, "coverage": 100} and len({g.arch_id for g, _ in mixed}) == 200
+
+    def top_share(g):  # share of a cell's 8 edges held by its most frequent op
+        return np.mean([Counter(op for op, _ in cell).most_common(1)[0][1] / 8 for cell in (g.normal, g.reduce)])
+
+    share = {k: np.mean([top_share(g) for g, kk in mixed if kk == k]) for k in kinds}
+    assert share["coverage"] > share["uniform"] + 0.15  # a few ops dominate a coverage cell
+    bigger = sample_mixed(space, 300, 0, SamplingSettings(coverage_share=0.5, concentration=0.3))
+    for kind in kinds:  # each sampler's list is a prefix of its own stream
+        small = [g for g, k in mixed if k == kind]
+        assert [g for g, k in bigger if k == kind][: len(small)] == small
 
 
 def test_paired_bootstrap_and_verdict():
@@ -37,3 +99,15 @@ def test_paired_bootstrap_and_verdict():
     tie = paired_bootstrap(a, a + rng.normal(0, 1e-3, 200))
     assert tie["lo"] <= 0 <= tie["hi"] and verdict(tie) == "tie" and tie["n"] == 200
     assert verdict(paired_bootstrap(a, a + 0.05)) == "better" and verdict(paired_bootstrap(a + 0.05, a)) == "worse"
+
+
+def test_ddp_shards_are_equal_and_cover_every_row():
+    import torch
+
+    from pipeline.fit import shard
+
+    for n in (1, 2, 7, 129, 130):
+        for world in (1, 2, 3):
+            parts = [shard(n, r, world) for r in range(world)]
+            assert len({len(p) for p in parts}) == 1  # equal steps per epoch on every worker
+            assert set(torch.cat(parts).tolist()) == set(range(n))

@@ -3,7 +3,7 @@ matrix and the specialisation table."""
 
 import pytest
 
-from pipeline.report import analyse, budget_section, budgets, latency_matrix, on_target, specialisation
+from pipeline.report import _error_by_kind, analyse, budget_section, budgets, latency_matrix, on_target, specialisation
 
 A, B = "cpu-t1-torch-b1", "cpu-t1-onnxruntime-b1"
 # (name, kind, lam, searched_for, test_acc, ms on A, ms on B)
@@ -172,3 +172,10 @@ def test_budget_table_marks_missed_budgets_and_the_sweep_under_each():
     assert f"budget5ms-seed0-{A}" not in {r["name"] for r in on_target(results, B)}
     lines = budget_section(budgets(results))
     assert "1 of 2 budgets met" in lines[2] and any("**missed**" in line for line in lines)
+
+
+def test_prediction_error_is_reported_kind_by_kind():
+    mine = on_target(rows(), A)
+    mine[0]["prediction_error"] = -0.05  # the lambda = 0 architecture, 5 % under
+    line = _error_by_kind(mine)[-1]
+    assert line == "Mean |predicted / measured − 1| by kind: searched 3.0% (n=2), random 1.0% (n=1)."

@@ -65,11 +65,15 @@ def test_more_samples_than_measured_says_so_and_a_transfer_is_recorded(run_copy,
     )
     assert r.returncode == 2
     assert r.stderr.strip().splitlines() == [
-        f"lanas: error: --samples 1000: 60 architectures are measured on {SPEC} and a transfer needs 3 to 60; measure "
+        f"lanas: error: --samples 1000: 63 architectures are measured on {SPEC} and a transfer needs 3 to 63; measure "
         f"more with `lanas measure --target {SPEC} --num-archs N --select diverse`"
     ]
     meta = run_transfer(run, SPEC, str(source), 20)  # the run's own rows, through a predictor from "elsewhere"
-    assert meta.transferred_from["samples"] == 20 and meta.rows == {"train": 20, "val": 0, "test": 40}
+    assert meta.transferred_from["samples"] == 20 and meta.rows == {
+        "train": 20,
+        "val": 0,
+        "test": 43,
+    }  # 60 random + 3 published measured
     assert meta.val["mape"] == meta.transferred_from["loo_mape"][meta.transferred_from["model"]]
     assert stored_metas(run)[SPEC].transferred_from["source"] == str(source)
     stored = predictor_store.load_for(run, run.config.targets[0], gate=False)  # loads as an ordinary predictor
