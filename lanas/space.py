@@ -36,6 +36,10 @@ class SearchSpace:
     def choosable_ops(self) -> tuple[str, ...]:
         return tuple(o for o in self.ops if o != NONE)
 
+    def expresses(self, genotype: Genotype) -> bool:
+        """Whether every op of ``genotype`` is one of this space's."""
+        return all(op in self.ops for op, _ in genotype.normal + genotype.reduce)
+
     def sample(self, rng: random.Random, concentration: float | None = None) -> Genotype:
         """One genotype: per node two distinct inputs, one op each. The ops are uniform,
         or (with ``concentration``) drawn from a per-cell Dirichlet(concentration) mixture."""

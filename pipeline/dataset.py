@@ -74,7 +74,6 @@ FILE_SCHEMA = pa.schema(
 )
 # columns added after the first release: a shard without them is read with nulls ("uniform", no round)
 OPTIONAL_COLUMNS = ("sampler", "round")
-SAMPLERS = ("uniform", "coverage", "published", "derived", "genotypes", "diverse", "evaluate")
 
 
 @dataclass(frozen=True)

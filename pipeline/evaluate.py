@@ -86,7 +86,7 @@ def candidates(run: RunDir, stored: dict[str, StoredPredictor]) -> list[dict[str
     named = [(n, "published", published(n)) for n in PUBLISHED] if cfg.evaluate.published else []
     if cfg.evaluate.trivial:
         named.append(("trivial", "baseline", trivial()))
-    out += [_row(n, kind, g) for n, kind, g in named if all(op in cfg.space.ops for op, _ in g.normal + g.reduce)]
+    out += [_row(n, kind, g) for n, kind, g in named if cfg.space.expresses(g)]
     for i, g in enumerate(
         cfg.space.sample_unique(cfg.evaluate.random_archs, cfg.seed + RANDOM_SEED_OFFSET)
         if cfg.evaluate.random_archs

@@ -513,7 +513,7 @@ def _ood_cell(sets: dict | None) -> str:
 
 
 def _fitted_line(spec: str, m: PredictorMeta, gate: float) -> str:
-    best = min(m.baselines, key=lambda k: m.baselines[k]["mape"])
+    best = m.best_baseline()
     v = m.versus_best_baseline
     derived = list(derived_sets(m).values())
     return (

@@ -136,8 +136,7 @@ Origins = dict[str, tuple[str, int | None]]  # arch_id -> (sampler, search round
 def published_probes(cfg: RunConfig) -> list[Genotype]:
     """The published genotypes the run's space can express: measured in stage 1 as a
     held-out probe of the predictor away from random architectures, never trained on."""
-    gs = [published(n) for n in PUBLISHED]
-    return [g for g in gs if all(op in cfg.space.ops for op, _ in g.normal + g.reduce)]
+    return [g for g in map(published, PUBLISHED) if cfg.space.expresses(g)]
 
 
 def probe_same_hardware(run: RunDir, targets: Sequence[Target]) -> dict[str, str]:
@@ -162,9 +161,10 @@ def _select(cfg: RunConfig, num_archs: int | None, genotypes_file: str | None) -
     if n <= 0:
         raise PipelineError(f"--num-archs must be > 0, got {n}")
     drawn = sample_mixed(cfg.space, n, cfg.seed, cfg.measure.sampling)
-    probes = published_probes(cfg) if cfg.measure.published else []
-    origins = {**{g.arch_id: ("published", None) for g in probes}, **{g.arch_id: (k, None) for g, k in drawn}}
-    return [g for g, _ in drawn] + [g for g in probes if origins[g.arch_id][0] == "published"], origins
+    origins = {g.arch_id: (k, None) for g, k in drawn}
+    probes = [g for g in (published_probes(cfg) if cfg.measure.published else []) if g.arch_id not in origins]
+    origins.update({g.arch_id: ("published", None) for g in probes})
+    return [g for g, _ in drawn] + probes, origins
 
 
 def missing(

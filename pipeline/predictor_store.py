@@ -57,6 +57,10 @@ class PredictorMeta:
     ood: dict[str, Any] = field(default_factory=dict)
     round: int = 0  # closed-loop round it serves: derived architectures of rounds < round are in its training rows
 
+    def best_baseline(self) -> str | None:
+        """The baseline with the lowest test MAPE (None for a transferred predictor)."""
+        return min(self.baselines, key=lambda k: self.baselines[k]["mape"]) if self.baselines else None
+
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True)
 

@@ -334,9 +334,11 @@ def measure_derived(run: RunDir, r: int, rows: list[dict[str, Any]], progress: b
     """Measure round ``r``'s derived architectures on every target into the stage-1 dataset (once)."""
     cfg = run.config
     genotypes = list({x["arch_id"]: Genotype.from_json(x["genotype"], cfg.space.ops) for x in rows}.values())
-    ids = probe_same_hardware(run, cfg.targets)
-    todo = missing(dataset_dir(run), cfg, cfg.targets, ids, genotypes)
-    if any(todo.values()):
+    todo = missing(
+        dataset_dir(run), cfg, cfg.targets, {t.spec: run.hardware_id(t.spec) for t in cfg.targets}, genotypes
+    )
+    if any(todo.values()):  # the cluster is asked for its hardware only when there is something to time
+        probe_same_hardware(run, cfg.targets)
         print(f"[search] measuring the {len(genotypes)} architectures round {r} derived, on every target", flush=True)
         origins = {g.arch_id: ("derived", r) for g in genotypes}
         measure_into(run, dataset_dir(run), todo, cfg.measure.max_in_flight, progress, "search.measure", origins)
@@ -344,7 +346,7 @@ def measure_derived(run: RunDir, r: int, rows: list[dict[str, Any]], progress: b
 
 def _standing(meta: predictor_store.PredictorMeta) -> dict[str, Any]:
     """What a round's line records of the predictor that searched it, beside its derived error."""
-    best = min(meta.baselines, key=lambda k: meta.baselines[k]["mape"]) if meta.baselines else None
+    best = meta.best_baseline()
     return {
         "hardware": meta.hardware,
         "model": meta.selection.get("chosen"),
