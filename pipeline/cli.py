@@ -26,6 +26,11 @@ def _common(p: argparse.ArgumentParser, config_required: bool = True) -> None:
     p.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else a local Ray)")
     p.add_argument("--overwrite", action="store_true", help="accept a run directory made with another config")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument(
+        "--verbose",
+        action="store_true",
+        help="Ray's own console output too: Tune's trial tables, workers' logs and library warnings",
+    )
 
 
 def _target_flag(p: argparse.ArgumentParser) -> None:
@@ -99,7 +104,7 @@ def cmd_measure(args: argparse.Namespace) -> None:
         picked = diverse_genotypes(run, source, args.num_archs)
         genotypes = str(measure_jsonl_path(run, picked, f"diverse-{args.num_archs}.jsonl"))
         print(f"[measure] {args.num_archs} diverse architectures by {source}'s predictor: {genotypes}", flush=True)
-    init_ray(args.address)
+    init_ray(args.address, verbose=args.verbose)
     run_measure(run, args.num_archs, genotypes, progress=not args.quiet, target=args.target)
 
 
@@ -120,7 +125,8 @@ def cmd_fit(args: argparse.Namespace) -> None:
         finish(run, {"transferred": {meta.target.spec: meta.transferred_from}})
         return
     run = _open_run(args)
-    init_ray(args.address)
+    _stale_inputs(run, "fit")
+    init_ray(args.address, verbose=args.verbose)
     run_fit(run, target=args.target)
 
 
@@ -144,18 +150,31 @@ def _options(args: argparse.Namespace):
         progress=not args.quiet,
         resume=getattr(args, "resume", False),
         force_predictor=getattr(args, "force_predictor", False),
+        verbose=args.verbose,
     )
+
+
+def _stale_inputs(run, stage: str) -> None:
+    """A stage run alone says so, in one line, when a stage before it is stale."""
+    from pipeline.staleness import upstream_warning
+
+    line = upstream_warning(run, stage)
+    if line:
+        print(f"lanas {stage}: {line}", file=sys.stderr, flush=True)
 
 
 def cmd_stage(args: argparse.Namespace) -> None:
     """``lanas search|evaluate|report``: the stage of that name, from the stage table."""
     from pipeline.ray_env import init_ray
     from pipeline.stages import BY_NAME
+    from pipeline.staleness import refresh
 
     stage = BY_NAME[args.command]
     run = _open_run(args)
+    _stale_inputs(run, stage.name)
+    refresh(run, stage.name, lambda line: print(f"[{stage.name}] {line}", flush=True))
     if stage.needs_ray:
-        init_ray(args.address)
+        init_ray(args.address, verbose=args.verbose)
     out = stage.run(run, _options(args))
     if args.command == "report":
         print(out)

@@ -102,6 +102,7 @@ class FitConfig:
     max_val_mape: float = 0.10  # quality gate on the cross-validated MAPE: search refuses a worse predictor
     num_workers: int = 1  # Ray Train workers (data-parallel)
     resources_per_worker: Resources = Resources()
+    max_failures: int = 2  # restarts of the Train worker group after a worker dies (Ray Train FailureConfig)
 
     def __post_init__(self) -> None:
         if not 0 < self.test_fraction < 1:
@@ -112,6 +113,8 @@ class FitConfig:
             raise ValueError(f"max_val_mape must be > 0, got {self.max_val_mape}")
         if self.num_workers < 1:
             raise ValueError(f"num_workers must be >= 1, got {self.num_workers}")
+        if self.max_failures < 0:
+            raise ValueError(f"max_failures must be >= 0, got {self.max_failures}")
 
 
 @dataclass(frozen=True)

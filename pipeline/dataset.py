@@ -154,6 +154,15 @@ def write_shard(root: Path, hardware: str, rows: list[dict[str, Any]], tmp_dir: 
     return part / name
 
 
+def clear_partial(tmp_dir: Path) -> int:
+    """Delete the shards a killed writer left half-written in ``tmp_dir`` (never read: a
+    shard enters the dataset only by an atomic rename); returns how many."""
+    left = list(tmp_dir.glob("*.parquet")) if tmp_dir.is_dir() else []
+    for f in left:
+        f.unlink(missing_ok=True)
+    return len(left)
+
+
 def read_table(root: Path, hardware: str | None = None, columns: Iterable[str] | None = None) -> pa.Table:
     """The dataset (validated), optionally one hardware partition only."""
     files = check_dataset(root)

@@ -263,9 +263,19 @@ def train_with_ray(
             name="fit",
             storage_path=str((run.stage("fit") / "ray").resolve()),
             logging_config=ray.train.LoggingConfig(log_level="WARNING"),
+            failure_config=ray.train.FailureConfig(max_failures=fit.max_failures),  # a dead worker: restart
         ),  # fmt: skip
     )
-    result = trainer.fit()
+    before = set(ray.util.placement_group_table())
+    try:
+        result = trainer.fit()
+    except Exception as exc:  # noqa: BLE001 - Train's errors (a worker or its node lost beyond max_failures)
+        _release_placement_groups(before)
+        lines = [x.strip() for x in str(exc).splitlines() if x.strip()][:2]
+        raise PipelineError(
+            f"the Ray Train job fitting the predictors failed ({' '.join(lines) or type(exc).__name__}); "
+            "no predictor was written: run `lanas fit` again"
+        ) from None
     if result.checkpoint is None:
         raise PipelineError(f"the Ray Train job left no checkpoint (error: {result.error})")
     models = {}
@@ -276,6 +286,21 @@ def train_with_ray(
             model.load_state_dict(saved["state"])
             models[spec] = (model.eval(), saved["oof"].double().numpy())
     return models, dict(result.metrics or {})
+
+
+def _release_placement_groups(before: set[str]) -> None:
+    """Remove the placement groups this job created since ``before`` (the failed Train
+    job's). Ray 2.60's Train V2 leaves its worker group's placement group reserved when
+    its controller gives up on a dead worker, and a later job in the same Ray would wait
+    for those CPUs forever. Placement group ids end with their job's id."""
+    import ray
+    from ray._raylet import PlacementGroupID
+    from ray.util.placement_group import PlacementGroup, remove_placement_group
+
+    job = ray.get_runtime_context().get_job_id()
+    for pg_id, info in ray.util.placement_group_table().items():
+        if pg_id not in before and pg_id.endswith(job) and info["state"] != "REMOVED":
+            remove_placement_group(PlacementGroup(PlacementGroupID(bytes.fromhex(pg_id))))
 
 
 def select(run: RunDir, mlp: tuple[LatencyPredictor, np.ndarray], train, reference_ms: float):

@@ -210,6 +210,10 @@ def measure_into(
     from tqdm import tqdm
 
     cfg = run.config
+    tmp = root.parent / "tmp"  # shards are written here, then moved into root whole
+    left = ds.clear_partial(tmp)
+    if left:
+        print(f"[{name}] removed {left} partial shard(s) an interrupted run left in {tmp}", flush=True)
     by_spec = {t.spec: t for t in cfg.targets}
     jobs = interleaved_chunks(todo, cfg.measure.chunk_size)
     options = {spec: cfg.measure.task_options(by_spec[spec]) for spec in todo}
@@ -230,7 +234,7 @@ def measure_into(
     def write(job, out):
         for row in out["rows"]:
             row["sampler"], row["round"] = (origins or {}).get(row["arch_id"], (name.split(".")[0], None))
-        ds.write_shard(root, out["hardware"], out["rows"], root.parent / "tmp")
+        ds.write_shard(root, out["hardware"], out["rows"], tmp)
         _add(totals, out)
         bar.update(len(out["rows"]))
 
@@ -276,6 +280,9 @@ def run_measure(
         "archs_per_s": totals["new_rows"] / wall if wall > 0 and totals["new_rows"] else 0.0,
     }
     summary["targets"] = summarise_targets(run, targets, ids)
+    # how many architectures stage 1 has sampled: measure.num_archs may grow past it (pipeline.staleness)
+    sampled = 0 if genotypes_file is not None else (cfg.measure.num_archs if num_archs is None else num_archs)
+    summary["sampled"] = max(sampled, run.done_summary("measure").get("sampled", 0))
     print(f"[measure] dataset: {root}", flush=True)
     if target is None:  # one target alone does not complete the stage for `reproduce`
         run.mark_done("measure", summary)

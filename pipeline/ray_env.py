@@ -26,10 +26,13 @@ def check_reachable(address: str | None, timeout: float = 5.0) -> None:
         raise PipelineError(f"cannot connect to the Ray cluster at {address}: {exc.strerror or exc}") from None
 
 
-def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
+def init_ray(address: str | None = None, num_cpus: int | None = None, verbose: bool = False) -> None:
     """Start a local Ray (``address`` None) or connect to a cluster; clear error if unreachable.
 
-    ``address`` may also come from ``RAY_ADDRESS`` (set by the Jobs API for submitted jobs)."""
+    ``address`` may also come from ``RAY_ADDRESS`` (set by the Jobs API for submitted jobs).
+    Unless ``verbose``, the console shows our lines only: Ray logs errors alone there, and
+    workers' output stays in their log files (the dashboard shows them); a failed task
+    still reaches the driver as its exception."""
     import ray
 
     if ray.is_initialized():
@@ -37,7 +40,7 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
     check_reachable(address)
     # Ray Train V2 and Tune both run in the same driver; V2 is the default in 2.60
     os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
-    kwargs = {"logging_level": logging.WARNING, "log_to_driver": True}
+    kwargs = {"logging_level": logging.WARNING if verbose else logging.ERROR, "log_to_driver": verbose}
     if address is None and not os.environ.get("RAY_ADDRESS"):
         kwargs["num_cpus"] = num_cpus
         kwargs["include_dashboard"] = True

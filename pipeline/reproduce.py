@@ -1,7 +1,8 @@
 """``lanas reproduce``: measure -> fit -> search -> evaluate -> report from one config.
 
 Completed stages (``<stage>/DONE.json``) are skipped, so an interrupted run continues
-where it stopped; each stage itself resumes without duplicates.
+where it stopped; each stage itself resumes without duplicates. A completed stage whose
+inputs changed since it ran (:mod:`pipeline.staleness`) runs again.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from pipeline.config import load_config
 from pipeline.ray_env import check_reachable, init_ray
 from pipeline.rundir import RunDir
 from pipeline.stages import STAGES, Options
+from pipeline.staleness import refresh
 
 
 def reproduce(
@@ -33,11 +35,12 @@ def reproduce(
     t0 = time.perf_counter()
     print(f"[reproduce] run directory {run.path}", flush=True)
     for stage in STAGES:
+        refresh(run, stage.name, lambda line: print(f"[reproduce] {line}", flush=True))  # re-run if inputs changed
         if run.is_done(stage.name):
             print(f"[reproduce] {stage.name}: complete, skipped", flush=True)
             continue
         if stage.needs_ray:
-            init_ray(address)
+            init_ray(address, verbose=options.verbose)
         t = time.perf_counter()
         print(f"[reproduce] {stage.name}: starting", flush=True)
         stage.run(run, options)

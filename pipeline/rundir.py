@@ -3,7 +3,8 @@
 config.yaml     the resolved config (written once; a different config is refused)
 manifest.json   git SHA, package versions, host, hardware; updated per stage
 measure/ fit/ search/ evaluate/ report/   one folder per stage, each with DONE.json
-                once the stage has completed
+                once the stage has completed (with the identity of its inputs)
+stale/          outputs of stages re-run because their inputs changed (pipeline.staleness)
 """
 
 from __future__ import annotations
@@ -113,7 +114,18 @@ class RunDir:
         return (self.path / name / "DONE.json").is_file()
 
     def mark_done(self, name: str, summary: dict[str, Any]) -> None:
-        write_atomic(self.stage(name) / "DONE.json", json.dumps({"finished_at": time.time(), **summary}, indent=2))
+        """``<stage>/DONE.json``: the stage's summary and the identity of its inputs (:mod:`pipeline.staleness`)."""
+        from pipeline.staleness import inputs
+
+        marker = {"finished_at": time.time(), **summary, "inputs": inputs(self, name, summary)}
+        write_atomic(self.stage(name) / "DONE.json", json.dumps(marker, indent=2))
+
+    def done_summary(self, name: str) -> dict[str, Any]:
+        """What a completed stage recorded in its done-marker ({} if not done or unreadable)."""
+        try:
+            return json.loads((self.path / name / "DONE.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
 
     def stage_results(self, name: str) -> list[dict[str, Any]]:
         """``<stage>/results.jsonl`` of a completed stage; a clear error if it is not."""

@@ -121,7 +121,7 @@ def _trainable(
     search(net, predictor, train, val, s, lam, device=device, on_epoch=on_epoch, state=state, seed=seed, budget=budget)
 
 
-def _tuner(run: RunDir, trials: list[dict[str, Any]], stored: dict, resume: bool, progress: bool, experiment: str):
+def _tuner(run: RunDir, trials: list[dict[str, Any]], stored: dict, resume: bool, verbose: bool, experiment: str):
     from ray import tune
 
     cfg = run.config
@@ -132,6 +132,8 @@ def _tuner(run: RunDir, trials: list[dict[str, Any]], stored: dict, resume: bool
         cfg.search.resources.as_bundle(),
     )
     path = storage / experiment
+    # Tune's new console output prints its experiment box even at verbose=0; the classic one prints nothing
+    os.environ["RAY_AIR_NEW_OUTPUT"] = "1" if verbose else "0"
     if tune.Tuner.can_restore(str(path)):
         if not resume:
             raise PipelineError(f"an interrupted sweep exists in {path}; pass --resume to continue it")
@@ -147,7 +149,7 @@ def _tuner(run: RunDir, trials: list[dict[str, Any]], stored: dict, resume: bool
         run_config=tune.RunConfig(
             name=experiment,
             storage_path=str(storage),
-            verbose=1 if progress else 0,
+            verbose=1 if verbose else 0,
             failure_config=tune.FailureConfig(max_failures=cfg.search.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=CHECKPOINTS_KEPT),
         ),
@@ -256,7 +258,7 @@ def _print_row(r: dict[str, Any]) -> None:
 
 
 def _sweep(
-    run: RunDir, stored: dict[str, StoredPredictor], results_file: Path, experiment: str, resume: bool, progress: bool
+    run: RunDir, stored: dict[str, StoredPredictor], results_file: Path, experiment: str, resume: bool, verbose: bool
 ) -> list[dict[str, Any]]:
     """One Tune sweep of the trials of ``plan`` that ``results_file`` lacks; returns all its rows."""
     cfg = run.config
@@ -275,7 +277,7 @@ def _sweep(
     # a checkpoint per epoch is deliberate (resume from the last epoch); silence Tune's frequency warning
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     name = experiment if not kept else f"{experiment}-{_extension(trials)}"
-    results = _tuner(run, trials, stored, resume, progress, name).fit()
+    results = _tuner(run, trials, stored, resume, verbose, name).fit()
     order = lambda r: (r["target"] or "", r.get("budget_ms") or 0.0, r["lam"], r["seed"])  # noqa: E731
     rows = sorted(kept + _collect(results, trials, stored, cfg), key=order)
     results_file.parent.mkdir(parents=True, exist_ok=True)
@@ -292,7 +294,7 @@ def results_path(run: RunDir, r: int) -> Path:
 
 
 def run_search(
-    run: RunDir, resume: bool = False, force_predictor: bool = False, progress: bool = True
+    run: RunDir, resume: bool = False, force_predictor: bool = False, progress: bool = True, verbose: bool = False
 ) -> list[dict[str, Any]]:
     """The sweep, ``search.rounds`` + 1 times: after each round its derived architectures
     are measured on every target (stage-1 code, into the stage-1 dataset, sampler
@@ -308,7 +310,7 @@ def run_search(
     for r in range(cfg.search.rounds + 1):
         stored = load_all(run, force=force_predictor)
         served = min(p.meta.round for p in stored.values())
-        if served > r:  # the predictors already learnt from this round
+        if served > r and results_path(run, r).is_file():  # searched, and the predictors learnt from it
             continue
         if served < r:
             print(f"[search] round {r}: refitting the predictors with the derived architectures of rounds < {r}")
@@ -317,7 +319,7 @@ def run_search(
         if cfg.search.rounds:
             print(f"[search] round {r} of {cfg.search.rounds} (closed loop)", flush=True)
         experiment = EXPERIMENT if r == cfg.search.rounds else f"round{r}-{EXPERIMENT}"
-        rows = _sweep(run, stored, results_path(run, r), experiment, resume, progress)
+        rows = _sweep(run, stored, results_path(run, r), experiment, resume, verbose)
         measure_derived(run, r, rows, progress)
         record_derived(run, r, rows, stored)
     rows = read_jsonl(results_path(run, cfg.search.rounds))

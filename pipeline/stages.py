@@ -21,6 +21,7 @@ class Options:
     progress: bool = True  # progress bars (off with --quiet)
     resume: bool = False  # search: continue an interrupted sweep
     force_predictor: bool = False  # search: accept a predictor that fails its quality gate
+    verbose: bool = False  # Ray's own console output too: Tune's trial tables, worker logs, library warnings
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,7 @@ def _fit(run: RunDir, o: Options) -> Any:
 def _search(run: RunDir, o: Options) -> Any:
     from pipeline.search import run_search
 
-    return run_search(run, resume=o.resume, force_predictor=o.force_predictor, progress=o.progress)
+    return run_search(run, resume=o.resume, force_predictor=o.force_predictor, progress=o.progress, verbose=o.verbose)
 
 
 def _evaluate(run: RunDir, o: Options) -> Any:

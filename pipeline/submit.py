@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
+import sys
 import time
 from pathlib import Path
 
@@ -46,11 +47,54 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--timeout", type=float, default=0, help="with --follow: stop following after this many seconds (0 = never)"
     )
     p.add_argument(
+        "--allow-insecure-http",
+        action="store_true",
+        help="send the auth token over plain http:// to another machine (refused by default: use https:// "
+        "or an SSH tunnel to 127.0.0.1)",
+    )
+    p.add_argument(
         "--allow-missing-resources",
         action="store_true",
         help="submit even if the cluster has none of a resource the profile asks for now "
         "(an autoscaling cluster adds such nodes on demand)",
     )
+
+
+LOOPBACK = {"localhost", "ip6-localhost"}
+
+
+def check_transport(address: str, allow_insecure_http: bool = False) -> None:
+    """Refuse to send the token in clear: plain http (or no scheme, which Ray reads as
+    http) is fine to this machine only, unless ``allow_insecure_http``."""
+    import ipaddress
+    from urllib.parse import urlsplit
+
+    url = urlsplit(address if "://" in address else f"http://{address}")
+    if url.scheme == "https" or allow_insecure_http:
+        return
+    if url.scheme != "http":
+        raise PipelineError(f"--address {address}: expected an http:// or https:// Jobs API address (the dashboard)")
+    host = (url.hostname or "").lower()
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = host in LOOPBACK
+    if not loopback:
+        raise PipelineError(
+            f"refusing to send the Ray auth token in clear over http:// to {host}: use https://, an SSH tunnel "
+            "to 127.0.0.1, or pass --allow-insecure-http"
+        )
+
+
+def _warn_if_shared(path: Path) -> None:
+    mode = path.stat().st_mode & 0o777
+    if mode & 0o077:
+        print(
+            f"lanas submit: warning: the Ray auth token file {path} can be read by group or others "
+            f"(mode {mode:o}); `chmod 600 {path}`",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 def read_token(token_file: str | None = None) -> str:
@@ -67,6 +111,7 @@ def read_token(token_file: str | None = None) -> str:
         ) from None
     if not token:
         raise PipelineError(f"the Ray auth token file {path} is empty")
+    _warn_if_shared(path)
     return token
 
 
@@ -144,6 +189,7 @@ def submit(
     working_dir: str = ".",
     token: str | None = None,
     allow_missing_resources: bool = False,
+    allow_insecure_http: bool = False,
 ) -> tuple[object, str]:
     """Validate locally (config, token, the cluster's resources), then submit. Returns (client, job id)."""
     from pipeline.config import load_config
@@ -160,6 +206,7 @@ def submit(
             f"config {config} must be inside the working directory {wd} to travel with the job"
         ) from None
     cfg = load_config(full)  # a config error stops here, before anything is submitted
+    check_transport(address, allow_insecure_http)
     token = token if token is not None else read_token()
     c = client(address, token)
     if not allow_missing_resources:
@@ -202,6 +249,7 @@ def follow(c, job_id: str, timeout: float = 0, poll: float = 2.0) -> str:
 
 
 def submit_command(args: argparse.Namespace) -> None:
+    check_transport(args.address, args.allow_insecure_http)  # before the token is read or sent
     token = read_token(args.token_file)
     if args.status or args.logs or args.stop:
         c = client(args.address, token)
@@ -219,7 +267,15 @@ def submit_command(args: argparse.Namespace) -> None:
         return
     if not args.config:
         raise PipelineError("--config is required to submit (or use --status/--logs/--stop JOB_ID)")
-    c, job_id = submit(args.address, args.config, args.run_dir, args.working_dir, token, args.allow_missing_resources)
+    c, job_id = submit(
+        args.address,
+        args.config,
+        args.run_dir,
+        args.working_dir,
+        token,
+        args.allow_missing_resources,
+        args.allow_insecure_http,
+    )
     print(f"submitted {job_id} to {args.address}")
     print(f"  status: lanas submit --address {args.address} --status {job_id}")
     print(f"  logs:   lanas submit --address {args.address} --logs {job_id}")

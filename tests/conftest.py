@@ -126,3 +126,37 @@ def run_cli(*args, cwd=ROOT, timeout=600):
     return subprocess.run(
         [sys.executable, "-m", "pipeline", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout
     )
+
+
+def kill_worker_while(title: str, work, ready=lambda: True, timeout: float = 180.0):
+    """Run ``work()`` in a thread and SIGKILL the first Ray worker process titled ``title``
+    (Ray titles a worker ``ray::<task or actor.method>`` while it runs one) once ``ready()``.
+    Returns (killed pid or None, work's result); work's exception is raised here."""
+    import threading
+    import time
+
+    import psutil
+
+    outcome: dict = {}
+
+    def drive():
+        try:
+            outcome["result"] = work()
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the test's thread
+            outcome["error"] = exc
+
+    driver = threading.Thread(target=drive)
+    driver.start()
+    killed, deadline = None, time.monotonic() + timeout
+    while killed is None and driver.is_alive() and time.monotonic() < deadline:
+        if ready():
+            for p in psutil.process_iter(["cmdline"]):
+                if (p.info["cmdline"] or [""])[0] == title:
+                    p.kill()
+                    killed = p.pid
+                    break
+        time.sleep(0.05)
+    driver.join(600)
+    if "error" in outcome:
+        raise outcome["error"]
+    return killed, outcome.get("result")

@@ -9,7 +9,7 @@ import time
 import pandas as pd
 import pyarrow.dataset as pads
 import pytest
-from conftest import ROOT, run_cli, smoke_config
+from conftest import ROOT, kill_worker_while, run_cli, smoke_config
 
 from lanas.genotype import published
 from pipeline import dataset as ds
@@ -138,13 +138,19 @@ def test_interrupted_run_is_completed_by_a_rerun_without_duplicates(tmp_path):
     os.killpg(proc.pid, signal.SIGKILL)  # the driver and everything it started
     proc.wait()
     shards = len(list(part.rglob("*.parquet")))
+    assert len(ds.check_dataset(part)) == shards  # every file in the dataset is a whole, readable shard
     rows = pd.read_parquet(part)
     assert 2 <= shards and len(rows) < 40 + PROBES, "the run should have been interrupted part-way"
+    half = run / "measure" / "tmp" / "part-killed-mid-write.parquet"  # what a writer killed mid-shard leaves
+    half.parent.mkdir(exist_ok=True)
+    half.write_bytes(b"PAR1 half a shard")
     r = run_cli("measure", "--config", str(cfg), "--run-dir", str(run), "--quiet")
     assert r.returncode == 0, r.stderr
     assert f"{len(rows)} already measured" in r.stdout
+    assert f"partial shard(s) an interrupted run left in {half.parent}" in r.stdout and not half.exists()
     df = pd.read_parquet(part)
     assert len(df) == 40 + PROBES and df["arch_id"].is_unique
+    assert not list((run / "measure" / "tmp").glob("*"))  # no temporary file left
     wanted = smoke_config().space.sample_unique(40, 0) + published_probes(smoke_config())
     assert set(df["arch_id"]) == {g.arch_id for g in wanted}
 
@@ -152,32 +158,10 @@ def test_interrupted_run_is_completed_by_a_rerun_without_duplicates(tmp_path):
 def test_a_measuring_worker_killed_mid_chunk_is_retried_and_every_row_lands_once(ray_start, tmp_path):
     """SIGKILL the Ray worker process while it runs a measuring task: Ray retries the
     task (``measure.max_retries``) and the dataset ends with every architecture once."""
-    import threading
-
-    import psutil
-
     run = RunDir.open(tmp_path / "run", smoke_config(**{"measure.num_archs": 20}))
-    outcome = {}
-
-    def drive():
-        try:
-            outcome["summary"] = run_measure(run, progress=False)
-        except Exception as exc:  # noqa: BLE001 - handed to the test below
-            outcome["error"] = exc
-
-    driver = threading.Thread(target=drive)
-    driver.start()
-    killed, deadline = None, time.monotonic() + 120
-    while killed is None and driver.is_alive() and time.monotonic() < deadline:
-        for p in psutil.process_iter(["cmdline"]):  # a worker running a task is titled ray::<task name>
-            if (p.info["cmdline"] or [""])[0] == "ray::measure[cpu-t1-torch-b1]":  # not the hardware probe
-                p.kill()
-                killed = p.pid
-                break
-        time.sleep(0.05)
-    driver.join(300)
+    # the measuring task's worker, not the hardware probe's
+    killed, _ = kill_worker_while("ray::measure[cpu-t1-torch-b1]", lambda: run_measure(run, progress=False))
     assert killed is not None, "no measuring worker was caught running"
-    assert "error" not in outcome, outcome.get("error")
     df = pd.read_parquet(dataset_dir(run))
     assert len(df) == 20 + PROBES and df["arch_id"].is_unique
     wanted = run.config.space.sample_unique(20, run.config.seed) + published_probes(run.config)

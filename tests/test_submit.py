@@ -79,6 +79,7 @@ def ray_head(tmp_path):
     token = secrets.token_hex(32)  # what `ray get-auth-token --generate` makes; ~/.ray is left alone
     token_file = tmp_path / "auth_token"
     token_file.write_text(token)
+    token_file.chmod(0o600)  # as `ray get-auth-token` leaves it; a shared one is warned about
     # as after `source .venv/bin/activate`: the job's `python` is the venv's
     path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
     instance = secrets.token_hex(8)
