@@ -64,7 +64,7 @@ FILE_SCHEMA = pa.schema(
         ("torch_version", pa.string()),
         ("measured_at", pa.timestamp("us", tz="UTC")),
         ("seed", pa.int64()),
-        ("node", pa.string()),  # Ray node the row was measured on
+        ("node", pa.string()),  # host:Ray node id the row was measured on
         # where the architecture came from: uniform | coverage (random samplers, split train/test by arch_id),
         # published (a held-out probe, never trained on), derived (a search round's result), genotypes (a file),
         # diverse (picked for a transfer), evaluate (stage 4); null in shards written before the column existed

@@ -49,6 +49,14 @@ def _timing_columns(m) -> dict[str, Any]:
             "compile_s": m.compile_s}  # fmt: skip
 
 
+def ray_node() -> str:
+    """``host:<Ray node id>`` where this runs (nodes may share a host), or the host outside Ray."""
+    import ray
+
+    host = platform.node()
+    return f"{host}:{ray.get_runtime_context().get_node_id()}" if ray.is_initialized() else host
+
+
 def measure_genotypes(
     genotypes: Sequence[Genotype], setting: ds.Setting, protocol: MeasureSettings, seed: int
 ) -> dict[str, Any]:
@@ -67,7 +75,7 @@ def measure_genotypes(
         "warmup": protocol.warmup,
         "torch_version": torch.__version__,
         "seed": seed,
-        "node": platform.node(),
+        "node": ray_node(),
     }
     rows, timed = [], 0.0
     for g in genotypes:

@@ -130,9 +130,16 @@ def load(where: Path, cfg: RunConfig | None = None, target: Target | None = None
         meta.check_matches(cfg, target, where)
     model = LatencyPredictor.for_space(SearchSpace(meta.ops), meta.hidden)
     try:
-        model.load_state_dict(torch.load(wf, map_location="cpu", weights_only=True))
-    except Exception as exc:  # noqa: BLE001 - corrupt file or wrong shapes
-        raise PipelineError(f"cannot load predictor weights {wf}: {str(exc).splitlines()[0]}") from None
+        state = torch.load(wf, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - truncated, corrupt or not a torch file at all
+        raise PipelineError(
+            f"cannot load predictor weights {wf}: not a readable PyTorch state dict ({type(exc).__name__}); "
+            "run `lanas fit` again"
+        ) from None
+    try:
+        model.load_state_dict(state)
+    except Exception as exc:  # noqa: BLE001 - weights of another shape than predictor.json says
+        raise PipelineError(f"predictor weights {wf} do not fit {META}: {str(exc).splitlines()[0]}") from None
     return StoredPredictor(model.eval(), meta)
 
 

@@ -4,7 +4,7 @@ from conftest import ROOT, run_cli
 from pipeline.config import ConfigError, RunConfig, config_from_dict, load_config
 
 
-@pytest.mark.parametrize("name", ["demo", "smoke", "targets-smoke", "cifar10"])
+@pytest.mark.parametrize("name", sorted(p.stem for p in (ROOT / "configs").glob("*.yaml")))
 def test_shipped_profiles_load(name):
     cfg = load_config(ROOT / "configs" / f"{name}.yaml")
     assert isinstance(cfg, RunConfig) and cfg.name == name

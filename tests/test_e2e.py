@@ -1,10 +1,12 @@
 """`lanas reproduce` end to end on the three-target smoke profile (torch eager, ONNX
 Runtime, OpenVINO) through a real local Ray (slow).
 
-One run is interrupted once the search stage has started, then resumed with --resume:
-the completed stages are skipped (not repeated) and the final artifacts hold their
-invariants: a partition, a predictor and a front per target, the cross-target latency
-matrix, the specialisation table, and an ONNX export of a searched architecture.
+One run's driver is SIGKILLed mid-sweep (a trial finished, another not), resumed with
+--resume and SIGKILLed again mid-evaluate, then re-run: completed stages and finished
+trials are not repeated, evaluate trains only what is missing, the console holds our lines
+only, and the final artifacts hold their invariants: a partition, a predictor and a front
+per target, the cross-target latency matrix, the specialisation table, and an ONNX export
+of a searched architecture.
 """
 
 import csv
@@ -27,34 +29,74 @@ CONFIG = "configs/targets-smoke.yaml"
 SPECS = ["cpu-t1-torch-b1", "cpu-t1-onnxruntime-b1", "cpu-t1-openvino-b1"]
 
 
-def _start(run):
-    args = [sys.executable, "-m", "pipeline", "reproduce", "--config", CONFIG, "--run-dir", str(run), "--quiet"]
+def _start(run, *flags):
+    args = [sys.executable, "-m", "pipeline", "reproduce", "--config", CONFIG, "--run-dir", str(run), *flags]
     return subprocess.Popen(
         args, cwd=ROOT, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
 
 
-def test_reproduce_interrupted_then_resumed(tmp_path):
+def _kill_when(proc, ready, timeout=400):
+    """SIGKILL the driver and everything it started (its local Ray) once ``ready()``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None and not ready():
+        time.sleep(0.1)
+    assert proc.poll() is None, "the run ended before it could be interrupted:\n" + proc.stdout.read()[-3000:]
+    os.killpg(proc.pid, signal.SIGKILL)
+    out = proc.communicate()[0]
+    return out
+
+
+def _finished(trial_dir) -> bool:
+    f = trial_dir / "result.json"
+    return f.is_file() and any(json.loads(x).get("done") for x in f.read_text().splitlines() if x.strip())
+
+
+def _our_lines_only(out: str) -> list[str]:
+    """The lines a user reads that are not ours (issue: Ray's logs, Tune's tables, warnings)."""
+    ours = ("[", "         genotype ", "lanas: ")
+    return [x for x in out.splitlines() if x.strip() and not x.startswith(ours)]
+
+
+def test_reproduce_interrupted_in_search_and_in_evaluate_then_completed(tmp_path):
     run = tmp_path / "smoke"
-    proc = _start(run)
-    deadline = time.monotonic() + 400
     sweep = run / "search" / "tune" / "sweep"
-    while time.monotonic() < deadline and not list(sweep.glob("trial*/checkpoint_000000")):
-        time.sleep(0.2)
-    os.killpg(proc.pid, signal.SIGKILL)  # a trial has checkpointed its first epoch: kill everything
-    proc.wait()
+    # 1. the driver killed mid-sweep, once a trial has finished and another has not
+    proc = _start(run, "--quiet")
+    trial_dirs = lambda: sorted(sweep.glob("trial*"))  # noqa: E731
+    _kill_when(proc, lambda: any(map(_finished, trial_dirs())) and not all(map(_finished, trial_dirs())))
     assert (run / "measure" / "DONE.json").is_file() and (run / "fit" / "DONE.json").is_file()
     assert not (run / "search" / "DONE.json").exists()
+    finished = {d.name: (d / "result.json").read_text() for d in trial_dirs() if _finished(d)}
     done_before = {s: (run / s / "DONE.json").stat().st_mtime_ns for s in ("measure", "fit")}
     rows_before = len(pd.read_parquet(run / "measure" / "dataset"))
 
     r = run_cli("reproduce", "--config", CONFIG, "--run-dir", str(run), "--quiet")
     assert r.returncode == 2 and "pass --resume" in r.stderr  # an interrupted sweep is not silently restarted
-    r = run_cli("reproduce", "--config", CONFIG, "--run-dir", str(run), "--quiet", "--resume")
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    assert "[reproduce] measure: complete, skipped" in r.stdout and "[reproduce] fit: complete, skipped" in r.stdout
+    # 2. resumed, then the driver killed again mid-evaluate, once some candidates are trained
+    trained = run / "evaluate" / "trained.jsonl"
+    proc = _start(run, "--quiet", "--resume")
+    out = _kill_when(proc, lambda: trained.is_file() and len(trained.read_text().splitlines()) >= 1)
+    assert "[reproduce] measure: complete, skipped" in out and "[reproduce] fit: complete, skipped" in out
+    assert "[search] resuming the sweep" in out and "[reproduce] search: done" in out
+    assert {d: (sweep / d / "result.json").read_text() for d in finished} == finished  # finished trials not redone
     assert {s: (run / s / "DONE.json").stat().st_mtime_ns for s in ("measure", "fit")} == done_before
+    trained_lines = trained.read_text().splitlines()
+    kept = [json.loads(x)["arch_id"] for x in trained_lines]
+
+    # 3. a re-run trains only what is missing, then completes; the user reads our lines only
+    r = run_cli("reproduce", "--config", CONFIG, "--run-dir", str(run))  # progress bars on (they go to stderr)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "[reproduce] search: complete, skipped" in r.stdout
+    assert f", {len(set(kept))} already trained" in r.stdout
     assert f"report: {run / 'report' / 'report.md'}" in r.stdout
+    assert _our_lines_only(r.stdout) == [], r.stdout
+    bars = [x for x in r.stderr.splitlines() if x.strip()]
+    assert all(x.split(":")[0] in ("evaluate.train", "evaluate.measure") for x in bars), r.stderr
+    ids = [json.loads(x)["arch_id"] for x in trained.read_text().splitlines()]
+    assert ids[: len(kept)] == kept and len(ids) == len(set(ids))  # appended, none trained twice
+    latency = pd.read_parquet(run / "evaluate" / "latency")
+    assert latency.duplicated(["hardware", "arch_id"]).sum() == 0
 
     # artifacts and their invariants: one partition and one predictor per target
     df = pd.read_parquet(run / "measure" / "dataset")

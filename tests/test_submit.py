@@ -1,6 +1,7 @@
 """Job submission against a real local Ray head with token authentication (slow)."""
 
 import contextlib
+import json
 import os
 import secrets
 import shutil
@@ -9,8 +10,11 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
 import psutil
 import pytest
 from conftest import ROOT, run_cli
@@ -71,11 +75,57 @@ def _stop(instance: str) -> None:
     psutil.wait_procs(_processes_of(instance), timeout=5)
 
 
+@dataclass
+class Head:
+    """A `ray start --head` on loopback: its Jobs API address, token file, GCS address,
+    environment and temp dir; ``add_node`` joins a second node to it."""
+
+    address: str
+    token_file: Path
+    gcs: str
+    env: dict
+    temp_dir: str
+
+    def add_node(self, cpus: int, resources: dict) -> None:
+        """`ray start --address ... --resources ...` on loopback, on ports chosen free (retried),
+        with a temp dir of its own: two nodes sharing one would share (and clean up) each
+        other's runtime-env packages."""
+        for _attempt in range(START_TRIES):
+            manager, objects, metrics, agent, agent_grpc, runtime_env = _free_ports(6)
+            r = subprocess.run(
+                [RAY, "start", f"--address={self.gcs}", "--node-ip-address=127.0.0.1", f"--num-cpus={cpus}",
+                 f"--resources={json.dumps(resources)}", f"--node-manager-port={manager}",
+                 f"--object-manager-port={objects}", f"--metrics-export-port={metrics}",
+                 f"--dashboard-agent-listen-port={agent}", f"--dashboard-agent-grpc-port={agent_grpc}",
+                 f"--runtime-env-agent-port={runtime_env}", f"--temp-dir={self.temp_dir}/node2"],
+                env=self.env, capture_output=True, text=True,
+            )  # fmt: skip
+            if r.returncode == 0:
+                break
+        assert r.returncode == 0, r.stdout + r.stderr
+        deadline = time.monotonic() + 60  # the dashboard lists a node a few seconds after it joins
+        while not any(all(k in text for k in resources) for text in self.nodes().values()):
+            assert time.monotonic() < deadline, f"the node with {resources} never showed on the dashboard"
+            time.sleep(1)
+
+    def nodes(self) -> dict[str, str]:
+        """Node id -> its logical resources, as the dashboard lists them."""
+        req = urllib.request.Request(
+            f"{self.address}/nodes?view=summary",
+            headers={"Authorization": f"Bearer {self.token_file.read_text().strip()}"},
+        )
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return json.loads(resp.read())["data"]["nodeLogicalResources"]
+
+
+RAY = str(Path(sys.executable).parent / "ray")
+
+
 @pytest.fixture()
 def ray_head(tmp_path):
     """`ray start --head` on 127.0.0.1 with token auth on, on ports chosen free (retried
-    if one was taken meanwhile); afterwards only its own processes are stopped."""
-    ray = str(Path(sys.executable).parent / "ray")
+    if one was taken meanwhile); afterwards only its own processes (and its added nodes')
+    are stopped."""
     token = secrets.token_hex(32)  # what `ray get-auth-token --generate` makes; ~/.ray is left alone
     token_file = tmp_path / "auth_token"
     token_file.write_text(token)
@@ -91,7 +141,7 @@ def ray_head(tmp_path):
             gcs, dashboard, agent, agent_grpc, metrics, runtime_env, client = _free_ports(7)
             r = subprocess.run(
                 [
-                    ray,
+                    RAY,
                     "start",
                     "--head",
                     "--node-ip-address=127.0.0.1",
@@ -115,7 +165,7 @@ def ray_head(tmp_path):
                 break
             _stop(instance)
         assert r.returncode == 0, r.stdout + r.stderr
-        yield f"http://127.0.0.1:{dashboard}", token_file
+        yield Head(f"http://127.0.0.1:{dashboard}", token_file, f"127.0.0.1:{gcs}", env, ray_tmp)
     finally:
         _stop(instance)
         shutil.rmtree(ray_tmp, ignore_errors=True)
@@ -131,8 +181,13 @@ def _jobs(address: str, token_file: Path) -> list:
     ).list_jobs()
 
 
-def test_submit_reproduce_with_token_follow_logs_and_refusals(ray_head, tmp_path):
-    address, token_file = ray_head
+def test_submit_reproduce_on_two_nodes_with_token_follow_logs_and_refusals(ray_head, tmp_path):
+    """Two nodes on one machine (loopback only): the head, and a second node started with
+    ``--resources '{"latency_node": 1}'``. A profile that asks for ``latency_node`` is
+    submitted through the Jobs API; every measurement lands on the second node."""
+    address, token_file = ray_head.address, ray_head.token_file
+    ray_head.add_node(cpus=1, resources={"latency_node": 1})
+    [latency_node] = [n for n, text in ray_head.nodes().items() if "latency_node" in text]
     run_dir = tmp_path / "job-run"
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH")}
     base = ["submit", "--address", address, "--token-file", str(token_file)]
@@ -161,24 +216,30 @@ def test_submit_reproduce_with_token_follow_logs_and_refusals(ray_head, tmp_path
     # a profile asking for what the cluster has none of: refused before submitting, naming both
     r = run_cli(*base, "--config", "configs/cifar10.yaml")
     assert r.returncode == 2 and r.stderr.strip().splitlines() == [
-        "lanas: error: measuring on target cuda-torch-b32 needs GPU=1 per task, and the Ray cluster has 0 (CPU=2) at "
-        f"{address}; nothing was submitted (if the cluster autoscales, pass --allow-missing-resources)"
+        "lanas: error: measuring on target cuda-torch-b32 needs GPU=1 per task, and the Ray cluster has 0 "
+        f"(CPU=3, latency_node=1) at {address}; nothing was submitted (if the cluster autoscales, pass "
+        "--allow-missing-resources)"
     ], r.stderr
     assert _jobs(address, token_file) == []  # every refusal above submitted nothing
 
     # the real submission, followed to the end
-    r = run_cli(*base, "--config", "configs/smoke.yaml", "--run-dir", str(run_dir), "--follow", timeout=900)
+    profile = "configs/smoke-two-node.yaml"
+    r = run_cli(*base, "--config", profile, "--run-dir", str(run_dir), "--follow", timeout=900)
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
     job_id = r.stdout.split("submitted ", 1)[1].split()[0]
     assert f"job {job_id}: SUCCEEDED" in r.stdout
     assert (run_dir / "report" / "report.md").is_file() and (run_dir / "report" / "pareto.png").is_file()
+    # every measurement (stage 1, the closed loop's, evaluate's) ran on the latency node
+    for dataset in ("measure/dataset", "evaluate/latency"):
+        nodes = set(pd.read_parquet(run_dir / dataset)["node"])
+        assert {n.rsplit(":", 1)[1] for n in nodes} == {latency_node}, (dataset, nodes)
     r = run_cli(*base, "--status", job_id)
     assert r.returncode == 0 and "SUCCEEDED" in r.stdout
     r = run_cli(*base, "--logs", job_id)
     assert r.returncode == 0 and "[reproduce] finished" in r.stdout
 
     # stop: a second job is stopped on request
-    r = run_cli(*base, "--config", "configs/smoke.yaml", "--run-dir", str(tmp_path / "stopped"))
+    r = run_cli(*base, "--config", profile, "--run-dir", str(tmp_path / "stopped"))
     job2 = r.stdout.split("submitted ", 1)[1].split()[0]
     r = run_cli(*base, "--stop", job2)
     assert r.returncode == 0 and job2 in r.stdout
@@ -191,8 +252,8 @@ def test_submit_reproduce_with_token_follow_logs_and_refusals(ray_head, tmp_path
 
 def test_plain_ray_job_submit_works_as_documented(ray_head):
     """README's `RAY_AUTH_MODE=token ray job submit ...`: packing, auth and the job's python."""
-    address, token_file = ray_head
-    ray = str(Path(sys.executable).parent / "ray")
+    address, token_file = ray_head.address, ray_head.token_file
+    ray = RAY
     env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token_file)}
     env.pop("RAY_AUTH_TOKEN", None)
     r = subprocess.run(
