@@ -160,3 +160,23 @@ def kill_worker_while(title: str, work, ready=lambda: True, timeout: float = 180
     if "error" in outcome:
         raise outcome["error"]
     return killed, outcome.get("result")
+
+
+def lanas(capsys, *args, cwd=ROOT):
+    """``lanas ARGS`` in this process (no interpreter start-up, as run_cli pays): its exit
+    code, stdout and stderr, as subprocess.run returns them. For commands that start no
+    Ray of their own (refusals, submit, export, a run whose stages are all done)."""
+    import os
+    from types import SimpleNamespace
+
+    from pipeline import cli
+
+    before = os.getcwd()
+    capsys.readouterr()
+    os.chdir(cwd)
+    try:
+        code = cli.main([str(a) for a in args])
+    finally:
+        os.chdir(before)
+    out = capsys.readouterr()
+    return SimpleNamespace(returncode=code, stdout=out.out, stderr=out.err)

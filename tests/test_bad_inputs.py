@@ -131,7 +131,7 @@ CASES = [
          _genotypes([GOOD_GENOTYPE.replace('["sep_conv_3x3", 1]', '["sep_conv_3x3", 7]', 1)])),
     Case("genotypes-missing-file", "genotypes", ("predict", "--run-dir", "{run}", "--genotypes", "{tmp}/none.jsonl"),
          "fitted"),
-    Case("parquet-corrupt", "parquet", ("fit", "--config", SMOKE, "--run-dir", "{run}"), "measured",
+    Case("parquet-corrupt", "parquet", ("measure", "--config", SMOKE, "--run-dir", "{run}"), "measured",
          lambda t: _write(_partition(t / "run") / "part-bad.parquet", b"garbage")),
     Case("parquet-foreign", "parquet", ("fit", "--config", SMOKE, "--run-dir", "{run}"), "measured",
          _foreign_parquet),

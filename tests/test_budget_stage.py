@@ -7,7 +7,7 @@ import csv
 
 import pandas as pd
 import pytest
-from conftest import copy_fitted, run_cli, smoke_config
+from conftest import copy_fitted, lanas, smoke_config
 
 from lanas.budget import reachable
 from pipeline import predictor_store
@@ -98,8 +98,10 @@ def test_a_budget_no_architecture_meets_is_refused_before_searching(run_copy):
         ("gpu-x=3", "search.budgets_ms: 'gpu-x' is not a target of this config"),
     ],
 )
-def test_a_malformed_budget_flag_is_one_line_and_writes_nothing(tmp_path, value, named):
-    r = run_cli("search", "--config", "configs/smoke.yaml", "--run-dir", str(tmp_path / "r"), "--budget-ms", value)
+def test_a_malformed_budget_flag_is_one_line_and_writes_nothing(tmp_path, value, named, capsys):
+    r = lanas(
+        capsys, "search", "--config", "configs/smoke.yaml", "--run-dir", str(tmp_path / "r"), "--budget-ms", value
+    )
     assert r.returncode == 2 and r.stdout == ""
     (line,) = r.stderr.strip().splitlines()
     assert line.startswith("lanas: error: ") and named in line

@@ -1,5 +1,5 @@
 import pytest
-from conftest import ROOT, run_cli
+from conftest import ROOT, lanas
 
 from pipeline.config import ConfigError, RunConfig, config_from_dict, load_config
 
@@ -42,23 +42,25 @@ def test_overrides_and_identity():
     assert b.measure.num_archs == 999 and a.identity() == b.identity() != c.identity()
 
 
-def test_cli_bad_config_is_one_line_and_exit_2(tmp_path):
+def test_cli_bad_config_is_one_line_and_exit_2(tmp_path, capsys):
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: x\nsearch:\n  lambdas: [0, oops]\n")
-    r = run_cli("measure", "--config", str(bad), "--run-dir", str(tmp_path / "run"))
+    r = lanas(capsys, "measure", "--config", str(bad), "--run-dir", str(tmp_path / "run"))
     assert r.returncode == 2
     assert r.stderr.strip() == "lanas: error: search.lambdas[1]: expected a number, got 'oops'"
     assert not (tmp_path / "run").exists()
-    r = run_cli("measure", "--config", str(tmp_path / "missing.yaml"))
+    r = lanas(capsys, "measure", "--config", str(tmp_path / "missing.yaml"))
     assert r.returncode == 2 and "config file not found" in r.stderr
     bad.write_text("name: [unclosed\n")
-    r = run_cli("fit", "--config", str(bad))
+    r = lanas(capsys, "fit", "--config", str(bad))
     assert r.returncode == 2 and "not valid YAML" in r.stderr and len(r.stderr.strip().splitlines()) == 1
 
 
-def test_unreachable_cluster_is_one_line_exit_2_and_writes_nothing(tmp_path):
+def test_unreachable_cluster_is_one_line_exit_2_and_writes_nothing(tmp_path, capsys):
     for cmd in ("measure", "reproduce"):
-        r = run_cli(cmd, "--config", "configs/smoke.yaml", "--run-dir", str(tmp_path / "r"), "--address", "127.0.0.1:9")
+        r = lanas(
+            capsys, cmd, "--config", "configs/smoke.yaml", "--run-dir", str(tmp_path / "r"), "--address", "127.0.0.1:9"
+        )
         assert r.returncode == 2 and r.stderr.strip().splitlines() == [
             "lanas: error: cannot connect to the Ray cluster at 127.0.0.1:9: Connection refused"
         ], r.stderr

@@ -19,7 +19,7 @@ import time
 
 import pandas as pd
 import pytest
-from conftest import ROOT, run_cli
+from conftest import ROOT, lanas, run_cli
 
 from lanas.genotype import Genotype
 from lanas.pareto import dominates
@@ -58,7 +58,7 @@ def _our_lines_only(out: str) -> list[str]:
     return [x for x in out.splitlines() if x.strip() and not x.startswith(ours)]
 
 
-def test_reproduce_interrupted_in_search_and_in_evaluate_then_completed(tmp_path):
+def test_reproduce_interrupted_in_search_and_in_evaluate_then_completed(tmp_path, capsys):
     run = tmp_path / "smoke"
     sweep = run / "search" / "tune" / "sweep"
     # 1. the driver killed mid-sweep, once a trial has finished and another has not
@@ -186,16 +186,16 @@ def test_reproduce_interrupted_in_search_and_in_evaluate_then_completed(tmp_path
     import onnxruntime as ort
 
     out = tmp_path / "net.onnx"
-    r = run_cli("export", "--run-dir", str(run), "--candidate", "lam2-seed0-cpu-t1-onnxruntime-b1", "--onnx", str(out))
+    r = lanas(capsys, "export", "--run-dir", run, "--candidate", "lam2-seed0-cpu-t1-onnxruntime-b1", "--onnx", out)
     assert r.returncode == 0 and "trained weights" in r.stdout, r.stderr
     logits = ort.InferenceSession(str(out)).run(None, {"x": np.zeros((3, 1, 8, 8), np.float32)})[0]
     assert logits.shape == (3, 10)
-    r = run_cli("export", "--run-dir", str(run), "--candidate", "lam2-seed0-cpu-t1-onnxruntime-b1", "--onnx", str(out))
+    r = lanas(capsys, "export", "--run-dir", run, "--candidate", "lam2-seed0-cpu-t1-onnxruntime-b1", "--onnx", out)
     assert r.returncode == 2 and "refusing to overwrite" in r.stderr
 
     # a second run is all skips and changes nothing
     before = (run / "report" / "pareto.csv").read_text()
-    r = run_cli("reproduce", "--config", CONFIG, "--run-dir", str(run), "--quiet")
+    r = lanas(capsys, "reproduce", "--config", CONFIG, "--run-dir", run, "--quiet")  # no stage starts Ray
     assert r.returncode == 0 and r.stdout.count("complete, skipped") == 5
     assert (run / "report" / "pareto.csv").read_text() == before
 

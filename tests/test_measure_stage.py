@@ -97,21 +97,6 @@ def test_bad_inputs_fail_cleanly_and_write_nothing(measured_run, tmp_path):
     assert sorted(p.name for p in dataset_dir(measured_run).rglob("*.parquet")) == before
 
 
-def test_corrupt_dataset_file_is_named_and_kept(tmp_path):
-    run = tmp_path / "run"
-    cfg_path = ROOT / "configs" / "smoke.yaml"
-    bad = run / "measure" / "dataset" / "hardware=cpu-x-t1" / "part-bad.parquet"
-    bad.parent.mkdir(parents=True)
-    (run / "config.yaml").write_text((cfg_path).read_text())  # make it a run dir of this config
-    bad.write_bytes(b"garbage")
-    r = run_cli("measure", "--config", str(cfg_path), "--run-dir", str(run), "--num-archs", "3", "--quiet")
-    assert r.returncode == 2, r.stderr
-    assert "corrupt Parquet file in the latency dataset" in r.stderr and "part-bad.parquet" in r.stderr
-    assert bad.read_bytes() == b"garbage"
-    r = run_cli("measure", "--config", str(cfg_path), "--run-dir", str(run), "--num-archs", "-4")
-    assert r.returncode == 2 and "--num-archs must be > 0" in r.stderr
-
-
 def test_run_dir_from_another_config_is_refused(measured_run):
     with pytest.raises(PipelineError, match="different config"):
         RunDir.open(measured_run.path, smoke_config(**{"network.channels": 16}))

@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 import psutil
 import pytest
-from conftest import ROOT, run_cli
+from conftest import ROOT, lanas, run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -181,7 +181,7 @@ def _jobs(address: str, token_file: Path) -> list:
     ).list_jobs()
 
 
-def test_submit_reproduce_on_two_nodes_with_token_follow_logs_and_refusals(ray_head, tmp_path):
+def test_submit_reproduce_on_two_nodes_with_token_follow_logs_and_refusals(ray_head, tmp_path, capsys):
     """Two nodes on one machine (loopback only): the head, and a second node started with
     ``--resources '{"latency_node": 1}'``. A profile that asks for ``latency_node`` is
     submitted through the Jobs API; every measurement lands on the second node."""
@@ -207,14 +207,21 @@ def test_submit_reproduce_on_two_nodes_with_token_follow_logs_and_refusals(ray_h
     r = submit_with(wrong)
     assert r.returncode == 2 and "lanas: error:" in r.stderr and WRONG_TOKEN_MESSAGE in r.stderr, r.stderr
     # a config that does not exist, an unreachable address: clear errors
-    r = run_cli(*base, "--config", "configs/nope.yaml")
+    r = lanas(capsys, *base, "--config", "configs/nope.yaml")
     assert r.returncode == 2 and "config file not found" in r.stderr
-    r = run_cli(
-        "submit", "--address", "http://127.0.0.1:9", "--config", "configs/smoke.yaml", "--token-file", str(token_file)
+    r = lanas(
+        capsys,
+        "submit",
+        "--address",
+        "http://127.0.0.1:9",
+        "--config",
+        "configs/smoke.yaml",
+        "--token-file",
+        str(token_file),
     )
     assert r.returncode == 2 and "cannot reach the Ray Jobs API" in r.stderr
     # a profile asking for what the cluster has none of: refused before submitting, naming both
-    r = run_cli(*base, "--config", "configs/cifar10.yaml")
+    r = lanas(capsys, *base, "--config", "configs/cifar10.yaml")
     assert r.returncode == 2 and r.stderr.strip().splitlines() == [
         "lanas: error: measuring on target cuda-torch-b32 needs GPU=1 per task, and the Ray cluster has 0 "
         f"(CPU=3, latency_node=1) at {address}; nothing was submitted (if the cluster autoscales, pass "
@@ -233,21 +240,21 @@ def test_submit_reproduce_on_two_nodes_with_token_follow_logs_and_refusals(ray_h
     for dataset in ("measure/dataset", "evaluate/latency"):
         nodes = set(pd.read_parquet(run_dir / dataset)["node"])
         assert {n.rsplit(":", 1)[1] for n in nodes} == {latency_node}, (dataset, nodes)
-    r = run_cli(*base, "--status", job_id)
+    r = lanas(capsys, *base, "--status", job_id)
     assert r.returncode == 0 and "SUCCEEDED" in r.stdout
-    r = run_cli(*base, "--logs", job_id)
+    r = lanas(capsys, *base, "--logs", job_id)
     assert r.returncode == 0 and "[reproduce] finished" in r.stdout
 
     # stop: a second job is stopped on request
-    r = run_cli(*base, "--config", profile, "--run-dir", str(tmp_path / "stopped"))
+    r = lanas(capsys, *base, "--config", profile, "--run-dir", str(tmp_path / "stopped"))
     job2 = r.stdout.split("submitted ", 1)[1].split()[0]
-    r = run_cli(*base, "--stop", job2)
+    r = lanas(capsys, *base, "--stop", job2)
     assert r.returncode == 0 and job2 in r.stdout
     for _ in range(60):
-        if "STOPPED" in run_cli(*base, "--status", job2).stdout:
+        if "STOPPED" in lanas(capsys, *base, "--status", job2).stdout:
             break
         time.sleep(1)
-    assert "STOPPED" in run_cli(*base, "--status", job2).stdout
+    assert "STOPPED" in lanas(capsys, *base, "--status", job2).stdout
 
 
 def test_plain_ray_job_submit_works_as_documented(ray_head):

@@ -2,7 +2,7 @@
 the token file is readable by others (no Ray needed: refused before any connection)."""
 
 import pytest
-from conftest import run_cli
+from conftest import lanas
 
 from pipeline.errors import PipelineError
 from pipeline.submit import check_transport, read_token
@@ -28,16 +28,16 @@ def test_another_scheme_is_named():
         check_transport("ray://10.0.0.5:10001")
 
 
-def test_the_command_refuses_before_reading_the_token_or_connecting(tmp_path):
+def test_the_command_refuses_before_reading_the_token_or_connecting(tmp_path, capsys):
     missing = tmp_path / "no-token-here"
-    r = run_cli("submit", "--address", "http://192.0.2.7:8265", "--config", "configs/smoke.yaml",
+    r = lanas(capsys, "submit", "--address", "http://192.0.2.7:8265", "--config", "configs/smoke.yaml",
                 "--token-file", str(missing))  # fmt: skip
     assert r.returncode == 2
     assert r.stderr.strip().splitlines() == [
         "lanas: error: refusing to send the Ray auth token in clear over http:// to 192.0.2.7: use https://, "
         "an SSH tunnel to 127.0.0.1, or pass --allow-insecure-http"
     ]
-    r = run_cli("submit", "--address", "http://192.0.2.7:8265", "--status", "x", "--token-file", str(missing))
+    r = lanas(capsys, "submit", "--address", "http://192.0.2.7:8265", "--status", "x", "--token-file", str(missing))
     assert r.returncode == 2 and "refusing to send the Ray auth token" in r.stderr
 
 
