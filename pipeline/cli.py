@@ -18,6 +18,7 @@ from pipeline.errors import PipelineError
 
 EXIT_USAGE = 2
 RUNTIME_COMMANDS = ("measure", "evaluate")  # stages that time networks: their runtimes must be installed
+CREATING_COMMANDS = ("measure",)  # the stage that may start a run directory (reproduce opens its own)
 
 
 def _common(p: argparse.ArgumentParser, config_required: bool = True) -> None:
@@ -83,7 +84,10 @@ def _open_run(args: argparse.Namespace):
 
         check_runtimes(cfg.targets)
     check_reachable(getattr(args, "address", None))  # before anything is written
-    return RunDir.open(Path(args.run_dir or Path("runs") / cfg.name), cfg, overwrite=args.overwrite)
+    path = Path(args.run_dir or Path("runs") / cfg.name)
+    if args.command not in CREATING_COMMANDS and not (path / "config.yaml").is_file():
+        raise PipelineError(f"{path} is not a run directory yet: run `lanas measure` (or `lanas reproduce`) first")
+    return RunDir.open(path, cfg, overwrite=args.overwrite)
 
 
 def cmd_measure(args: argparse.Namespace) -> None:

@@ -310,7 +310,8 @@ def build(cls: type, data: Any, path: str = "") -> Any:
     except ValueError as exc:
         if isinstance(exc, ConfigError):
             raise
-        raise ConfigError(f"{where}: {exc}") from None
+        text = str(exc)
+        raise ConfigError(text if text.startswith(f"{where}.") else f"{where}: {text}") from None  # named once
 
 
 def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> RunConfig:

@@ -149,6 +149,7 @@ CASES = [
          lambda t: _predictor_json(t, lambda m: m["val"].update(mape=0.9))),
     Case("predictor-transfer-self", "predictor", ("fit", "--config", SMOKE, "--run-dir", "{run}", "--target",
          "cpu-t1-torch-b1", "--transfer-from", "cpu-t1-torch-b1"), "fitted"),
+    Case("run-not-measured", "run", ("search", "--config", SMOKE, "--run-dir", "{run}")),
     Case("run-not-evaluated", "run", ("report", "--config", SMOKE, "--run-dir", "{run}"), "fitted", _search_done),
     Case("run-export-before-evaluate", "run", ("export", "--run-dir", "{run}", "--candidate", "lam9-seed0", "--onnx",
          "{tmp}/x.onnx"), "fitted"),

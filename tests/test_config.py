@@ -26,7 +26,7 @@ def test_shipped_profiles_load(name):
         ({"network": {"layers": "five"}}, "network.layers: expected an integer, got 'five'"),
         ({"data": {"dataset": "imagenet"}}, "data: dataset must be one of"),
         ({"fit": {"max_val_mape": 0}}, "fit: max_val_mape must be > 0"),
-        ({"space": {"ops": ["sep_conv_9x9"]}}, "space: space.ops: unknown ops"),
+        ({"space": {"ops": ["sep_conv_9x9"]}}, "^space.ops: unknown ops"),
         ({"evaluate": {"train": {"epochs": True}}}, "evaluate.train.epochs: expected an integer, got True"),
     ],
 )
