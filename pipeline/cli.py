@@ -85,9 +85,7 @@ def _open_run(args: argparse.Namespace):
         check_runtimes(cfg.targets)
     check_reachable(getattr(args, "address", None))  # before anything is written
     path = Path(args.run_dir or Path("runs") / cfg.name)
-    if args.command not in CREATING_COMMANDS and not (path / "config.yaml").is_file():
-        raise PipelineError(f"{path} is not a run directory yet: run `lanas measure` (or `lanas reproduce`) first")
-    return RunDir.open(path, cfg, overwrite=args.overwrite)
+    return RunDir.open(path, cfg, overwrite=args.overwrite, create=args.command in CREATING_COMMANDS)
 
 
 def cmd_measure(args: argparse.Namespace) -> None:

@@ -68,15 +68,18 @@ class RunDir:
     config: RunConfig
 
     @classmethod
-    def open(cls, path: str | Path, config: RunConfig, overwrite: bool = False) -> "RunDir":
+    def open(cls, path: str | Path, config: RunConfig, overwrite: bool = False, create: bool = True) -> "RunDir":
         """Create the run directory, or reopen one made with the same config.
 
         A run directory whose config differs (apart from ``measure.num_archs``, which
         may grow, and ``search.budgets_ms``, which accumulate: the stored config keeps
         every budget searched in the run) is refused unless ``overwrite``, which
-        replaces only config.yaml."""
+        replaces only config.yaml. Without ``create``, a folder that is not a run directory
+        yet is refused (the stages after measure need one)."""
         root = Path(path)
         cfg_file = root / "config.yaml"
+        if not create and not cfg_file.is_file():
+            raise PipelineError(f"{root} is not a run directory yet: run `lanas measure` (or `lanas reproduce`) first")
         if cfg_file.exists() and not overwrite:
             try:
                 old = config_from_dict(yaml.safe_load(cfg_file.read_text(encoding="utf-8")) or {})

@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from lanas.target import Target
 from pipeline.rundir import STAGES, RunDir
 
 STALE_DIR = "stale"
@@ -37,20 +38,16 @@ def _sha(path: Path) -> str:
     return hashlib.sha1(path.read_bytes()).hexdigest()[:12] if path.is_file() else "missing"
 
 
-def dataset_identity(run: RunDir, spec: str) -> str:
-    """``<architectures>:<id>`` of the usable rows fit learns from on target ``spec``
-    (every sampler but ``derived``: the closed loop adds those within the search)."""
+def dataset_identity(run: RunDir, target: Target) -> str:
+    """``<architectures>:<id>`` of the usable rows fit learns from on ``target`` (every
+    sampler but ``derived``: the closed loop adds those within the search)."""
     from pipeline.measure import usable_rows
 
-    target = next(t for t in run.config.targets if t.spec == spec)
-    hw = run.hardware_ids().get(spec)
+    hw = run.hardware_ids().get(target.spec)
     if hw is None:
         return "0:none"
-    ids = sorted(
-        r["arch_id"]
-        for r in usable_rows(run, target, hw, ["status", "latency_ratio", "sampler"])
-        if r["sampler"] != "derived"
-    )
+    rows = usable_rows(run, target, hw, ["status", "latency_ratio", "sampler"])
+    ids = sorted(r["arch_id"] for r in rows if r["sampler"] != "derived")
     return f"{len(ids)}:{hashlib.sha1(json.dumps(ids).encode()).hexdigest()[:12]}"
 
 
@@ -70,7 +67,7 @@ def inputs(run: RunDir, stage: str, summary: dict[str, Any] | None = None) -> di
     if stage == "measure":
         out["sampled"] = int((summary or {}).get("sampled", run.config.measure.num_archs))
     elif stage == "fit":
-        out.update({f"dataset:{t.spec}": dataset_identity(run, t.spec) for t in run.config.targets})
+        out.update({f"dataset:{t.spec}": dataset_identity(run, t) for t in run.config.targets})
     elif stage == "search":
         out.update(_predictors(run))
     elif stage == "evaluate":
@@ -112,8 +109,11 @@ def stale_reason(run: RunDir, stage: str) -> str | None:
     new = inputs(run, stage)
     for key, value in new.items():
         before = old.get(key)
-        changed = before is not None and (value > before if key == "sampled" else value != before)
-        if changed or (before is None and key != "sampled"):
+        if key == "sampled":  # more may have been measured than the config asks for now
+            changed = before is not None and value > before
+        else:  # a key the marker lacks counts as changed
+            changed = value != before
+        if changed:
             return _why(key, before, value)
     return None
 
@@ -122,12 +122,10 @@ def archive(run: RunDir, stage: str) -> Path | None:
     """Move a stale stage's outputs to ``stale/<stage>-<time>/`` and clear its marker.
     Measure keeps its dataset in place; evaluate its per-architecture caches, unless the
     config changed (they were made under another one)."""
-    src = run.path / stage
-    dest = run.path / STALE_DIR / f"{stage}-{time.strftime('%Y%m%dT%H%M%S')}"
-    keep_caches = stage == "evaluate" and (_recorded(run, stage) or {}).get("config") == run.config.identity()
+    src, dest = run.path / stage, run.path / STALE_DIR / f"{stage}-{time.strftime('%Y%m%dT%H%M%S')}"
     if stage == "measure":
         dest = None
-    elif keep_caches:
+    elif stage == "evaluate" and (_recorded(run, stage) or {}).get("config") == run.config.identity():
         dest.mkdir(parents=True)
         for name in ("results.jsonl", "DONE.json"):
             if (src / name).is_file():
