@@ -21,6 +21,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 
 DATASETS = ("digits", "cifar10")
+NOISE_SEED = 4_242  # the pixel noise of digits is drawn with data.seed + this
 CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 
 
@@ -34,6 +35,7 @@ class DataSettings:
     limit: int = 0  # keep at most this many training images (0 = all), for quick runs
     seed: int = 0  # seed of the splits
     augment: bool = False  # cifar10: random crop (4-px padding) + horizontal flip on the train split (DARTS)
+    noise: float = 0.0  # digits: std of fixed Gaussian pixel noise added to every image (a harder task)
 
     def __post_init__(self) -> None:
         if self.dataset not in DATASETS:
@@ -47,6 +49,8 @@ class DataSettings:
             raise ValueError(f"limit must be >= 0, got {self.limit}")
         if self.augment and self.dataset != "cifar10":
             raise ValueError("augment (crop and flip) is for cifar10 only: digits are not flip-invariant")
+        if self.noise < 0 or (self.noise and self.dataset != "digits"):
+            raise ValueError(f"noise must be >= 0 and is for digits only, got {self.noise}")
 
     @property
     def in_channels(self) -> int:
@@ -115,7 +119,10 @@ def _digits(s: DataSettings) -> tuple[Dataset, Dataset, Dataset, list[int], list
     if s.limit:
         train_idx = train_idx[: s.limit]
     mean, std = x[train_idx].mean(), x[train_idx].std()
-    full = TensorDataset((x - mean) / std, y)
+    x = (x - mean) / std
+    if s.noise:  # one fixed draw per image (a dataset, not an augmentation), from the split seed
+        x = x + s.noise * torch.randn(x.shape, generator=torch.Generator().manual_seed(s.seed + NOISE_SEED))
+    full = TensorDataset(x, y)
     return full, full, Subset(full, test_idx.tolist()), train_idx.tolist(), val_idx.tolist()
 
 

@@ -96,14 +96,15 @@ class SearchState:
     lam: float
     epoch: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
+    train_arch: bool = True  # False: alpha (and beta) stay at their start (random search with weight sharing)
 
     @classmethod
-    def start(cls, net: SuperNet, settings: SearchSettings, lam: float) -> SearchState:
+    def start(cls, net: SuperNet, settings: SearchSettings, lam: float, train_arch: bool = True) -> SearchState:
         s = settings
         w_opt = torch.optim.SGD(net.weight_parameters(), s.w_lr, momentum=s.w_momentum, weight_decay=s.w_weight_decay)
         w_sched = torch.optim.lr_scheduler.CosineAnnealingLR(w_opt, s.epochs, eta_min=s.w_lr_min)
         a_opt = torch.optim.Adam(net.arch_parameters(), s.a_lr, betas=(0.5, 0.999), weight_decay=s.a_weight_decay)
-        return cls(net, w_opt, a_opt, w_sched, lam)
+        return cls(net, w_opt, a_opt, w_sched, lam, train_arch=train_arch)
 
     def snapshot(self) -> dict[str, Any]:
         """A deep copy (``state_dict()`` tensors are the live ones, changed by later steps)."""
@@ -178,18 +179,21 @@ def search(
     state: dict[str, Any] | None = None,
     seed: int = 0,
     budget: Budget | None = None,
+    train_arch: bool = True,
 ) -> SearchResult:
     """Run (or resume from the snapshot ``state``) one search with coefficient ``lam``,
     or, with a ``budget``, with ``lam`` as the starting multiplier of the budget
     constraint (see :mod:`lanas.budget`). ``on_epoch(metrics, snapshot)`` is called after
     every epoch. Each epoch draws its randomness (the loaders' batch order, Gumbel
     samples) from ``(seed, epoch)`` alone, so a search resumed from an epoch's snapshot
-    is the search that would have run through."""
+    is the search that would have run through. ``train_arch=False`` trains the weights
+    only, on paths drawn from alpha as it started (near uniform): the supernet of a random
+    search with weight sharing (:func:`random_search`)."""
     if not math.isfinite(lam) or (lam < 0 and budget is None):
         raise ValueError(f"lambda must be a finite number >= 0, got {lam}")
     net.to(device)
     predictor.to(device).eval().requires_grad_(False)
-    st = SearchState.start(net, settings, lam)
+    st = SearchState.start(net, settings, lam, train_arch)
     if state is not None:
         st.restore(state)
     last = settings.epochs + (budget.settings.extra_epochs if budget else 0)
@@ -216,7 +220,7 @@ def _search_epoch(
     epoch, net = st.epoch, st.net
     _seed_epoch(seed, epoch, data)
     net.tau = settings.tau_max - (settings.tau_max - settings.tau_min) * min(1.0, epoch / max(1, settings.epochs - 1))
-    update_arch = epoch >= settings.warmup_epochs
+    update_arch = st.train_arch and epoch >= settings.warmup_epochs
     sums, steps, updates = _run_epoch(st, predictor, data, settings, update_arch, budget, device)
     if epoch < settings.epochs:  # extra epochs of a budget search keep the final learning rate
         st.w_sched.step()
@@ -301,3 +305,71 @@ def _epoch_metrics(
         predicted_latency_ratio=derived_latency(net, predictor, device, genotype), genotype=genotype.to_json()
     )
     return metrics
+
+
+RANDOM_SEARCH_SEED = 30_011  # the candidates of a random search with seed s: sample_unique(N, s + this)
+
+
+def score_genotypes(
+    net: SuperNet, genotypes: list[Genotype], val: DataLoader, device: str = "cpu"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Validation cross-entropy and accuracy of each genotype's sub-network with the
+    supernet's shared weights (batch-norm statistics of each validation batch, as the
+    supernet was trained with)."""
+    net.train()
+    ces, accs = [], []
+    with torch.no_grad():
+        for g in genotypes:
+            loss = correct = n = 0.0
+            for x, y in val:
+                x, y = x.to(device), y.to(device)
+                logits = net.forward_genotype(x, g)
+                loss += float(nn.functional.cross_entropy(logits, y, reduction="sum"))
+                correct += float((logits.argmax(1) == y).sum())
+                n += len(y)
+            ces.append(loss / max(n, 1))
+            accs.append(correct / max(n, 1))
+    return torch.tensor(ces), torch.tensor(accs)
+
+
+def random_search(
+    net: SuperNet,
+    predictors: dict[str, LatencyPredictor],
+    lams: list[float],
+    train: DataLoader,
+    val: DataLoader,
+    settings: SearchSettings,
+    candidates: int,
+    device: str = "cpu",
+    on_epoch: Callable[[dict[str, Any], dict[str, Any]], None] | None = None,
+    state: dict[str, Any] | None = None,
+    seed: int = 0,
+) -> list[dict[str, Any]]:
+    """Random search with weight sharing (Li & Talwalkar, 2019) under the LA-DNAS
+    objective: the supernet's weights train for ``settings.epochs`` on paths drawn from
+    a frozen, near-uniform alpha (resumable like :func:`search`); then ``candidates``
+    random architectures (seeded by ``seed``) are scored by their validation CE with the
+    shared weights, and for every predictor (key: its target) and lambda the one that
+    minimises ``CE + lambda * latency term`` is kept. lambda = 0 does not depend on the
+    target: it is picked once (target None). Returns the picks."""
+    first = next(iter(predictors.values()))
+    search(net, first, train, val, settings, 0.0, device, on_epoch, state, seed, train_arch=False)
+    genotypes = net.space.sample_unique(candidates, seed + RANDOM_SEARCH_SEED)
+    _seed_epoch(seed, EPOCH_SEEDS - 1, (val,))
+    ce, acc = score_genotypes(net, genotypes, val, device)
+    x = torch.stack([encode_genotype(g, net.space) for g in genotypes]).to(device)
+    picks = []
+    for key, predictor in predictors.items():
+        predictor.to(device).eval()
+        with torch.no_grad():
+            term = predictor.latency_term(x).cpu()
+        for lam in lams:
+            if lam == 0 and predictor is not first:
+                continue
+            i = int(torch.argmin(ce + lam * term))
+            picks.append({
+                "target": key if lam > 0 else None, "lam": float(lam), "genotype": genotypes[i].to_json(),
+                "proxy_val_ce": float(ce[i]), "proxy_val_acc": float(acc[i]), "latency_term": float(term[i]),
+                "predicted_latency_ratio": float(term[i] * predictor.typical.cpu()),
+            })  # fmt: skip
+    return picks

@@ -24,12 +24,16 @@ from lanas.budget import BudgetSettings
 from lanas.data import DataSettings
 from lanas.measure import MeasureSettings
 from lanas.network import MacroSettings
+from lanas.penalty import METHODS
 from lanas.predictor import PredictorSettings
 from lanas.search import SearchSettings
 from lanas.space import SamplingSettings, SearchSpace
 from lanas.target import Target
 from lanas.train import TrainSettings
 from pipeline.dataset import Setting
+
+# keys added after run directories existed: left out of the identity at their default
+NEWER_KEYS = (("search", "methods"), ("search", "random_candidates"), ("evaluate", "seeds"), ("data", "noise"))
 
 
 class ConfigError(ValueError):
@@ -125,6 +129,10 @@ class SearchConfig:
     budgets_ms: dict[str, tuple[float, ...]] = field(default_factory=dict)
     budget: BudgetSettings = BudgetSettings()  # how a budget search lands inside its budget
     seeds: tuple[int, ...] = (0,)
+    # what the search penalises (lanas.penalty): ladnas (the predictor), lut (ProxylessNAS/FBNet per-edge table),
+    # flops (expected FLOPs), random (random search with weight sharing); all swept by the same Tune run
+    methods: tuple[str, ...] = ("ladnas",)
+    random_candidates: int = 100  # random method: architectures scored with the shared weights per seed
     # closed loop: after a round's sweep, its derived architectures are measured and added to the dataset, the
     # predictors refitted, and the sweep run again; 0 = one sweep (its derived architectures are still measured)
     rounds: int = 0
@@ -146,6 +154,13 @@ class SearchConfig:
             raise ValueError("seeds must not be empty")
         if self.rounds < 0:
             raise ValueError(f"rounds must be >= 0, got {self.rounds}")
+        unknown = [m for m in self.methods if m not in METHODS]
+        if unknown or not self.methods or len(set(self.methods)) != len(self.methods):
+            raise ValueError(f"methods must be distinct names out of {list(METHODS)}, got {list(self.methods)}")
+        if "random" in self.methods and self.settings.mode == "pcdarts":
+            raise ValueError("method random scores sub-networks at full width: use settings.mode gdas or darts")
+        if self.random_candidates < 1:
+            raise ValueError(f"random_candidates must be >= 1, got {self.random_candidates}")
 
     def budget_list(self) -> list[tuple[str, float]]:
         """(target spec, budget ms) of every budget, in config order, without repeats."""
@@ -159,6 +174,7 @@ class EvaluateConfig:
     published: bool = True  # also train the published genotypes (DARTS V1/V2, PC-DARTS)
     trivial: bool = True  # also train the no-convolution baseline (skip / max-pool cells; lanas.genotype.trivial)
     matched_random: bool = True  # per searched lambda > 0 architecture, a random one of the same predicted latency
+    seeds: tuple[int, ...] = ()  # training seeds of every candidate (accuracy: mean +- std); () = the run's seed
     max_in_flight: int = 0  # training tasks in flight at once; 0 = as many as the cluster fits
     resources: Resources = Resources()
 
@@ -167,6 +183,8 @@ class EvaluateConfig:
             raise ValueError(
                 f"random_archs and max_in_flight must be >= 0, got {self.random_archs}, {self.max_in_flight}"
             )
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"seeds must be distinct, got {list(self.seeds)}")
 
 
 @dataclass(frozen=True)
@@ -223,6 +241,10 @@ class RunConfig:
             "evaluate": ("evaluate (training)", self.evaluate.resources.ray_options()),
         }
 
+    def train_seeds(self) -> tuple[int, ...]:
+        """The training seeds of every evaluated candidate."""
+        return self.evaluate.seeds or (self.seed,)
+
     def setting(self, target: Target) -> Setting:
         """The measurement setting of ``target`` in this run (input size from ``data``)."""
         return Setting(target, self.macro(), self.data.resolution, self.space.ops)
@@ -238,6 +260,9 @@ class RunConfig:
         d["measure"].pop("num_archs")
         d["search"].pop("budgets_ms")
         d.pop("name")
+        for section, key in NEWER_KEYS:  # at their default, as runs made before them were
+            if d[section][key] == _plain(getattr(getattr(RunConfig(), section), key)):
+                d[section].pop(key)
         return d
 
     def identity(self) -> str:

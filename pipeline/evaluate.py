@@ -7,21 +7,24 @@ the trivial no-convolution baseline (``evaluate.trivial``), ``evaluate.random_ar
 random architectures as a reference cloud, and (``evaluate.matched_random``) for every
 architecture searched with lambda > 0 the random architecture whose predicted latency on
 its target is closest to its own (out of ``MATCH_POOL`` uniform samples): the baseline a
-search must beat at equal latency. Phase 1 trains each distinct architecture once, in
-parallel Ray tasks (``evaluate.resources``), keeping its weights in
-``evaluate/weights/`` (for ``lanas export``). Phase 2, after all training has finished,
+search must beat at equal latency (for LA-DNAS's own architectures). Phase 1 trains each
+distinct architecture once per training seed (``evaluate.seeds``), in parallel Ray tasks
+(``evaluate.resources``), keeping the first seed's weights in ``evaluate/weights/`` (for
+``lanas export``). Phase 2, after all training has finished,
 measures every candidate on every target with the stage-1 code, protocol and resources
 (so no training runs beside a timing) into ``evaluate/latency/`` -- a dataset of the
 stage-1 schema: the cross-target latency matrix. Both phases append as results arrive
 and skip what is already there on a re-run.
 
 ``results.jsonl`` has one row per (candidate, target): accuracy (the same on every
-target), measured and predicted latency on that target.
+target; the mean over the training seeds, with ``test_acc_std`` and every seed's
+``test_accs``), measured and predicted latency on that target.
 """
 
 from __future__ import annotations
 
 import json
+import statistics
 import time
 from pathlib import Path
 from typing import Any
@@ -39,20 +42,26 @@ from pipeline.fanout import check_resources, fan_out, slots
 from pipeline.measure import measure_into, missing, probe_same_hardware
 from pipeline.predictor_store import StoredPredictor, load_all
 from pipeline.rundir import RunDir, read_jsonl, write_jsonl
+from pipeline.search import method_of
 
 RANDOM_SEED_OFFSET = 10_000  # random reference architectures use seed + this
 MATCH_SEED_OFFSET = 20_000  # ... and the pool of latency-matched ones seed + this
 MATCH_POOL = 4096  # uniform samples the latency-matched random architectures are chosen from
 EVAL_BATCH = 512  # images per forward pass when scoring val and test
 TRAIN_RETRIES = 2  # retries of a training task whose worker died
+METHOD_PREFIX = {"random": "rs"}  # candidate names of other methods: prefix (rs: random search, not the cloud)
 
 
 def candidate_name(row: dict[str, Any]) -> str:
     """``lam0-seed0`` (shared by every target), ``lam0.3-seed0-cpu-t1-onnxruntime-b1``,
-    ``budget0.2ms-seed0-cpu-t1-onnxruntime-b1``."""
+    ``budget0.2ms-seed0-cpu-t1-onnxruntime-b1``; other methods than ladnas are prefixed
+    (``lut-lam0.3-seed0-cpu-t1-torch-b1``, ``flops-lam0.3-seed0``, ``rs-lam0-seed0``)."""
     if row.get("budget_ms") is not None:
         return f"budget{row['budget_ms']:g}ms-seed{row['seed']}-{row['target']}"
-    base = f"lam{row['lam']:g}-seed{row['seed']}"
+    method = method_of(row)
+    base = (
+        "" if method == "ladnas" else f"{METHOD_PREFIX.get(method, method)}-"
+    ) + f"lam{row['lam']:g}-seed{row['seed']}"
     return f"{base}-{row['target']}" if row["target"] else base
 
 
@@ -60,6 +69,7 @@ def _row(name: str, kind: str, genotype: Genotype, **extra: Any) -> dict[str, An
     return {
         "name": name,
         "kind": kind,
+        "method": None,
         "lam": None,
         "seed": None,
         "searched_for": None,
@@ -75,11 +85,14 @@ def candidates(run: RunDir, stored: dict[str, StoredPredictor]) -> list[dict[str
         {
             "name": candidate_name(r),
             "kind": "searched" if r.get("budget_ms") is None else "budget",
+            "method": method_of(r),
             "lam": r["lam"],
             "seed": r["seed"],
             "searched_for": r["target"],
             "budget_ms": r.get("budget_ms"),
             "genotype": r["genotype"],
+            "search_s": r.get("search_s"),
+            "trial_path": r.get("trial_path"),
         }
         for r in run.stage_results("search")
     ]
@@ -94,7 +107,8 @@ def candidates(run: RunDir, stored: dict[str, StoredPredictor]) -> list[dict[str
     ):
         out.append(_row(f"random-{i}", "random", g))
     if cfg.evaluate.matched_random:
-        out += matched_random(cfg, [c for c in out if c["kind"] == "searched" and c["lam"] > 0], stored)
+        searched = [c for c in out if c["kind"] == "searched" and c["lam"] > 0 and c["method"] == "ladnas"]
+        out += matched_random(cfg, searched, stored)
     for c in out:
         c["arch_id"] = Genotype.from_json(c["genotype"], cfg.space.ops).arch_id
     return out
@@ -124,25 +138,26 @@ def matched_random(
     return out
 
 
-def train_candidate(genotype_json: str, cfg: RunConfig) -> dict[str, Any]:
-    """Inside a Ray task: train from scratch on the train split (train + val with
-    ``evaluate.train.with_val``: then there is no validation accuracy), score on val and
-    test. Returns the scores and the trained weights of the deployed network (without
-    the auxiliary head, which only helps training)."""
+def train_candidate(genotype_json: str, cfg: RunConfig, seed: int) -> dict[str, Any]:
+    """Inside a Ray task: train from scratch with training seed ``seed`` on the train
+    split (train + val with ``evaluate.train.with_val``: then there is no validation
+    accuracy), score on val and test. Returns the scores and the trained weights of the
+    deployed network (without the auxiliary head, which only helps training)."""
     t0 = time.perf_counter()
     torch.set_num_threads(max(1, int(cfg.evaluate.resources.num_cpus)))
     device = "cuda" if cfg.evaluate.resources.num_gpus > 0 and torch.cuda.is_available() else "cpu"
     g = Genotype.from_json(genotype_json, cfg.space.ops)
     s = cfg.evaluate.train
     splits = load_splits(cfg.data, cutout=s.cutout, with_val=s.with_val)
-    torch.manual_seed(cfg.seed)
+    torch.manual_seed(seed)
     net = Network(g, cfg.macro(), auxiliary=s.auxiliary_weight > 0)
-    metrics = train_network(net, loader(splits.train, s.batch_size, True, cfg.seed), s, device)
+    metrics = train_network(net, loader(splits.train, s.batch_size, True, seed), s, device)
     val_acc = None if s.with_val else accuracy_and_loss(net, loader(splits.val, EVAL_BATCH, False), device)[0]
     test_acc, test_loss = accuracy_and_loss(net, loader(splits.test, EVAL_BATCH, False), device)
     state = {k: v.cpu() for k, v in net.state_dict().items() if not k.startswith("aux_head.")}
     return {
         "arch_id": g.arch_id,
+        "train_seed": seed,
         "test_acc": test_acc,
         "test_loss": test_loss,
         "val_acc": val_acc,
@@ -157,41 +172,68 @@ def weights_path(run: RunDir, arch_id: str) -> Path:
     return run.stage("evaluate") / "weights" / f"{arch_id}.pt"
 
 
-def train_all(run: RunDir, unique: dict[str, str], progress: bool) -> dict[str, dict[str, Any]]:
-    """Phase 1: train every architecture not trained yet; returns arch_id -> scores."""
+def train_all(run: RunDir, unique: dict[str, str], progress: bool) -> dict[tuple[str, int], dict[str, Any]]:
+    """Phase 1: train every architecture with every training seed not trained yet; returns
+    (arch_id, seed) -> scores. The weights are kept for the first seed (``lanas export``)."""
     import ray
     from tqdm import tqdm
 
     cfg = run.config
+    seeds = cfg.train_seeds()
     trained_file = run.stage("evaluate") / "trained.jsonl"
-    trained = {r["arch_id"]: r for r in read_jsonl(trained_file) if weights_path(run, r["arch_id"]).is_file()}
-    todo = [a for a in unique if a not in trained]
+    trained = {}
+    for r in read_jsonl(trained_file):
+        key = (r["arch_id"], r.get("train_seed", cfg.seed))  # lines from before training seeds: the run's seed
+        if key[1] != seeds[0] or weights_path(run, r["arch_id"]).is_file():
+            trained[key] = r
+    todo = [(a, s) for a in unique for s in seeds if (a, s) not in trained]
     print(
-        f"[evaluate] {len(unique)} distinct architectures; training {len(todo)} for {cfg.evaluate.train.epochs} "
-        f"epochs, {len(unique) - len(todo)} already trained",
+        f"[evaluate] {len(unique)} distinct architectures x {len(seeds)} training seed(s) {list(seeds)}; training "
+        f"{len(todo)} for {cfg.evaluate.train.epochs} epochs, {len(unique) * len(seeds) - len(todo)} already trained",
         flush=True,
     )
     what, options = cfg.resource_asks()["evaluate"]
     check_resources(what, options)
     task = ray.remote(train_candidate).options(name="evaluate.train", max_retries=TRAIN_RETRIES, **options)
-    bar = tqdm(total=len(todo), unit="arch", desc="evaluate.train", disable=not progress)
+    bar = tqdm(total=len(todo), unit="net", desc="evaluate.train", disable=not progress)
     weights_path(run, "x").parent.mkdir(exist_ok=True)
 
     with trained_file.open("a", encoding="utf-8") as fh:
 
-        def keep(arch_id: str, r: dict[str, Any]) -> None:
-            path = weights_path(run, arch_id)
-            tmp = path.with_name(f".{path.name}.tmp")
-            torch.save(r.pop("state"), tmp)
-            tmp.replace(path)  # weights first: a line in trained.jsonl implies its weights exist
-            trained[arch_id] = r
+        def keep(key: tuple[str, int], r: dict[str, Any]) -> None:
+            state = r.pop("state")
+            if key[1] == seeds[0]:
+                path = weights_path(run, key[0])
+                tmp = path.with_name(f".{path.name}.tmp")
+                torch.save(state, tmp)
+                tmp.replace(path)  # weights first: a line in trained.jsonl implies its weights exist
+            trained[key] = r
             fh.write(json.dumps(r) + "\n")
             fh.flush()
             bar.update(1)
 
-        fan_out(lambda a: task.remote(unique[a], cfg), todo, cfg.evaluate.max_in_flight or slots(options), keep)
+        fan_out(
+            lambda k: task.remote(unique[k[0]], cfg, k[1]), todo, cfg.evaluate.max_in_flight or slots(options), keep
+        )
     bar.close()
     return trained
+
+
+def accuracy(trained: dict[tuple[str, int], dict[str, Any]], arch_id: str, seeds: tuple[int, ...]) -> dict[str, Any]:
+    """An architecture's scores over its training seeds: the mean accuracy (test, val,
+    train), the test accuracy's sample standard deviation and every seed's test accuracy."""
+    rs = [trained[(arch_id, s)] for s in seeds]
+    tests = [r["test_acc"] for r in rs]
+    vals = [r["val_acc"] for r in rs if r["val_acc"] is not None]
+    return {
+        "test_acc": statistics.mean(tests),
+        "test_acc_std": statistics.stdev(tests) if len(tests) > 1 else None,
+        "test_accs": tests,
+        "train_seeds": list(seeds),
+        "val_acc": statistics.mean(vals) if vals else None,
+        "train_acc": statistics.mean(r["train_acc"] for r in rs),
+        "params": rs[0]["params"],
+    }
 
 
 def measure_all(run: RunDir, unique: dict[str, str], progress: bool) -> dict[tuple[str, str], dict[str, Any]]:
@@ -225,6 +267,7 @@ def run_evaluate(run: RunDir, progress: bool = True) -> list[dict[str, Any]]:
     unique = {c["arch_id"]: c["genotype"] for c in cands}
     trained = train_all(run, unique, progress)
     rows = measure_all(run, unique, progress)
+    scores = {a: accuracy(trained, a, cfg.train_seeds()) for a in unique}
 
     # join: accuracy, measured and predicted latency, per target
     x = torch.stack([encode_genotype(Genotype.from_json(c["genotype"], cfg.space.ops), cfg.space) for c in cands])
@@ -232,14 +275,14 @@ def run_evaluate(run: RunDir, progress: bool = True) -> list[dict[str, Any]]:
     for t in cfg.targets:
         p = stored[t.spec]
         for c, ratio in zip(cands, p.predict_ratio(x).tolist()):
-            tr, m = trained[c["arch_id"]], rows.get((t.spec, c["arch_id"]), {})
+            tr, m = scores[c["arch_id"]], rows.get((t.spec, c["arch_id"]), {})
             ok = m.get("status") == "ok"
             results.append(
                 {
                     **c,
                     "target": t.spec,
                     "hardware": p.meta.hardware,
-                    **{k: tr[k] for k in ("test_acc", "val_acc", "train_acc", "params")},
+                    **tr,
                     "measured_latency_ratio": m.get("latency_ratio") if ok else None,
                     "measured_latency_ms": m["latency_ratio"] * p.reference_ms if ok else None,
                     "measured_raw_ms": m.get("latency_ms") if ok else None,

@@ -12,7 +12,10 @@ Writes, in ``report/``:
   latency, accuracy, ``met`` (measured <= budget), the best lambda-sweep architecture under it;
 * ``specialisation.csv`` / ``.png`` -- for targets A != B, the architecture searched for A
   measured on B against the one searched for B, at the same lambda and seed;
-* ``report.md`` -- all of it, with hypervolume, latency saved at equal-or-better
+* ``methods.png`` -- every search method's front on every target (``search.methods``:
+  LA-DNAS against lut, flops and random search; :mod:`pipeline.compare`);
+* ``report.md`` -- all of it, with the method comparison (intervals over search seeds,
+  verdicts), hypervolume, latency saved at equal-or-better
   accuracy versus lambda = 0, prediction error, the predictors side by side and the
   run manifest.
 
@@ -34,19 +37,21 @@ import numpy as np
 
 from lanas import quality
 from lanas.pareto import dominated_share, equal_size_hypervolume, hypervolume, pareto_mask
-from pipeline import predictor_store
+from pipeline import compare, predictor_store
 from pipeline.rundir import RunDir, read_jsonl, write_atomic
 
 CSV_FIELDS = [
     "target",
     "name",
     "kind",
+    "method",
     "searched_for",
     "lam",
     "budget_ms",
     "seed",
     "arch_id",
     "test_acc",
+    "test_acc_std",
     "val_acc",
     "measured_latency_ms",
     "measured_raw_ms",
@@ -630,6 +635,26 @@ def _specialisation_lines(spec_rows: list[dict[str, Any]]) -> list[str]:
     return lines + [""]
 
 
+def methods_section(run: RunDir, specs: list[str], methods: dict, spreads: dict) -> list[str]:
+    """LA-DNAS against its peers (:mod:`pipeline.compare`), every target."""
+    cfg = run.config
+    lines = [
+        "## LA-DNAS against its peers",
+        "",
+        f"Methods {', '.join(f'`{m}`' for m in cfg.search.methods)}; search seeds {list(cfg.search.seeds)}, "
+        f"λ grid {list(cfg.search.lambdas)}; every architecture trained with seeds {list(cfg.train_seeds())}. "
+        "Each method evaluates one architecture per (λ, seed); λ = 0 is the same plain search for every "
+        "gradient method. Verdicts are LA-DNAS minus the peer, paired by search seed: an interval holding 0 "
+        "is a tie.",
+        "",
+        "![Every method's front](methods.png)",
+        "",
+    ]
+    for s in specs:
+        lines += compare.section(s, methods[s], spreads[s])
+    return lines
+
+
 def markdown(run: RunDir, sections: list[str], cross: list[str]) -> str:
     fit_md = run.path / "fit" / "metrics.md"
     cfg = run.config
@@ -665,28 +690,44 @@ def markdown(run: RunDir, sections: list[str], cross: list[str]) -> str:
 
 
 def run_report(run: RunDir) -> str:
-    results = run.stage_results("evaluate")
+    every = run.stage_results("evaluate")
+    # LA-DNAS's own sections see its architectures; the method comparison sees every method's
+    results = [r for r in every if compare.method_of(r) in (None, "ladnas")]
     folder = run.stage("report")
     specs = [t.spec for t in run.config.targets]
     hardware = {r["target"]: r["hardware"] for r in results}
     per_target = {s: on_target(results, s) for s in specs}
     analyses = {s: analyse(rows) for s, rows in per_target.items()}
+    all_methods = {s: on_target(every, s) for s in specs}
+    methods = {s: compare.compare_methods(rows, run.config.seed) for s, rows in all_methods.items()}
+    spreads = {s: compare.task_spread(rows) for s, rows in all_methods.items()}
     matrix, spec_rows = latency_matrix(results, specs), specialisation(results, specs)
     budget_rows = budgets(results)
-    write_csv(folder / "pareto.csv", results)
+    write_csv(folder / "pareto.csv", every)
     if budget_rows:
         _csv(folder / "budgets.csv", budget_rows, BUDGET_FIELDS)
     _csv(folder / "latency_matrix.csv", matrix, ["name", "kind", "searched_for", "lam", "seed", "test_acc", *specs])
     _csv(folder / "specialisation.csv", spec_rows, list(spec_rows[0]) if spec_rows else ["deployed_on"])
     plot(folder / "pareto.png", per_target, hardware)
+    compare.plot(folder / "methods.png", all_methods, hardware)
     if spec_rows:
         plot_specialisation(folder / "specialisation.png", spec_rows, specs)
     write_atomic(
         folder / "analysis.json",
-        json.dumps({"targets": analyses, "specialisation": spec_rows, "budgets": budget_rows}, indent=2),
+        json.dumps(
+            {
+                "targets": analyses,
+                "methods": methods,
+                "task_spread": spreads,
+                "specialisation": spec_rows,
+                "budgets": budget_rows,
+            },
+            indent=2,
+        ),  # fmt: skip
     )
     sections = [line for s in specs for line in target_section(s, hardware[s], per_target[s], analyses[s])]
     sections += budget_section(budget_rows)
+    sections += methods_section(run, specs, methods, spreads)
     write_atomic(folder / "report.md", markdown(run, sections, cross_target_section(matrix, spec_rows, specs)))
     run.mark_done(
         "report", {"front": {s: sum(bool(r.get("on_front")) for r in rows) for s, rows in per_target.items()}}

@@ -31,14 +31,17 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
+from lanas import penalty
 from lanas.budget import Budget, reachable
 from lanas.data import load_splits, loader
 from lanas.genotype import Genotype
-from lanas.predictor import LatencyPredictor
+from lanas.penalty import GRADIENT_METHODS
+from lanas.penalty import METHODS as METHOD_ORDER
 from lanas.quality import regression_metrics
-from lanas.search import build_supernet, search
+from lanas.search import build_supernet, random_search, search
 from lanas.target import Target
 from pipeline import predictor_store
 from pipeline.config import RunConfig
@@ -53,52 +56,74 @@ EXPERIMENT = "sweep"  # Tune experiment of the first sweep; later extensions get
 
 
 def plan(cfg: RunConfig) -> list[dict[str, Any]]:
-    """The trials of the sweep: (target spec, lambda, seed) with lambda = 0 once per seed
-    (target None), then (target spec, budget, seed) with lambda starting at 0."""
+    """The trials of the sweep, per seed: lambda = 0 once (target None: it ignores latency,
+    so it is the same plain search for every gradient method and target); per lambda > 0
+    and method, one trial per target (``ladnas``, ``lut``) or one for all (``flops``); one
+    ``random`` trial (its supernet serves every lambda and target); then (target, budget)
+    trials of ``ladnas`` with lambda starting at 0."""
     out = []
+    methods = cfg.search.methods
     for seed in cfg.search.seeds:
         for lam in cfg.search.lambdas:
-            specs = [None] if lam == 0 else [t.spec for t in cfg.targets]
-            out += [{"target": spec, "lam": float(lam), "seed": int(seed), "budget_ms": None} for spec in specs]
-        out += [{"target": spec, "lam": 0.0, "seed": int(seed), "budget_ms": t} for spec, t in cfg.search.budget_list()]
+            for method in [m for m in methods if m in GRADIENT_METHODS] if lam else ["ladnas"]:
+                specs = [None] if lam == 0 or method == "flops" else [t.spec for t in cfg.targets]
+                out += [{"method": method, "target": spec, "lam": float(lam), "seed": int(seed), "budget_ms": None}
+                        for spec in specs]  # fmt: skip
+        if "random" in methods:
+            out.append({"method": "random", "target": None, "lam": None, "seed": int(seed), "budget_ms": None})
+        out += [{"method": "ladnas", "target": spec, "lam": 0.0, "seed": int(seed), "budget_ms": t}
+                for spec, t in cfg.search.budget_list()]  # fmt: skip
     return out
 
 
+def method_of(row: dict[str, Any]) -> str:
+    """A trial's or row's method (rows written before methods existed are ``ladnas``)."""
+    return row.get("method") or "ladnas"
+
+
 def trial_key(trial: dict[str, Any]) -> tuple:
-    """What identifies a trial (a budget trial's final lambda is a result, not a key)."""
+    """What identifies a trial (a budget trial's final lambda is a result, not a key; every
+    row a random trial picked shares the trial's key)."""
+    method = method_of(trial)
+    if method == "random":
+        return ("random", trial["seed"])
     if trial.get("budget_ms") is not None:
         return (trial["target"], "budget", float(trial["budget_ms"]), trial["seed"])
-    return (trial["target"] or "", "lam", float(trial["lam"]), trial["seed"])
+    key = (trial["target"] or "", "lam", float(trial["lam"]), trial["seed"])
+    return key if method == "ladnas" else (method, *key)
 
 
 def trial_name(trial: dict[str, Any]) -> str:
+    method = method_of(trial)
+    prefix = "" if method == "ladnas" else f"{method},"
+    if method == "random" and trial["lam"] is None:
+        return f"search[random,seed={trial['seed']}]"
     where = f"{trial['target']}," if trial["target"] else ""
     what = f"budget={trial['budget_ms']:g}ms" if trial.get("budget_ms") is not None else f"lam={trial['lam']:g}"
-    return f"search[{where}{what},seed={trial['seed']}]"
+    return f"search[{prefix}{where}{what},seed={trial['seed']}]"
 
 
-def _trainable(
-    config: dict[str, Any],
-    cfg: RunConfig,
-    trials: list[dict[str, Any]],
-    predictors: dict[str, tuple[dict, tuple[int, ...], float]],
-) -> None:
-    """One Tune trial: a thin wrapper around lanas.search.search."""
+def penalty_key(trial: dict[str, Any], cfg: RunConfig) -> str:
+    """The penalty model a gradient trial minimises: ``<method>:<target spec>`` (lambda = 0
+    reports the first target's predicted latency; it does not steer the search)."""
+    method = method_of(trial)
+    if method == "flops":
+        return "flops:"
+    return f"{method if trial['lam'] else 'ladnas'}:{trial['target'] or cfg.targets[0].spec}"
+
+
+def _trainable(config: dict[str, Any], cfg: RunConfig, trials: list[dict[str, Any]], penalties: dict) -> None:
+    """One Tune trial: a thin wrapper around lanas.search.search (random_search for the
+    random method). ``penalties``: key -> (state_dict, hidden, reference_ms, unit)."""
     import logging
 
     from ray import tune
 
     logging.getLogger("ray.train").setLevel(logging.WARNING)  # no "Checkpoint successfully created" per epoch
-    threads = max(1, int(cfg.search.resources.num_cpus))
-    torch.set_num_threads(threads)
+    torch.set_num_threads(max(1, int(cfg.search.resources.num_cpus)))
     trial = trials[int(config["trial"])]
-    lam, seed = trial["lam"], trial["seed"]
+    seed, method = trial["seed"], method_of(trial)
     device = "cuda" if cfg.search.resources.num_gpus > 0 and torch.cuda.is_available() else "cpu"
-    # lambda = 0 reports the first target's predicted latency; it does not steer the search
-    weights, hidden, reference_ms = predictors[trial["target"] or cfg.targets[0].spec]
-    budget = None if trial["budget_ms"] is None else Budget(trial["budget_ms"] / reference_ms, cfg.search.budget)
-    predictor = LatencyPredictor.for_space(cfg.space, hidden)
-    predictor.load_state_dict(weights)
     s = cfg.search.settings
     splits = load_splits(cfg.data)
     train, val = loader(splits.train, s.batch_size, True, seed), loader(splits.val, s.batch_size, True, seed + 1)
@@ -109,16 +134,63 @@ def _trainable(
     if checkpoint is not None:
         with checkpoint.as_directory() as d:
             state = torch.load(Path(d) / "search_state.pt", map_location="cpu", weights_only=True)
+    first = cfg.targets[0].spec
+    key = penalty_key(trial, cfg) if method != "random" else f"ladnas:{first}"
+    reference, unit = penalties[key][2], penalties[key][3]
 
     def on_epoch(metrics: dict[str, Any], snapshot: dict[str, Any]) -> None:
         report = {k: v for k, v in metrics.items() if isinstance(v, (int, float, str))}
-        report["predicted_latency_ms"] = metrics["predicted_latency_ratio"] * reference_ms
+        report[f"predicted_{unit}"] = metrics["predicted_latency_ratio"] * reference
         report["seed"] = seed
+        if method == "random":
+            report["done"] = False  # done once the candidates are scored
         with tempfile.TemporaryDirectory() as tmp:
             torch.save(snapshot, Path(tmp) / "search_state.pt")
             tune.report(report, checkpoint=tune.Checkpoint.from_directory(tmp))
 
-    search(net, predictor, train, val, s, lam, device=device, on_epoch=on_epoch, state=state, seed=seed, budget=budget)
+    if method != "random":
+        budget = None if trial["budget_ms"] is None else Budget(trial["budget_ms"] / reference, cfg.search.budget)
+        search(net, penalty.from_state(*penalties[key][:2]), train, val, s, trial["lam"], device=device,
+               on_epoch=on_epoch, state=state, seed=seed, budget=budget)  # fmt: skip
+        return
+    predictors = {
+        k.split(":", 1)[1]: penalty.from_state(*v[:2]) for k, v in penalties.items() if k.startswith("ladnas:")
+    }
+    picks = random_search(net, predictors, list(cfg.search.lambdas), train, val, s, cfg.search.random_candidates,
+                          device, on_epoch, state, seed)  # fmt: skip
+    for p in picks:
+        p["predicted_latency_ms"] = p["predicted_latency_ratio"] * penalties[f"ladnas:{p['target'] or first}"][2]
+    tune.report({"done": True, "seed": seed, "picks": json.dumps(picks), "epoch": s.epochs})
+
+
+def penalties(run: RunDir, stored: dict[str, StoredPredictor]) -> dict[str, tuple[dict, tuple[int, ...], float, str]]:
+    """Key -> (state_dict, hidden, reference, unit: ``latency_ms`` or ``mflops``) of every penalty model the sweep
+    needs: each target's stored predictor (``ladnas:<spec>``), its lookup table fitted on
+    the predictor's training rows (``lut:<spec>``), the FLOPs table (``flops:``)."""
+    from pipeline.fit import load_rows
+
+    cfg = run.config
+    out = {
+        f"ladnas:{spec}": (p.model.state_dict(), p.meta.hidden, p.reference_ms, "latency_ms")
+        for spec, p in stored.items()
+    }
+    if "lut" in cfg.search.methods:
+        for t in cfg.targets:
+            train = load_rows(run, t, stored[t.spec].meta.hardware)[0]["train"]
+            x = torch.tensor(np.stack(train["encoding"].to_numpy()), dtype=torch.float32)
+            y = torch.tensor(train["latency_ratio"].to_numpy(), dtype=torch.float32)
+            out[f"lut:{t.spec}"] = (
+                penalty.lut_table(cfg.space, x, y).state_dict(),
+                (),
+                stored[t.spec].reference_ms,
+                "latency_ms",
+            )
+    if "flops" in cfg.search.methods:
+        table, worst = penalty.flops_table(cfg.space, cfg.macro(), cfg.data.resolution)
+        print(f"[search] FLOPs table of the deployed network: median {float(table.typical):.3g} MFLOPs, "
+              f"exact to {worst:.1e}", flush=True)  # fmt: skip
+        out["flops:"] = (table.state_dict(), (), 1.0, "mflops")
+    return out
 
 
 def _tuner(run: RunDir, trials: list[dict[str, Any]], stored: dict, resume: bool, verbose: bool, experiment: str):
@@ -126,9 +198,8 @@ def _tuner(run: RunDir, trials: list[dict[str, Any]], stored: dict, resume: bool
 
     cfg = run.config
     storage = (run.stage("search") / "tune").resolve()
-    predictors = {spec: (p.model.state_dict(), p.meta.hidden, p.reference_ms) for spec, p in stored.items()}
     trainable = tune.with_resources(
-        tune.with_parameters(_trainable, cfg=cfg, trials=trials, predictors=predictors),
+        tune.with_parameters(_trainable, cfg=cfg, trials=trials, penalties=penalties(run, stored)),
         cfg.search.resources.as_bundle(),
     )
     path = storage / experiment
@@ -197,6 +268,7 @@ def _row(
     budget = trial["budget_ms"]
     return {
         **trial,
+        "method": method_of(trial),
         "lam": float(m["lam"]),
         "hardware": stored[trial["target"]].meta.hardware if trial["target"] else None,
         "arch_id": g.arch_id,
@@ -206,11 +278,33 @@ def _row(
         "latency_term": m.get("latency_term"),
         "predicted_latency_ratio": m.get("predicted_latency_ratio"),
         "predicted_latency_ms": ms,
+        "predicted_mflops": m.get("predicted_mflops"),
         "epochs": m.get("epoch"),
         "lam_updates": m.get("lam_updates"),
         "in_window": None if budget is None else bool(Budget(budget, cfg.search.budget).inside(ms)),
+        "search_s": m.get("time_total_s"),
         "trial_path": path,
     }
+
+
+def _random_rows(
+    trial: dict[str, Any], m: dict[str, Any], stored: dict[str, StoredPredictor], cfg: RunConfig, path: str
+) -> list[dict[str, Any]]:
+    """The rows of a random trial: one per (target, lambda) pick (lambda = 0 once, target None);
+    ``val_acc`` is the proxy accuracy with the shared weights."""
+    out = []
+    for p in json.loads(m["picks"]):
+        g = Genotype.from_json(p["genotype"], cfg.space.ops)
+        out.append({
+            **trial, "target": p["target"], "lam": p["lam"],
+            "hardware": stored[p["target"]].meta.hardware if p["target"] else None,
+            "arch_id": g.arch_id, "genotype": g.to_json(), "val_acc": p["proxy_val_acc"],
+            "proxy_val_ce": p["proxy_val_ce"], "latency_term": p["latency_term"],
+            "predicted_latency_ratio": p["predicted_latency_ratio"], "predicted_latency_ms": p["predicted_latency_ms"],
+            "epochs": m.get("epoch"), "candidates": cfg.search.random_candidates,
+            "search_s": m.get("time_total_s"), "trial_path": path,
+        })  # fmt: skip
+    return out
 
 
 def _collect(
@@ -221,10 +315,14 @@ def _collect(
     for r in results:
         m = r.metrics or {}
         trial = trials[int((r.config or {}).get("trial", -1))]
-        if r.error is not None or "genotype" not in m or not m.get("done"):
+        finished = "picks" in m if method_of(trial) == "random" else "genotype" in m
+        if r.error is not None or not finished or not m.get("done"):
             errors.append(f"{trial_name(trial)}: {str(r.error).splitlines()[0] if r.error else 'did not finish'}")
             continue
-        rows.append(_row(trial, m, stored, cfg, r.path))
+        if method_of(trial) == "random":
+            rows += _random_rows(trial, m, stored, cfg, r.path)
+        else:
+            rows.append(_row(trial, m, stored, cfg, r.path))
     if errors:
         raise PipelineError(
             f"{len(errors)} search trial(s) failed after retries: {'; '.join(errors)}; "
@@ -235,9 +333,11 @@ def _collect(
 
 def _announce(cfg: RunConfig, todo: int, kept: int) -> None:
     budgets = [f"{s}={t:g}ms" for s, t in cfg.search.budget_list()]
+    methods = cfg.search.methods
     print(
         f"[search] {todo} trials ({kept} already done): targets {[t.spec for t in cfg.targets]} x lambda in "
         f"{list(cfg.search.lambdas)} x seeds {list(cfg.search.seeds)} (lambda = 0 once per seed, shared)"
+        + (f" x methods {list(methods)}" if methods != ("ladnas",) else "")
         + (f", budgets {budgets}" if budgets else "")
         + f"; mode {cfg.search.settings.mode}, {cfg.search.settings.epochs} epochs each",
         flush=True,
@@ -250,11 +350,11 @@ def _print_row(r: dict[str, Any]) -> None:
     if r.get("budget_ms"):
         window = "inside" if r["in_window"] else "OUTSIDE"
         budget = f", budget {r['budget_ms']:g} ms ({window} its window; lambda ended at {r['lam']:.3g})"
-    print(
-        f"[search] {trial_name(r)}: predicted {r['predicted_latency_ms']:.3f} ms{where}{budget}, "
-        f"val acc {r['val_acc']:.3f}, arch {r['arch_id'][:10]}",
-        flush=True,
-    )
+    cost = (f"predicted {r['predicted_latency_ms']:.3f} ms{where}" if r.get("predicted_mflops") is None
+            else f"expected {r['predicted_mflops']:.3g} MFLOPs")  # fmt: skip
+    acc = "proxy val acc" if method_of(r) == "random" else "val acc"
+    print(f"[search] {trial_name(r)}: {cost}{budget}, {acc} {r['val_acc']:.3f}, arch {r['arch_id'][:10]}",
+          flush=True)  # fmt: skip
 
 
 def _sweep(
@@ -278,13 +378,16 @@ def _sweep(
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     name = experiment if not kept else f"{experiment}-{_extension(trials)}"
     results = _tuner(run, trials, stored, resume, verbose, name).fit()
-    order = lambda r: (r["target"] or "", r.get("budget_ms") or 0.0, r["lam"], r["seed"])  # noqa: E731
-    rows = sorted(kept + _collect(results, trials, stored, cfg), key=order)
+    rows = sorted(kept + _collect(results, trials, stored, cfg), key=_order)
     results_file.parent.mkdir(parents=True, exist_ok=True)
     write_jsonl(results_file, rows)
     for r in rows:
         _print_row(r)
     return rows
+
+
+def _order(r: dict[str, Any]) -> tuple:
+    return (METHOD_ORDER.index(method_of(r)), r["target"] or "", r.get("budget_ms") or 0.0, r["lam"], r["seed"])
 
 
 def results_path(run: RunDir, r: int) -> Path:

@@ -113,6 +113,8 @@ CASES = [
          setup=_smoke_with("lambdas: [0.0, 2.0]", "lambdas: [0.0, big]")),
     Case("config-negative-lambda", "config", ("search", "--config", "{tmp}/bad.yaml", "--run-dir", "{run}"),
          setup=_smoke_with("lambdas: [0.0, 2.0]", "lambdas: [0.0, -2.0]")),
+    Case("config-method", "config", ("search", "--config", "{tmp}/bad.yaml", "--run-dir", "{run}"),
+         setup=_smoke_with("lambdas: [0.0, 2.0]", "lambdas: [0.0, 2.0]\n  methods: [ladnas, proxyless]")),
     Case("config-num-archs", "config", ("measure", "--config", "{tmp}/bad.yaml", "--run-dir", "{run}"),
          setup=_smoke_with("num_archs: 60", "num_archs: 0")),
     Case("config-runtime", "config", ("measure", "--config", "{tmp}/bad.yaml", "--run-dir", "{run}"),

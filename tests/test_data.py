@@ -77,3 +77,11 @@ def test_cifar10_through_the_torchvision_loader(tmp_path):
 def test_cifar10_missing_folder_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="nothing is downloaded"):
         load_splits(DataSettings(dataset="cifar10", root=str(tmp_path)))
+
+
+def test_pixel_noise_is_a_fixed_draw_per_image_and_for_digits_only():
+    clean, a, b = (load_splits(DataSettings(noise=n)).test[0][0] for n in (0.0, 1.0, 1.0))
+    assert torch.equal(a, b) and not torch.equal(a, clean)  # the same dataset every time: not an augmentation
+    assert 0.5 < float((a - clean).std()) < 1.5
+    with pytest.raises(ValueError, match="noise must be >= 0 and is for digits only"):
+        DataSettings(dataset="cifar10", root="x", noise=0.5)

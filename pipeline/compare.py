@@ -1,0 +1,272 @@
+"""Stage 5, the science: LA-DNAS against its peers (``search.methods``), per target, on
+the same budget of evaluated architectures, with intervals over the search seeds.
+
+Per target and method, from the evaluated rows (accuracy: the mean over the training
+seeds ``evaluate.seeds``; latency: measured):
+
+* **hypervolume** of each search seed's architectures (every lambda of that seed; the
+  shared lambda = 0 search counts for every gradient method), against one reference
+  point for all methods of the target, as a share of the box from that point to (100 %,
+  0 ms); its mean over seeds;
+* **best accuracy**: the most accurate architecture, mean +- std over training seeds;
+* **latency saved at matched accuracy** versus lambda = 0, per seed: the reference is
+  the plain search of that seed (lambda = 0, the same for every method); the fastest
+  lambda > 0 architecture of the method whose accuracy is within the seed-to-seed noise
+  (the pooled training-seed std) of it or better; ``1 - its ms / lambda = 0's ms``
+  (0 when none matches). Mean over seeds;
+* **search wall time**: the Tune trials' own time, summed (a random trial serves every
+  lambda and target of its seed).
+
+Intervals are 95 % percentile bootstrap intervals of two-level draws: the search seeds
+resampled with replacement, and every architecture's accuracy one of its training
+seeds' (so both the search's and the training's seed noise widen them). LA-DNAS against
+each peer: the difference (LA-DNAS - peer) of both means within the same draws (paired
+by seed): an interval above 0 is a win, below 0 a loss, holding 0 a **tie**. With fewer
+than :data:`MIN_SEEDS` search seeds there are no intervals and no verdicts (a bootstrap
+over two seeds is no interval).
+"""
+
+from __future__ import annotations
+
+import statistics
+from typing import Any
+
+import numpy as np
+
+from lanas.pareto import hypervolume, pareto_mask
+from lanas.penalty import GRADIENT_METHODS, METHODS
+
+HV_ACCURACY_MARGIN = 0.01  # reference point: this much below the lowest accuracy ...
+HV_LATENCY_FACTOR = 1.1  # ... and this times the highest latency
+BOOTSTRAP_DRAWS = 1000
+MIN_SEEDS = 3  # search seeds a verdict needs (fewer: figures without intervals)
+LABELS = {
+    "ladnas": "LA-DNAS (predictor)",
+    "lut": "LUT (ProxylessNAS/FBNet)",
+    "flops": "FLOPs penalty",
+    "random": "random search (weight sharing)",
+}
+
+
+def method_of(r: dict[str, Any]) -> str | None:
+    """The search method of an evaluated row (None for the reference kinds)."""
+    if r["kind"] != "searched":
+        return None
+    return r.get("method") or "ladnas"
+
+
+def rows_of(rows: list[dict[str, Any]], method: str) -> list[dict[str, Any]]:
+    """A method's measured architectures on one target; gradient methods share lambda = 0."""
+    shared = method in GRADIENT_METHODS
+    return [
+        r
+        for r in rows
+        if r["measured_latency_ms"] is not None
+        and (method_of(r) == method or (shared and method_of(r) == "ladnas" and r["lam"] == 0.0))
+    ]
+
+
+def seed_noise(rows: list[dict[str, Any]]) -> float | None:
+    """Pooled standard deviation of test accuracy over training seeds (rows with >= 2)."""
+    var = [r["test_acc_std"] ** 2 for r in rows if r.get("test_acc_std") is not None]
+    return float(np.sqrt(np.mean(var))) if var else None
+
+
+def _stats(
+    methods: dict[str, list[dict[str, Any]]],
+    base: dict[int, dict[str, Any]],
+    seeds: list[int],
+    ref: tuple[float, float],
+    tol: float,
+    acc: dict[str, float],
+) -> dict[str, dict[str, list[float]]]:
+    """Per method, per seed of ``seeds`` (repeats allowed): normalised hypervolume and latency
+    saved at matched accuracy, with ``acc`` (arch_id -> accuracy) as every architecture's accuracy."""
+    box = (1 - ref[0]) * ref[1]
+    out = {}
+    for m, mine in methods.items():
+        hv, saved = [], []
+        for s in seeds:
+            pts = [r for r in mine if r["seed"] == s]
+            hv.append(hypervolume([(acc[r["arch_id"]], r["measured_latency_ms"]) for r in pts], ref) / box)
+            floor = acc[base[s]["arch_id"]] - tol
+            fastest = min((r["measured_latency_ms"] for r in pts if r["lam"] > 0 and acc[r["arch_id"]] >= floor),
+                          default=None)  # fmt: skip
+            saved.append(max(0.0, 1 - fastest / base[s]["measured_latency_ms"]) if fastest else 0.0)
+        out[m] = {"hypervolume": hv, "saved": saved}
+    return out
+
+
+def _verdict(lo: float, hi: float) -> str:
+    return "wins" if lo > 0 else "loses" if hi < 0 else "ties"
+
+
+def compare_methods(rows: list[dict[str, Any]], seed: int = 0, draws: int = BOOTSTRAP_DRAWS) -> dict[str, Any]:
+    """The method comparison on one target's rows (see the module docstring)."""
+    names = [m for m in METHODS if any(method_of(r) == m for r in rows)]
+    methods = {m: rows_of(rows, m) for m in names}
+    every = [r for mine in methods.values() for r in mine]
+    if not every:
+        return {"methods": {}, "versus_ladnas": {}}
+    ref = (min(r["test_acc"] for r in every) - HV_ACCURACY_MARGIN, HV_LATENCY_FACTOR * max(
+        r["measured_latency_ms"] for r in every))  # fmt: skip
+    noise = seed_noise([r for r in rows if r["measured_latency_ms"] is not None])
+    tol = noise or 0.0
+    base = {r["seed"]: r for r in methods.get("ladnas", []) if method_of(r) == "ladnas" and r["lam"] == 0.0}
+    seeds = sorted(base)
+    archs = {r["arch_id"]: r.get("test_accs") or [r["test_acc"]] for r in every}
+    point = _stats(methods, base, seeds, ref, tol, {r["arch_id"]: r["test_acc"] for r in every})
+    # the bootstrap: search seeds resampled, and each architecture's accuracy one of its training seeds'
+    rng = np.random.default_rng(seed)
+    boot: dict[str, dict[str, list[float]]] = {m: {"hypervolume": [], "saved": []} for m in methods}
+    diffs: dict[str, dict[str, list[float]]] = {m: {"hypervolume": [], "saved": []} for m in methods}
+    enough = len(seeds) >= MIN_SEEDS
+    for _ in range(draws if enough else 0):
+        drawn = [seeds[i] for i in rng.integers(0, len(seeds), len(seeds))]
+        acc = {a: v[int(rng.integers(0, len(v)))] for a, v in archs.items()}
+        st = _stats(methods, base, drawn, ref, tol, acc)
+        for m in methods:
+            for what in ("hypervolume", "saved"):
+                boot[m][what].append(float(np.mean(st[m][what])))
+                if "ladnas" in st:
+                    diffs[m][what].append(float(np.mean(st["ladnas"][what]) - np.mean(st[m][what])))
+
+    def interval(mean: float, values: list[float]) -> dict[str, Any]:
+        lo, hi = np.quantile(values, [0.025, 0.975]) if values else (None, None)
+        return {"mean": mean, "lo": None if lo is None else float(lo), "hi": None if hi is None else float(hi),
+                "n": len(seeds)}  # fmt: skip
+
+    out: dict[str, Any] = {}
+    for m, mine in methods.items():
+        best = max(mine, key=lambda r: (r["test_acc"], -r["measured_latency_ms"]))
+        trials = {r.get("trial_path"): r.get("search_s") for r in mine if method_of(r) == m}
+        wall = [v for v in trials.values() if v is not None]
+        front = pareto_mask([(r["test_acc"], r["measured_latency_ms"]) for r in mine])
+        out[m] = {
+            "label": LABELS[m],
+            "architectures": len({r["arch_id"] for r in mine}),
+            "seeds": seeds,
+            **{
+                w: interval(float(np.mean(point[m][w])) if seeds else None, boot[m][w])
+                for w in ("hypervolume", "saved")
+            },
+            "per_seed": {w: dict(zip(seeds, point[m][w])) for w in ("hypervolume", "saved")},
+            "best": {
+                "name": best["name"],
+                "test_acc": best["test_acc"],
+                "test_acc_std": best.get("test_acc_std"),
+                "ms": best["measured_latency_ms"],
+            },  # fmt: skip
+            "mean_acc": statistics.mean(r["test_acc"] for r in mine),
+            "search_s": sum(wall) if wall else None,
+            "front": [r["name"] for r, keep in zip(mine, front) if keep],
+        }
+    versus = {}
+    for m in (m for m in methods if m != "ladnas" and "ladnas" in methods):
+        versus[m] = {}
+        for w in ("hypervolume", "saved"):
+            d = interval(out["ladnas"][w]["mean"] - out[m][w]["mean"] if seeds else None, diffs[m][w])
+            versus[m][w] = {**d, "verdict": _verdict(d["lo"], d["hi"]) if d["lo"] is not None else None}
+    return {"reference_point": ref, "seed_noise": noise, "min_seeds": MIN_SEEDS, "methods": out,
+            "versus_ladnas": versus}  # fmt: skip
+
+
+def task_spread(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Is accuracy saturated? The spread (std) of the random cloud's mean accuracies
+    against the seed-to-seed noise (pooled training-seed std)."""
+    cloud = [r for r in rows if r["kind"] == "random"]
+    noise = seed_noise(rows)
+    if len(cloud) < 2:
+        return None
+    spread = statistics.stdev(r["test_acc"] for r in cloud)
+    return {"random_archs": len(cloud), "spread": spread, "noise": noise, "ratio": spread / noise if noise else None}
+
+
+def _ci(x: dict[str, Any] | None, scale: float, spec: str, unit: str = "") -> str:
+    """``mean unit [lo, hi]``, or the mean alone and why there is no interval."""
+    if x is None or x["mean"] is None:
+        return "—"
+    mean = format(scale * x["mean"], spec) + unit
+    if x["lo"] is None:
+        return f"{mean} (no interval: {x.get('n', 1)} seed{'s' if x.get('n', 1) != 1 else ''})"
+    return f"{mean} [{format(scale * x['lo'], spec)}, {format(scale * x['hi'], spec)}]"
+
+
+def section(spec: str, c: dict[str, Any], spread: dict[str, Any] | None) -> list[str]:
+    """The report's method table and verdicts for one target."""
+    if not c["methods"]:
+        return []
+    noise = c["seed_noise"]
+    lines = [
+        f"### Methods on `{spec}`",
+        "",
+        f"Hypervolume: per search seed, as a share of the box from the reference point (accuracy "
+        f"{100 * c['reference_point'][0]:.1f} %, {c['reference_point'][1]:.3f} ms) to (100 %, 0 ms); mean [95 % "
+        "bootstrap interval, search seeds and each architecture's training seed resampled]. Latency saved: "
+        "versus the plain search (λ = 0) of the same seed, by the fastest λ > 0 architecture within "
+        + (f"{100 * noise:.2f} points (the seed-to-seed noise) of its accuracy" if noise else "its accuracy")
+        + ". Accuracy: test, mean ± std over training seeds.",
+        "",
+        "| method | architectures | hypervolume | best accuracy | latency saved at matched accuracy "
+        "| search wall time |",
+        "|---|---|---|---|---|---|",
+    ]
+    for x in c["methods"].values():
+        b = x["best"]
+        std = f" ± {100 * b['test_acc_std']:.1f}" if b["test_acc_std"] is not None else ""
+        wall = f"{x['search_s']:.0f} s" if x["search_s"] is not None else "—"
+        lines.append(
+            f"| {x['label']} | {x['architectures']} | {_ci(x['hypervolume'], 100, '.1f', ' %')} | "
+            f"{100 * b['test_acc']:.1f}{std} % ({b['ms']:.3f} ms) | {_ci(x['saved'], 100, '.1f', ' %')} | {wall} |"
+        )
+    lines.append("")
+    for m, d in c["versus_ladnas"].items():
+        hv, sv = d["hypervolume"], d["saved"]
+        if hv["verdict"] is None:
+            lines.append(
+                f"- LA-DNAS vs {LABELS[m]}: fewer than {c['min_seeds']} search seeds, no interval: no verdict "
+                f"(hypervolume difference {_ci(hv, 100, '+.1f', ' points')})."
+            )
+            continue
+        lines.append(
+            f"- LA-DNAS vs {LABELS[m]}: **{hv['verdict']}** on hypervolume (difference "
+            f"{_ci(hv, 100, '+.1f', ' points')}), **{sv['verdict']}** on latency saved "
+            f"({_ci(sv, 100, '+.1f', ' points')})."
+        )
+    if spread:
+        ratio = f"{spread['ratio']:.1f}x" if spread["ratio"] else "no training-seed noise measured"
+        lines.append(
+            f"- Is the task saturated? Accuracy spread over the {spread['random_archs']} random architectures "
+            f"{100 * spread['spread']:.2f} points (std) against seed-to-seed noise "
+            + (f"{100 * spread['noise']:.2f} points: {ratio}." if spread["noise"] else f"—: {ratio}.")
+        )
+    return lines + [""]
+
+
+def plot(path, per_target: dict[str, list[dict[str, Any]]], hardware: dict[str, str]) -> None:
+    """One panel per target: every method's architectures (mean accuracy, with the
+    training-seed std as error bars) and each method's front."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = len(per_target)
+    fig, axes = plt.subplots(1, n, figsize=(6.5 * n, 5), squeeze=False)
+    for ax, (spec, rows) in zip(axes[0], per_target.items()):
+        for i, m in enumerate(m for m in METHODS if any(method_of(r) == m for r in rows)):
+            mine = rows_of(rows, m)
+            x, y = [r["measured_latency_ms"] for r in mine], [100 * r["test_acc"] for r in mine]
+            err = [100 * (r.get("test_acc_std") or 0.0) for r in mine]
+            ax.errorbar(x, y, yerr=err, fmt="o", ms=5, c=f"C{i}", alpha=0.7, label=LABELS[m], capsize=2)
+            front = sorted(p for p, k in zip(zip(x, y), pareto_mask([(a, ms) for ms, a in zip(x, y)])) if k)
+            if front:
+                ax.step(*zip(*front), where="post", c=f"C{i}", lw=1.2)
+        ax.set(xlabel=f"measured latency (ms)\n{hardware[spec]}", ylabel="test accuracy (%, mean over seeds)",
+               title=f"target {spec}")  # fmt: skip
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle("LA-DNAS and its peers: every method's front")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
