@@ -36,6 +36,17 @@ from pipeline.dataset import Setting
 NEWER_KEYS = (("search", "methods"), ("search", "random_candidates"), ("evaluate", "seeds"), ("data", "noise"))
 
 
+# the config sections each stage's results depend on (pipeline.staleness)
+_UP_TO_FIT = ("seed", "space", "network", "measure", "fit")
+STAGE_SECTIONS = {
+    "measure": ("seed", "space", "data", "network", "measure"),
+    "fit": _UP_TO_FIT,
+    "search": (*_UP_TO_FIT, "data", "search"),
+    "evaluate": (*_UP_TO_FIT, "data", "search", "evaluate"),
+    "report": (*_UP_TO_FIT, "data", "search", "evaluate"),
+}
+
+
 class ConfigError(ValueError):
     """A config that cannot be used; the message names the key."""
 
@@ -265,8 +276,13 @@ class RunConfig:
                 d[section].pop(key)
         return d
 
-    def identity(self) -> str:
-        return hashlib.sha1(json.dumps(self.identity_dict(), sort_keys=True).encode()).hexdigest()[:12]
+    def identity(self, stage: str | None = None) -> str:
+        """The hash of :meth:`identity_dict`, or of the sections ``stage`` depends on
+        (:data:`STAGE_SECTIONS`: a new λ grid leaves the predictor current)."""
+        d = self.identity_dict()
+        if stage is not None:
+            d = {k: v for k, v in d.items() if k in STAGE_SECTIONS[stage]}
+        return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def _plain(obj: Any) -> Any:

@@ -2,14 +2,18 @@
 the identity of what the stage read when it completed:
 
 ==========  ==============================================================================
-measure     the config identity; how many architectures were sampled (``measure.num_archs``
-            may grow)
-fit         the config identity; per target, the dataset rows it learns from (an id and a
-            count of its architectures; the rows the closed loop adds are the search's own)
-search      the config identity; per target, the predictor's weights (``predictor.pt``)
-evaluate    the config identity; the predictors; ``search/results.jsonl``
-report      the config identity; ``evaluate/results.jsonl``
+measure     the config's identity; how many architectures were sampled
+            (``measure.num_archs`` may grow)
+fit         the config's identity; per target, the dataset rows it learns from (an id and
+            a count of its architectures; the rows the closed loop adds are the search's own)
+search      the config's identity; per target, the predictor's weights (``predictor.pt``)
+evaluate    the config's identity; the predictors; ``search/results.jsonl``
+report      the config's identity; ``evaluate/results.jsonl``
 ==========  ==============================================================================
+
+The config's identity is that of the sections the stage depends on
+(:data:`pipeline.config.STAGE_SECTIONS`): a new λ grid or method list makes search and
+what follows stale, not the predictors.
 
 A completed stage whose inputs have changed since is *stale*. ``reproduce`` re-runs it,
 and so, as their inputs change in turn, the stages after it; a stage's old outputs move
@@ -63,7 +67,7 @@ def _predictors(run: RunDir) -> dict[str, str]:
 
 def inputs(run: RunDir, stage: str, summary: dict[str, Any] | None = None) -> dict[str, Any]:
     """The identity of what ``stage`` reads, now (``summary``: what the stage reports of itself)."""
-    out: dict[str, Any] = {"config": run.config.identity()}
+    out: dict[str, Any] = {"config": run.config.identity(stage)}
     if stage == "measure":
         out["sampled"] = int((summary or {}).get("sampled", run.config.measure.num_archs))
     elif stage == "fit":
@@ -111,11 +115,18 @@ def stale_reason(run: RunDir, stage: str) -> str | None:
         before = old.get(key)
         if key == "sampled":  # more may have been measured than the config asks for now
             changed = before is not None and value > before
+        elif key == "config":  # markers written before per-stage identities hold the whole config's
+            changed = not _same_config(run, stage, before)
         else:  # a key the marker lacks counts as changed
             changed = value != before
         if changed:
             return _why(key, before, value)
     return None
+
+
+def _same_config(run: RunDir, stage: str, recorded: Any) -> bool:
+    """Whether a marker's config identity is this config's, for ``stage`` (or whole: older markers)."""
+    return recorded in (run.config.identity(stage), run.config.identity())
 
 
 def archive(run: RunDir, stage: str) -> Path | None:
@@ -125,7 +136,7 @@ def archive(run: RunDir, stage: str) -> Path | None:
     src, dest = run.path / stage, run.path / STALE_DIR / f"{stage}-{time.strftime('%Y%m%dT%H%M%S')}"
     if stage == "measure":
         dest = None
-    elif stage == "evaluate" and (_recorded(run, stage) or {}).get("config") == run.config.identity():
+    elif stage == "evaluate" and _same_config(run, stage, (_recorded(run, stage) or {}).get("config")):
         dest.mkdir(parents=True)
         for name in ("results.jsonl", "DONE.json"):
             if (src / name).is_file():

@@ -76,12 +76,17 @@ def test_a_grown_dataset_makes_fit_and_what_follows_stale_and_reproduce_reruns_t
     out = _reproduce(run, capsys)
     assert all(f"[reproduce] {s}: complete, skipped" in out for s in STAGES)
 
-    # a config changed with --overwrite makes every stage stale
+    # a config changed with --overwrite makes the stages that depend on what changed stale:
+    # the search settings leave the dataset and the predictor current ...
+    from pipeline.config import config_from_dict
+
     cfg = RunDir.existing(run.path).config
     changed = cfg.to_dict()
     changed["search"]["settings"]["epochs"] = 3
-    from pipeline.config import config_from_dict
-
+    other = RunDir.open(run.path, config_from_dict(changed), overwrite=True)
+    assert [stale_reason(other, s) for s in STAGES] == [None, None] + ["the run's config changed"] * 3
+    # ... the deployed network changes every stage
+    changed["network"]["channels"] = 16
     other = RunDir.open(run.path, config_from_dict(changed), overwrite=True)
     assert all(stale_reason(other, s) == "the run's config changed" for s in STAGES)
 
@@ -95,3 +100,18 @@ def test_a_marker_without_inputs_is_current_and_an_unreadable_one_is_stale(tmp_p
     assert stale_reason(run, "report") is None  # written before markers recorded inputs
     (run.stage("report") / "DONE.json").write_text("{not json")
     assert stale_reason(run, "report") == "its done-marker is unreadable"
+
+
+def test_a_marker_with_the_whole_configs_identity_is_current_and_a_new_lambda_grid_keeps_fit(tmp_path):
+    from conftest import smoke_config
+
+    run = RunDir.open(tmp_path / "run", smoke_config())
+    # markers written before per-stage identities recorded the whole config's
+    (run.stage("report") / "DONE.json").write_text(
+        json.dumps({"inputs": {"config": run.config.identity(), "evaluate": "missing"}})
+    )
+    assert stale_reason(run, "report") is None
+    other = smoke_config(**{"search.lambdas": [0.0, 0.5]})
+    assert other.identity("fit") == run.config.identity("fit") and other.identity("search") != run.config.identity(
+        "search"
+    )
