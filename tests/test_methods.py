@@ -16,7 +16,7 @@ from lanas.penalty import flops_table, lut_table
 from lanas.quality import network_flops
 from lanas.search import SearchSettings, build_supernet, random_search
 from lanas.space import SearchSpace
-from pipeline.compare import compare_methods
+from pipeline.compare import compare_methods, section
 from pipeline.config import ConfigError
 from pipeline.evaluate import accuracy, candidate_name
 from pipeline.search import plan, trial_key
@@ -136,6 +136,11 @@ def test_the_comparison_calls_a_win_a_loss_and_a_tie_from_paired_seed_intervals(
     assert c["methods"]["ladnas"]["saved"]["mean"] == pytest.approx(0.5)
     assert c["methods"]["flops"]["saved"]["mean"] == 0.0  # its lambda > 0 architecture lost accuracy
     assert c["methods"]["ladnas"]["architectures"] == 8 and c["methods"]["lut"]["search_s"] == 40.0
+    md = "\n".join(section("t", c, None))
+    assert "- LA-DNAS vs LUT (ProxylessNAS/FBNet): **ties** on hypervolume (difference " in md
+    assert (
+        "- LA-DNAS vs FLOPs penalty: **wins** on hypervolume" in md and "| random search (weight sharing) | 8 |" in md
+    )
     two_seeds = compare_methods([r for r in rows if r["seed"] < 2])  # a bootstrap over 2 seeds is no interval
     assert two_seeds["versus_ladnas"]["lut"]["hypervolume"]["verdict"] is None
     assert two_seeds["methods"]["lut"]["hypervolume"]["lo"] is None
@@ -155,7 +160,7 @@ def test_every_method_runs_through_reproduce_and_the_same_seeds_derive_the_same_
     from pipeline.search import run_search
     from pipeline.stages import Options
 
-    cfg = smoke_config(**{"search.methods": METHODS, "search.seeds": [0, 1, 2], "evaluate.seeds": [0, 1]})
+    cfg = smoke_config(**{"search.methods": METHODS, "search.seeds": [0, 1], "evaluate.seeds": [0, 1]})
     run = copy_fitted(fitted[0], tmp_path / "run", cfg)
     reproduce(run.path / "config.yaml", run.path, options=Options(progress=False))
     out = capsys.readouterr().out
@@ -163,7 +168,7 @@ def test_every_method_runs_through_reproduce_and_the_same_seeds_derive_the_same_
     searched = [json.loads(x) for x in (run.path / "search" / "results.jsonl").read_text().splitlines()]
     # per seed: lambda 0 (shared), ladnas, lut and flops at lambda 2, random's picks at lambda 0 and 2
     assert sorted((r["method"], r["lam"], r["seed"]) for r in searched) == sorted(
-        (m, lam, s) for s in (0, 1, 2) for m, lam in
+        (m, lam, s) for s in (0, 1) for m, lam in
         [("ladnas", 0.0), ("ladnas", 2.0), ("lut", 2.0), ("flops", 2.0), ("random", 0.0), ("random", 2.0)]
     )  # fmt: skip
     assert all(r["search_s"] > 0 for r in searched)
@@ -179,14 +184,15 @@ def test_every_method_runs_through_reproduce_and_the_same_seeds_derive_the_same_
     md = (report / "report.md").read_text()
     for peer in ("LUT (ProxylessNAS/FBNet)", "FLOPs penalty", "random search (weight sharing)"):
         line = next(x for x in md.splitlines() if x.startswith(f"- LA-DNAS vs {peer}:"))
-        assert any(f"**{v}** on hypervolume" in line for v in ("wins", "ties", "loses")) and "[" in line
+        assert "fewer than 3 search seeds, no interval: no verdict" in line  # two seeds (verdicts: unit test)
 
-    # the same seeds again, from scratch: the same genotypes
-    again = copy_fitted(fitted[0], tmp_path / "again", cfg)
+    # seed 0 again, from scratch, every method: the same genotypes
+    again = copy_fitted(fitted[0], tmp_path / "again", smoke_config(**{"search.methods": METHODS}))
     run_search(again, progress=False)
     rerun = [json.loads(x) for x in (again.path / "search" / "results.jsonl").read_text().splitlines()]
     key = lambda r: (r["method"], r["target"] or "", r["lam"], r["seed"])  # noqa: E731
-    assert {key(r): r["genotype"] for r in rerun} == {key(r): r["genotype"] for r in searched}
+    assert len(rerun) == 6 and all(r["seed"] == 0 for r in rerun)
+    assert {key(r): r["genotype"] for r in rerun} == {key(r): r["genotype"] for r in searched if r["seed"] == 0}
 
 
 def test_run_directories_made_before_methods_existed_keep_their_identity():
