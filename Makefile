@@ -23,7 +23,7 @@ demo: $(STAMP)  ## the whole pipeline on the embedded digits (configs/demo.yaml)
 test: $(STAMP)  ## lint (ruff, configured in pyproject.toml), then the test suite, slow end-to-end tests included
 	$(BIN)/ruff check $(LINTED)
 	$(BIN)/ruff format --check $(LINTED)
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q --durations=12 $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
