@@ -246,7 +246,7 @@ def section(spec: str, c: dict[str, Any], spread: dict[str, Any] | None) -> list
             + (
                 f"against seed-to-seed noise {100 * spread['noise']:.2f} points: {spread['ratio']:.1f}x."
                 if spread["noise"]
-                else "; one training seed, so no seed-to-seed noise to set it against (`evaluate.seeds`)."
+                else "with one training seed, so no seed-to-seed noise to set it against (`evaluate.seeds`)."
             )  # fmt: skip
         )
     return lines + [""]
