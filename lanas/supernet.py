@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from lanas.encoding import derive_genotype, edge_softmax
+from lanas.encoding import derive_genotype, edge_softmax, genotype_weights
 from lanas.genotype import Genotype
 from lanas.network import Backbone, MacroSettings, Preprocess
 from lanas.ops import build_op
@@ -143,8 +143,6 @@ class SuperNet(Backbone):
         chosen inputs as in the discrete network. Needs every op at full width (not pcdarts)."""
         if self.cells[0].edges[0].partial != 1:
             raise ValueError("a genotype's sub-network needs full-width edges: use search mode gdas or darts")
-        from lanas.encoding import genotype_weights
-
         onehot = genotype_weights(genotype, self.space).to(x.device)  # [2, 14, K]
         chosen = onehot.sum(-1)  # 1 on the genotype's edges
         # unchosen edges run 'none' (zeros) when the space has it, else any op, weighted 0

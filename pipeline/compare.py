@@ -101,6 +101,58 @@ def _verdict(lo: float, hi: float) -> str:
     return "wins" if lo > 0 else "loses" if hi < 0 else "ties"
 
 
+STATS = ("hypervolume", "saved")
+
+
+def _bootstrap(methods, base, seeds, ref, tol, archs, seed: int, draws: int):
+    """Two-level bootstrap draws: search seeds resampled, and each architecture's accuracy
+    one of its training seeds' (``archs``: arch_id -> accuracies). Returns per method and
+    statistic the draws' means, and their differences LA-DNAS - method."""
+    rng = np.random.default_rng(seed)
+    boot = {m: {w: [] for w in STATS} for m in methods}
+    diffs = {m: {w: [] for w in STATS} for m in methods}
+    for _ in range(draws if len(seeds) >= MIN_SEEDS else 0):
+        drawn = [seeds[i] for i in rng.integers(0, len(seeds), len(seeds))]
+        acc = {a: v[int(rng.integers(0, len(v)))] for a, v in archs.items()}
+        st = _stats(methods, base, drawn, ref, tol, acc)
+        for m in methods:
+            for w in STATS:
+                boot[m][w].append(float(np.mean(st[m][w])))
+                if "ladnas" in st:
+                    diffs[m][w].append(float(np.mean(st["ladnas"][w]) - np.mean(st[m][w])))
+    return boot, diffs
+
+
+def _interval(mean: float | None, values: list[float], n: int) -> dict[str, Any]:
+    """``mean`` with the 95 % percentile interval of ``values`` (none without draws)."""
+    lo, hi = (float(q) for q in np.quantile(values, [0.025, 0.975])) if values else (None, None)
+    return {"mean": mean, "lo": lo, "hi": hi, "n": n}
+
+
+def _summary(m: str, mine: list[dict[str, Any]], seeds: list[int], point: dict, boot: dict) -> dict[str, Any]:
+    """One method's row: its intervals, per-seed figures, best architecture, wall time, front."""
+    best = max(mine, key=lambda r: (r["test_acc"], -r["measured_latency_ms"]))
+    trials = {r.get("trial_path"): r.get("search_s") for r in mine if method_of(r) == m}
+    wall = [v for v in trials.values() if v is not None]
+    front = pareto_mask([(r["test_acc"], r["measured_latency_ms"]) for r in mine])
+    return {
+        "label": LABELS[m],
+        "architectures": len({r["arch_id"] for r in mine}),
+        "seeds": seeds,
+        **{w: _interval(float(np.mean(point[w])) if seeds else None, boot[w], len(seeds)) for w in STATS},
+        "per_seed": {w: dict(zip(seeds, point[w])) for w in STATS},
+        "best": {
+            "name": best["name"],
+            "test_acc": best["test_acc"],
+            "test_acc_std": best.get("test_acc_std"),
+            "ms": best["measured_latency_ms"],
+        },  # fmt: skip
+        "mean_acc": statistics.mean(r["test_acc"] for r in mine),
+        "search_s": sum(wall) if wall else None,
+        "front": [r["name"] for r, keep in zip(mine, front) if keep],
+    }
+
+
 def compare_methods(rows: list[dict[str, Any]], seed: int = 0, draws: int = BOOTSTRAP_DRAWS) -> dict[str, Any]:
     """The method comparison on one target's rows (see the module docstring)."""
     names = [m for m in METHODS if any(method_of(r) == m for r in rows)]
@@ -116,56 +168,13 @@ def compare_methods(rows: list[dict[str, Any]], seed: int = 0, draws: int = BOOT
     seeds = sorted(base)
     archs = {r["arch_id"]: r.get("test_accs") or [r["test_acc"]] for r in every}
     point = _stats(methods, base, seeds, ref, tol, {r["arch_id"]: r["test_acc"] for r in every})
-    # the bootstrap: search seeds resampled, and each architecture's accuracy one of its training seeds'
-    rng = np.random.default_rng(seed)
-    boot: dict[str, dict[str, list[float]]] = {m: {"hypervolume": [], "saved": []} for m in methods}
-    diffs: dict[str, dict[str, list[float]]] = {m: {"hypervolume": [], "saved": []} for m in methods}
-    enough = len(seeds) >= MIN_SEEDS
-    for _ in range(draws if enough else 0):
-        drawn = [seeds[i] for i in rng.integers(0, len(seeds), len(seeds))]
-        acc = {a: v[int(rng.integers(0, len(v)))] for a, v in archs.items()}
-        st = _stats(methods, base, drawn, ref, tol, acc)
-        for m in methods:
-            for what in ("hypervolume", "saved"):
-                boot[m][what].append(float(np.mean(st[m][what])))
-                if "ladnas" in st:
-                    diffs[m][what].append(float(np.mean(st["ladnas"][what]) - np.mean(st[m][what])))
-
-    def interval(mean: float, values: list[float]) -> dict[str, Any]:
-        lo, hi = np.quantile(values, [0.025, 0.975]) if values else (None, None)
-        return {"mean": mean, "lo": None if lo is None else float(lo), "hi": None if hi is None else float(hi),
-                "n": len(seeds)}  # fmt: skip
-
-    out: dict[str, Any] = {}
-    for m, mine in methods.items():
-        best = max(mine, key=lambda r: (r["test_acc"], -r["measured_latency_ms"]))
-        trials = {r.get("trial_path"): r.get("search_s") for r in mine if method_of(r) == m}
-        wall = [v for v in trials.values() if v is not None]
-        front = pareto_mask([(r["test_acc"], r["measured_latency_ms"]) for r in mine])
-        out[m] = {
-            "label": LABELS[m],
-            "architectures": len({r["arch_id"] for r in mine}),
-            "seeds": seeds,
-            **{
-                w: interval(float(np.mean(point[m][w])) if seeds else None, boot[m][w])
-                for w in ("hypervolume", "saved")
-            },
-            "per_seed": {w: dict(zip(seeds, point[m][w])) for w in ("hypervolume", "saved")},
-            "best": {
-                "name": best["name"],
-                "test_acc": best["test_acc"],
-                "test_acc_std": best.get("test_acc_std"),
-                "ms": best["measured_latency_ms"],
-            },  # fmt: skip
-            "mean_acc": statistics.mean(r["test_acc"] for r in mine),
-            "search_s": sum(wall) if wall else None,
-            "front": [r["name"] for r, keep in zip(mine, front) if keep],
-        }
-    versus = {}
+    boot, diffs = _bootstrap(methods, base, seeds, ref, tol, archs, seed, draws)
+    out = {m: _summary(m, mine, seeds, point[m], boot[m]) for m, mine in methods.items()}
+    versus: dict[str, Any] = {}
     for m in (m for m in methods if m != "ladnas" and "ladnas" in methods):
         versus[m] = {}
-        for w in ("hypervolume", "saved"):
-            d = interval(out["ladnas"][w]["mean"] - out[m][w]["mean"] if seeds else None, diffs[m][w])
+        for w in STATS:
+            d = _interval(out["ladnas"][w]["mean"] - out[m][w]["mean"] if seeds else None, diffs[m][w], len(seeds))
             versus[m][w] = {**d, "verdict": _verdict(d["lo"], d["hi"]) if d["lo"] is not None else None}
     return {"reference_point": ref, "seed_noise": noise, "min_seeds": MIN_SEEDS, "methods": out,
             "versus_ladnas": versus}  # fmt: skip

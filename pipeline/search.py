@@ -31,7 +31,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from lanas import penalty
@@ -167,6 +166,7 @@ def penalties(run: RunDir, stored: dict[str, StoredPredictor]) -> dict[str, tupl
     """Key -> (state_dict, hidden, reference, unit: ``latency_ms`` or ``mflops``) of every penalty model the sweep
     needs: each target's stored predictor (``ladnas:<spec>``), its lookup table fitted on
     the predictor's training rows (``lut:<spec>``), the FLOPs table (``flops:``)."""
+    from pipeline.fit import _arrays as arrays
     from pipeline.fit import load_rows
 
     cfg = run.config
@@ -176,9 +176,7 @@ def penalties(run: RunDir, stored: dict[str, StoredPredictor]) -> dict[str, tupl
     }
     if "lut" in cfg.search.methods:
         for t in cfg.targets:
-            train = load_rows(run, t, stored[t.spec].meta.hardware)[0]["train"]
-            x = torch.tensor(np.stack(train["encoding"].to_numpy()), dtype=torch.float32)
-            y = torch.tensor(train["latency_ratio"].to_numpy(), dtype=torch.float32)
+            x, y = arrays(load_rows(run, t, stored[t.spec].meta.hardware)[0]["train"])
             out[f"lut:{t.spec}"] = (
                 penalty.lut_table(cfg.space, x, y).state_dict(),
                 (),
