@@ -34,6 +34,7 @@ from __future__ import annotations
 import torch
 
 from lanas.genotype import Genotype
+from lanas.ops import shared_prefix
 from lanas.space import SearchSpace
 from lanas.topology import CELL_TYPES, CONCAT, NODES, NONE, NUM_EDGES, edge_index, edge_stride, node_edges
 
@@ -145,6 +146,40 @@ def group_matrix(space: SearchSpace) -> torch.Tensor:
                 m[0, e, o, 0, o] = 1.0
                 m[1, e, o, 1 if edge_stride(True, inp) == 2 else 2, o] = 1.0
     return m.reshape(encoding_size(space), len(EDGE_GROUPS) * k)
+
+
+def sharing_matrices(space: SearchSpace) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """``(gather [2*14*K, S], scatter [S, 3*C])`` of the sharing features, or None when no
+    op of ``space`` shares anything (:func:`lanas.ops.shared_prefix`, ``C`` classes).
+
+    A compiled graph merges what several edges apply to the same input: two max-pools of
+    node 0 are one node, and four convolutions of node 1 share one ReLU (the ONNX
+    export already does; eager PyTorch runs each, but its timings show a smaller
+    discount too). The latency of
+    such a cell is less than the sum of its ops, the more so the more a cell repeats one
+    op on one input -- exactly the cells a latency-aware search produces and uniform
+    sampling rarely does. ``x @ gather`` counts per (cell, input node, class) the edges
+    whose op starts with that class's shared part; ``relu(x @ gather - 1) @ scatter``
+    is then, per (edge group, class), how many of them a compiler can merge away: the
+    table's extra features. (On relaxed encodings it is ``relu(E[count] - 1)``, a
+    lower bound of the expected merged count that tightens as the op mass concentrates.)"""
+    k = len(space.ops)
+    classes = sorted({c for op in space.ops for stride in (1, 2) if (c := shared_prefix(op, stride))})
+    if not classes:
+        return None
+    inputs = range(NODES[-1])  # every id that feeds a later node
+    slots = [(cell, inp, cls) for cell in range(len(CELL_TYPES)) for inp in inputs for cls in classes]
+    gather = torch.zeros(len(CELL_TYPES), NUM_EDGES, k, len(slots))
+    scatter = torch.zeros(len(slots), len(EDGE_GROUPS) * len(classes))
+    for s, (cell, inp, cls) in enumerate(slots):
+        stride = edge_stride(cell == 1, inp)
+        for node in (n for n in NODES if n > inp):
+            for o, op in enumerate(space.ops):
+                if shared_prefix(op, stride) == cls:
+                    gather[cell, edge_index(node, inp), o, s] = 1.0
+        group = 0 if cell == 0 else (1 if stride == 2 else 2)
+        scatter[s, group * len(classes) + classes.index(cls)] = 1.0
+    return gather.reshape(encoding_size(space), len(slots)), scatter
 
 
 def derive_genotype(alpha: torch.Tensor, beta: torch.Tensor | None, space: SearchSpace) -> Genotype:

@@ -114,3 +114,26 @@ register("dil_conv_3x3")(lambda c, stride, affine: DilConv(c, c, 3, stride, 2, 2
 register("dil_conv_5x5")(lambda c, stride, affine: DilConv(c, c, 5, stride, 4, 2, affine))
 
 DARTS_OPS: tuple[str, ...] = op_names()
+
+# What two copies of an op on the same input have in common, which a compiled graph
+# computes once (the ONNX export's common-subexpression elimination merges them, so ONNX
+# Runtime and OpenVINO run them once; tests/test_sharing.py counts the nodes): a
+# parameter-free op is merged whole; an op that starts with a ReLU of its input shares
+# that ReLU. ``skip_connect`` is an identity (nothing to share) except on stride-2 edges,
+# where it is a FactorizedReduce (ReLU first). Ops not listed share nothing.
+_SHARED = {
+    "max_pool_3x3": lambda stride: "max_pool_3x3",
+    "avg_pool_3x3": lambda stride: "avg_pool_3x3",
+    "skip_connect": lambda stride: "relu" if stride == 2 else None,
+    "sep_conv_3x3": lambda stride: "relu",
+    "sep_conv_5x5": lambda stride: "relu",
+    "dil_conv_3x3": lambda stride: "relu",
+    "dil_conv_5x5": lambda stride: "relu",
+}
+
+
+def shared_prefix(name: str, stride: int) -> str | None:
+    """The part of op ``name`` (at ``stride``) that another edge applying an op of the
+    same class to the same input shares with it once compiled, or None."""
+    share = _SHARED.get(name)
+    return share(stride) if share else None

@@ -66,7 +66,7 @@ def flops_table(
     genotypes = list(genotypes) if genotypes is not None else space.sample_unique(FLOPS_ARCHS, FLOPS_SEED)
     x = torch.stack([encode_genotype(g, space) for g in genotypes])
     y = torch.tensor([network_flops(g, macro, resolution) / 1e6 for g in genotypes], dtype=torch.float32)
-    model = LatencyPredictor.for_space(space, ())
+    model = LatencyPredictor.for_space(space, (), sharing=False)  # FLOPs add up exactly: nothing is merged
     model.set_target_stats(y)
     fit_additive(model, x, y)
     model.eval()
@@ -77,7 +77,4 @@ def flops_table(
 
 def from_state(state: dict[str, torch.Tensor], hidden: Sequence[int]) -> LatencyPredictor:
     """A predictor or table rebuilt from its ``state_dict`` (its pooling matrix included)."""
-    pool = state["pool"]
-    model = LatencyPredictor(pool.shape[0], hidden, pool)
-    model.load_state_dict(state)
-    return model.eval()
+    return LatencyPredictor.from_state(state, hidden)

@@ -1,9 +1,12 @@
 """The latency predictor: architecture encoding -> latency, differentiable in its input.
 
-``prediction = mean + std * (additive(x @ pool) + mlp(x))``: the additive term is a
-linear lookup table over op counts per edge group (``pool`` =
-:func:`lanas.encoding.group_matrix`; on CPUs latency is close to additive), and the MLP
-sees the full encoding to learn the interactions (more important on GPUs). The target normalisation
+``prediction = mean + std * (additive(table_features(x)) + mlp(x))``: the additive
+term is a linear lookup table over op counts per edge group (``x @ pool``, ``pool`` =
+:func:`lanas.encoding.group_matrix`; on CPUs latency is close to additive) and, in the
+pipeline's predictor, how many of those ops a graph compiler merges because they repeat
+an op on one input (:func:`lanas.encoding.sharing_matrices`: the one interaction that
+matters on CPUs, and most where a latency-aware search lands); the MLP sees the full
+encoding to learn the other interactions (more important on GPUs). The target normalisation
 (``mean``, ``std``) and the typical latency used to make the search's latency term
 scale-free are buffers saved with the weights.
 
@@ -29,6 +32,7 @@ class PredictorSettings:
     lr: float = 1e-3  # Adam learning rate
     weight_decay: float = 1e-5  # Adam weight decay
     init_additive: bool = True  # start the additive term at the least-squares fit
+    sharing: bool = True  # the table also counts what a compiler merges (lanas.encoding.sharing_matrices)
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1:
@@ -40,13 +44,24 @@ class PredictorSettings:
 
 
 class LatencyPredictor(nn.Module):
-    def __init__(self, in_features: int, hidden: Sequence[int] = (128, 128), pool: torch.Tensor | None = None):
+    def __init__(
+        self,
+        in_features: int,
+        hidden: Sequence[int] = (128, 128),
+        pool: torch.Tensor | None = None,
+        sharing: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ):
         super().__init__()
         self.in_features = in_features
         self.hidden = tuple(hidden)
         # fixed map from the encoding to the additive term's features (identity: one weight per entry)
         self.register_buffer("pool", torch.eye(in_features) if pool is None else pool.clone())
-        self.additive = nn.Linear(self.pool.shape[1], 1)
+        width = self.pool.shape[1]
+        if sharing is not None:  # (gather, scatter) of the sharing features, appended to x @ pool
+            self.register_buffer("share_gather", sharing[0].clone())
+            self.register_buffer("share_scatter", sharing[1].clone())
+            width += sharing[1].shape[1]
+        self.additive = nn.Linear(width, 1)
         layers: list[nn.Module] = []
         width = in_features
         for h in self.hidden:
@@ -66,14 +81,36 @@ class LatencyPredictor(nn.Module):
         self.typical.fill_(float(y.median()))
 
     @classmethod
-    def for_space(cls, space, hidden: Sequence[int]) -> "LatencyPredictor":
-        """The predictor the pipeline uses: grouped additive term + MLP on ``space``'s encoding."""
-        from lanas.encoding import encoding_size, group_matrix
+    def for_space(cls, space, hidden: Sequence[int], sharing: bool = True) -> "LatencyPredictor":
+        """The predictor the pipeline uses: grouped additive term (with the sharing
+        features unless ``sharing`` is False) + MLP on ``space``'s encoding."""
+        from lanas.encoding import encoding_size, group_matrix, sharing_matrices
 
-        return cls(encoding_size(space), hidden, group_matrix(space))
+        return cls(encoding_size(space), hidden, group_matrix(space), sharing_matrices(space) if sharing else None)
+
+    @classmethod
+    def from_state(cls, state: dict[str, torch.Tensor], hidden: Sequence[int]) -> "LatencyPredictor":
+        """A predictor rebuilt from its ``state_dict``, whose buffers carry its feature
+        maps (pooling and, when it has them, sharing matrices); ``hidden`` are its MLP's widths."""
+        pool = state["pool"]
+        sharing = (state["share_gather"], state["share_scatter"]) if "share_gather" in state else None
+        model = cls(pool.shape[0], hidden, pool, sharing)
+        model.load_state_dict(state)
+        return model.eval()
+
+    @property
+    def has_sharing(self) -> bool:
+        return hasattr(self, "share_gather")
+
+    def table_features(self, x: torch.Tensor) -> torch.Tensor:
+        """What the additive term weighs: ``x @ pool``, then the sharing features."""
+        f = x @ self.pool
+        if self.has_sharing:
+            f = torch.cat([f, torch.relu(x @ self.share_gather - 1.0) @ self.share_scatter], dim=-1)
+        return f
 
     def normalised(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.additive(x @ self.pool)
+        out = self.additive(self.table_features(x))
         if self.mlp is not None:
             out = out + self.mlp(x)
         return out.squeeze(-1)
@@ -96,27 +133,29 @@ RIDGE_GRID = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)
 
 def fit_additive(model: LatencyPredictor, x: torch.Tensor, y: torch.Tensor) -> float:
     """Set the additive term to the ridge least-squares fit of the normalised target on
-    ``x @ pool``, each row weighted by ``1 / y**2`` so that the fit minimises the
-    *relative* squared error (what the MLP is trained on and MAPE scores; unweighted
-    least squares lets the fastest architectures -- where the search lands at large
-    lambda -- carry the largest relative errors). The ridge strength is chosen by
-    efficient leave-one-out cross-validation (scikit-learn's RidgeCV). Returns it."""
+    the table features (``x @ pool``, then the sharing features), each row weighted by
+    ``1 / y**2`` so that the fit minimises the *relative* squared error (what the MLP is
+    trained on and MAPE scores; unweighted least squares lets the fastest architectures
+    -- where the search lands at large lambda -- carry the largest relative errors). The
+    ridge strength is chosen by efficient leave-one-out cross-validation (scikit-learn's
+    RidgeCV). Returns it."""
     from sklearn.linear_model import RidgeCV
 
     yn = ((y - model.mean) / model.std).double().numpy()
     w = 1.0 / y.double().numpy() ** 2
-    ridge = RidgeCV(alphas=RIDGE_GRID).fit((x @ model.pool).double().numpy(), yn, sample_weight=w / w.mean())
+    feats = model.table_features(x).double().numpy()
+    ridge = RidgeCV(alphas=RIDGE_GRID).fit(feats, yn, sample_weight=w / w.mean())
     with torch.no_grad():
         model.additive.weight.copy_(torch.as_tensor(ridge.coef_, dtype=torch.float32).unsqueeze(0))
         model.additive.bias.fill_(float(ridge.intercept_))
     return float(ridge.alpha_)
 
 
-def additive_predictor(space, x: torch.Tensor, y: torch.Tensor) -> LatencyPredictor:
+def additive_predictor(space, x: torch.Tensor, y: torch.Tensor, sharing: bool = True) -> LatencyPredictor:
     """The additive model alone (no MLP): the lookup table over op counts per edge group,
     by relative-error ridge least squares in closed form (:func:`fit_additive`) -- what
     model selection weighs the MLP against."""
-    model = LatencyPredictor.for_space(space, ())
+    model = LatencyPredictor.for_space(space, (), sharing)
     _check_targets(y)
     model.set_target_stats(y)
     fit_additive(model, x, y)

@@ -201,7 +201,7 @@ def _train_one(config, settings, train, rank, world, on_epoch=None) -> tuple[Lat
 
     x, y = train
     torch.manual_seed(config["seed"])  # same initial weights on every worker and every run
-    predictor = LatencyPredictor.for_space(SearchSpace(tuple(config["ops"])), settings.hidden)
+    predictor = LatencyPredictor.for_space(SearchSpace(tuple(config["ops"])), settings.hidden, settings.sharing)
     no_val, mine = (x[:0], y[:0]), shard(len(x), rank, world)
     wrap = ray.train.torch.prepare_model
     metrics = train_predictor(
@@ -282,9 +282,10 @@ def train_with_ray(
     with result.checkpoint.as_directory() as d:
         for i, spec in enumerate(specs):
             saved = torch.load(Path(d) / f"predictor_{i}.pt", map_location="cpu", weights_only=True)
-            model = LatencyPredictor.for_space(run.config.space, fit.model.hidden)
-            model.load_state_dict(saved["state"])
-            models[spec] = (model.eval(), saved["oof"].double().numpy())
+            models[spec] = (
+                LatencyPredictor.from_state(saved["state"], fit.model.hidden),
+                saved["oof"].double().numpy(),
+            )
     return models, dict(result.metrics or {})
 
 
@@ -307,17 +308,19 @@ def select(run: RunDir, mlp: tuple[LatencyPredictor, np.ndarray], train, referen
     """The shipped predictor, chosen by k-fold cross-validation over the training rows
     between the additive lookup table (closed form) and additive + MLP (trained by the
     Ray Train job): :func:`lanas.quality.select_model`. Returns it and the selection record."""
-    space = run.config.space
+    space, sharing = run.config.space, run.config.fit.model.sharing
     x, y = _arrays(train)
 
     def additive(xa, ya, xb):
         with torch.no_grad():
-            return additive_predictor(space, torch.as_tensor(xa), torch.as_tensor(ya))(torch.as_tensor(xb)).numpy()
+            return additive_predictor(space, torch.as_tensor(xa), torch.as_tensor(ya), sharing)(
+                torch.as_tensor(xb)
+            ).numpy()
 
     oof = {"additive": quality.out_of_fold(additive, x.numpy(), y.numpy(), train["fold"].to_numpy()), "mlp": mlp[1]}
     sel = quality.select_model(oof, y.numpy(), run.config.seed, reference_ms)
-    model = additive_predictor(space, x, y) if sel["chosen"] == "additive" else mlp[0]
-    return model, {**sel, "folds": run.config.fit.folds, "rows": len(y)}
+    model = additive_predictor(space, x, y, sharing) if sel["chosen"] == "additive" else mlp[0]
+    return model, {**sel, "folds": run.config.fit.folds, "rows": len(y), "sharing": sharing}
 
 
 def _baselines(run: RunDir, train, flops: dict[str, int]):
@@ -466,7 +469,8 @@ def _write(run: RunDir, model: LatencyPredictor, meta: PredictorMeta, versus: di
     plot_scatter(where / "scatter.png", points, meta.reference_ms, hw, meta.test)
     s = meta.test
     print(
-        f"[fit] {hw}: chose {CANDIDATES[meta.selection['chosen']]} (cross-validated MAPE {val['mape']:.2%}); "
+        f"[fit] {hw}: chose {_label(meta.selection['chosen'], meta.selection)} "
+        f"(cross-validated MAPE {val['mape']:.2%}); "
         f"test MAPE {s['mape']:.2%}, Kendall tau {s['kendall_tau']:.3f}; best baseline {versus['best']} "
         f"{meta.baselines[versus['best']]['mape']:.2%} ({quality.verdict(versus)}: difference {versus['mean']:+.2%}, "
         f"95% CI [{versus['lo']:+.2%}, {versus['hi']:+.2%}]); {_ood_phrase(meta)}; "
@@ -579,6 +583,12 @@ def _metric_row(label: str, v: dict[str, float]) -> str:
     )
 
 
+def _label(candidate: str, sel: dict[str, Any]) -> str:
+    """A candidate's name in metrics.md (whether its table counts merged ops: fits before
+    ``fit.model.sharing`` did not record it, and had none)."""
+    return CANDIDATES[candidate] + (", with merged ops" if sel.get("sharing") else "")
+
+
 def metrics_table(meta: PredictorMeta, gate: float) -> str:
     """``fit/<hw>/metrics.md``: model selection, the random test split with the baselines,
     and the out-of-distribution sets."""
@@ -588,9 +598,9 @@ def metrics_table(meta: PredictorMeta, gate: float) -> str:
     rule = "|---|---|---|---|---|---|---|---|"
     lines = [f"# Latency predictor on `{meta.hardware}`", "",
              f"**Model selection** ({sel['folds']}-fold cross-validation over {sel['rows']} training architectures, "
-             f"folds by arch_id hash): {sel['rule']}. Chosen: **{CANDIDATES[sel['chosen']]}**. Quality gate on its "
+             f"folds by arch_id hash): {sel['rule']}. Chosen: **{_label(sel['chosen'], sel)}**. Quality gate on its "
              f"cross-validated MAPE {val['mape']:.2%} <= {gate:.0%}: {verdict}.", "", head, rule]  # fmt: skip
-    lines += [_metric_row(f"{CANDIDATES[k]} (cross-validated)", v) for k, v in sel["cv"].items()]
+    lines += [_metric_row(f"{_label(k, sel)} (cross-validated)", v) for k, v in sel["cv"].items()]
     for k, d in sel["versus"].items():
         lines.append(f"\n{CANDIDATES[k]} minus {CANDIDATES[d['against']]}, relative error: {d['mean']:+.2%} "
                      f"(95 % CI [{d['lo']:+.2%}, {d['hi']:+.2%}], {d['n']} architectures).")  # fmt: skip

@@ -128,7 +128,6 @@ def load(where: Path, cfg: RunConfig | None = None, target: Target | None = None
     meta = PredictorMeta.from_json(mf.read_text(encoding="utf-8"), str(mf))
     if cfg is not None:
         meta.check_matches(cfg, target, where)
-    model = LatencyPredictor.for_space(SearchSpace(meta.ops), meta.hidden)
     try:
         state = torch.load(wf, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - truncated, corrupt or not a torch file at all
@@ -136,6 +135,10 @@ def load(where: Path, cfg: RunConfig | None = None, target: Target | None = None
             f"cannot load predictor weights {wf}: not a readable PyTorch state dict ({type(exc).__name__}); "
             "run `lanas fit` again"
         ) from None
+    # the state's buffers say whether the table has sharing features (predictors fitted before them do not)
+    model = LatencyPredictor.for_space(
+        SearchSpace(meta.ops), meta.hidden, sharing=isinstance(state, dict) and "share_gather" in state
+    )
     try:
         model.load_state_dict(state)
     except Exception as exc:  # noqa: BLE001 - weights of another shape than predictor.json says

@@ -1,0 +1,152 @@
+"""Does the lookup table need to know what a compiled graph merges? The additive table
+with and without the sharing features, on the same measured rows.
+
+    .venv/bin/python benchmarks/predictor_sharing.py [--runs runs/bench-peers runs/demo] [--seeds 5]
+
+Reads finished runs (``benchmarks/peers.py`` makes ``runs/bench-peers``, ``make demo``
+makes ``runs/demo``; both measure 100 uniform + 100 coverage random architectures of the
+demo network on eager PyTorch and ONNX Runtime). Per run and target, the pipeline's
+additive table (``lanas.predictor.additive_predictor``, relative-error ridge) is fitted
+with ``sharing`` on and off by 5-fold cross-validation over the random rows, repeated
+over ``--seeds`` fold assignments, and scored on
+
+* (a) the held-out uniform rows, and the held-out coverage rows;
+* (b) the architectures searches derived (the measure stage's ``derived`` rows and the
+  evaluate stage's latency rows: every method, lambda and seed), none of them fitted on;
+* (c) the published genotypes;
+
+MAPE and Kendall tau of each, and the paired bootstrap interval of the per-architecture
+|error| difference (sharing - plain; below 0: sharing is better).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import record  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+FOLDS = 5
+
+
+def rows(run_dir: Path):
+    """runtime -> (random frame, out-of-distribution frame) of one finished run."""
+    import pandas as pd
+
+    measured = pd.read_parquet(run_dir / "measure" / "dataset")
+    frames = [measured]
+    if (run_dir / "evaluate" / "latency").is_dir():
+        frames.append(pd.read_parquet(run_dir / "evaluate" / "latency"))
+    df = pd.concat(frames, ignore_index=True)
+    df = df[(df["status"] == "ok") & np.isfinite(df["latency_ratio"]) & (df["latency_ratio"] > 0)]
+    out = {}
+    for runtime, d in df.groupby("runtime"):
+        rand = d[d["sampler"].isin(["uniform", "coverage"])].drop_duplicates("arch_id")
+        ood = d[~d["arch_id"].isin(set(rand["arch_id"]))].copy()
+        ood["set"] = np.where(ood["sampler"] == "published", "published", "derived")
+        ood = ood.groupby("arch_id", as_index=False).agg(
+            {"latency_ratio": "median", "encoding": "first", "set": "first"}
+        )  # an architecture measured in both stages: the median of its ratios
+        out[runtime] = (rand.reset_index(drop=True), ood)
+    return out
+
+
+def evaluate(rand, ood, space, seeds: int):
+    """Per-row |errors| (averaged over seeds) and predictions of both tables on every set."""
+    import torch
+
+    from lanas.predictor import additive_predictor
+
+    xr = torch.tensor(np.stack(rand["encoding"].to_numpy()), dtype=torch.float32)
+    yr = rand["latency_ratio"].to_numpy(float)
+    xo = torch.tensor(np.stack(ood["encoding"].to_numpy()), dtype=torch.float32)
+    pred = {s: {"random": np.zeros((seeds, len(yr))), "ood": np.zeros((seeds, len(ood)))} for s in (True, False)}
+    for seed in range(seeds):
+        fold = np.random.default_rng(seed).permutation(len(yr)) % FOLDS
+        for f in range(FOLDS):
+            tr, te = fold != f, fold == f
+            for sharing in (True, False):
+                model = additive_predictor(space, xr[tr], torch.as_tensor(yr[tr], dtype=torch.float32), sharing)
+                with torch.no_grad():
+                    pred[sharing]["random"][seed, te] = model(xr[te]).double().numpy()
+                    pred[sharing]["ood"][seed] += model(xo).double().numpy() / FOLDS
+    return pred
+
+
+def main() -> None:
+    from lanas import quality
+    from pipeline.config import load_config
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", nargs="+", default=["runs/bench-peers", "runs/demo"])
+    ap.add_argument("--seeds", type=int, default=5)
+    args = ap.parse_args()
+    t0 = time.perf_counter()
+    results = {}
+    head = (
+        "| run | runtime | set | n | MAPE plain | MAPE sharing | tau plain | tau sharing | sharing - plain [95 % CI] |"
+    )
+    lines = [head, "|---|---|---|---|---|---|---|---|---|"]
+    for run in args.runs:
+        run_dir = ROOT / run
+        space = load_config(run_dir / "config.yaml").space
+        for runtime, (rand, ood) in rows(run_dir).items():
+            pred = evaluate(rand, ood, space, args.seeds)
+            sets = {
+                "uniform": (rand["sampler"] == "uniform").to_numpy(),
+                "coverage": (rand["sampler"] == "coverage").to_numpy(),
+            }
+            cell = {}
+            for name, part in [*sets.items(), ("derived", None), ("published", None)]:
+                if part is not None:
+                    y, p = rand["latency_ratio"].to_numpy(float)[part], {s: pred[s]["random"][:, part] for s in pred}
+                else:
+                    mask = (ood["set"] == name).to_numpy()
+                    y, p = ood["latency_ratio"].to_numpy(float)[mask], {s: pred[s]["ood"][:, mask] for s in pred}
+                if len(y) == 0:
+                    continue
+                # per seed metrics, then their mean; |errors| per architecture averaged over seeds
+                m = {s: [quality.regression_metrics(p[s][k], y) for k in range(args.seeds)] for s in p}
+                err = {s: np.abs(p[s] / y - 1).mean(0) for s in p}
+                diff = quality.paired_bootstrap(err[True], err[False], seed=0)
+                cell[name] = {
+                    "n": int(len(y)),
+                    **{
+                        f"{q}_{'sharing' if s else 'plain'}": float(np.mean([v[q] for v in m[s]]))
+                        for s in m
+                        for q in ("mape", "kendall_tau")
+                    },  # fmt: skip
+                    "sharing_minus_plain": diff,
+                    "verdict": quality.verdict(diff),
+                }
+                c = cell[name]
+                lines.append(
+                    f"| {run} | {runtime} | {name} | {c['n']} | {c['mape_plain']:.2%} | {c['mape_sharing']:.2%} | "
+                    f"{c['kendall_tau_plain']:.3f} | {c['kendall_tau_sharing']:.3f} | "
+                    f"{diff['mean']:+.2%} [{diff['lo']:+.2%}, {diff['hi']:+.2%}] ({c['verdict']}) |"
+                )
+            results[f"{run} | {runtime}"] = cell
+    print("\n".join(lines))
+    (ROOT / "benchmarks" / "results" / "predictor_sharing.md").write_text("\n".join(lines) + "\n")
+    record(
+        "predictor_sharing",
+        {
+            "runs": args.runs,
+            "seeds": args.seeds,
+            "folds": FOLDS,
+            "wall_s": time.perf_counter() - t0,
+            "results": results,
+        },  # fmt: skip
+        f".venv/bin/python benchmarks/predictor_sharing.py --runs {' '.join(args.runs)} --seeds {args.seeds}",
+    )
+
+
+if __name__ == "__main__":
+    main()

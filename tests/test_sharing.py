@@ -1,0 +1,104 @@
+"""The sharing features: what a compiled graph merges when a cell repeats an op on one input."""
+
+import collections
+
+import onnx
+import pytest
+import torch
+
+from lanas.encoding import encode_alpha, encode_genotype, sharing_matrices
+from lanas.genotype import Genotype
+from lanas.network import MacroSettings, Network
+from lanas.predictor import LatencyPredictor
+from lanas.runtimes import export_onnx
+from lanas.space import SearchSpace
+
+SPACE = SearchSpace()
+CLASSES = ("avg_pool_3x3", "max_pool_3x3", "relu")  # sorted; per edge group: normal, reduce stride 2, stride 1
+
+# the same ops, node by node: repeated on inputs 0 and 1, or spread over distinct inputs
+REPEATED = [["max_pool_3x3", 0], ["max_pool_3x3", 1], ["max_pool_3x3", 0], ["max_pool_3x3", 1],
+            ["sep_conv_3x3", 0], ["sep_conv_3x3", 1], ["sep_conv_3x3", 0], ["sep_conv_3x3", 1]]  # fmt: skip
+SPREAD = [["max_pool_3x3", 0], ["max_pool_3x3", 1], ["max_pool_3x3", 2], ["max_pool_3x3", 1],
+          ["sep_conv_3x3", 3], ["sep_conv_3x3", 2], ["sep_conv_3x3", 4], ["sep_conv_3x3", 3]]  # fmt: skip
+
+
+def genotype(normal, reduce=SPREAD) -> Genotype:
+    return Genotype.from_dict({"normal": normal, "normal_concat": [2, 3, 4, 5],
+                               "reduce": reduce, "reduce_concat": [2, 3, 4, 5]})  # fmt: skip
+
+
+def sharing(g: Genotype) -> torch.Tensor:
+    gather, scatter = sharing_matrices(SPACE)
+    return (torch.relu(encode_genotype(g, SPACE) @ gather - 1) @ scatter).reshape(3, len(CLASSES))
+
+
+def test_the_onnx_export_merges_repeated_ops_on_one_input_as_the_features_count():
+    """Exported (what ONNX Runtime and OpenVINO run; 3 layers: one normal cell, then the
+    two reduction cells, the same in both), the repeated normal cell runs 2 max-pools
+    where the spread one runs 3, and 1 ReLU fewer: as the features count, 2 merged pools
+    and 2 merged ReLUs against the spread cell's 1 of each (node 1's pools, node 3's
+    convolutions)."""
+
+    def nodes(g):
+        onnx_bytes = export_onnx(Network(g, MacroSettings(layers=3, channels=8)), torch.randn(1, 1, 8, 8))
+        return collections.Counter(n.op_type for n in onnx.load_from_string(onnx_bytes).graph.node)
+
+    repeated, spread = nodes(genotype(REPEATED)), nodes(genotype(SPREAD))
+    assert repeated["MaxPool"] == spread["MaxPool"] - 1
+    assert repeated["Relu"] == spread["Relu"] - 1
+    f_rep, f_spread = sharing(genotype(REPEATED)), sharing(genotype(SPREAD))
+    assert f_rep[0].tolist() == [0, 2, 2] and f_spread[0].tolist() == [0, 1, 1]
+    assert torch.equal(f_rep[1:], f_spread[1:])  # same reduction cell
+
+
+def test_reduction_cell_groups_and_skip_connect_on_stride_two_edges_share_the_relu():
+    skips = [["skip_connect", 0], ["skip_connect", 1], ["skip_connect", 0], ["skip_connect", 2],
+             ["skip_connect", 0], ["skip_connect", 3], ["skip_connect", 1], ["skip_connect", 2]]  # fmt: skip
+    f = sharing(genotype(SPREAD, reduce=skips))
+    # reduction cell: three FactorizedReduce of input 0 share a ReLU (2 merged), two of input 1
+    # (1 merged); the stride-1 identities of node 2 (twice) and node 3 share nothing
+    assert f[0].tolist() == [0, 1, 1] and f[1].tolist() == [0, 0, 3] and f[2].tolist() == [0, 0, 0]
+
+
+def test_on_relaxed_encodings_the_features_bound_the_expected_merges_from_below_and_have_gradients():
+    """Uniform alpha is the expected encoding of uniform random genotypes; the relaxed
+    features ``relu(E[count] - 1)`` are at most the mean of their features (Jensen), and
+    the latency term has gradients in alpha."""
+    gather, scatter = sharing_matrices(SPACE)
+    alpha = torch.zeros(2, 14, len(SPACE.ops), requires_grad=True)
+    relaxed = (torch.relu(encode_alpha(alpha) @ gather - 1) @ scatter).detach()
+    sampled = torch.stack([sharing(g).flatten() for g in SPACE.sample_unique(400, 1)]).mean(0)
+    assert torch.all(relaxed <= sampled + 1e-6) and float(relaxed.sum()) > 0
+    model = LatencyPredictor.for_space(SPACE, ())
+    with torch.no_grad():
+        model.additive.weight.fill_(0.1)
+    model(encode_alpha(alpha)).backward()
+    assert alpha.grad.abs().sum() > 0
+
+
+def test_predictors_with_and_without_sharing_rebuild_from_their_state():
+    for sharing_on in (True, False):
+        model = LatencyPredictor.for_space(SPACE, (8,), sharing=sharing_on)
+        assert model.has_sharing == sharing_on
+        rebuilt = LatencyPredictor.from_state(model.state_dict(), (8,))
+        x = encode_genotype(genotype(REPEATED), SPACE).unsqueeze(0)
+        assert rebuilt.has_sharing == sharing_on and torch.allclose(rebuilt(x), model(x))
+    assert LatencyPredictor.for_space(SPACE, ()).additive.in_features == 3 * len(SPACE.ops) + 3 * len(CLASSES)
+
+
+@pytest.mark.parametrize("sharing_on", [True, False])
+def test_the_additive_fit_recovers_a_table_with_a_merge_discount(sharing_on):
+    """Latency = op table - 0.2 per merged op: the fit with sharing features is exact,
+    the plain table is not."""
+    rng = torch.Generator().manual_seed(0)
+    gs = SPACE.sample_unique(150, 0, concentration=0.3)
+    x = torch.stack([encode_genotype(g, SPACE) for g in gs])
+    plain = LatencyPredictor.for_space(SPACE, (), sharing=False).table_features(x)
+    merged = LatencyPredictor.for_space(SPACE, ()).table_features(x)[:, plain.shape[1] :].sum(1)
+    y = 2.0 + plain @ torch.rand(plain.shape[1], generator=rng) - 0.2 * merged
+    from lanas.predictor import additive_predictor
+
+    model = additive_predictor(SPACE, x, y, sharing=sharing_on)
+    err = float(((model(x) - y).abs() / y).mean().detach())
+    assert (err < 2e-3) if sharing_on else (err > 5e-3)
