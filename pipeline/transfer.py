@@ -22,7 +22,7 @@ import torch
 from lanas import quality
 from lanas.encoding import encode_genotype
 from lanas.genotype import Genotype
-from lanas.transfer import choose, predict_np, select_diverse, transferred
+from lanas.transfer import choose, predict_np, select_diverse, table_np, transferred
 from pipeline import predictor_store
 from pipeline.errors import PipelineError
 from pipeline.measure import select_targets, usable_rows
@@ -76,7 +76,7 @@ def run_transfer(run: RunDir, target: str, source: str, samples: int | None = No
     _check_samples(k, len(rows), new.spec)
     x = torch.tensor(np.stack([r["encoding"] for r in rows]), dtype=torch.float32)
     y = np.array([r["latency_ratio"] for r in rows])
-    s, groups = predict_np(src.model)(x), (x @ src.model.pool).double().numpy()
+    s, groups = predict_np(src.model)(x), table_np(src.model, x)
     pick = np.array(select_diverse(s, groups, k)) if k < len(rows) else np.arange(len(rows))
     rest = np.setdiff1d(np.arange(len(rows)), pick)
     name, fit, loo = choose(s[pick], groups[pick], y[pick])
@@ -123,5 +123,5 @@ def diverse_genotypes(run: RunDir, source: str, k: int) -> list[Genotype]:
     _, src = source_predictor(run, source)
     pool = cfg.space.sample_unique(max(DIVERSE_POOL, k), cfg.seed)
     x = torch.stack([encode_genotype(g, cfg.space) for g in pool])
-    chosen = select_diverse(predict_np(src.model)(x), (x @ src.model.pool).double().numpy(), k)
+    chosen = select_diverse(predict_np(src.model)(x), table_np(src.model, x), k)
     return [pool[i] for i in chosen]

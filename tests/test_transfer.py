@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from lanas.encoding import encode_genotype, group_matrix
+from lanas.encoding import encode_genotype
 from lanas.predictor import LatencyPredictor
 from lanas.space import SearchSpace
-from lanas.transfer import choose, fit_model, predict_np, select_diverse, transferred
+from lanas.transfer import choose, fit_model, predict_np, select_diverse, table_np, transferred
 
 SPACE = SearchSpace()
 
@@ -26,7 +26,7 @@ def random_predictor(seed: int) -> LatencyPredictor:
 @pytest.fixture(scope="module")
 def archs():
     x = torch.stack([encode_genotype(g, SPACE) for g in SPACE.sample_unique(200, 0)])
-    return x, (x @ group_matrix(SPACE)).double().numpy()
+    return x, table_np(LatencyPredictor.for_space(SPACE, ()), x)  # op counts per group, then merged ops
 
 
 def test_an_affine_target_with_a_per_op_shift_is_recovered_from_few_samples(archs):
@@ -62,8 +62,27 @@ def test_too_few_samples_and_a_negative_scale_are_refused(archs):
     s = predict_np(src)(x)
     with pytest.raises(ValueError, match="at least 3 measured architectures"):
         choose(s[:2], groups[:2], s[:2])
-    with pytest.raises(ValueError, match="scale must be > 0"):
+    with pytest.raises(ValueError, match="scale must be >= 0"):
         transferred(src, fit_model("affine", s[:20], groups[:20], 5.0 - s[:20]), x)
+
+
+def test_a_source_that_ranks_the_target_backwards_gives_way_to_the_table_from_scratch(archs):
+    """NEW falls as SRC rises (NEW = table of its own - SRC): every fit through the source
+    has a negative scale, so the table fitted on NEW's own samples is taken, and the
+    transferred predictor is that table (b = 0: the source's table and MLP switched off)."""
+    x, groups = archs
+    src = random_predictor(4)
+    s = predict_np(src)(x)
+    w = np.random.default_rng(0).uniform(0.05, 0.3, groups.shape[1])
+    y = 4.0 + groups @ w - s
+    name, fit, scores = choose(s[:40], groups[:40], y[:40])
+    assert fit_model("affine", s[:40], groups[:40], y[:40]).b < 0
+    assert name == "table" and fit.b == 0 and scores["table"] < scores["scale"]
+    new = transferred(src, fit, x)
+    assert np.allclose(predict_np(new)(x[40:]), fit.predict(s[40:], groups[40:]), rtol=1e-4)
+    scale = fit_model("scale", s[:40], groups[:40], y[:40])
+    table_err = np.abs(predict_np(new)(x[40:]) / y[40:] - 1).mean()
+    assert table_err < 0.03 and table_err < np.abs(scale.predict(s[40:], groups[40:]) / y[40:] - 1).mean() / 2
 
 
 def test_diverse_picks_span_the_source_latency_and_are_deterministic(archs):
