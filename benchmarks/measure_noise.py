@@ -1,0 +1,109 @@
+"""Where the re-measurement noise comes from, and what the measurement protocol buys against it.
+
+    .venv/bin/python benchmarks/measure_noise.py [--archs 24] [--config configs/demo.yaml]
+
+Kendall tau and MAPE of a predictor are capped by the noise of the latencies they are
+scored against: two measurements of the same architectures never agree perfectly. For
+every CPU runtime and every protocol below, the same --archs uniform random
+architectures of the config's network are measured twice (two passes, each with freshly
+compiled networks and reference, as two runs of ``lanas measure`` would), by 2 worker
+processes side by side (as the pipeline's 2 measuring tasks are on a 2-core machine);
+the passes of all protocols are interleaved so the machine's drift falls on all alike.
+Recorded per (runtime, protocol): median and p90 of |ratio_a / ratio_b - 1|, Kendall tau
+between the passes (the ceiling any predictor's tau can reach on such labels), and the
+mean seconds per architecture (compile + timing).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import multiprocessing as mp
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import record  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+RUNTIMES = ("torch", "onnxruntime", "openvino")
+# name -> MeasureSettings fields; "demo" is configs/demo.yaml's protocol
+PROTOCOLS = {
+    "demo": {"warmup": 5, "repeats": 25, "min_time_s": 0.05},
+    "long": {"warmup": 20, "repeats": 100, "min_time_s": 0.4},
+}
+
+
+def _measure(job):
+    """One worker's share of a pass: latency ratios of its genotypes (fresh meter)."""
+    config, runtime, protocol, genotypes = job
+    import torch
+
+    from lanas.measure import LatencyMeter, MeasureSettings
+    from lanas.target import Target
+    from pipeline.config import load_config
+
+    torch.set_num_threads(1)
+    cfg = load_config(config)
+    setting = cfg.setting(Target(runtime=runtime))
+    meter = LatencyMeter(setting.macro, setting.target, MeasureSettings(**PROTOCOLS[protocol]), setting.resolution)
+    t0 = time.perf_counter()
+    ratios = [meter.measure(g).timing.ratio for g in genotypes]
+    return ratios, time.perf_counter() - t0
+
+
+def main() -> None:
+    from scipy import stats
+
+    from lanas.space import SearchSpace
+    from pipeline.config import load_config
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--archs", type=int, default=24)
+    ap.add_argument("--config", default="configs/demo.yaml")
+    args = ap.parse_args()
+    cfg = load_config(ROOT / args.config)
+    genotypes = SearchSpace(cfg.space.ops).sample_unique(args.archs, seed=4242)
+    halves = [genotypes[0::2], genotypes[1::2]]
+    t0 = time.perf_counter()
+    passes: dict[tuple[str, str], list[list[float]]] = {}
+    seconds: dict[tuple[str, str], list[float]] = {}
+    ctx = mp.get_context("spawn")
+    with ctx.Pool(2) as pool:
+        for _, runtime, protocol in itertools.product(range(2), RUNTIMES, PROTOCOLS):
+            outs = pool.map(_measure, [(str(ROOT / args.config), runtime, protocol, h) for h in halves])
+            ratios = [None] * len(genotypes)
+            ratios[0::2], ratios[1::2] = outs[0][0], outs[1][0]
+            passes.setdefault((runtime, protocol), []).append(ratios)
+            seconds.setdefault((runtime, protocol), []).append(sum(o[1] for o in outs) / len(genotypes))
+            print(f"{runtime:12s} {protocol:5s} pass {len(passes[runtime, protocol])}: "
+                  f"{seconds[runtime, protocol][-1]:.2f} s/arch", flush=True)  # fmt: skip
+    figures = {}
+    for (runtime, protocol), (a, b) in passes.items():
+        diff = sorted(abs(x / y - 1) for x, y in zip(a, b))
+        figures.setdefault(runtime, {})[protocol] = {
+            "protocol": PROTOCOLS[protocol],
+            "median_rel_diff": statistics.median(diff),
+            "p90_rel_diff": diff[int(0.9 * (len(diff) - 1))],
+            "kendall_tau_between_passes": float(stats.kendalltau(a, b).statistic),
+            "ratio_range": [min(a), max(a)],
+            "s_per_arch": statistics.mean(seconds[runtime, protocol]),
+        }
+    print("| runtime | protocol | median diff | p90 diff | tau between passes | s/arch |")
+    print("|---|---|---|---|---|---|")
+    for runtime, per in figures.items():
+        for protocol, f in per.items():
+            print(f"| {runtime} | {protocol} | {f['median_rel_diff']:.2%} | {f['p90_rel_diff']:.2%} | "
+                  f"{f['kendall_tau_between_passes']:.3f} | {f['s_per_arch']:.2f} |")  # fmt: skip
+    record(
+        "measure_noise",
+        {"archs": args.archs, "config": args.config, "wall_s": time.perf_counter() - t0, "runtimes": figures},
+        f".venv/bin/python benchmarks/measure_noise.py --archs {args.archs} --config {args.config}",
+    )
+
+
+if __name__ == "__main__":
+    main()
