@@ -674,14 +674,8 @@ def markdown(run: RunDir, sections: list[str], cross: list[str]) -> str:
     lines += sections + cross + rounds_section(run)
     lines += ["## Predictors", ""]
     for spec, m in predictor_store.stored_metas(run).items():
-        t = m.transferred_from
-        if t:
-            lines += [
-                f"The predictor of `{spec}` was **transferred** from `{t['source']}` (`{t['hardware']}`) with "
-                f"{t['samples']} measured architectures (model {t['model']}, leave-one-out MAPE "
-                f"{t['loo_mape'][t['model']]:.2%}), not fitted from scratch.",
-                "",
-            ]
+        if m.transferred_from:
+            lines += [transfer_sentence(spec, m.transferred_from), ""]
     if fit_md.is_file():
         demoted = re.sub(r"^(#+) ", r"##\1 ", fit_md.read_text(encoding="utf-8"), flags=re.M)  # under "## Predictors"
         lines += [demoted, ""]
@@ -733,3 +727,20 @@ def run_report(run: RunDir) -> str:
         "report", {"front": {s: sum(bool(r.get("on_front")) for r in rows) for s, rows in per_target.items()}}
     )
     return str(folder / "report.md")
+
+
+def transfer_sentence(spec: str, t: dict[str, Any]) -> str:
+    """What the report says of a predictor made by ``lanas fit --transfer-from``."""
+    loo = t["loo_mape"]
+    if t["model"] == "table":  # leave-one-out preferred the samples alone to any use of the source
+        best = min((v, k) for k, v in loo.items() if k != "table")
+        return (
+            f"The predictor of `{spec}` is the lookup table fitted on its {t['samples']} measured architectures "
+            f"alone (leave-one-out MAPE {loo['table']:.2%}): transferring from `{t['source']}` (`{t['hardware']}`) "
+            f"did worse ({best[1]}: {best[0]:.2%})."
+        )
+    return (
+        f"The predictor of `{spec}` was **transferred** from `{t['source']}` (`{t['hardware']}`) with "
+        f"{t['samples']} measured architectures (model {t['model']}, leave-one-out MAPE "
+        f"{loo[t['model']]:.2%}), not fitted from scratch."
+    )

@@ -96,7 +96,8 @@ def run_transfer(run: RunDir, target: str, source: str, samples: int | None = No
     _save(run, model, meta)
     tested = f"; test on the other {len(rest)}: MAPE {test['mape']:.2%}, Kendall tau {test['kendall_tau']:.3f}"
     print(
-        f"[fit] {hw}: transferred from {src_name} ({src.meta.hardware}) with {k} samples: model {name}, "
+        f"[fit] {hw}: transferred from {src_name} ({src.meta.hardware}) with {k} samples: model {name}"
+        f"{' (the table on the samples alone: every use of the source did worse)' if name == 'table' else ''}, "
         f"leave-one-out MAPE {loo[name]:.2%}" + (tested if test else ""),
         flush=True,
     )

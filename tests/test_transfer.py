@@ -96,3 +96,15 @@ def test_diverse_picks_span_the_source_latency_and_are_deterministic(archs):
     assert spread > random_spread
     with pytest.raises(ValueError, match="cannot pick 300 of 200"):
         select_diverse(s, groups, 300)
+
+
+def test_the_report_says_when_the_table_from_scratch_replaced_the_transfer():
+    from pipeline.report import transfer_sentence
+
+    t = {"source": "cpu-t1-torch-b1", "hardware": "hw", "samples": 20, "model": "table",
+         "loo_mape": {"scale": 0.09, "affine": 0.07, "affine+correction": 0.061, "table": 0.05}}  # fmt: skip
+    text = transfer_sentence("cpu-t1-onnxruntime-b1", t)
+    assert "lookup table fitted on its 20 measured architectures alone" in text
+    assert "5.00%" in text and "affine+correction: 6.10%" in text and "transferred**" not in text
+    text = transfer_sentence("cpu-t1-onnxruntime-b1", {**t, "model": "affine"})
+    assert "**transferred** from `cpu-t1-torch-b1`" in text and "7.00%" in text
