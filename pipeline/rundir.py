@@ -97,7 +97,8 @@ class RunDir:
         root.mkdir(parents=True, exist_ok=True)
         write_atomic(cfg_file, dump_config(config))
         run = cls(root, config)
-        run.update_manifest({})
+        if overwrite or not (root / "manifest.json").is_file():
+            run.update_manifest({})  # reopened as it is: the manifest keeps the code the stages ran with
         return run
 
     @classmethod
@@ -120,6 +121,7 @@ class RunDir:
         """``<stage>/DONE.json``: the stage's summary and the identity of its inputs (:mod:`pipeline.staleness`)."""
         from pipeline.staleness import inputs
 
+        self.update_manifest({})  # the code, versions and host that ran the stage
         marker = {"finished_at": time.time(), **summary, "inputs": inputs(self, name, summary)}
         write_atomic(self.stage(name) / "DONE.json", json.dumps(marker, indent=2))
 

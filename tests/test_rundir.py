@@ -22,3 +22,20 @@ def test_a_foreign_folder_is_not_taken_over(tmp_path):
     (tmp_path / "mine" / "thesis.tex").write_text("x")
     with pytest.raises(PipelineError, match="not a run directory"):
         RunDir.open(tmp_path / "mine", smoke_config())
+
+
+def test_reopening_keeps_the_manifest_of_the_code_that_ran_and_a_finished_stage_updates_it(tmp_path, monkeypatch):
+    """A command that only reopens the run (and may then be refused) leaves manifest.json
+    as the stages wrote it, even when the code has moved on; a stage that finishes
+    records the code that ran it."""
+    import json
+
+    import pipeline.rundir as rundir
+
+    RunDir.open(tmp_path / "r", smoke_config())
+    before = (tmp_path / "r" / "manifest.json").read_bytes()
+    monkeypatch.setattr(rundir, "git_sha", lambda: "f" * 40)
+    run = RunDir.open(tmp_path / "r", smoke_config())
+    assert (tmp_path / "r" / "manifest.json").read_bytes() == before
+    run.mark_done("measure", {})
+    assert json.loads((tmp_path / "r" / "manifest.json").read_text())["git_sha"] == "f" * 40
