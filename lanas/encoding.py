@@ -153,12 +153,11 @@ def sharing_matrices(space: SearchSpace) -> tuple[torch.Tensor, torch.Tensor] | 
     op of ``space`` shares anything (:func:`lanas.ops.shared_prefix`, ``C`` classes).
 
     A compiled graph merges what several edges apply to the same input: two max-pools of
-    node 0 are one node, and four convolutions of node 1 share one ReLU (the ONNX
-    export already does; eager PyTorch runs each, but its timings show a smaller
-    discount too). The latency of
-    such a cell is less than the sum of its ops, the more so the more a cell repeats one
-    op on one input -- exactly the cells a latency-aware search produces and uniform
-    sampling rarely does. ``x @ gather`` counts per (cell, input node, class) the edges
+    node 0 are one node, and four convolutions of node 1 share one ReLU (the ONNX export
+    already does; eager PyTorch runs each, but its timings show a smaller discount too).
+    The latency of such a cell is less than the sum of its ops, the more so the more a
+    cell repeats one op on one input -- exactly the cells a latency-aware search
+    produces and uniform sampling rarely does. ``x @ gather`` counts per (cell, input node, class) the edges
     whose op starts with that class's shared part; ``relu(x @ gather - 1) @ scatter``
     is then, per (edge group, class), how many of them a compiler can merge away: the
     table's extra features. (On relaxed encodings it is ``relu(E[count] - 1)``, a

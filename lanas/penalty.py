@@ -73,8 +73,3 @@ def flops_table(
     with torch.no_grad():
         worst = float(((model(x) - y).abs() / y).max())
     return model, worst
-
-
-def from_state(state: dict[str, torch.Tensor], hidden: Sequence[int]) -> LatencyPredictor:
-    """A predictor or table rebuilt from its ``state_dict`` (its pooling matrix included)."""
-    return LatencyPredictor.from_state(state, hidden)

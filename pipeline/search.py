@@ -39,6 +39,7 @@ from lanas.data import load_splits, loader
 from lanas.genotype import Genotype
 from lanas.penalty import GRADIENT_METHODS
 from lanas.penalty import METHODS as METHOD_ORDER
+from lanas.predictor import LatencyPredictor
 from lanas.quality import regression_metrics
 from lanas.search import build_supernet, random_search, search
 from lanas.target import Target
@@ -149,11 +150,11 @@ def _trainable(config: dict[str, Any], cfg: RunConfig, trials: list[dict[str, An
 
     if method != "random":
         budget = None if trial["budget_ms"] is None else Budget(trial["budget_ms"] / reference, cfg.search.budget)
-        search(net, penalty.from_state(*penalties[key][:2]), train, val, s, trial["lam"], device=device,
+        search(net, LatencyPredictor.from_state(*penalties[key][:2]), train, val, s, trial["lam"], device=device,
                on_epoch=on_epoch, state=state, seed=seed, budget=budget)  # fmt: skip
         return
     predictors = {
-        k.split(":", 1)[1]: penalty.from_state(*v[:2]) for k, v in penalties.items() if k.startswith("ladnas:")
+        k.split(":", 1)[1]: LatencyPredictor.from_state(*v[:2]) for k, v in penalties.items() if k.startswith("ladnas:")
     }
     picks = random_search(net, predictors, list(cfg.search.lambdas), train, val, s, cfg.search.random_candidates,
                           device, on_epoch, state, seed)  # fmt: skip
