@@ -10,7 +10,9 @@ incremental: trials already in ``results.jsonl`` are kept and not run again, so 
 can be added to a finished run. The trial's ``on_epoch`` hook reports the epoch's
 metrics to Tune with a checkpoint, so a failed trial is retried from its last epoch
 (``FailureConfig``) and an interrupted sweep continues with ``--resume``
-(``Tuner.restore``). Tune's own outputs (result.json, progress.csv, TensorBoard events)
+(``Tuner.restore``) from the state Tune last saved: a trial whose last report came after
+that save re-runs its last epoch (Tune's result.json then lists it twice; results.jsonl
+holds each trial once). Tune's own outputs (result.json, progress.csv, TensorBoard events)
 stay under ``search/tune/``; the derived genotypes are collected in
 ``search/results.jsonl``.
 
