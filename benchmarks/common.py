@@ -12,6 +12,11 @@ from typing import Any
 
 RESULTS = Path(__file__).resolve().parent / "results"
 ROOT = RESULTS.parents[1]
+# measurement protocols (MeasureSettings fields) the benchmarks compare; "demo" is configs/demo.yaml's
+PROTOCOLS = {
+    "demo": {"warmup": 5, "repeats": 25, "min_time_s": 0.05},
+    "long": {"warmup": 20, "repeats": 100, "min_time_s": 0.4},
+}
 
 
 def lanas(*args: str) -> float:

@@ -25,16 +25,11 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import record  # noqa: E402
+from common import PROTOCOLS, record  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 RUNTIMES = ("torch", "onnxruntime", "openvino")
-# name -> MeasureSettings fields; "demo" is configs/demo.yaml's protocol
-PROTOCOLS = {
-    "demo": {"warmup": 5, "repeats": 25, "min_time_s": 0.05},
-    "long": {"warmup": 20, "repeats": 100, "min_time_s": 0.4},
-}
 
 
 def _measure(job):

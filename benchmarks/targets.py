@@ -3,6 +3,7 @@ quality per target, rank agreement between targets, and what searching for the r
 target is worth. Through real Ray, on the demo profile's network.
 
     .venv/bin/python benchmarks/targets.py [--archs 600] [--repeat-archs 50] [--demo-run runs/demo]
+        [--protocol long --out runs/bench-targets-long]   # recorded as results/targets_long.json
 
 * every CPU runtime (torch eager, ONNX Runtime, OpenVINO; 1 thread, batch 1) measures
   the same --archs architectures, one target after the other, with 2 workers:
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import itertools
 import json
 import shutil
@@ -30,7 +32,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import record  # noqa: E402
+from common import PROTOCOLS, record  # noqa: E402
 from scipy import stats  # noqa: E402
 
 from pipeline import dataset as ds  # noqa: E402
@@ -70,14 +72,16 @@ def main() -> None:
     ap.add_argument("--repeat-archs", type=int, default=50)
     ap.add_argument("--demo-run", default="runs/demo", help="a finished `make demo` run, for the specialisation gain")
     ap.add_argument("--out", default="runs/bench-targets", help="the benchmark's scratch folder (emptied first)")
+    ap.add_argument("--protocol", choices=sorted(PROTOCOLS), help="measure with this protocol instead of the config's")
     args = ap.parse_args()
     out = Path(args.out)
     if out.exists():
         shutil.rmtree(out)  # the benchmark's own scratch folder: every figure from a fresh measurement
     init_ray(num_cpus=2)
-    cfg = load_config(
-        args.config, {"name": "bench-targets", "measure.targets": TARGETS, "measure.num_archs": args.archs}
-    )
+    overrides = {"name": "bench-targets", "measure.targets": TARGETS, "measure.num_archs": args.archs}
+    if args.protocol:
+        overrides["measure.protocol"] = PROTOCOLS[args.protocol]
+    cfg = load_config(args.config, overrides)
     run = RunDir.open(out / "main", cfg, overwrite=True)
     speed = {}
     for t in cfg.targets:
@@ -128,6 +132,7 @@ def main() -> None:
         }
     figures = {
         "archs": args.archs,
+        "protocol": dataclasses.asdict(cfg.measure.protocol),
         "throughput": speed,
         "repeatability": repeat,
         "predictor": quality,
@@ -141,10 +146,11 @@ def main() -> None:
     }
     print(json.dumps({k: v for k, v in figures.items() if k != "specialisation_demo"}, indent=1))
     record(
-        "targets",
+        "targets" + (f"_{args.protocol}" if args.protocol else ""),
         figures,
         f"python benchmarks/targets.py --archs {args.archs} --repeat-archs {args.repeat_archs} "
-        f"--config {args.config} --demo-run {args.demo_run}",
+        f"--config {args.config} --demo-run {args.demo_run} --out {args.out}"
+        + (f" --protocol {args.protocol}" if args.protocol else ""),
     )
 
 
