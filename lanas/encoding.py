@@ -34,7 +34,7 @@ from __future__ import annotations
 import torch
 
 from lanas.genotype import Genotype
-from lanas.ops import shared_prefix
+from lanas.ops import shared_prefixes
 from lanas.space import SearchSpace
 from lanas.topology import CELL_TYPES, CONCAT, NODES, NONE, NUM_EDGES, edge_index, edge_stride, node_edges
 
@@ -148,12 +148,31 @@ def group_matrix(space: SearchSpace) -> torch.Tensor:
     return m.reshape(encoding_size(space), len(EDGE_GROUPS) * k)
 
 
+def sharing_features(space: SearchSpace) -> list[tuple[int, str]]:
+    """The (edge group, class) of each sharing feature, in order: every class an op of
+    ``space`` can share on that group's inputs (:func:`lanas.ops.shared_prefixes`).
+    Groups: 0 the normal cell, 1 the reduction cell's stride-2 inputs, 2 its stride-1 inputs."""
+    found = {
+        (_group(cell, inp), cls)
+        for cell in range(len(CELL_TYPES))
+        for inp in range(NODES[-1])
+        for op in space.ops
+        for cls in shared_prefixes(op, edge_stride(cell == 1, inp))
+    }
+    return sorted(found)
+
+
+def _group(cell: int, inp: int) -> int:
+    return 0 if cell == 0 else (1 if edge_stride(True, inp) == 2 else 2)
+
+
 def sharing_matrices(space: SearchSpace) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """``(gather [2*14*K, S], scatter [S, 3*C])`` of the sharing features, or None when no
-    op of ``space`` shares anything (:func:`lanas.ops.shared_prefix`, ``C`` classes).
+    """``(gather [2*14*K, S], scatter [S, F])`` of the ``F`` sharing features
+    (:func:`sharing_features`), or None when no op of ``space`` shares anything.
 
     A compiled graph merges what several edges apply to the same input: two max-pools of
-    node 0 are one node, and four convolutions of node 1 share one ReLU (the ONNX export
+    node 0 are one node, four convolutions of node 1 share one ReLU, and two
+    FactorizedReduce of one input share their ReLU and shifted branch (the ONNX export
     already does; eager PyTorch runs each, but its timings show a smaller discount too).
     The latency of such a cell is less than the sum of its ops, the more so the more a
     cell repeats one op on one input -- exactly the cells a latency-aware search
@@ -163,21 +182,22 @@ def sharing_matrices(space: SearchSpace) -> tuple[torch.Tensor, torch.Tensor] | 
     table's extra features. (On relaxed encodings it is ``relu(E[count] - 1)``, a
     lower bound of the expected merged count that tightens as the op mass concentrates.)"""
     k = len(space.ops)
-    classes = sorted({c for op in space.ops for stride in (1, 2) if (c := shared_prefix(op, stride))})
-    if not classes:
+    features = sharing_features(space)
+    if not features:
         return None
+    classes = sorted({cls for _, cls in features})
     inputs = range(NODES[-1])  # every id that feeds a later node
     slots = [(cell, inp, cls) for cell in range(len(CELL_TYPES)) for inp in inputs for cls in classes]
     gather = torch.zeros(len(CELL_TYPES), NUM_EDGES, k, len(slots))
-    scatter = torch.zeros(len(slots), len(EDGE_GROUPS) * len(classes))
+    scatter = torch.zeros(len(slots), len(features))
     for s, (cell, inp, cls) in enumerate(slots):
         stride = edge_stride(cell == 1, inp)
         for node in (n for n in NODES if n > inp):
             for o, op in enumerate(space.ops):
-                if shared_prefix(op, stride) == cls:
+                if cls in shared_prefixes(op, stride):
                     gather[cell, edge_index(node, inp), o, s] = 1.0
-        group = 0 if cell == 0 else (1 if stride == 2 else 2)
-        scatter[s, group * len(classes) + classes.index(cls)] = 1.0
+        if (_group(cell, inp), cls) in features:
+            scatter[s, features.index((_group(cell, inp), cls))] = 1.0
     return gather.reshape(encoding_size(space), len(slots)), scatter
 
 

@@ -120,20 +120,22 @@ DARTS_OPS: tuple[str, ...] = op_names()
 # Runtime and OpenVINO run them once; tests/test_sharing.py counts the nodes): a
 # parameter-free op is merged whole; an op that starts with a ReLU of its input shares
 # that ReLU. ``skip_connect`` is an identity (nothing to share) except on stride-2 edges,
-# where it is a FactorizedReduce (ReLU first). Ops not listed share nothing.
+# where it is a FactorizedReduce: ReLU first, then its shifted branch (Slice and Pad,
+# around which ONNX Runtime's NCHWc layout adds a pair of reorders), which only another
+# FactorizedReduce shares. Ops not listed share nothing.
 _SHARED = {
-    "max_pool_3x3": lambda stride: "max_pool_3x3",
-    "avg_pool_3x3": lambda stride: "avg_pool_3x3",
-    "skip_connect": lambda stride: "relu" if stride == 2 else None,
-    "sep_conv_3x3": lambda stride: "relu",
-    "sep_conv_5x5": lambda stride: "relu",
-    "dil_conv_3x3": lambda stride: "relu",
-    "dil_conv_5x5": lambda stride: "relu",
+    "max_pool_3x3": lambda stride: ("max_pool_3x3",),
+    "avg_pool_3x3": lambda stride: ("avg_pool_3x3",),
+    "skip_connect": lambda stride: ("relu", "shift") if stride == 2 else (),
+    "sep_conv_3x3": lambda stride: ("relu",),
+    "sep_conv_5x5": lambda stride: ("relu",),
+    "dil_conv_3x3": lambda stride: ("relu",),
+    "dil_conv_5x5": lambda stride: ("relu",),
 }
 
 
-def shared_prefix(name: str, stride: int) -> str | None:
-    """The part of op ``name`` (at ``stride``) that another edge applying an op of the
-    same class to the same input shares with it once compiled, or None."""
+def shared_prefixes(name: str, stride: int) -> tuple[str, ...]:
+    """The parts (classes) of op ``name`` at ``stride`` that another edge applying an op
+    of the same class to the same input shares with it once compiled; () for none."""
     share = _SHARED.get(name)
-    return share(stride) if share else None
+    return share(stride) if share else ()

@@ -136,10 +136,16 @@ def load(where: Path, cfg: RunConfig | None = None, target: Target | None = None
             "run `lanas fit` again"
         ) from None
     # the state's buffers say whether the table has sharing features (predictors fitted before them do not)
-    model = LatencyPredictor.for_space(
-        SearchSpace(meta.ops), meta.hidden, sharing=isinstance(state, dict) and "share_gather" in state
-    )
+    shared = isinstance(state, dict) and "share_gather" in state
+    model = LatencyPredictor.for_space(SearchSpace(meta.ops), meta.hidden, sharing=shared)
     try:
+        if shared and state["share_scatter"].shape != model.share_scatter.shape:
+            # fitted with an earlier, smaller set of sharing features: its own buffers say which
+            if state["share_gather"].shape[0] != model.share_gather.shape[0]:
+                raise ValueError(f"sharing features of {state['share_gather'].shape[0]} encoding entries")
+            model = LatencyPredictor(
+                model.pool.shape[0], meta.hidden, model.pool, (state["share_gather"], state["share_scatter"])
+            )
         model.load_state_dict(state)
     except Exception as exc:  # noqa: BLE001 - weights of another shape than predictor.json says
         raise PipelineError(f"predictor weights {wf} do not fit {META}: {str(exc).splitlines()[0]}") from None
