@@ -67,14 +67,16 @@ def test_too_few_samples_and_a_negative_scale_are_refused(archs):
 
 
 def test_a_source_that_ranks_the_target_backwards_gives_way_to_the_table_from_scratch(archs):
-    """NEW falls as SRC rises (NEW = table of its own - SRC): every fit through the source
-    has a negative scale, so the table fitted on NEW's own samples is taken, and the
-    transferred predictor is that table (b = 0: the source's table and MLP switched off)."""
+    """NEW falls as SRC rises (NEW = a table of its own, less SRC and what SRC explains of
+    that table): every fit through the source has a negative scale, so the table fitted on
+    NEW's own samples is taken, and the transferred predictor is that table (b = 0: the
+    source's table and MLP switched off)."""
     x, groups = archs
     src = random_predictor(4)
     s = predict_np(src)(x)
-    w = np.random.default_rng(0).uniform(0.05, 0.3, groups.shape[1])
-    y = 4.0 + groups @ w - s
+    own = groups @ np.random.default_rng(0).uniform(0.05, 0.3, groups.shape[1])
+    explained = max(np.polyfit(s, own, 1)[0], 0.0)  # both tables weigh every op positively
+    y = 4.0 + own - (1.0 + explained) * s
     name, fit, scores = choose(s[:40], groups[:40], y[:40])
     assert fit_model("affine", s[:40], groups[:40], y[:40]).b < 0
     assert name == "table" and fit.b == 0 and scores["table"] < scores["scale"]
