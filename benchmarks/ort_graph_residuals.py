@@ -4,7 +4,7 @@ the graph ONNX Runtime actually runs.
     .venv/bin/python benchmarks/ort_graph_residuals.py [--run runs/bench-targets-long/main] [--archs 160]
 
 Reads a run of ``benchmarks/targets.py`` (its ONNX Runtime rows). The additive table
-(relative-error ridge on ``LatencyPredictor.table_features``, as ``lanas fit`` fits it)
+(``lanas.predictor.fit_additive``: relative-error ridge, as ``lanas fit`` fits it)
 is fitted by 5-fold cross-validation with every sharing feature, and without the
 FactorizedReduce "shift" one; for ``--archs`` of the rows, the exported network is
 optimised by ONNX Runtime (ORT_ENABLE_ALL, the measuring session's options) and the
@@ -40,14 +40,11 @@ def optimised_node_counts(genotype_json: str, cfg) -> collections.Counter:
 
     from lanas.genotype import Genotype
     from lanas.network import Network
-    from lanas.runtimes import export_onnx
+    from lanas.runtimes import export_onnx, onnxruntime_options
 
     x = torch.randn(1, cfg.data.in_channels, cfg.data.resolution, cfg.data.resolution)
     onnx_bytes = export_onnx(Network(Genotype.from_json(genotype_json), cfg.macro()).eval(), x)
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.intra_op_num_threads = 1
-    options.log_severity_level = 3  # not the warning that an NCHWc graph is hardware-specific
+    options = onnxruntime_options(threads=1)  # as measured; errors only (not the NCHWc model warning)
     with tempfile.TemporaryDirectory() as d:
         options.optimized_model_filepath = os.path.join(d, "optimised.onnx")
         ort.InferenceSession(onnx_bytes, options, providers=["CPUExecutionProvider"])
@@ -55,16 +52,20 @@ def optimised_node_counts(genotype_json: str, cfg) -> collections.Counter:
     return collections.Counter(n.op_type for n in graph.node)
 
 
-def out_of_fold(features: np.ndarray, y: np.ndarray, seed: int = 0) -> np.ndarray:
-    from sklearn.linear_model import RidgeCV
+def out_of_fold(table, x, y: np.ndarray, seed: int = 0) -> np.ndarray:
+    """5-fold out-of-fold predictions of ``table`` (a LatencyPredictor without MLP), each
+    fold fitted as ``lanas fit`` fits the table (:func:`lanas.predictor.fit_additive`)."""
+    import torch
     from sklearn.model_selection import KFold
 
-    from lanas.predictor import RIDGE_GRID
+    from lanas.predictor import fit_additive
 
+    yt = torch.tensor(y, dtype=torch.float32)
     pred = np.empty_like(y)
-    for train, test in KFold(5, shuffle=True, random_state=seed).split(features):
-        m = RidgeCV(alphas=RIDGE_GRID).fit(features[train], y[train], sample_weight=1 / y[train] ** 2)
-        pred[test] = m.predict(features[test])
+    for train, test in KFold(5, shuffle=True, random_state=seed).split(y):
+        table.set_target_stats(yt[train])
+        fit_additive(table, x[train], yt[train])
+        pred[test] = table(x[test]).detach().double().numpy()
     return pred
 
 
@@ -88,10 +89,14 @@ def main() -> None:
     df = df[(df["runtime"] == "onnxruntime") & (df["status"] == "ok")].reset_index(drop=True)
     x = torch.tensor(np.stack(df["encoding"].to_numpy()), dtype=torch.float32)
     y = df["latency_ratio"].to_numpy(float)
-    full = LatencyPredictor.for_space(cfg.space, (), sharing=True).table_features(x).numpy()
-    shift = 3 * len(cfg.space.ops) + sharing_features(cfg.space).index((1, "shift"))
-    tables = {"with shift": full, "without shift": np.delete(full, shift, axis=1)}
-    residual = {name: np.log(y / out_of_fold(f, y)) for name, f in tables.items()}
+    with_shift = LatencyPredictor.for_space(cfg.space, ())
+    keep = [i for i, f in enumerate(sharing_features(cfg.space)) if f != (1, "shift")]
+    sharing = (with_shift.share_gather, with_shift.share_scatter[:, keep])
+    tables = {
+        "with shift": with_shift,
+        "without shift": LatencyPredictor(with_shift.in_features, (), with_shift.pool, sharing),
+    }
+    residual = {name: np.log(y / out_of_fold(t, x, y)) for name, t in tables.items()}
     mape = {name: float(np.mean(np.abs(np.exp(-r) - 1))) for name, r in residual.items()}
     pick = np.random.default_rng(0).choice(len(df), size=min(args.archs, len(df)), replace=False)
     counts = [optimised_node_counts(df["genotype"][i], cfg) for i in pick]

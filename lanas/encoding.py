@@ -185,19 +185,18 @@ def sharing_matrices(space: SearchSpace) -> tuple[torch.Tensor, torch.Tensor] | 
     features = sharing_features(space)
     if not features:
         return None
-    classes = sorted({cls for _, cls in features})
     inputs = range(NODES[-1])  # every id that feeds a later node
-    slots = [(cell, inp, cls) for cell in range(len(CELL_TYPES)) for inp in inputs for cls in classes]
+    slots = [(cell, inp, f) for cell in range(len(CELL_TYPES)) for inp in inputs
+             for f, (group, _) in enumerate(features) if group == _group(cell, inp)]  # fmt: skip
     gather = torch.zeros(len(CELL_TYPES), NUM_EDGES, k, len(slots))
     scatter = torch.zeros(len(slots), len(features))
-    for s, (cell, inp, cls) in enumerate(slots):
+    for s, (cell, inp, f) in enumerate(slots):
         stride = edge_stride(cell == 1, inp)
         for node in (n for n in NODES if n > inp):
             for o, op in enumerate(space.ops):
-                if cls in shared_prefixes(op, stride):
+                if features[f][1] in shared_prefixes(op, stride):
                     gather[cell, edge_index(node, inp), o, s] = 1.0
-        if (_group(cell, inp), cls) in features:
-            scatter[s, features.index((_group(cell, inp), cls))] = 1.0
+        scatter[s, f] = 1.0
     return gather.reshape(encoding_size(space), len(slots)), scatter
 
 

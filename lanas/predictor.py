@@ -58,6 +58,8 @@ class LatencyPredictor(nn.Module):
         self.register_buffer("pool", torch.eye(in_features) if pool is None else pool.clone())
         width = self.pool.shape[1]
         if sharing is not None:  # (gather, scatter) of the sharing features, appended to x @ pool
+            if sharing[0].shape[0] != in_features:
+                raise ValueError(f"sharing features of {sharing[0].shape[0]} encoding entries, not {in_features}")
             self.register_buffer("share_gather", sharing[0].clone())
             self.register_buffer("share_scatter", sharing[1].clone())
             width += sharing[1].shape[1]

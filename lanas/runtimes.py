@@ -101,18 +101,27 @@ def _torch(model: nn.Module, x: torch.Tensor, target: Target) -> Compiled:
     return Compiled(lambda: model(xd), 0.0, time.perf_counter() - t0, target.device == "cuda")
 
 
+def onnxruntime_options(threads: int):
+    """The ``onnxruntime.SessionOptions`` a target is measured with: every graph
+    optimisation, sequential execution on ``threads`` intra-op threads, errors only."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3  # errors only
+    return options
+
+
 def _onnxruntime(model: nn.Module, x: torch.Tensor, target: Target) -> Compiled:
     import onnxruntime as ort
 
     t0 = time.perf_counter()
     onnx = export_onnx(model, x)
     t1 = time.perf_counter()
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.intra_op_num_threads = target.threads
-    options.inter_op_num_threads = 1
-    options.log_severity_level = 3  # errors only
+    options = onnxruntime_options(target.threads)
     provider = "CUDAExecutionProvider" if target.device == "cuda" else "CPUExecutionProvider"
     if provider not in ort.get_available_providers():
         raise RuntimeMissing(f"ONNX Runtime here has no {provider} (it has {', '.join(ort.get_available_providers())})")

@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from lanas.encoding import LAYOUT_VERSION
+from lanas.encoding import LAYOUT_VERSION, group_matrix
 from lanas.network import MacroSettings
 from lanas.predictor import LatencyPredictor
 from lanas.space import SearchSpace
@@ -135,18 +135,15 @@ def load(where: Path, cfg: RunConfig | None = None, target: Target | None = None
             f"cannot load predictor weights {wf}: not a readable PyTorch state dict ({type(exc).__name__}); "
             "run `lanas fit` again"
         ) from None
-    # the state's buffers say whether the table has sharing features (predictors fitted before them do not)
-    shared = isinstance(state, dict) and "share_gather" in state
-    model = LatencyPredictor.for_space(SearchSpace(meta.ops), meta.hidden, sharing=shared)
+    # rebuilt from the state's own buffers: they say which sharing features the table was fitted
+    # with (none before them, 9 before the shifted branch); its encoding must be the run's
+    expected = group_matrix(SearchSpace(meta.ops)).shape
     try:
-        if shared and state["share_scatter"].shape != model.share_scatter.shape:
-            # fitted with an earlier, smaller set of sharing features: its own buffers say which
-            if state["share_gather"].shape[0] != model.share_gather.shape[0]:
-                raise ValueError(f"sharing features of {state['share_gather'].shape[0]} encoding entries")
-            model = LatencyPredictor(
-                model.pool.shape[0], meta.hidden, model.pool, (state["share_gather"], state["share_scatter"])
-            )
-        model.load_state_dict(state)
+        if not isinstance(state, dict) or "pool" not in state:
+            raise ValueError("not a latency predictor's state (no pool buffer)")
+        model = LatencyPredictor.from_state(state, meta.hidden)
+        if model.pool.shape != expected:
+            raise ValueError(f"table pooling of shape {tuple(model.pool.shape)}, not {tuple(expected)}")
     except Exception as exc:  # noqa: BLE001 - weights of another shape than predictor.json says
         raise PipelineError(f"predictor weights {wf} do not fit {META}: {str(exc).splitlines()[0]}") from None
     return StoredPredictor(model.eval(), meta)
