@@ -7,15 +7,20 @@ measured on torch eager, ONNX Runtime and OpenVINO, one predictor fitted per tar
 ``lanas fit``). For every ordered pair (SRC -> NEW), K in {5, 10, 20, 50, 100}, and
 ``--repeats`` repeats of the sampling, K architectures of NEW are picked (``random``:
 uniformly; ``diverse``: lanas.transfer.select_diverse over SRC's predictions, from a
-random 80 % of the architectures so the repeats differ), and four predictors of NEW are
+random 80 % of the architectures so the repeats differ), and five predictors of NEW are
 fitted on them and scored on the rest of NEW's rows:
 
-* ``transfer`` -- lanas.transfer (scale / affine / affine + correction / the table from
-  scratch, chosen by LOO; which one, per repeat, is recorded);
+* ``transfer`` -- lanas.transfer: SRC's predictor rescaled, plus the network's costs
+  (FLOPs, ATen operators, modules) and a ridge correction per op and per (edge group,
+  op); whether SRC was kept (``source+costs``) or dropped (``costs``) is recorded;
+* ``costs`` -- the same model without SRC: the costs and corrections fitted from scratch
+  on the K rows (what the costs give without any other target);
 * ``scratch`` -- the pipeline's predictor (grouped additive table + MLP, the demo's
   ``fit.model``) trained on the K rows alone;
 * ``lut`` -- the grouped lookup table (ridge) on the K rows alone;
 * ``src_rescaled`` -- SRC's predictor as it is, times one fitted scale.
+
+"From scratch" below is the best of ``costs``, ``scratch`` and ``lut``.
 
 Records mean and std over repeats of MAPE, share within +-10 %, Kendall tau and Spearman rho.
 """
@@ -24,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import itertools
 import sys
 import time
@@ -37,7 +43,8 @@ from common import record  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 KS = (5, 10, 20, 50, 100)
-METHODS = ("transfer", "scratch", "lut", "src_rescaled")
+METHODS = ("transfer", "costs", "scratch", "lut", "src_rescaled")
+SCRATCH = ("costs", "scratch", "lut")  # the models fitted on NEW's K rows alone
 METRICS = ("mape", "within_10pct", "kendall_tau", "spearman_rho")
 
 
@@ -81,21 +88,22 @@ def scratch_predictor(run, x, y):
     return lambda xs: model(xs).detach().double().numpy()
 
 
-def fit_all(run, src, new_x, new_y, pick, rest):
-    """The four predictors of NEW from the rows ``pick``; their predictions on ``rest``."""
+def fit_all(run, src, prior, new_x, new_y, pick, rest):
+    """The predictors of NEW from the rows ``pick``; their predictions on ``rest``."""
     from lanas import quality, transfer
 
-    src_pred = transfer.predict_np(src.model)
-    s_all, g_all = src_pred(new_x), transfer.table_np(src.model, new_x)
-    chosen, fit, _ = transfer.choose(s_all[pick], g_all[pick], new_y[pick])
-    scale = transfer.fit_model("scale", s_all[pick], g_all[pick], new_y[pick])
+    s_all, g_all = transfer.predict_np(src.model)(new_x), transfer.table_np(src.model, new_x)
+    fit = transfer.fit(s_all[pick], g_all[pick], new_y[pick], prior)
+    costs = transfer.fit(s_all[pick], g_all[pick], new_y[pick], prior, source=False)
+    scale = np.sum(s_all[pick] / new_y[pick]) / np.sum((s_all[pick] / new_y[pick]) ** 2)  # relative-error LSQ
     lut = quality.fit_lut(g_all[pick], new_y[pick])
     return {
         "transfer": fit.predict(s_all[rest], g_all[rest]),
+        "costs": costs.predict(s_all[rest], g_all[rest]),
         "scratch": scratch_predictor(run, new_x[pick], new_y[pick])(new_x[rest]),
         "lut": lut.predict(g_all[rest]),
-        "src_rescaled": scale.predict(s_all[rest], g_all[rest]),
-    }, chosen
+        "src_rescaled": scale * s_all[rest],
+    }, fit.model
 
 
 def picks(selection: str, k: int, repeat: int, n: int, src_pred: np.ndarray, groups: np.ndarray) -> np.ndarray:
@@ -110,6 +118,7 @@ def picks(selection: str, k: int, repeat: int, n: int, src_pred: np.ndarray, gro
 
 def main() -> None:
     from lanas import quality, transfer
+    from lanas.costs import graph_costs, op_costs
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--run", default="runs/bench-targets/main")
@@ -118,17 +127,27 @@ def main() -> None:
     args = ap.parse_args()
     t0 = time.perf_counter()
     run, data = load(ROOT / args.run)
+    cfg = run.config
+    per_op = op_costs(cfg.space, cfg.macro(), cfg.data.resolution)
+    graphs, graph_s = {}, {}  # per NEW: its runtime's graph costs per table feature (one layout here)
+    for spec, (_, _, _, own) in data.items():
+        t1 = time.perf_counter()
+        features = functools.partial(transfer.table_np, own.model)
+        graphs[spec] = graph_costs(cfg.space, cfg.macro(), cfg.data.resolution, own.meta.target, features)
+        graph_s[spec] = time.perf_counter() - t1
+        print(f"graph costs of {spec}: {graph_s[spec]:.1f} s", flush=True)
     results = {}
     for src_spec, new_spec in itertools.permutations(data, 2):
         _, x, y, _ = data[new_spec]
         src = data[src_spec][3]
+        prior = transfer.Prior.for_predictor(src.model, cfg.space, per_op, graphs[new_spec])
         s_all, g_all = transfer.predict_np(src.model)(x), transfer.table_np(src.model, x)
         for k, selection in itertools.product(KS, ("random", "diverse")):
             scores, models = {m: [] for m in METHODS}, []
             for r in range(args.repeats):
                 pick = picks(selection, k, r, len(y), s_all, g_all)
                 rest = np.setdiff1d(np.arange(len(y)), pick)
-                preds, chosen = fit_all(run, src, x, y, pick, rest)
+                preds, chosen = fit_all(run, src, prior, x, y, pick, rest)
                 models.append(chosen)
                 for m, p in preds.items():
                     scores[m].append(quality.regression_metrics(p, y[rest]))
@@ -142,10 +161,10 @@ def main() -> None:
             }
             for m, v in scores.items():
                 cell[m]["mape_values"] = [float(x["mape"]) for x in v]  # per repeat, paired across methods
-            cell["transfer_models"] = {m: models.count(m) for m in sorted(set(models))}  # LOO's choice per repeat
+            cell["transfer_models"] = {m: models.count(m) for m in sorted(set(models))}  # SRC kept/dropped per repeat
             results[f"{src_spec} -> {new_spec} | K={k} | {selection}"] = cell
             t = cell["transfer"]
-            best_scratch = min(("scratch", "lut"), key=lambda m: cell[m]["mape_mean"])
+            best_scratch = min(SCRATCH, key=lambda m: cell[m]["mape_mean"])
             print(
                 f"{src_spec} -> {new_spec}, K={k:3d}, {selection:7s}: transfer MAPE {t['mape_mean']:.2%} "
                 f"(±{t['mape_std']:.2%}) tau {t['kendall_tau_mean']:.3f}; "
@@ -167,6 +186,7 @@ def main() -> None:
             "protocol": dataclasses.asdict(run.config.measure.protocol),
             "own_predictor_full_data": ceiling,
             "repeats": args.repeats,
+            "graph_costs_s": graph_s,
             "wall_s": time.perf_counter() - t0,
             "summary": summary,
             "cells": results,
@@ -185,7 +205,7 @@ def summarise(results: dict, ceiling: dict) -> dict:
     for key, cell in results.items():
         pair, k, selection = key.split(" | ")
         t = cell["transfer"]
-        best_name = min(("scratch", "lut"), key=lambda m: cell[m]["mape_mean"])
+        best_name = min(SCRATCH, key=lambda m: cell[m]["mape_mean"])
         best = cell[best_name]["mape_mean"]
         if t["mape_mean"] > best:
             never_worse = False
@@ -212,6 +232,21 @@ def summarise(results: dict, ceiling: dict) -> dict:
                 f"K = 20, diverse: {pair}: MAPE {t['mape_mean']:.2%}, tau {t['kendall_tau_mean']:.3f} "
                 f"(NEW's own predictor from all rows: {own['mape']:.2%}, tau {own['kendall_tau']:.3f})"
             )
+    means = {}  # per K and pick, every method's MAPE and tau averaged over the ordered pairs
+    for key, cell in results.items():
+        _, k, selection = key.split(" | ")
+        for m in METHODS:
+            means.setdefault(f"{k} | {selection}", {}).setdefault(m, []).append(
+                (cell[m]["mape_mean"], cell[m]["kendall_tau_mean"])
+            )
+    means = {
+        ks: {m: {"mape": float(np.mean([v[0] for v in vs])), "kendall_tau": float(np.mean([v[1] for v in vs]))}
+             for m, vs in per.items()}
+        for ks, per in means.items()
+    }  # fmt: skip
+    for ks, per in means.items():
+        lines.append(f"mean over pairs, {ks}: " + ", ".join(
+            f"{m} {v['mape']:.2%} (tau {v['kendall_tau']:.3f})" for m, v in per.items()))  # fmt: skip
     lines.append(
         f"K = 20, diverse picks: {sum(v['met'] for v in k20.values())} of {len(k20)} pairs meet "
         "tau >= 0.85 and MAPE <= 5 %"
@@ -220,6 +255,7 @@ def summarise(results: dict, ceiling: dict) -> dict:
     lines.append(f"cells where transfer is worse beyond the repeats' noise: {worse_beyond_noise} of {len(results)}")
     return {
         "k20_diverse": k20,
+        "means": means,
         "transfer_never_worse_than_scratch": never_worse,
         "worse_beyond_noise": worse_beyond_noise,
         "lines": lines,

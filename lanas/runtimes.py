@@ -15,8 +15,11 @@ pinning (each measuring process would pin its stream to the same first core).
 
 from __future__ import annotations
 
+import collections
 import importlib
 import io
+import os
+import tempfile
 import time
 import warnings
 from dataclasses import dataclass
@@ -115,29 +118,29 @@ def onnxruntime_options(threads: int):
     return options
 
 
-def _onnxruntime(model: nn.Module, x: torch.Tensor, target: Target) -> Compiled:
+def _ort_session(onnx: bytes, target: Target, options=None):
     import onnxruntime as ort
 
-    t0 = time.perf_counter()
-    onnx = export_onnx(model, x)
-    t1 = time.perf_counter()
-    options = onnxruntime_options(target.threads)
     provider = "CUDAExecutionProvider" if target.device == "cuda" else "CPUExecutionProvider"
     if provider not in ort.get_available_providers():
         raise RuntimeMissing(f"ONNX Runtime here has no {provider} (it has {', '.join(ort.get_available_providers())})")
-    session = ort.InferenceSession(onnx, options, providers=[provider])
+    return ort.InferenceSession(onnx, options or onnxruntime_options(target.threads), providers=[provider])
+
+
+def _onnxruntime(model: nn.Module, x: torch.Tensor, target: Target) -> Compiled:
+    t0 = time.perf_counter()
+    onnx = export_onnx(model, x)
+    t1 = time.perf_counter()
+    session = _ort_session(onnx, target)
     feed = {"x": x.numpy()}
     return Compiled(lambda: session.run(None, feed), t1 - t0, time.perf_counter() - t1, False)
 
 
-def _openvino(model: nn.Module, x: torch.Tensor, target: Target) -> Compiled:
+def _ov_compile(onnx: bytes, target: Target):
     import openvino as ov
 
-    t0 = time.perf_counter()
-    onnx = export_onnx(model, x)
-    t1 = time.perf_counter()
     core = ov.Core()
-    compiled = core.compile_model(
+    return core.compile_model(
         core.read_model(onnx),
         "CPU",
         {
@@ -148,7 +151,15 @@ def _openvino(model: nn.Module, x: torch.Tensor, target: Target) -> Compiled:
             "ENABLE_CPU_PINNING": False,
         },
     )  # measuring processes side by side would all pin to the same first core
-    request = compiled.create_infer_request()
+
+
+def _openvino(model: nn.Module, x: torch.Tensor, target: Target) -> Compiled:
+    import openvino as ov
+
+    t0 = time.perf_counter()
+    onnx = export_onnx(model, x)
+    t1 = time.perf_counter()
+    request = _ov_compile(onnx, target).create_infer_request()
     request.set_input_tensor(ov.Tensor(x.numpy()))
     return Compiled(request.infer, t1 - t0, time.perf_counter() - t1, False)
 
@@ -161,3 +172,30 @@ def compile_for(model: nn.Module, x: torch.Tensor, target: Target) -> Compiled:
     runtime_version(target.runtime)
     with torch.no_grad():
         return _COMPILERS[target.runtime](model.eval(), x, target)
+
+
+_OV_NOT_RUN = frozenset({"Const", "Input", "Output", "Parameter", "Result"})  # runtime-model nodes that are not kernels
+
+
+def graph_nodes(model: nn.Module, x: torch.Tensor, target: Target) -> collections.Counter | None:
+    """The node types of the graph ``target``'s runtime runs for ``model`` on ``x``, after
+    its own fusions and layout changes (nothing is timed): ONNX Runtime's optimised model,
+    OpenVINO's compiled runtime model (constants and inputs left out). None for eager
+    torch, which compiles no graph (what it dispatches: :func:`lanas.costs.network_costs`)."""
+    runtime_version(target.runtime)
+    if target.runtime == "torch":
+        return None
+    with torch.no_grad():
+        onnx_bytes = export_onnx(model.eval(), x)
+    if target.runtime == "onnxruntime":
+        import onnx
+
+        options = onnxruntime_options(target.threads)
+        with tempfile.TemporaryDirectory() as folder:
+            options.optimized_model_filepath = os.path.join(folder, "optimised.onnx")
+            _ort_session(onnx_bytes, target, options)
+            return collections.Counter(n.op_type for n in onnx.load(options.optimized_model_filepath).graph.node)
+    ops = _ov_compile(onnx_bytes, target).get_runtime_model().get_ordered_ops()
+    info = [op.get_rt_info() for op in ops]
+    kinds = (i["layerType"].astype(str) if "layerType" in i else op.get_type_name() for op, i in zip(ops, info))
+    return collections.Counter(k for k in kinds if k not in _OV_NOT_RUN)

@@ -731,16 +731,16 @@ def run_report(run: RunDir) -> str:
 
 def transfer_sentence(spec: str, t: dict[str, Any]) -> str:
     """What the report says of a predictor made by ``lanas fit --transfer-from``."""
-    loo = t["loo_mape"]
-    if t["model"] == "table":  # leave-one-out preferred the samples alone to any use of the source
-        best = min((v, k) for k, v in loo.items() if k != "table")
+    loo = t["loo_mape"][t["model"]]
+    costs = f", with the network's {', '.join(t['costs'])}" if t.get("costs") else ""
+    if t["model"] in ("costs", "table"):  # the source was dropped (``table``: runs before the costs)
         return (
-            f"The predictor of `{spec}` is the lookup table fitted on its {t['samples']} measured architectures "
-            f"alone (leave-one-out MAPE {loo['table']:.2%}): transferring from `{t['source']}` (`{t['hardware']}`) "
-            f"did worse ({best[1]}: {best[0]:.2%})."
+            f"The predictor of `{spec}` was fitted on its {t['samples']} measured architectures alone{costs} "
+            f"(leave-one-out MAPE {loo:.2%}): the predictor of `{t['source']}` (`{t['hardware']}`) it was to be "
+            f"transferred from ranks this target backwards and was dropped."
         )
     return (
         f"The predictor of `{spec}` was **transferred** from `{t['source']}` (`{t['hardware']}`) with "
-        f"{t['samples']} measured architectures (model {t['model']}, leave-one-out MAPE "
-        f"{loo[t['model']]:.2%}), not fitted from scratch."
+        f"{t['samples']} measured architectures{costs} (model {t['model']}, leave-one-out MAPE {loo:.2%}), "
+        f"not fitted from scratch."
     )

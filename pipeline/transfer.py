@@ -5,9 +5,12 @@ which K to measure (``lanas measure --select diverse``).
 SRC is another target of the run (spec or hardware id) or a predictor folder
 (``<run>/fit/<hardware>``) of another run with the same search space, encoding layout
 and network. The K architectures are the diverse pick among NEW's measured rows (all of
-them by default); the rest are NEW's test set. The leave-one-out MAPE of the chosen
-transfer model is the validation figure the quality gate reads, and ``predictor.json``
-records where the predictor came from (``transferred_from``), which the report shows.
+them by default); the rest are NEW's test set. Before fitting, the network's costs
+(FLOPs, ATen operators, modules) and, for a compiled runtime, the nodes and reorders of
+the graph NEW's runtime builds are counted on random architectures
+(:mod:`lanas.costs`: seconds, nothing timed). The leave-one-out MAPE of the transfer is
+the validation figure the quality gate reads, and ``predictor.json`` records where the
+predictor came from (``transferred_from``), which the report shows.
 """
 
 from __future__ import annotations
@@ -20,9 +23,11 @@ import numpy as np
 import torch
 
 from lanas import quality
+from lanas.costs import COSTS, GRAPH_COSTS, graph_costs, op_costs
 from lanas.encoding import encode_genotype
 from lanas.genotype import Genotype
-from lanas.transfer import choose, predict_np, select_diverse, table_np, transferred
+from lanas.runtimes import RuntimeMissing
+from lanas.transfer import Prior, fit_transfer, predict_np, select_diverse, table_np, transferred
 from pipeline import predictor_store
 from pipeline.errors import PipelineError
 from pipeline.measure import select_targets, usable_rows
@@ -64,6 +69,24 @@ def _save(run: RunDir, model, meta: PredictorMeta) -> None:
     write_atomic(where / "metrics.json", json.dumps({**summary, "transferred_from": meta.transferred_from}, indent=2))
 
 
+def _prior(run: RunDir, new, src: StoredPredictor) -> tuple[Prior, tuple[str, ...]]:
+    """The prior over SRC's table features for target ``new``, and the names of its costs."""
+    cfg = run.config
+
+    def progress(done: int, total: int) -> None:
+        if done == 1 or done % 20 == 0 or done == total:
+            print(f"[fit] {new.spec}: counting its runtime's graph nodes: {done}/{total} architectures", flush=True)
+
+    try:
+        graph = graph_costs(
+            cfg.space, cfg.macro(), cfg.data.resolution, new, lambda e: table_np(src.model, e), progress=progress
+        )
+    except RuntimeMissing as exc:
+        raise PipelineError(f"transfer to {new.spec}: {exc}") from None
+    costs = op_costs(cfg.space, cfg.macro(), cfg.data.resolution)
+    return Prior.for_predictor(src.model, cfg.space, costs, graph), COSTS + (GRAPH_COSTS if graph is not None else ())
+
+
 def run_transfer(run: RunDir, target: str, source: str, samples: int | None = None) -> PredictorMeta:
     cfg = run.config
     (new,) = select_targets(cfg, target, run.hardware_ids())
@@ -79,26 +102,29 @@ def run_transfer(run: RunDir, target: str, source: str, samples: int | None = No
     s, groups = predict_np(src.model)(x), table_np(src.model, x)
     pick = np.array(select_diverse(s, groups, k)) if k < len(rows) else np.arange(len(rows))
     rest = np.setdiff1d(np.arange(len(rows)), pick)
-    name, fit, loo = choose(s[pick], groups[pick], y[pick])
+    prior, cost_names = _prior(run, new, src)
+    fit, loo = fit_transfer(s[pick], groups[pick], y[pick], prior)
+    name = fit.model
     try:
         model = transferred(src.model, fit, _typical_pool(run))
     except ValueError as exc:
         raise PipelineError(f"transfer from {src_name} to {new.spec}: {exc}") from None
     ref_ms = float(statistics.median(r["ref_latency_ms"] for r in rows))
     test = quality.regression_metrics(fit.predict(s[rest], groups[rest]), y[rest], ref_ms) if len(rest) >= 2 else {}
-    origin = {"source": src_name, "hardware": src.meta.hardware, "samples": int(k), "model": name, "loo_mape": loo}
+    origin = {"source": src_name, "hardware": src.meta.hardware, "samples": int(k), "model": name,
+              "loo_mape": {name: loo}, "costs": list(cost_names)}  # fmt: skip
     meta = PredictorMeta(
         layout_version=src.meta.layout_version, ops=cfg.space.ops, target=new, hardware=hw, macro=cfg.macro(),
         resolution=cfg.data.resolution, hidden=src.meta.hidden, reference_ms=ref_ms,
-        rows={"train": int(k), "val": 0, "test": int(len(rest))}, test=test, val={"mape": loo[name]},
+        rows={"train": int(k), "val": 0, "test": int(len(rest))}, test=test, val={"mape": loo},
         transferred_from=origin,
     )  # fmt: skip
     _save(run, model, meta)
     tested = f"; test on the other {len(rest)}: MAPE {test['mape']:.2%}, Kendall tau {test['kendall_tau']:.3f}"
     print(
         f"[fit] {hw}: transferred from {src_name} ({src.meta.hardware}) with {k} samples: model {name}"
-        f"{' (the table on the samples alone: every use of the source did worse)' if name == 'table' else ''}, "
-        f"leave-one-out MAPE {loo[name]:.2%}" + (tested if test else ""),
+        f"{' (the source was dropped: its fitted scale came out negative)' if name == 'costs' else ''}, "
+        f"leave-one-out MAPE {loo:.2%}" + (tested if test else ""),
         flush=True,
     )
     return meta

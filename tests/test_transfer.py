@@ -1,20 +1,26 @@
-"""lanas.transfer: a target's predictor from a few samples and another's predictor."""
+"""lanas.transfer: a target's predictor from a few samples, another's predictor and the
+network's costs."""
 
 import numpy as np
 import pytest
 import torch
 
-from lanas.encoding import encode_genotype
+from lanas import quality
+from lanas.costs import op_costs
+from lanas.encoding import encode_genotype, sharing_features
+from lanas.network import MacroSettings
 from lanas.predictor import LatencyPredictor
 from lanas.space import SearchSpace
-from lanas.transfer import choose, fit_model, predict_np, select_diverse, table_np, transferred
+from lanas.transfer import Prior, fit, fit_transfer, loo_mape, predict_np, select_diverse, table_np, transferred
 
 SPACE = SearchSpace()
+MACRO = MacroSettings(layers=3, channels=4, in_channels=1)
+RESOLUTION = 8
 
 
-def random_predictor(seed: int) -> LatencyPredictor:
+def random_predictor(seed: int, sharing: bool = True) -> LatencyPredictor:
     torch.manual_seed(seed)
-    p = LatencyPredictor.for_space(SPACE, (16,))
+    p = LatencyPredictor.for_space(SPACE, (16,), sharing=sharing)
     with torch.no_grad():
         p.additive.weight.uniform_(0.05, 0.5)
         p.mlp[-1].weight.normal_(0, 0.05)
@@ -29,7 +35,17 @@ def archs():
     return x, table_np(LatencyPredictor.for_space(SPACE, ()), x)  # op counts per group, then merged ops
 
 
-def test_an_affine_target_with_a_per_op_shift_is_recovered_from_few_samples(archs):
+@pytest.fixture(scope="module")
+def costs():
+    return op_costs(SPACE, MACRO, RESOLUTION)
+
+
+@pytest.fixture(scope="module")
+def prior(costs):
+    return Prior.for_predictor(random_predictor(0), SPACE, costs)
+
+
+def test_an_affine_target_with_a_per_op_shift_is_recovered_from_few_samples(archs, prior):
     """NEW = 0.1 + 2 * SRC + 0.3 per skip connection in the normal cell: the transfer
     finds it from 30 samples, where the rescaled source alone cannot."""
     x, groups = archs
@@ -37,54 +53,80 @@ def test_an_affine_target_with_a_per_op_shift_is_recovered_from_few_samples(arch
     s = predict_np(src)(x)
     skip = SPACE.ops.index("skip_connect")
     y = 0.1 + 2.0 * s + 0.3 * groups[:, skip]
-    name, fit, scores = choose(s[:30], groups[:30], y[:30])
-    assert name == "affine+correction" and scores[name] < scores["scale"]
-    assert np.abs(fit.predict(s[30:], groups[30:]) / y[30:] - 1).mean() < 0.01
-    scale = fit_model("scale", s[:30], groups[:30], y[:30])
-    assert np.abs(scale.predict(s[30:], groups[30:]) / y[30:] - 1).mean() > 0.03
+    f, loo = fit_transfer(s[:30], groups[:30], y[:30], prior)
+    assert f.model == "source+costs" and f.b > 0 and loo < 0.02
+    assert np.abs(f.predict(s[30:], groups[30:]) / y[30:] - 1).mean() < 0.01
+    scale = np.sum(s[:30] / y[:30]) / np.sum((s[:30] / y[:30]) ** 2)
+    assert np.abs(scale * s[30:] / y[30:] - 1).mean() > 0.03
     # the fit is a LatencyPredictor of the source's shape, predicting the same
-    new = transferred(src, fit, x)
-    assert np.allclose(predict_np(new)(x[30:]), fit.predict(s[30:], groups[30:]), rtol=1e-4)
+    new = transferred(src, f, x)
+    assert np.allclose(predict_np(new)(x[30:]), f.predict(s[30:], groups[30:]), rtol=1e-4)
     assert float(new.typical) == pytest.approx(float(np.median(predict_np(new)(x))), rel=1e-3)  # torch: lower middle
 
 
-def test_a_pure_rescaling_is_kept_simple(archs):
+def test_a_target_that_follows_the_network_costs_needs_few_samples(archs, prior):
+    """NEW is dispatch-bound (latency = 0.5 + 0.02 per ATen operator, what eager PyTorch
+    pays): 8 samples and the costs find it, while the lookup table from the same 8
+    samples cannot, and the unrelated source is not needed."""
     x, groups = archs
-    src = random_predictor(1)
-    s = predict_np(src)(x)
-    name, fit, _ = choose(s[:10], groups[:10], 3.0 * s[:10])
-    assert name == "scale" and fit.b == pytest.approx(3.0)
+    s = predict_np(random_predictor(5))(x)
+    aten = groups @ prior.costs[:, 1]
+    y = 0.5 + 0.02 * (aten - aten.min() + 10)
+    f = fit(s[:8], groups[:8], y[:8], prior, source=False)
+    err = np.abs(f.predict(s[8:], groups[8:]) / y[8:] - 1).mean()
+    lut = quality.fit_lut(groups[:8], y[:8])
+    assert err < 0.01 and err < np.abs(lut.predict(groups[8:]) / y[8:] - 1).mean() / 3
 
 
-def test_too_few_samples_and_a_negative_scale_are_refused(archs):
+def test_too_few_samples_and_a_negative_scale_are_refused(archs, prior):
     x, groups = archs
     src = random_predictor(2)
     s = predict_np(src)(x)
     with pytest.raises(ValueError, match="at least 3 measured architectures"):
-        choose(s[:2], groups[:2], s[:2])
+        fit_transfer(s[:2], groups[:2], s[:2], prior)
     with pytest.raises(ValueError, match="scale must be >= 0"):
-        transferred(src, fit_model("affine", s[:20], groups[:20], 5.0 - s[:20]), x)
+        from lanas.transfer import Fit
+
+        transferred(src, Fit(5.0, -1.0, np.zeros(groups.shape[1])), x)
 
 
-def test_a_source_that_ranks_the_target_backwards_gives_way_to_the_table_from_scratch(archs):
+def test_a_source_that_ranks_the_target_backwards_is_dropped(archs, prior):
     """NEW falls as SRC rises (NEW = a table of its own, less SRC and what SRC explains of
-    that table): every fit through the source has a negative scale, so the table fitted on
-    NEW's own samples is taken, and the transferred predictor is that table (b = 0: the
-    source's table and MLP switched off)."""
+    that table): the fitted scale comes out negative, so the source is dropped and the
+    costs and corrections on NEW's own samples are the predictor (b = 0: the source's
+    table and MLP switched off)."""
     x, groups = archs
     src = random_predictor(4)
     s = predict_np(src)(x)
     own = groups @ np.random.default_rng(0).uniform(0.05, 0.3, groups.shape[1])
     explained = max(np.polyfit(s, own, 1)[0], 0.0)  # both tables weigh every op positively
     y = 4.0 + own - (1.0 + explained) * s
-    name, fit, scores = choose(s[:40], groups[:40], y[:40])
-    assert fit_model("affine", s[:40], groups[:40], y[:40]).b < 0
-    assert name == "table" and fit.b == 0 and scores["table"] < scores["scale"]
-    new = transferred(src, fit, x)
-    assert np.allclose(predict_np(new)(x[40:]), fit.predict(s[40:], groups[40:]), rtol=1e-4)
-    scale = fit_model("scale", s[:40], groups[:40], y[:40])
-    table_err = np.abs(predict_np(new)(x[40:]) / y[40:] - 1).mean()
-    assert table_err < 0.03 and table_err < np.abs(scale.predict(s[40:], groups[40:]) / y[40:] - 1).mean() / 2
+    f = fit(s[:40], groups[:40], y[:40], prior)
+    assert f.model == "costs" and f.b == 0
+    assert loo_mape(s[:40], groups[:40], y[:40], prior) == loo_mape(s[:40], groups[:40], y[:40], prior, source=False)
+    new = transferred(src, f, x)
+    assert np.allclose(predict_np(new)(x[40:]), f.predict(s[40:], groups[40:]), rtol=1e-4)
+    scale = np.sum(s[:40] / y[:40]) / np.sum((s[:40] / y[:40]) ** 2)
+    err = np.abs(predict_np(new)(x[40:]) / y[40:] - 1).mean()
+    assert err < 0.03 and err < np.abs(scale * s[40:] / y[40:] - 1).mean() / 2
+
+
+def test_the_prior_pools_each_op_over_edge_groups_and_refuses_what_does_not_fit(costs):
+    k = len(SPACE.ops)
+    p = Prior.for_predictor(random_predictor(0), SPACE, costs)
+    width = 3 * k + len(sharing_features(SPACE))
+    assert p.costs.shape == (width, 3) and np.all(p.costs[3 * k :] == 0)
+    assert np.all(p.classes.sum(1) == 1)  # every feature in one class
+    skip = SPACE.ops.index("skip_connect")
+    assert np.all(p.classes[[skip, k + skip, 2 * k + skip]].argmax(1) == p.classes[skip].argmax())
+    assert p.classes.shape[1] == k + len({c for _, c in sharing_features(SPACE)})
+    # a predictor without sharing features has no merge classes
+    plain = Prior.for_predictor(random_predictor(0, sharing=False), SPACE, costs)
+    assert plain.classes.shape == (3 * k, k)
+    with pytest.raises(ValueError, match="graph costs of 5 features do not fit the predictor's table of"):
+        Prior.for_predictor(random_predictor(0), SPACE, costs, np.zeros((5, 2)))
+    with pytest.raises(ValueError, match="op costs of 10 .* do not fit"):
+        Prior.for_predictor(random_predictor(0), SPACE, costs[:10])
 
 
 def test_diverse_picks_span_the_source_latency_and_are_deterministic(archs):
@@ -100,13 +142,16 @@ def test_diverse_picks_span_the_source_latency_and_are_deterministic(archs):
         select_diverse(s, groups, 300)
 
 
-def test_the_report_says_when_the_table_from_scratch_replaced_the_transfer():
+def test_the_report_says_whether_the_source_was_kept():
     from pipeline.report import transfer_sentence
 
-    t = {"source": "cpu-t1-torch-b1", "hardware": "hw", "samples": 20, "model": "table",
-         "loo_mape": {"scale": 0.09, "affine": 0.07, "affine+correction": 0.061, "table": 0.05}}  # fmt: skip
+    t = {"source": "cpu-t1-torch-b1", "hardware": "hw", "samples": 20, "model": "costs",
+         "loo_mape": {"costs": 0.05}, "costs": ["mflops", "aten_ops"]}  # fmt: skip
     text = transfer_sentence("cpu-t1-onnxruntime-b1", t)
-    assert "lookup table fitted on its 20 measured architectures alone" in text
-    assert "5.00%" in text and "affine+correction: 6.10%" in text and "transferred**" not in text
-    text = transfer_sentence("cpu-t1-onnxruntime-b1", {**t, "model": "affine"})
+    assert "fitted on its 20 measured architectures alone, with the network's mflops, aten_ops" in text
+    assert "5.00%" in text and "dropped" in text and "transferred**" not in text
+    kept = {**t, "model": "source+costs", "loo_mape": {"source+costs": 0.07}}
+    text = transfer_sentence("cpu-t1-onnxruntime-b1", kept)
     assert "**transferred** from `cpu-t1-torch-b1`" in text and "7.00%" in text
+    old = {"source": "s", "hardware": "h", "samples": 9, "model": "affine", "loo_mape": {"affine": 0.03}}
+    assert "**transferred**" in transfer_sentence("x", old)  # a run transferred before the costs still reports
