@@ -6,7 +6,8 @@ Reads the run of ``benchmarks/targets.py`` (the same 500 demo-profile architectu
 measured on torch eager, ONNX Runtime and OpenVINO, one predictor fitted per target by
 ``lanas fit``). For every ordered pair (SRC -> NEW), K in {5, 10, 20, 50, 100}, and
 ``--repeats`` repeats of the sampling, K architectures of NEW are picked (``random``:
-uniformly; ``diverse``: lanas.transfer.select_diverse over SRC's predictions, from a
+uniformly; ``diverse``: lanas.transfer.select_diverse over SRC's predictions, the costs and
+the op composition, from a
 random 80 % of the architectures so the repeats differ), and five predictors of NEW are
 fitted on them and scored on the rest of NEW's rows:
 
@@ -106,14 +107,14 @@ def fit_all(run, src, prior, new_x, new_y, pick, rest):
     }, fit.model
 
 
-def picks(selection: str, k: int, repeat: int, n: int, src_pred: np.ndarray, groups: np.ndarray) -> np.ndarray:
+def picks(selection: str, k: int, repeat: int, n: int, src_pred: np.ndarray, groups: np.ndarray, prior) -> np.ndarray:
     from lanas.transfer import select_diverse
 
     rng = np.random.default_rng(1000 * repeat + k)
     if selection == "random":
         return rng.choice(n, size=k, replace=False)
     sub = np.sort(rng.choice(n, size=int(0.8 * n), replace=False))
-    return sub[select_diverse(src_pred[sub], groups[sub], k)]
+    return sub[select_diverse(src_pred[sub], groups[sub], k, prior)]
 
 
 def main() -> None:
@@ -145,7 +146,7 @@ def main() -> None:
         for k, selection in itertools.product(KS, ("random", "diverse")):
             scores, models = {m: [] for m in METHODS}, []
             for r in range(args.repeats):
-                pick = picks(selection, k, r, len(y), s_all, g_all)
+                pick = picks(selection, k, r, len(y), s_all, g_all, prior)
                 rest = np.setdiff1d(np.arange(len(y)), pick)
                 preds, chosen = fit_all(run, src, prior, x, y, pick, rest)
                 models.append(chosen)

@@ -103,7 +103,7 @@ def cmd_measure(args: argparse.Namespace) -> None:
         from pipeline.transfer import default_source, diverse_genotypes
 
         source = args.transfer_from or default_source(run, args.target)
-        picked = diverse_genotypes(run, source, args.num_archs)
+        picked = diverse_genotypes(run, source, args.target, args.num_archs)
         genotypes = str(measure_jsonl_path(run, picked, f"diverse-{args.num_archs}.jsonl"))
         print(f"[measure] {args.num_archs} diverse architectures by {source}'s predictor: {genotypes}", flush=True)
     init_ray(args.address, verbose=args.verbose)

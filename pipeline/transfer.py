@@ -75,7 +75,7 @@ def _prior(run: RunDir, new, src: StoredPredictor) -> tuple[Prior, tuple[str, ..
 
     def progress(done: int, total: int) -> None:
         if done == 1 or done % 20 == 0 or done == total:
-            print(f"[fit] {new.spec}: counting its runtime's graph nodes: {done}/{total} architectures", flush=True)
+            print(f"[costs] {new.spec}: nodes of the graph {new.runtime} builds, {done}/{total} architectures", flush=True)
 
     try:
         graph = graph_costs(
@@ -100,9 +100,9 @@ def run_transfer(run: RunDir, target: str, source: str, samples: int | None = No
     x = torch.tensor(np.stack([r["encoding"] for r in rows]), dtype=torch.float32)
     y = np.array([r["latency_ratio"] for r in rows])
     s, groups = predict_np(src.model)(x), table_np(src.model, x)
-    pick = np.array(select_diverse(s, groups, k)) if k < len(rows) else np.arange(len(rows))
-    rest = np.setdiff1d(np.arange(len(rows)), pick)
     prior, cost_names = _prior(run, new, src)
+    pick = np.array(select_diverse(s, groups, k, prior)) if k < len(rows) else np.arange(len(rows))
+    rest = np.setdiff1d(np.arange(len(rows)), pick)
     fit, loo = fit_transfer(s[pick], groups[pick], y[pick], prior)
     name = fit.model
     try:
@@ -143,12 +143,15 @@ def default_source(run: RunDir, target: str) -> str:
     )
 
 
-def diverse_genotypes(run: RunDir, source: str, k: int) -> list[Genotype]:
-    """``k`` architectures out of ``DIVERSE_POOL`` random ones, spread over the source
-    predictor's latency and the op composition."""
+def diverse_genotypes(run: RunDir, source: str, target: str, k: int) -> list[Genotype]:
+    """``k`` architectures out of ``DIVERSE_POOL`` random ones for the new ``target``,
+    spread over the source predictor's latency, the network's costs on ``target`` and the
+    op composition."""
     cfg = run.config
+    (new,) = select_targets(cfg, target, run.hardware_ids())
     _, src = source_predictor(run, source)
+    prior, _ = _prior(run, new, src)
     pool = cfg.space.sample_unique(max(DIVERSE_POOL, k), cfg.seed)
     x = torch.stack([encode_genotype(g, cfg.space) for g in pool])
-    chosen = select_diverse(predict_np(src.model)(x), table_np(src.model, x), k)
+    chosen = select_diverse(predict_np(src.model)(x), table_np(src.model, x), k, prior)
     return [pool[i] for i in chosen]

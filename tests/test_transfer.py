@@ -129,15 +129,17 @@ def test_the_prior_pools_each_op_over_edge_groups_and_refuses_what_does_not_fit(
         Prior.for_predictor(random_predictor(0), SPACE, costs[:10])
 
 
-def test_diverse_picks_span_the_source_latency_and_are_deterministic(archs):
+def test_diverse_picks_span_the_source_latency_and_the_costs_and_are_deterministic(archs, prior):
     x, groups = archs
     s = predict_np(random_predictor(3))(x)
-    pick = select_diverse(s, groups, 20)
-    assert len(set(pick)) == 20 and pick == select_diverse(s, groups, 20)
-    spread = np.ptp(s[pick]) / np.ptp(s)
+    aten = groups @ prior.costs[:, 1]
     rng = np.random.default_rng(0)
-    random_spread = np.median([np.ptp(s[rng.choice(len(s), 20, replace=False)]) / np.ptp(s) for _ in range(50)])
-    assert spread > random_spread
+    randoms = [rng.choice(len(s), 20, replace=False) for _ in range(50)]
+    for p in (None, prior):
+        pick = select_diverse(s, groups, 20, p)
+        assert len(set(pick)) == 20 and pick == select_diverse(s, groups, 20, p)
+        assert np.ptp(s[pick]) > np.median([np.ptp(s[r]) for r in randoms])
+    assert np.ptp(aten[pick]) > np.median([np.ptp(aten[r]) for r in randoms])  # with the prior: the costs too
     with pytest.raises(ValueError, match="cannot pick 300 of 200"):
         select_diverse(s, groups, 300)
 

@@ -79,3 +79,12 @@ def test_more_samples_than_measured_says_so_and_a_transfer_is_recorded(run_copy,
     assert stored_metas(run)[SPEC].transferred_from["source"] == str(source)
     stored = predictor_store.load_for(run, run.config.targets[0], gate=False)  # loads as an ordinary predictor
     assert float(stored.model.typical) > 0
+
+
+def test_diverse_picks_for_a_new_target_are_valid_distinct_and_repeatable(run_copy, tmp_path):
+    from pipeline.transfer import diverse_genotypes
+
+    source = str(_foreign(run_copy, tmp_path))
+    picked = diverse_genotypes(run_copy, source, SPEC, 6)
+    assert len({g.arch_id for g in picked}) == 6 and all(run_copy.config.space.expresses(g) for g in picked)
+    assert [g.arch_id for g in picked] == [g.arch_id for g in diverse_genotypes(run_copy, source, SPEC, 6)]
