@@ -253,12 +253,18 @@ def summarise(results: dict, ceiling: dict) -> dict:
         "tau >= 0.85 and MAPE <= 5 %"
     )
     lines.append(f"transfer at least as good as the best model from scratch at every K and pick: {never_worse}")
+    plain = sum(  # against the pipeline's own models from scratch, without the costs
+        cell["transfer"]["mape_mean"] > min(cell["scratch"]["mape_mean"], cell["lut"]["mape_mean"])
+        for cell in results.values()
+    )
+    lines.append(f"cells where transfer is worse than the pipeline's predictor or the LUT from scratch: {plain}")
     lines.append(f"cells where transfer is worse beyond the repeats' noise: {worse_beyond_noise} of {len(results)}")
     return {
         "k20_diverse": k20,
         "means": means,
         "transfer_never_worse_than_scratch": never_worse,
         "worse_beyond_noise": worse_beyond_noise,
+        "worse_than_pipeline_or_lut": plain,
         "lines": lines,
     }
 

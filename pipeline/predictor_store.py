@@ -49,7 +49,7 @@ class PredictorMeta:
     baselines: dict[str, dict[str, float]] = field(default_factory=dict)  # ... of each baseline
     versus_best_baseline: dict[str, float] = field(default_factory=dict)  # paired bootstrap of the MAPE difference
     train_metrics: dict[str, float] = field(default_factory=dict)
-    # a transferred predictor (pipeline.transfer): source, its hardware, samples, model, leave-one-out MAPEs
+    # a transferred predictor (pipeline.transfer): source, its hardware, samples, model, leave-one-out MAPE, costs used
     transferred_from: dict[str, Any] = field(default_factory=dict)
     selection: dict[str, Any] = field(default_factory=dict)  # k-fold model selection: candidates, intervals, choice
     # set -> model -> metrics away from the random test split: coverage test rows, published genotypes, and
