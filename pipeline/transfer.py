@@ -75,7 +75,7 @@ def _prior(run: RunDir, new, src: StoredPredictor) -> tuple[Prior, tuple[str, ..
 
     def progress(done: int, total: int) -> None:
         if done == 1 or done % 20 == 0 or done == total:
-            print(f"[costs] {new.spec}: nodes of the graph {new.runtime} builds, {done}/{total} architectures", flush=True)
+            print(f"[costs] {new.spec}: graph nodes as {new.runtime} builds them, {done}/{total} archs", flush=True)
 
     try:
         graph = graph_costs(
