@@ -50,12 +50,13 @@ METRICS = ("mape", "within_10pct", "kendall_tau", "spearman_rho")
 
 
 def load(run_dir: Path):
-    """Per target spec: (arch_ids, encodings, latency ratios) on the same architectures, and its stored predictor."""
+    """Per target spec: (arch_ids, encodings, latency ratios) on the same architectures, and
+    its stored predictor as a transfer source (on the current table layout)."""
     import pandas as pd
     import torch
 
-    from pipeline.predictor_store import load_for
     from pipeline.rundir import RunDir
+    from pipeline.transfer import source_predictor
 
     run = RunDir.existing(run_dir)
     df = pd.read_parquet(run_dir / "measure" / "dataset")
@@ -69,7 +70,7 @@ def load(run_dir: Path):
             rows["arch_id"].to_numpy(),
             x,
             rows["latency_ratio"].to_numpy(float),
-            load_for(run, t, gate=False),
+            source_predictor(run, t.spec)[1],
         )
     return run, out
 

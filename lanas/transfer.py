@@ -109,6 +109,39 @@ class Fit:
         return self.a + self.b * src + groups @ self.w
 
 
+LAYOUT_PROBES = 256  # random architectures on which an older table layout is matched to the current one
+LAYOUT_SEED = 3
+
+
+def in_current_layout(source: LatencyPredictor, space: SearchSpace) -> LatencyPredictor:
+    """``source`` rewritten on the table layout a predictor of ``space`` has now
+    (:meth:`~lanas.predictor.LatencyPredictor.for_space`: every sharing feature),
+    predicting the same: a predictor fitted before a feature existed (an older run's)
+    gets it with weight 0, so the transfer can correct it. Each of its table features
+    must be one of the current ones (checked on random architectures); otherwise, or
+    when the layouts already agree, ``source`` is returned as it is."""
+    current = LatencyPredictor.for_space(space, source.hidden)
+    if current.additive.in_features == source.additive.in_features or source.pool.shape != current.pool.shape:
+        return source
+    from lanas.encoding import encode_genotype
+
+    probes = torch.stack([encode_genotype(g, space) for g in space.sample_unique(LAYOUT_PROBES, LAYOUT_SEED)])
+    new, old = table_np(current, probes), table_np(source, probes)
+    where = []  # per old feature, the current feature equal to it on every probe (itself, if it can)
+    for j in range(old.shape[1]):
+        same = [i for i in range(new.shape[1]) if np.allclose(new[:, i], old[:, j], atol=1e-6)]
+        if not same:
+            return source
+        where.append(j if j in same else same[0])
+    state = {k: v for k, v in source.state_dict().items() if not k.startswith(("additive.", "share_", "pool"))}
+    current.load_state_dict(state, strict=False)
+    with torch.no_grad():
+        current.additive.weight.zero_()
+        current.additive.weight[0, where] = source.additive.weight[0]
+        current.additive.bias.copy_(source.additive.bias)
+    return current.eval()
+
+
 def fit(src: np.ndarray, groups: np.ndarray, y: np.ndarray, prior: Prior, source: bool = True) -> Fit:
     """The transfer model on samples (``src``: the source's predictions, ``groups``: the
     table features, ``y``: NEW's latencies); ``source=False``: without the source (the

@@ -15,6 +15,7 @@ predictor came from (``transferred_from``), which the report shows.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import statistics
 from pathlib import Path
@@ -27,7 +28,7 @@ from lanas.costs import COSTS, GRAPH_COSTS, graph_costs, op_costs
 from lanas.encoding import encode_genotype
 from lanas.genotype import Genotype
 from lanas.runtimes import RuntimeMissing
-from lanas.transfer import Prior, fit_transfer, predict_np, select_diverse, table_np, transferred
+from lanas.transfer import Prior, fit_transfer, in_current_layout, predict_np, select_diverse, table_np, transferred
 from pipeline import predictor_store
 from pipeline.errors import PipelineError
 from pipeline.measure import select_targets, usable_rows
@@ -40,12 +41,16 @@ DIVERSE_POOL = 4096  # random architectures `measure --select diverse` picks fro
 
 
 def source_predictor(run: RunDir, source: str) -> tuple[str, StoredPredictor]:
-    """(name, predictor) of ``source``: a target of this run, or a predictor folder."""
+    """(name, predictor) of ``source``: a target of this run, or a predictor folder; a
+    predictor fitted on an older table layout comes on the current one
+    (:func:`lanas.transfer.in_current_layout`), so the transfer sees every feature."""
     path = Path(source)
     if (path / predictor_store.META).is_file():
-        return str(path), predictor_store.load(path, run.config)  # space, layout and network must match
-    (target,) = select_targets(run.config, source, run.hardware_ids())
-    return target.spec, predictor_store.load_for(run, target, gate=False)
+        name, src = str(path), predictor_store.load(path, run.config)  # space, layout and network must match
+    else:
+        (target,) = select_targets(run.config, source, run.hardware_ids())
+        name, src = target.spec, predictor_store.load_for(run, target, gate=False)
+    return name, dataclasses.replace(src, model=in_current_layout(src.model, run.config.space))
 
 
 def _check_samples(k: int, n: int, spec: str) -> None:

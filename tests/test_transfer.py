@@ -11,7 +11,17 @@ from lanas.encoding import encode_genotype, sharing_features
 from lanas.network import MacroSettings
 from lanas.predictor import LatencyPredictor
 from lanas.space import SearchSpace
-from lanas.transfer import Prior, fit, fit_transfer, loo_mape, predict_np, select_diverse, table_np, transferred
+from lanas.transfer import (
+    Prior,
+    fit,
+    fit_transfer,
+    in_current_layout,
+    loo_mape,
+    predict_np,
+    select_diverse,
+    table_np,
+    transferred,
+)
 
 SPACE = SearchSpace()
 MACRO = MacroSettings(layers=3, channels=4, in_channels=1)
@@ -109,6 +119,35 @@ def test_a_source_that_ranks_the_target_backwards_is_dropped(archs, prior):
     scale = np.sum(s[:40] / y[:40]) / np.sum((s[:40] / y[:40]) ** 2)
     err = np.abs(predict_np(new)(x[40:]) / y[40:] - 1).mean()
     assert err < 0.03 and err < np.abs(scale * s[40:] / y[40:] - 1).mean() / 2
+
+
+def older_layout(p: LatencyPredictor) -> LatencyPredictor:
+    """``p`` as fitted before the FactorizedReduce "shift" sharing feature existed."""
+    drop = 3 * len(SPACE.ops) + sharing_features(SPACE).index((1, "shift"))
+    state = p.state_dict()
+    keep = [i for i in range(state["additive.weight"].shape[1]) if i != drop]
+    state["additive.weight"] = state["additive.weight"][:, keep]
+    state["share_scatter"] = state["share_scatter"][:, [i - 3 * len(SPACE.ops) for i in keep[3 * len(SPACE.ops) :]]]
+    return LatencyPredictor.from_state(state, p.hidden).eval()
+
+
+def test_an_older_table_layout_is_brought_to_the_current_one_so_the_transfer_can_correct_it(archs, prior, costs):
+    """A source fitted without a sharing feature (an older run's) predicts the same on the
+    current layout, with that feature at weight 0; a target that merges what the old
+    layout cannot see is then fitted through it."""
+    x, groups = archs
+    for old in (random_predictor(6, sharing=False), older_layout(random_predictor(6))):
+        assert old.additive.in_features < groups.shape[1]
+        now = in_current_layout(old, SPACE)
+        assert now.additive.in_features == groups.shape[1]
+        assert np.allclose(predict_np(now)(x), predict_np(old)(x), atol=1e-5)
+        assert in_current_layout(now, SPACE) is now
+    shift = 3 * len(SPACE.ops) + sharing_features(SPACE).index((1, "shift"))
+    assert now.additive.weight[0, shift] == 0
+    s = predict_np(now)(x)
+    y = 0.2 + s - 0.05 * groups[:, shift]  # NEW merges the shifted branch of FactorizedReduce
+    f = fit(s[:60], groups[:60], y[:60], prior)
+    assert np.abs(f.predict(s[60:], groups[60:]) / y[60:] - 1).mean() < 0.01
 
 
 def test_the_prior_pools_each_op_over_edge_groups_and_refuses_what_does_not_fit(costs):
