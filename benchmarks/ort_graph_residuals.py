@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import argparse
 import collections
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -34,22 +32,15 @@ sys.path.insert(0, str(ROOT))
 
 
 def optimised_node_counts(genotype_json: str, cfg) -> collections.Counter:
-    import onnx
-    import onnxruntime as ort
-    import torch
-
+    """Node types of the graph ONNX Runtime runs for the genotype (measuring options, 1 thread)."""
     from lanas.genotype import Genotype
     from lanas.network import Network
-    from lanas.runtimes import export_onnx, onnxruntime_options
+    from lanas.runtimes import example_input, graph_nodes
+    from lanas.target import Target
 
-    x = torch.randn(1, cfg.data.in_channels, cfg.data.resolution, cfg.data.resolution)
-    onnx_bytes = export_onnx(Network(Genotype.from_json(genotype_json), cfg.macro()).eval(), x)
-    options = onnxruntime_options(threads=1)  # as measured; errors only (not the NCHWc model warning)
-    with tempfile.TemporaryDirectory() as d:
-        options.optimized_model_filepath = os.path.join(d, "optimised.onnx")
-        ort.InferenceSession(onnx_bytes, options, providers=["CPUExecutionProvider"])
-        graph = onnx.load(options.optimized_model_filepath).graph
-    return collections.Counter(n.op_type for n in graph.node)
+    target = Target(runtime="onnxruntime")
+    x = example_input(cfg.data.in_channels, cfg.data.resolution, target)
+    return graph_nodes(Network(Genotype.from_json(genotype_json), cfg.macro()), x, target)
 
 
 def out_of_fold(table, x, y: np.ndarray, seed: int = 0) -> np.ndarray:

@@ -90,11 +90,11 @@ def scratch_predictor(run, x, y):
     return lambda xs: model(xs).detach().double().numpy()
 
 
-def fit_all(run, src, prior, new_x, new_y, pick, rest):
-    """The predictors of NEW from the rows ``pick``; their predictions on ``rest``."""
+def fit_all(run, s_all, g_all, prior, new_x, new_y, pick, rest):
+    """The predictors of NEW from the rows ``pick``; their predictions on ``rest``
+    (``s_all``, ``g_all``: SRC's predictions and table features of NEW's rows)."""
     from lanas import quality, transfer
 
-    s_all, g_all = transfer.predict_np(src.model)(new_x), transfer.table_np(src.model, new_x)
     fit = transfer.fit(s_all[pick], g_all[pick], new_y[pick], prior)
     costs = transfer.fit(s_all[pick], g_all[pick], new_y[pick], prior, source=False)
     scale = np.sum(s_all[pick] / new_y[pick]) / np.sum((s_all[pick] / new_y[pick]) ** 2)  # relative-error LSQ
@@ -149,7 +149,7 @@ def main() -> None:
             for r in range(args.repeats):
                 pick = picks(selection, k, r, len(y), s_all, g_all, prior)
                 rest = np.setdiff1d(np.arange(len(y)), pick)
-                preds, chosen = fit_all(run, src, prior, x, y, pick, rest)
+                preds, chosen = fit_all(run, s_all, g_all, prior, x, y, pick, rest)
                 models.append(chosen)
                 for m, p in preds.items():
                     scores[m].append(quality.regression_metrics(p, y[rest]))

@@ -21,11 +21,11 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
-import torch
 from scipy import stats
 
+from lanas.costs import network_costs
 from lanas.genotype import Genotype
-from lanas.network import MacroSettings, Network
+from lanas.network import MacroSettings
 
 
 def regression_metrics(pred: np.ndarray, true: np.ndarray, ms_per_unit: float = 1.0) -> dict[str, float]:
@@ -63,13 +63,7 @@ def fit_trees(x: np.ndarray, y: np.ndarray, seed: int = 0):
 
 def network_flops(genotype: Genotype, macro: MacroSettings, resolution: int) -> int:
     """FLOPs of one forward pass of the deployed network on one image."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    net = Network(genotype, macro).eval()
-    counter = FlopCounterMode(display=False)
-    with counter, torch.no_grad():
-        net(torch.zeros(1, macro.in_channels, resolution, resolution))
-    return int(counter.get_total_flops())
+    return network_costs(genotype, macro, resolution).flops
 
 
 def fit_flops(flops: Sequence[int], y: np.ndarray) -> tuple[float, float]:

@@ -47,7 +47,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from lanas.encoding import sharing_features
+from lanas.encoding import encode_genotype, sharing_features
 from lanas.predictor import LatencyPredictor
 from lanas.space import SearchSpace
 
@@ -75,7 +75,7 @@ class Prior:
         (pooled when the predictor's sharing features are those of
         :func:`lanas.encoding.sharing_features`; an older layout's are left unpooled)."""
         width, groups = predictor.additive.in_features, len(op_costs)
-        if groups != predictor.pool.shape[1] or groups % len(space.ops):
+        if groups != predictor.pool.shape[1]:
             raise ValueError(f"op costs of {groups} (edge group, op) features do not fit the predictor's table")
         costs = np.zeros((width, op_costs.shape[1]))
         costs[:groups] = op_costs
@@ -123,8 +123,6 @@ def in_current_layout(source: LatencyPredictor, space: SearchSpace) -> LatencyPr
     current = LatencyPredictor.for_space(space, source.hidden)
     if current.additive.in_features == source.additive.in_features or source.pool.shape != current.pool.shape:
         return source
-    from lanas.encoding import encode_genotype
-
     probes = torch.stack([encode_genotype(g, space) for g in space.sample_unique(LAYOUT_PROBES, LAYOUT_SEED)])
     new, old = table_np(current, probes), table_np(source, probes)
     where = []  # per old feature, the current feature equal to it on every probe (itself, if it can)
