@@ -84,7 +84,12 @@ def reachable(
     """(fastest, slowest) latency the space is known to reach: the predictions of its
     corner genotypes and the ``measured`` latencies. A descent over the predictor would
     find lower values, but there it extrapolates (even below zero): a budget is only
-    refused on what was measured or predicted inside the data."""
+    refused on what was measured or predicted inside the data. The corners themselves
+    lie outside the random samples a predictor learns from, so a corner predicted at
+    or below zero (a predictor extrapolating its sharing savings, say) is no latency
+    and is left out."""
     preds = predict(torch.stack([encode_genotype(g, space) for g in corner_genotypes(space)]))
-    values = [float(v) for v in preds] + [float(v) for v in measured]
+    values = [v for v in (float(p) for p in preds) if math.isfinite(v) and v > 0] + [float(v) for v in measured]
+    if not values:
+        raise ValueError("no corner architecture is predicted at a latency > 0 and nothing was measured")
     return min(values), max(values)

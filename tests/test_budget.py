@@ -80,6 +80,18 @@ def test_reachable_is_bounded_by_the_corner_architectures_and_what_was_measured(
     assert bool((predict(pool) >= lo).all() and (predict(pool) <= hi).all())  # no sampled architecture beyond
 
 
+def test_a_corner_predicted_at_or_below_zero_is_no_latency_and_is_left_out():
+    costs = [0.0, 0.3, -0.2, 0.1, 1.0, 2.0, 0.6, 1.2]  # all avg_pool extrapolates to 1 - 16 * 0.2 < 0
+    p = op_cost_predictor(costs)
+    predict = lambda x: p(x).detach()  # noqa: E731
+    assert reachable(predict, SPACE) == pytest.approx((1.0 + 16 * 0.1, 1.0 + 16 * 2.0))
+    assert reachable(predict, SPACE, [0.5]) == pytest.approx((0.5, 1.0 + 16 * 2.0))
+    below = op_cost_predictor([-1.0] * 8)  # every corner below zero: only what was measured bounds it
+    assert reachable(lambda x: below(x).detach(), SPACE, [0.5, 4.0]) == (0.5, 4.0)
+    with pytest.raises(ValueError, match="no corner architecture is predicted at a latency > 0"):
+        reachable(lambda x: below(x).detach(), SPACE)
+
+
 @pytest.fixture(scope="module")
 def loaders():
     splits = load_splits(DataSettings(limit=128))
