@@ -24,6 +24,9 @@ fitted on them and scored on the rest of NEW's rows:
 "From scratch" below is the best of ``costs``, ``scratch`` and ``lut``.
 
 Records mean and std over repeats of MAPE, share within +-10 %, Kendall tau and Spearman rho.
+Where the run has a sibling ``repeat`` run (``benchmarks/targets.py`` measures its first
+architectures twice), every NEW target also gets its label-noise ceiling: the Kendall tau
+a perfect predictor would reach against its labels (lanas.quality.noise_ceiling).
 """
 
 from __future__ import annotations
@@ -126,10 +129,12 @@ def main() -> None:
     ap.add_argument("--run", default="runs/bench-targets/main")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--name", default="transfer", help="recorded as results/<name>.json")
+    ap.add_argument("--repeat-run", help="the same architectures measured again (default: the run's sibling 'repeat')")
     args = ap.parse_args()
     t0 = time.perf_counter()
     run, data = load(ROOT / args.run)
     cfg = run.config
+    noise = label_noise(data, ROOT / (args.repeat_run or Path(args.run).parent / "repeat"))
     per_op = op_costs(cfg.space, cfg.macro(), cfg.data.resolution)
     graphs, graph_s = {}, {}  # per NEW: its runtime's graph costs per table feature (one layout here)
     for spec, (_, _, _, own) in data.items():
@@ -178,7 +183,7 @@ def main() -> None:
             )
     # what NEW's own predictor reaches from all its rows (lanas fit, 80 % train, scored on the 20 % test split)
     ceiling = {spec: {q: float(d[3].meta.test[q]) for q in ("mape", "kendall_tau")} for spec, d in data.items()}
-    summary = summarise(results, ceiling)
+    summary = summarise(results, ceiling, noise)
     for line in summary["lines"]:
         print(line)
     record(
@@ -187,6 +192,7 @@ def main() -> None:
             "run": args.run,
             "protocol": dataclasses.asdict(run.config.measure.protocol),
             "own_predictor_full_data": ceiling,
+            "label_noise_ceiling": noise,
             "repeats": args.repeats,
             "graph_costs_s": graph_s,
             "wall_s": time.perf_counter() - t0,
@@ -197,10 +203,35 @@ def main() -> None:
     )
 
 
-def summarise(results: dict, ceiling: dict) -> dict:
+def label_noise(data: dict, repeat_dir: Path) -> dict:
+    """Per target: lanas.quality.noise_ceiling of its rows, from the architectures the
+    repeat run measured again; {} when there is no repeat run."""
+    from targets import ratios
+
+    from lanas.quality import noise_ceiling
+    from pipeline.rundir import RunDir
+
+    if not (repeat_dir / "config.yaml").exists():
+        print(f"no repeat run at {repeat_dir}: no label-noise ceilings", flush=True)
+        return {}
+    again = ratios(RunDir.existing(repeat_dir))
+    out = {}
+    for spec, (ids, _, y, _) in data.items():
+        first = dict(zip(ids, y))
+        common = sorted(set(first) & set(again.get(spec, {})))
+        out[spec] = noise_ceiling(y, [first[i] for i in common], [again[spec][i] for i in common])
+        c = out[spec]
+        print(f"{spec}: label noise {c['noise']:.2%} -> a perfect predictor reaches tau {c['tau']:.3f} "
+              f"[{c['lo']:.3f}, {c['hi']:.3f}] ({c['pairs']} repeated architectures)", flush=True)  # fmt: skip
+    return out
+
+
+def summarise(results: dict, ceiling: dict, noise: dict | None = None) -> dict:
     """The issue's targets: K = 20 (diverse picks) tau >= 0.85 and MAPE <= 5 % on every
     pair; at every K, transfer at least as good (MAPE) as the best model fitted from scratch.
-    ``ceiling``: NEW's own predictor from all its rows, for scale."""
+    ``ceiling``: NEW's own predictor from all its rows, for scale; ``noise``: per target,
+    the tau a perfect predictor reaches against its labels (lanas.quality.noise_ceiling)."""
+    noise = noise or {}
     from scipy import stats
 
     lines, k20, never_worse, worse_beyond_noise = [], {}, True, 0
@@ -230,10 +261,15 @@ def summarise(results: dict, ceiling: dict) -> dict:
                 "new_own_predictor_tau": own["kendall_tau"],
                 "new_own_predictor_mape": own["mape"],
             }
+            perfect = noise.get(pair.split(" -> ")[1])
+            if perfect:
+                k20[pair]["label_noise_ceiling_tau"] = [perfect["tau"], perfect["lo"], perfect["hi"]]
             lines.append(
                 f"K = 20, diverse: {pair}: MAPE {t['mape_mean']:.2%}, tau {t['kendall_tau_mean']:.3f} "
-                f"(NEW's own predictor from all rows: {own['mape']:.2%}, tau {own['kendall_tau']:.3f})"
-            )
+                f"(NEW's own predictor from all rows: {own['mape']:.2%}, tau {own['kendall_tau']:.3f}"
+                + (f"; a perfect predictor: tau {perfect['tau']:.3f} [{perfect['lo']:.3f}, {perfect['hi']:.3f}])"
+                   if perfect else ")")
+            )  # fmt: skip
     means = {}  # per K and pick, every method's MAPE and tau averaged over the ordered pairs
     for key, cell in results.items():
         _, k, selection = key.split(" | ")

@@ -85,6 +85,39 @@ def paired_bootstrap(
     return {"mean": float(d.mean()), "lo": float(lo), "hi": float(hi), "n": int(len(d))}
 
 
+def noise_ceiling(
+    latencies: np.ndarray, first: np.ndarray, again: np.ndarray, n: int = 400, seed: int = 0, level: float = 0.95
+) -> dict[str, float]:
+    """The Kendall tau a *perfect* predictor reaches against labels this noisy: what a
+    test set of ``latencies`` allows, given the same architectures measured twice
+    (``first``, ``again``, paired). One measurement's noise variance (log scale) is
+    half that of ``log(first / again)``; the true latencies are the observed ones
+    shrunk towards their mean to the variance left, and each draw scores them against
+    themselves plus fresh noise. The repeat pairs are resampled with replacement in
+    every draw, so the interval holds the uncertainty of the noise estimate too.
+    Returns mean, lo, hi of tau, the noise (relative sd) and the pairs it came from."""
+    from scipy.stats import kendalltau
+
+    logs = np.log(np.asarray(latencies, dtype=float))
+    diff = np.log(np.asarray(first, dtype=float) / np.asarray(again, dtype=float))
+    if len(diff) < 3 or len(logs) < 3:
+        raise ValueError("a noise ceiling needs at least 3 repeated architectures and 3 latencies")
+    rng = np.random.default_rng(seed)
+    spread, taus = logs.var(ddof=1), []
+    for _ in range(n):
+        noise = diff[rng.integers(0, len(diff), len(diff))].var(ddof=1) / 2
+        truth = logs.mean() + (logs - logs.mean()) * np.sqrt(max(spread - noise, 0.0) / spread)
+        taus.append(kendalltau(truth, truth + rng.normal(0.0, np.sqrt(noise), len(truth)))[0])
+    lo, hi = np.quantile(taus, [(1 - level) / 2, (1 + level) / 2])
+    return {
+        "tau": float(np.mean(taus)),
+        "lo": float(lo),
+        "hi": float(hi),
+        "noise": float(np.sqrt(diff.var(ddof=1) / 2)),
+        "pairs": int(len(diff)),
+    }
+
+
 def verdict(diff: dict[str, float]) -> str:
     """'better', 'worse' or 'tie' for a bootstrap interval of (ours - theirs) errors."""
     return "better" if diff["hi"] < 0 else "worse" if diff["lo"] > 0 else "tie"

@@ -5,7 +5,15 @@ import math
 import numpy as np
 import pytest
 
-from lanas.quality import fold_of, out_of_fold, paired_bootstrap, regression_metrics, select_model, verdict
+from lanas.quality import (
+    fold_of,
+    noise_ceiling,
+    out_of_fold,
+    paired_bootstrap,
+    regression_metrics,
+    select_model,
+    verdict,
+)
 from pipeline.fit import split_of, split_row
 
 
@@ -99,6 +107,23 @@ def test_paired_bootstrap_and_verdict():
     tie = paired_bootstrap(a, a + rng.normal(0, 1e-3, 200))
     assert tie["lo"] <= 0 <= tie["hi"] and verdict(tie) == "tie" and tie["n"] == 200
     assert verdict(paired_bootstrap(a, a + 0.05)) == "better" and verdict(paired_bootstrap(a + 0.05, a)) == "worse"
+
+
+def test_noise_ceiling_is_what_a_perfect_predictor_reaches_against_noisy_labels():
+    from scipy.stats import kendalltau
+
+    rng = np.random.default_rng(3)
+    truth = np.exp(rng.normal(0.0, 0.15, 500))  # a 15 % spread of true latencies
+    label = lambda x: x * np.exp(rng.normal(0.0, 0.03, len(x)))  # noqa: E731  3 % noise per measurement
+    observed = label(truth)
+    seen = np.mean([kendalltau(truth, label(truth))[0] for _ in range(50)])  # the perfect predictor, scored
+    c = noise_ceiling(observed, label(truth[:200]), label(truth[:200]))
+    assert c["lo"] < seen < c["hi"] and abs(c["tau"] - seen) < 0.01
+    assert c["noise"] == pytest.approx(0.03, rel=0.15) and c["pairs"] == 200
+    quiet = noise_ceiling(observed, truth[:200], truth[:200] * 1.0001)  # labels that repeat: tau about 1
+    assert quiet["lo"] > 0.99 > c["hi"]
+    with pytest.raises(ValueError, match="at least 3 repeated"):
+        noise_ceiling(observed, truth[:2], truth[:2])
 
 
 def test_ddp_shards_are_equal_and_cover_every_row():
