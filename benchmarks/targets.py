@@ -35,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import PROTOCOLS, record  # noqa: E402
 from scipy import stats  # noqa: E402
 
+from lanas.measure import STATISTICS  # noqa: E402
 from pipeline import dataset as ds  # noqa: E402
 from pipeline.config import load_config  # noqa: E402
 from pipeline.fit import run_fit  # noqa: E402
@@ -73,6 +74,7 @@ def main() -> None:
     ap.add_argument("--demo-run", default="runs/demo", help="a finished `make demo` run, for the specialisation gain")
     ap.add_argument("--out", default="runs/bench-targets", help="the benchmark's scratch folder (emptied first)")
     ap.add_argument("--protocol", choices=sorted(PROTOCOLS), help="measure with this protocol instead of the config's")
+    ap.add_argument("--statistic", choices=STATISTICS, help="reduce the timings with this statistic (lanas.measure)")
     args = ap.parse_args()
     out = Path(args.out)
     if out.exists():
@@ -81,6 +83,8 @@ def main() -> None:
     overrides = {"name": "bench-targets", "measure.targets": TARGETS, "measure.num_archs": args.archs}
     if args.protocol:
         overrides["measure.protocol"] = PROTOCOLS[args.protocol]
+    if args.statistic:
+        overrides["measure.protocol.statistic"] = args.statistic
     cfg = load_config(args.config, overrides)
     run = RunDir.open(out / "main", cfg, overwrite=True)
     speed = {}
@@ -146,11 +150,12 @@ def main() -> None:
     }
     print(json.dumps({k: v for k, v in figures.items() if k != "specialisation_demo"}, indent=1))
     record(
-        "targets" + (f"_{args.protocol}" if args.protocol else ""),
+        "targets" + "".join(f"_{v}" for v in (args.protocol, args.statistic) if v),
         figures,
         f"python benchmarks/targets.py --archs {args.archs} --repeat-archs {args.repeat_archs} "
         f"--config {args.config} --demo-run {args.demo_run} --out {args.out}"
-        + (f" --protocol {args.protocol}" if args.protocol else ""),
+        + (f" --protocol {args.protocol}" if args.protocol else "")
+        + (f" --statistic {args.statistic}" if args.statistic else ""),
     )
 
 

@@ -33,7 +33,13 @@ from lanas.train import TrainSettings
 from pipeline.dataset import Setting
 
 # keys added after run directories existed: left out of the identity at their default
-NEWER_KEYS = (("search", "methods"), ("search", "random_candidates"), ("evaluate", "seeds"), ("data", "noise"))
+NEWER_KEYS = (
+    ("search", "methods"),
+    ("search", "random_candidates"),
+    ("evaluate", "seeds"),
+    ("data", "noise"),
+    ("measure", "protocol", "statistic"),
+)
 
 
 # the config sections each stage's results depend on (pipeline.staleness)
@@ -271,9 +277,12 @@ class RunConfig:
         d["measure"].pop("num_archs")
         d["search"].pop("budgets_ms")
         d.pop("name")
-        for section, key in NEWER_KEYS:  # at their default, as runs made before them were
-            if d[section][key] == _plain(getattr(getattr(RunConfig(), section), key)):
-                d[section].pop(key)
+        for *parents, key in NEWER_KEYS:  # at their default, as runs made before them were
+            where, default = d, RunConfig()
+            for name in parents:
+                where, default = where[name], getattr(default, name)
+            if where[key] == _plain(getattr(default, key)):
+                where.pop(key)
         return d
 
     def identity(self, stage: str | None = None) -> str:

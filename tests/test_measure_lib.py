@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from lanas.genotype import published
-from lanas.measure import LatencyMeter, MeasureSettings, Timing, hardware_id
+from lanas.measure import LatencyMeter, MeasureSettings, Timing, hardware_id, paired_timing
 from lanas.network import MacroSettings
 from lanas.space import SearchSpace
 from lanas.target import Target
@@ -40,6 +40,25 @@ def test_hardware_id_and_settings_validation():
     with pytest.raises(ValueError, match="warmup must be >= 0"):
         MeasureSettings(warmup=-1)
     assert Timing.of([1.0, 2.0, 3.0]).median_ms == 2.0
+
+
+def test_the_p10s_statistic_keeps_the_fast_mode_of_calls_now_and_then_slowed():
+    # 20 pairs; the architecture takes 2 ms and the reference 1 ms, but every third call of
+    # each is slowed by half a millisecond, not on the same pairs
+    arch = [2.5 if i % 3 == 0 else 2.0 for i in range(20)]
+    ref = [1.5 if i % 3 == 1 else 1.0 for i in range(20)]
+    fast = paired_timing(arch, ref, "p10s")
+    assert fast.ratio == pytest.approx(2.0) and fast.arch.repeats == 20
+    paired = paired_timing(arch, ref)  # the default: median of the per-pair ratios
+    assert paired.ratio == pytest.approx(2.0) and paired.ratio_p10 < 2.0 < paired.ratio_p90
+    slowed, steady = [2.5 if i % 5 < 3 else 2.0 for i in range(20)], [1.0] * 20  # most calls slowed
+    assert paired_timing(slowed, steady).ratio == pytest.approx(2.5)  # the pair median follows the slow mode
+    assert paired_timing(slowed, steady, "p10s").ratio == pytest.approx(2.0)  # p10s keeps the fast one
+    with pytest.raises(ValueError, match="statistic must be one of pair_median, p10s"):
+        MeasureSettings(statistic="mean")
+    m = LatencyMeter(MACRO, Target(runtime="openvino"), MeasureSettings(1, 6, statistic="p10s"), resolution=8)
+    t = m.measure(published("darts_v1")).timing
+    assert t.ratio == pytest.approx(t.arch.p10_ms / t.reference.p10_ms)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
