@@ -10,11 +10,15 @@ derived architectures). After every architecture step, dual ascent moves it::
 
 so lambda rises while the derived architecture is too slow and falls (below 0: the
 search is pulled towards slower, larger cells, as TF-NAS's ``|LAT/T - 1|`` does) while it
-is wastefully fast. The search runs its scheduled epochs, then up to ``extra_epochs``
-more (weights at their final learning rate) and stops at the first step whose derived
-architecture is inside the window. ``reachable`` bounds what the space reaches from the
-corner architectures and what was measured, so a budget no architecture can meet is
-refused before any search runs.
+is wastefully fast. The derived architecture follows lambda late (alpha's Adam carries
+momentum) and in jumps, so plain dual ascent overshoots and can swing across the window
+until the epochs run out; each time the derived architecture jumps from one side of the window to the
+other, the step is therefore multiplied by ``damping`` (down to ``MIN_DUAL_SCALE``), as
+a bisection narrows in on the multiplier that lands it. The search runs its scheduled
+epochs, then up to ``extra_epochs`` more (weights at their final learning rate) and stops
+at the first step whose derived architecture is inside the window. ``reachable`` bounds
+what the space reaches from the corner architectures and what was measured, so a budget
+no architecture can meet is refused before any search runs.
 """
 
 from __future__ import annotations
@@ -30,6 +34,8 @@ from lanas.genotype import Genotype, trivial
 from lanas.space import SearchSpace
 from lanas.topology import CONCAT, NODES
 
+MIN_DUAL_SCALE = 1 / 16  # the dual step never shrinks below this share of dual_lr
+
 
 @dataclass(frozen=True)
 class BudgetSettings:
@@ -37,12 +43,15 @@ class BudgetSettings:
     dual_lr: float = 0.8  # dual-ascent step of lambda per epoch (split over its steps), per unit of relative violation
     max_lambda: float = 1.0  # |lambda| bound
     extra_epochs: int = 10  # epochs after the schedule allowed to land inside the window
+    damping: float = 0.5  # the dual step is multiplied by this each time the derived arch jumps over the window
 
     def __post_init__(self) -> None:
         if len(self.window) != 2 or not 0 < self.window[0] < self.window[1] <= 1:
             raise ValueError(f"window must be [low, high] with 0 < low < high <= 1, got {list(self.window)}")
         if not (self.dual_lr > 0 and self.max_lambda > 0 and self.extra_epochs >= 0):
             raise ValueError("dual_lr and max_lambda must be > 0, extra_epochs >= 0")
+        if not 0 < self.damping <= 1:
+            raise ValueError(f"damping must be in (0, 1] (1: plain dual ascent), got {self.damping}")
 
 
 @dataclass(frozen=True)
@@ -64,10 +73,27 @@ class Budget:
         low, high = self.settings.window
         return low * self.limit <= predicted <= high * self.limit
 
-    def update(self, lam: float, predicted: float, steps_per_epoch: int) -> float:
-        """One dual-ascent step of the multiplier (one of ``steps_per_epoch`` in an epoch)."""
-        bound, rate = self.settings.max_lambda, self.settings.dual_lr / max(1, steps_per_epoch)
+    def side(self, predicted: float) -> int:
+        """+1 above the window, -1 below it, 0 inside."""
+        low, high = self.settings.window
+        return 1 if predicted > high * self.limit else -1 if predicted < low * self.limit else 0
+
+    def update(self, lam: float, predicted: float, steps_per_epoch: int, scale: float = 1.0) -> float:
+        """One dual-ascent step of the multiplier (one of ``steps_per_epoch`` in an epoch),
+        its step scaled by ``scale`` (what :meth:`damp` made of it)."""
+        bound, rate = self.settings.max_lambda, scale * self.settings.dual_lr / max(1, steps_per_epoch)
         return min(bound, max(-bound, lam + rate * (predicted / self.aim - 1.0)))
+
+    def damp(self, scale: float, last_side: int, predicted: float) -> tuple[float, int]:
+        """The dual step's scale and the last side of the window the derived architecture
+        was on, after it is predicted at ``predicted``: a jump from one side to the other
+        multiplies the scale by ``damping``."""
+        side = self.side(predicted)
+        if side == 0:
+            return scale, last_side
+        if last_side and side != last_side:
+            scale = max(MIN_DUAL_SCALE, scale * self.settings.damping)
+        return scale, side
 
 
 def corner_genotypes(space: SearchSpace) -> list[Genotype]:

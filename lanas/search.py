@@ -87,7 +87,8 @@ def latency_term(net: SuperNet, predictor: LatencyPredictor) -> torch.Tensor:
 class SearchState:
     """Everything a search is at a step boundary, and what it resumes from: the supernet
     (weights, alpha, beta), the weights' SGD and cosine schedule, alpha's Adam, lambda (a
-    budget moves it), the epochs done and their metrics."""
+    budget moves it, with its dual step's scale and the side of the window the derived
+    architecture was last on), the epochs done and their metrics."""
 
     net: SuperNet
     w_opt: torch.optim.Optimizer
@@ -97,6 +98,8 @@ class SearchState:
     epoch: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
     train_arch: bool = True  # False: alpha (and beta) stay at their start (random search with weight sharing)
+    dual_scale: float = 1.0  # a budget's dual step, as a share of its dual_lr (lanas.budget.Budget.damp)
+    last_side: int = 0  # the side of the budget's window the derived architecture was last on (0: not yet)
 
     @classmethod
     def start(cls, net: SuperNet, settings: SearchSettings, lam: float, train_arch: bool = True) -> SearchState:
@@ -117,6 +120,8 @@ class SearchState:
                 "history": self.history,
                 "epoch": self.epoch,
                 "lam": self.lam,
+                "dual_scale": self.dual_scale,
+                "last_side": self.last_side,
             }
         )
 
@@ -126,6 +131,8 @@ class SearchState:
             getattr(self, key).load_state_dict(snapshot[key])
         self.history, self.epoch = list(snapshot["history"]), int(snapshot["epoch"])
         self.lam = float(snapshot.get("lam", self.lam))
+        self.dual_scale = float(snapshot.get("dual_scale", 1.0))  # snapshots from before damping: undamped
+        self.last_side = int(snapshot.get("last_side", 0))
 
 
 def arch_step(
@@ -150,7 +157,8 @@ def arch_step(
     inside = False
     if budget is not None:
         predicted = derived_latency(state.net, predictor, str(xv.device))
-        state.lam = budget.update(state.lam, predicted, steps_per_epoch)
+        state.dual_scale, state.last_side = budget.damp(state.dual_scale, state.last_side, predicted)
+        state.lam = budget.update(state.lam, predicted, steps_per_epoch, state.dual_scale)
         inside = budget.inside(predicted)
     return {**out, "inside": inside}
 
@@ -232,6 +240,8 @@ def _search_epoch(
     )
     previous = st.history[-1].get("lam_updates", 0) if st.history else 0
     metrics.update(epoch=epoch + 1, lam=st.lam, tau=net.tau, done=done, lam_updates=updates + previous)
+    if budget is not None:
+        metrics["dual_scale"] = st.dual_scale
     st.history.append(metrics)
     st.epoch = epoch + 1
     return done

@@ -39,6 +39,7 @@ NEWER_KEYS = (
     ("evaluate", "seeds"),
     ("data", "noise"),
     ("measure", "protocol", "statistic"),
+    ("search", "budget", "damping"),
 )
 
 

@@ -6,7 +6,7 @@ import itertools
 import pytest
 import torch
 
-from lanas.budget import Budget, BudgetSettings, reachable
+from lanas.budget import MIN_DUAL_SCALE, Budget, BudgetSettings, reachable
 from lanas.data import DataSettings, load_splits, loader
 from lanas.encoding import encode_genotype, encoding_size
 from lanas.network import MacroSettings
@@ -52,12 +52,28 @@ def test_window_and_multiplier():
     assert b.update(0.0, 8.5 * 1.2, steps_per_epoch=10) == pytest.approx(0.02)  # too slow: lambda rises
     assert b.update(0.0, 8.5 * 0.8, steps_per_epoch=10) == pytest.approx(-0.02)  # too fast: it falls
     assert b.update(0.49, 100.0, steps_per_epoch=1) == 0.5  # bounded
-    for bad in (dict(window=(0.9, 0.8)), dict(window=(0.5, 1.2)), dict(dual_lr=0.0), dict(extra_epochs=-1)):
+    bads = (dict(window=(0.9, 0.8)), dict(window=(0.5, 1.2)), dict(dual_lr=0.0), dict(extra_epochs=-1), dict(damping=0))
+    for bad in bads:
         with pytest.raises(ValueError):
             BudgetSettings(**bad)
     for limit in (0.0, -1.0, float("nan"), float("inf")):
         with pytest.raises(ValueError, match="latency budget"):
             Budget(limit)
+
+
+def test_the_dual_step_is_damped_each_time_the_derived_architecture_jumps_over_the_window():
+    b = Budget(10.0, BudgetSettings(window=(0.8, 0.9), dual_lr=1.0, damping=0.5))
+    assert [b.side(v) for v in (7.9, 8.0, 9.0, 9.1)] == [-1, 0, 0, 1]
+    scale, side = 1.0, 0
+    for predicted, expected in ((12.0, 1.0), (8.5, 1.0), (11.0, 1.0), (7.0, 0.5), (6.0, 0.5), (9.5, 0.25)):
+        scale, side = b.damp(scale, side, predicted)  # inside, or on the same side again: no jump
+        assert scale == expected
+    assert b.update(0.0, 8.5 * 1.2, steps_per_epoch=10, scale=scale) == pytest.approx(0.02 * 0.25)
+    for _ in range(10):
+        scale, side = b.damp(scale, side, 12.0 if side < 0 else 7.0)
+    assert scale == MIN_DUAL_SCALE  # never below
+    plain = Budget(10.0, BudgetSettings(window=(0.8, 0.9), damping=1.0))
+    assert plain.damp(1.0, 1, 7.0) == (1.0, -1)
 
 
 def op_cost_predictor(costs: list[float]) -> LatencyPredictor:
