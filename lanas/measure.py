@@ -10,10 +10,10 @@ Shared CPUs drift by several percent within minutes, so every architecture is ti
 latency ratio is, by default (``statistic: pair_median``), the median of the per-pair
 ratios ``arch_i / ref_i`` (the pairs are what the interleaving buys; the ratio of the two
 medians throws the pairing away). ``statistic: p10s`` takes the ratio of the two
-networks' 10th-percentile times instead: OpenVINO's calls are now and then slowed by
-something outside its kernels, and the fast mode is what repeats (median re-measurement
-difference 1.0 % against 3.5 %, Kendall tau between two passes 0.94 against 0.79;
-eager and ONNX Runtime repeat as well either way: ``benchmarks/measure_noise.py``).
+networks' 10th-percentile times instead, for runtimes whose calls are now and then
+slowed outside their kernels (OpenVINO's median re-measurement difference fell from 3.5 %
+to 1.0 % on one machine, from 2.7 % to 1.8 % on a noisier one, where eager's doubled:
+``benchmarks/measure_noise.py`` tells which repeats better on a given machine).
 Which of the two runs first alternates from pair to pair, and the garbage collector is
 off while timing. (``torch.utils.benchmark`` times one statement at a time, so it cannot
 interleave two networks, nor time an ONNX Runtime session; hence this small timer.)
