@@ -41,11 +41,7 @@ DAMPINGS = (1.0, 0.5)
 
 def linear_predictor(seed: int) -> LatencyPredictor:
     g = torch.Generator().manual_seed(seed)
-    p = LatencyPredictor(encoding_size(SPACE), hidden=())
-    with torch.no_grad():
-        p.additive.weight.copy_(torch.rand(1, encoding_size(SPACE), generator=g) + 0.1)
-        p.additive.bias.fill_(1.0)
-    return p.eval().requires_grad_(False)
+    return LatencyPredictor.table(torch.rand(encoding_size(SPACE), generator=g) + 0.1, 1.0).eval().requires_grad_(False)
 
 
 def main() -> None:

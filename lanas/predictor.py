@@ -91,6 +91,16 @@ class LatencyPredictor(nn.Module):
         return cls(encoding_size(space), hidden, group_matrix(space), sharing_matrices(space) if sharing else None)
 
     @classmethod
+    def table(cls, weights: torch.Tensor, bias: float) -> "LatencyPredictor":
+        """A predictor that is a plain lookup table, ``bias + weights . x``, one weight per
+        encoding entry and no MLP: latency with known per-(cell, edge, op) costs."""
+        model = cls(weights.numel(), hidden=())
+        with torch.no_grad():
+            model.additive.weight.copy_(weights.reshape(1, -1))
+            model.additive.bias.fill_(bias)
+        return model
+
+    @classmethod
     def from_state(cls, state: dict[str, torch.Tensor], hidden: Sequence[int]) -> "LatencyPredictor":
         """A predictor rebuilt from its ``state_dict``, whose buffers carry its feature
         maps (pooling and, when it has them, sharing matrices); ``hidden`` are its MLP's widths."""

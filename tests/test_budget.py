@@ -21,11 +21,7 @@ SPACE = SearchSpace()
 def linear_predictor(seed: int) -> LatencyPredictor:
     """A predictor linear in the encoding, with a random positive cost per (cell, edge, op)."""
     g = torch.Generator().manual_seed(seed)
-    p = LatencyPredictor(encoding_size(SPACE), hidden=())
-    with torch.no_grad():
-        p.additive.weight.copy_(torch.rand(1, encoding_size(SPACE), generator=g) + 0.1)
-        p.additive.bias.fill_(1.0)
-    return p
+    return LatencyPredictor.table(torch.rand(encoding_size(SPACE), generator=g) + 0.1, 1.0)
 
 
 def exact_extremes(p: LatencyPredictor) -> tuple[float, float]:
@@ -78,11 +74,7 @@ def test_the_dual_step_is_damped_each_time_the_derived_architecture_jumps_over_t
 
 def op_cost_predictor(costs: list[float]) -> LatencyPredictor:
     """A predictor linear in the op counts: the same cost for an op on every edge."""
-    p = LatencyPredictor(encoding_size(SPACE), hidden=())
-    with torch.no_grad():
-        p.additive.weight.copy_(torch.tensor(costs).repeat(28).unsqueeze(0))
-        p.additive.bias.fill_(1.0)
-    return p
+    return LatencyPredictor.table(torch.tensor(costs).repeat(28), 1.0)
 
 
 def test_reachable_is_bounded_by_the_corner_architectures_and_what_was_measured():

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from lanas.data import DataSettings, load_splits, loader
-from lanas.encoding import encode_genotype, encoding_size
+from lanas.encoding import encode_genotype
 from lanas.network import MacroSettings
 from lanas.predictor import LatencyPredictor
 from lanas.search import SearchSettings, build_supernet, latency_term, search
@@ -24,11 +24,8 @@ COST = {
 
 def toy_predictor() -> LatencyPredictor:
     """An additive predictor with known per-op costs (no MLP)."""
-    p = LatencyPredictor(encoding_size(SPACE), hidden=())
-    with torch.no_grad():
-        p.additive.weight.copy_(torch.tensor([COST[o] for o in SPACE.ops]).repeat(28).unsqueeze(0))
-        p.additive.bias.fill_(1.0)
-        p.typical.fill_(8.0)
+    p = LatencyPredictor.table(torch.tensor([COST[o] for o in SPACE.ops]).repeat(28), 1.0)
+    p.typical.fill_(8.0)
     return p
 
 
