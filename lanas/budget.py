@@ -12,9 +12,9 @@ so lambda rises while the derived architecture is too slow and falls (below 0: t
 search is pulled towards slower, larger cells, as TF-NAS's ``|LAT/T - 1|`` does) while it
 is wastefully fast. The derived architecture follows lambda late (alpha's Adam carries
 momentum) and in jumps, so plain dual ascent overshoots and can swing across the window
-until the epochs run out; each time the derived architecture jumps from one side of the window to the
-other, the step is therefore multiplied by ``damping`` (down to ``MIN_DUAL_SCALE``), as
-a bisection narrows in on the multiplier that lands it. The search runs its scheduled
+until the epochs run out; each time the derived architecture jumps from one side of the
+window to the other, the step is therefore multiplied by ``damping`` (down to
+``MIN_DUAL_SCALE``), as a bisection narrows in on the multiplier that lands it. The search runs its scheduled
 epochs, then up to ``extra_epochs`` more (weights at their final learning rate) and stops
 at the first step whose derived architecture is inside the window. ``reachable`` bounds
 what the space reaches from the corner architectures and what was measured, so a budget
@@ -70,8 +70,7 @@ class Budget:
         return self.limit * sum(self.settings.window) / 2
 
     def inside(self, predicted: float) -> bool:
-        low, high = self.settings.window
-        return low * self.limit <= predicted <= high * self.limit
+        return self.side(predicted) == 0
 
     def side(self, predicted: float) -> int:
         """+1 above the window, -1 below it, 0 inside."""

@@ -181,8 +181,14 @@ def paired_timing(arch_ms: list[float], ref_ms: list[float], statistic: str = "p
     if not (arch.p10_ms > 0 and ref.p10_ms > 0):
         raise RuntimeError(f"non-positive timing (arch {arch.p10_ms} ms, ref {ref.p10_ms} ms at the 10th percentile)")
     ratios = Timing.of([a / r for a, r in zip(arch_ms, ref_ms)])
-    ratio = ratios.median_ms if statistic == "pair_median" else arch.p10_ms / ref.p10_ms
+    ratio = latency_ratio(arch, ref, ratios.median_ms, statistic)
     return PairedTiming(arch, ref, ratio, ratios.p10_ms, ratios.p90_ms, (sum(arch_ms) + sum(ref_ms)) / 1e3)
+
+
+def latency_ratio(arch: Timing, ref: Timing, pair_median: float, statistic: str) -> float:
+    """The latency ratio by ``statistic`` (:data:`STATISTICS`), from the two networks'
+    timings and the median of their per-pair ratios."""
+    return pair_median if statistic == "pair_median" else arch.p10_ms / ref.p10_ms
 
 
 @dataclass(frozen=True)

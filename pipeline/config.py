@@ -278,8 +278,9 @@ class RunConfig:
         d["measure"].pop("num_archs")
         d["search"].pop("budgets_ms")
         d.pop("name")
+        defaults = RunConfig()
         for *parents, key in NEWER_KEYS:  # at their default, as runs made before them were
-            where, default = d, RunConfig()
+            where, default = d, defaults
             for name in parents:
                 where, default = where[name], getattr(default, name)
             if where[key] == _plain(getattr(default, key)):
