@@ -14,8 +14,10 @@ networks' 10th-percentile times instead, for runtimes whose calls are now and th
 slowed outside their kernels (OpenVINO's median re-measurement difference fell from 3.5 %
 to 1.0 % on one machine, from 2.7 % to 1.8 % on a noisier one, where eager's doubled:
 ``benchmarks/measure_noise.py`` tells which repeats better on a given machine).
-Which of the two runs first alternates from pair to pair, and the garbage collector is
-off while timing. (``torch.utils.benchmark`` times one statement at a time, so it cannot
+``builds: B`` shares the pairs over B independent builds of the architecture and of the
+reference (:class:`LatencyMeter`): a compiled runtime's builds of one network can differ
+more than its timings do. Which of the two runs first alternates from pair to pair, and the
+garbage collector is off while timing. (``torch.utils.benchmark`` times one statement at a time, so it cannot
 interleave two networks, nor time an ONNX Runtime session; hence this small timer.)
 """
 
@@ -33,7 +35,7 @@ import torch
 
 from lanas.genotype import Genotype, published
 from lanas.network import MacroSettings, Network
-from lanas.runtimes import Compiled, compile_for, device_name, example_input, runtime_version
+from lanas.runtimes import Compiled, compile_builds, device_name, example_input, runtime_version
 from lanas.target import Target
 
 REFERENCE_GENOTYPE = "darts_v2"  # the fixed reference network, built with the run's macro
@@ -47,8 +49,11 @@ class MeasureSettings:
     min_time_s: float = 0.0  # ... and more pairs until this many seconds were timed (sub-ms runtimes)
     max_repeats: int = 1000  # ... but never more than this many pairs
     statistic: str = "pair_median"  # the latency ratio: one of STATISTICS
+    builds: int = 1  # independent builds of each network (and of the reference) the pairs are shared over
 
     def __post_init__(self) -> None:
+        if self.builds < 1:
+            raise ValueError(f"builds must be >= 1, got {self.builds}")
         if self.statistic not in STATISTICS:
             raise ValueError(f"statistic must be one of {', '.join(STATISTICS)}, got {self.statistic!r}")
         if self.repeats < 1:
@@ -153,17 +158,18 @@ def warm_up(compiled: Compiled, runs: int, threads: int) -> None:
             torch.cuda.synchronize()
 
 
-def time_interleaved(model: Compiled, reference: Compiled, settings: MeasureSettings, threads: int) -> PairedTiming:
+def time_pairs(
+    model: Compiled, reference: Compiled, repeats: int, min_time_s: float, max_repeats: int, threads: int
+) -> tuple[list[float], list[float]]:
     """Time ``model`` and ``reference`` (both warm) in pairs, alternating which runs first:
-    ``settings.repeats`` pairs, more until ``settings.min_time_s`` was spent timing."""
+    ``repeats`` pairs, more (up to ``max_repeats``) until ``min_time_s`` was spent timing.
+    Returns the two lists of milliseconds, pair by pair."""
     arch_clock, ref_clock = _clock(model), _clock(reference)
     arch_ms: list[float] = []
     ref_ms: list[float] = []
     timed_ms = 0.0
     with quiet_timing(threads):
-        while len(arch_ms) < settings.repeats or (
-            len(arch_ms) < settings.max_repeats and timed_ms < 1e3 * settings.min_time_s
-        ):
+        while len(arch_ms) < repeats or (len(arch_ms) < max_repeats and timed_ms < 1e3 * min_time_s):
             if len(arch_ms) % 2:
                 arch_ms.append(arch_clock())
                 ref_ms.append(ref_clock())
@@ -171,7 +177,7 @@ def time_interleaved(model: Compiled, reference: Compiled, settings: MeasureSett
                 ref_ms.append(ref_clock())
                 arch_ms.append(arch_clock())
             timed_ms += arch_ms[-1] + ref_ms[-1]
-    return paired_timing(arch_ms, ref_ms, settings.statistic)
+    return arch_ms, ref_ms
 
 
 def paired_timing(arch_ms: list[float], ref_ms: list[float], statistic: str = "pair_median") -> PairedTiming:
@@ -202,22 +208,41 @@ class LatencyMeter:
     """Measures genotypes at one macro and input size on one target, against a fixed
     reference network compiled for the same target.
 
-    The reference is compiled and warmed up once here; afterwards it stays warm, being
-    timed every other call, so each architecture only needs its own warm-up."""
+    With ``settings.builds`` = B, the reference is built B times here, once, and each
+    architecture B times from one export; the timed pairs are shared over the builds
+    (architecture build b against reference build b, each pair of builds warmed up
+    first), and the ratio is taken over all of them. A compiled runtime's builds of one
+    network can differ by more than its timing does (``benchmarks/build_noise.py``; on a
+    shared CPU OpenVINO's ratio moved 1.2x to 2.6x as much from build to build as from
+    one timing to the next, depending on the hour), and a reference build that came out
+    slow or fast would shift every ratio a meter measures; spreading the pairs over builds
+    averages both, for the price of the extra builds and warm-ups only. (Each block warms
+    its reference build up too: with one build, the reference gets a few untimed runs
+    before every architecture.)"""
 
     def __init__(self, macro: MacroSettings, target: Target, settings: MeasureSettings, resolution: int, seed: int = 0):
         self.macro, self.target, self.settings = macro, target, settings
         self.runtime_version = runtime_version(target.runtime)
         self.x = example_input(macro.in_channels, resolution, target)
         torch.manual_seed(seed)
-        self.reference = compile_for(Network(published(REFERENCE_GENOTYPE), macro), self.x, target)
-        warm_up(self.reference, settings.warmup, target.threads)
+        reference = Network(published(REFERENCE_GENOTYPE), macro)
+        self.references = compile_builds(reference, self.x, target, settings.builds)
 
-    def compile(self, genotype: Genotype) -> Compiled:
-        return compile_for(Network(genotype, self.macro), self.x, self.target)
+    def compile(self, genotype: Genotype) -> list[Compiled]:
+        return compile_builds(Network(genotype, self.macro), self.x, self.target, self.settings.builds)
 
     def measure(self, genotype: Genotype) -> Measurement:
-        model = self.compile(genotype)
-        warm_up(model, self.settings.warmup, self.target.threads)
-        timing = time_interleaved(model, self.reference, self.settings, self.target.threads)
-        return Measurement(timing, model.export_s, model.compile_s)
+        s, threads = self.settings, self.target.threads
+        share = -(-s.repeats // s.builds)  # the pairs each build gets (at least), as evenly as they go
+        most = max(share, s.max_repeats // s.builds)
+        arch_ms: list[float] = []
+        ref_ms: list[float] = []
+        builds = self.compile(genotype)
+        for model, reference in zip(builds, self.references):
+            warm_up(reference, s.warmup, threads)
+            warm_up(model, s.warmup, threads)
+            a, r = time_pairs(model, reference, share, s.min_time_s / s.builds, most, threads)
+            arch_ms += a
+            ref_ms += r
+        timing = paired_timing(arch_ms, ref_ms, s.statistic)
+        return Measurement(timing, sum(b.export_s for b in builds), sum(b.compile_s for b in builds))

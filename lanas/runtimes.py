@@ -3,8 +3,9 @@
 :func:`compile_for` turns a ``torch.nn.Module`` and an example input into a
 :class:`Compiled` -- a zero-argument ``run()`` doing one inference on that input -- plus
 the seconds its export and compilation took (which users want to know, and which are
-not latency). ONNX Runtime and OpenVINO both start from the same in-memory ONNX export
-(:func:`export_onnx`, also what ``lanas export`` writes).
+not latency); :func:`compile_builds` makes several independent builds from one export
+(the measurement protocol's ``builds``). ONNX Runtime and OpenVINO both start from the
+same in-memory ONNX export (:func:`export_onnx`, also what ``lanas export`` writes).
 
 ONNX Runtime: CPU provider (CUDA's on a cuda target, where installed), all graph
 optimisations, ``threads`` intra-op threads, sequential execution. OpenVINO: CPU,
@@ -16,6 +17,8 @@ pinning (each measuring process would pin its stream to the same first core).
 from __future__ import annotations
 
 import collections
+import copy
+import dataclasses
 import importlib
 import io
 import os
@@ -96,11 +99,14 @@ def example_input(in_channels: int, resolution: int, target: Target, seed: int =
     return torch.randn(target.batch_size, in_channels, resolution, resolution, generator=gen)
 
 
-def _torch(model: nn.Module, x: torch.Tensor, target: Target) -> Compiled:
+def _torch_export(model: nn.Module, x: torch.Tensor, target: Target) -> nn.Module:
+    return model.to(device=target.device, dtype=TORCH_DTYPES[target.dtype]).eval()
+
+
+def _torch(model: nn.Module, x: torch.Tensor, target: Target, first: bool) -> Compiled:
     t0 = time.perf_counter()
-    dtype = TORCH_DTYPES[target.dtype]
-    model = model.to(device=target.device, dtype=dtype).eval()
-    xd = x.to(device=target.device, dtype=dtype)
+    model = model if first else copy.deepcopy(model)  # a build of its own: its own weight memory
+    xd = x.to(device=target.device, dtype=TORCH_DTYPES[target.dtype])
     return Compiled(lambda: model(xd), 0.0, time.perf_counter() - t0, target.device == "cuda")
 
 
@@ -127,13 +133,11 @@ def _ort_session(onnx: bytes, target: Target, options=None):
     return ort.InferenceSession(onnx, options or onnxruntime_options(target.threads), providers=[provider])
 
 
-def _onnxruntime(model: nn.Module, x: torch.Tensor, target: Target) -> Compiled:
+def _onnxruntime(onnx: bytes, x: torch.Tensor, target: Target, first: bool) -> Compiled:
     t0 = time.perf_counter()
-    onnx = export_onnx(model, x)
-    t1 = time.perf_counter()
     session = _ort_session(onnx, target)
     feed = {"x": x.numpy()}
-    return Compiled(lambda: session.run(None, feed), t1 - t0, time.perf_counter() - t1, False)
+    return Compiled(lambda: session.run(None, feed), 0.0, time.perf_counter() - t0, False)
 
 
 def _ov_compile(onnx: bytes, target: Target):
@@ -153,25 +157,45 @@ def _ov_compile(onnx: bytes, target: Target):
     )  # measuring processes side by side would all pin to the same first core
 
 
-def _openvino(model: nn.Module, x: torch.Tensor, target: Target) -> Compiled:
+def _openvino(onnx: bytes, x: torch.Tensor, target: Target, first: bool) -> Compiled:
     import openvino as ov
 
     t0 = time.perf_counter()
-    onnx = export_onnx(model, x)
-    t1 = time.perf_counter()
     request = _ov_compile(onnx, target).create_infer_request()
     request.set_input_tensor(ov.Tensor(x.numpy()))
-    return Compiled(request.infer, t1 - t0, time.perf_counter() - t1, False)
+    return Compiled(request.infer, 0.0, time.perf_counter() - t0, False)
 
 
-_COMPILERS = {"torch": _torch, "onnxruntime": _onnxruntime, "openvino": _openvino}
+# per runtime: what every build starts from (the module on its device, or the ONNX export), and one build of it
+_EXPORTERS: dict[str, Callable[[nn.Module, torch.Tensor, Target], Any]] = {
+    "torch": _torch_export,
+    "onnxruntime": lambda model, x, target: export_onnx(model, x),
+    "openvino": lambda model, x, target: export_onnx(model, x),
+}
+_BUILDERS = {"torch": _torch, "onnxruntime": _onnxruntime, "openvino": _openvino}
+
+
+def compile_builds(model: nn.Module, x: torch.Tensor, target: Target, builds: int) -> list[Compiled]:
+    """``builds`` independent builds of ``model`` for ``target`` from one export: separate
+    sessions / compiled models (for eager torch, copies of the module), each with its own
+    memory, as separate deployments of the network would be. The export's seconds are
+    on the first build."""
+    if builds < 1:
+        raise ValueError(f"builds must be >= 1, got {builds}")
+    runtime_version(target.runtime)
+    with torch.no_grad():
+        t0 = time.perf_counter()
+        artifact = _EXPORTERS[target.runtime](model.eval(), x, target)
+        spent = time.perf_counter() - t0
+        out = [_BUILDERS[target.runtime](artifact, x, target, b == 0) for b in range(builds)]
+    if target.runtime == "torch":  # moving the module to its device and dtype is its build, not an export
+        return [dataclasses.replace(out[0], compile_s=out[0].compile_s + spent), *out[1:]]
+    return [dataclasses.replace(out[0], export_s=spent), *out[1:]]
 
 
 def compile_for(model: nn.Module, x: torch.Tensor, target: Target) -> Compiled:
     """``model`` ready to time on ``target`` with input ``x`` (a CPU float32 tensor)."""
-    runtime_version(target.runtime)
-    with torch.no_grad():
-        return _COMPILERS[target.runtime](model.eval(), x, target)
+    return compile_builds(model, x, target, 1)[0]
 
 
 _OV_NOT_RUN = frozenset({"Const", "Input", "Output", "Parameter", "Result"})  # runtime-model nodes that are not kernels

@@ -40,6 +40,7 @@ NEWER_KEYS = (
     ("data", "noise"),
     ("measure", "protocol", "statistic"),
     ("search", "budget", "damping"),
+    ("measure", "protocol", "builds"),
 )
 
 

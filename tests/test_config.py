@@ -42,15 +42,23 @@ def test_overrides_and_identity():
     assert b.measure.num_archs == 999 and a.identity() == b.identity() != c.identity()
 
 
-def test_the_protocol_statistic_is_part_of_the_identity_only_when_it_is_not_the_default():
+@pytest.mark.parametrize(
+    "key, default, other, bad, refused",
+    [
+        ("statistic", "pair_median", "p10s", "mean", "statistic must be one of pair_median, p10s, got 'mean'"),
+        ("builds", 1, 3, 0, "builds must be >= 1, got 0"),
+    ],
+)
+def test_a_newer_protocol_key_is_part_of_the_identity_only_when_it_is_not_the_default(
+    key, default, other, bad, refused
+):
     a = config_from_dict({})
-    assert "statistic" not in a.identity_dict()["measure"]["protocol"]  # runs made before it keep their identity
-    assert a.identity() == config_from_dict({}, {"measure.protocol.statistic": "pair_median"}).identity()
-    p10s = config_from_dict({}, {"measure.protocol.statistic": "p10s"})
-    assert p10s.identity("measure") != a.identity("measure") and p10s.measure.protocol.statistic == "p10s"
-    refused = r"^measure\.protocol: statistic must be one of pair_median, p10s, got 'mean'$"
-    with pytest.raises(ConfigError, match=refused):
-        config_from_dict({}, {"measure.protocol.statistic": "mean"})
+    assert key not in a.identity_dict()["measure"]["protocol"]  # runs made before it keep their identity
+    assert a.identity() == config_from_dict({}, {f"measure.protocol.{key}": default}).identity()
+    changed = config_from_dict({}, {f"measure.protocol.{key}": other})
+    assert changed.identity("measure") != a.identity("measure") and getattr(changed.measure.protocol, key) == other
+    with pytest.raises(ConfigError, match=f"^measure\\.protocol: {refused}$"):
+        config_from_dict({}, {f"measure.protocol.{key}": bad})
 
 
 def test_cli_bad_config_is_one_line_and_exit_2(tmp_path, capsys):

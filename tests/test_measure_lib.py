@@ -1,11 +1,13 @@
 import gc
 
+import numpy as np
 import pytest
 import torch
 
 from lanas.genotype import published
 from lanas.measure import LatencyMeter, MeasureSettings, Timing, hardware_id, paired_timing
-from lanas.network import MacroSettings
+from lanas.network import MacroSettings, Network
+from lanas.runtimes import compile_builds, example_input
 from lanas.space import SearchSpace
 from lanas.target import Target
 
@@ -39,6 +41,8 @@ def test_hardware_id_and_settings_validation():
         MeasureSettings(repeats=0)
     with pytest.raises(ValueError, match="warmup must be >= 0"):
         MeasureSettings(warmup=-1)
+    with pytest.raises(ValueError, match="builds must be >= 1"):
+        MeasureSettings(builds=0)
     assert Timing.of([1.0, 2.0, 3.0]).median_ms == 2.0
 
 
@@ -59,6 +63,22 @@ def test_the_p10s_statistic_keeps_the_fast_mode_of_calls_now_and_then_slowed():
     m = LatencyMeter(MACRO, Target(runtime="openvino"), MeasureSettings(1, 6, statistic="p10s"), resolution=8)
     t = m.measure(published("darts_v1")).timing
     assert t.ratio == pytest.approx(t.arch.p10_ms / t.reference.p10_ms)
+
+
+@pytest.mark.parametrize("runtime", ["torch", "onnxruntime", "openvino"])
+def test_builds_share_the_pairs_over_separate_builds_of_both_networks(runtime):
+    net = Network(published("darts_v1"), MACRO)
+    x = example_input(MACRO.in_channels, 8, Target(runtime=runtime))
+    one, *more = compile_builds(net, x, Target(runtime=runtime), 3)
+    assert len(more) == 2 and all(b.export_s == 0.0 for b in more)  # one export serves every build
+    with torch.no_grad():
+        out = [torch.as_tensor(np.asarray(b.run() if runtime == "torch" else b.run()[0])) for b in (one, *more)]
+    assert all(torch.allclose(o.reshape(out[0].shape), out[0], atol=1e-5) for o in out)  # the same network
+    meter = LatencyMeter(MACRO, Target(runtime=runtime), MeasureSettings(warmup=1, repeats=7, builds=3), resolution=8)
+    assert len({id(r.run) for r in meter.references}) == 3
+    t = meter.measure(published("darts_v1")).timing
+    assert t.arch.repeats == t.reference.repeats == 9  # 3 pairs per build, 3 builds
+    assert t.ratio_p10 <= t.ratio <= t.ratio_p90
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
