@@ -16,6 +16,7 @@ ROOT = RESULTS.parents[1]
 PROTOCOLS = {
     "demo": {"warmup": 5, "repeats": 25, "min_time_s": 0.05},
     "long": {"warmup": 20, "repeats": 100, "min_time_s": 0.4},
+    "builds3": {"warmup": 5, "repeats": 25, "min_time_s": 0.05, "builds": 3},  # demo's pairs over 3 builds
 }
 
 

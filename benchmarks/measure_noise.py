@@ -9,9 +9,14 @@ architectures of the config's network are measured twice (two passes, each with 
 compiled networks and reference, as two runs of ``lanas measure`` would), by 2 worker
 processes side by side (as the pipeline's 2 measuring tasks are on a 2-core machine);
 the passes of all protocols are interleaved so the machine's drift falls on all alike.
-Recorded per (runtime, protocol): median and p90 of |ratio_a / ratio_b - 1|, Kendall tau
-between the passes (the ceiling any predictor's tau can reach on such labels), and the
-mean seconds per architecture (compile + timing). The same timings are also reduced by
+The protocols (``common.PROTOCOLS``): the demo's (5 warm-up runs, >= 25 pairs, >= 0.05 s
+timed), a long one (20, >= 100, >= 0.4 s) and the demo's pairs shared over 3 builds of
+each network and of the reference (``builds: 3``; ``benchmarks/build_noise.py`` shows why).
+Recorded per (runtime, protocol): median, p90 and mean of |ratio_a / ratio_b - 1|, the
+mean's difference to the demo protocol's on the same architectures with a paired
+bootstrap interval, Kendall tau between the passes (the ceiling any predictor's tau can
+reach on such labels), the mean seconds per architecture (compile + timing) and both
+passes' ratios. The same timings are also reduced by
 other statistics (``STATISTICS``) than the protocol's median of the per-pair ratios: the
 ratio of the two networks' medians, and of their 10th percentiles (a runtime whose calls
 are sometimes slowed, by something outside its kernels, has a stable fast mode).
@@ -63,8 +68,10 @@ def _ratio(t, statistic: str) -> float:
 
 
 def main() -> None:
+    import numpy as np
     from scipy import stats
 
+    from lanas.quality import paired_bootstrap
     from lanas.space import SearchSpace
     from pipeline.config import load_config
 
@@ -90,17 +97,27 @@ def main() -> None:
             seconds.setdefault((runtime, protocol), []).append(sum(o[1] for o in outs) / len(genotypes))
             print(f"{runtime:12s} {protocol:5s} pass {len(passes[runtime, protocol])}: "
                   f"{seconds[runtime, protocol][-1]:.2f} s/arch", flush=True)  # fmt: skip
+
+    def rel_diff(a: list[float], b: list[float]) -> list[float]:
+        return [abs(x / y - 1) for x, y in zip(a, b)]
+
+    baseline = {r: rel_diff(*(p["pair_median"] for p in passes[r, "demo"])) for r in RUNTIMES}
     figures = {}
     for (runtime, protocol), (first, second) in passes.items():
         per_statistic = {}
         for name in STATISTICS:
             a, b = first[name], second[name]
-            diff = sorted(abs(x / y - 1) for x, y in zip(a, b))
+            diff = rel_diff(a, b)
+            ranked = sorted(diff)
             per_statistic[name] = {
                 "median_rel_diff": statistics.median(diff),
-                "p90_rel_diff": diff[int(0.9 * (len(diff) - 1))],
+                "p90_rel_diff": ranked[int(0.9 * (len(diff) - 1))],
+                "mean_rel_diff": statistics.mean(diff),
+                # the mean difference per architecture minus the demo protocol's pair median's, same architectures
+                "mean_rel_diff_vs_demo_pair_median": paired_bootstrap(np.array(diff), np.array(baseline[runtime])),
                 "kendall_tau_between_passes": float(stats.kendalltau(a, b).statistic),
                 "ratio_range": [min(a), max(a)],
+                "passes": [a, b],
             }
         figures.setdefault(runtime, {})[protocol] = {
             "protocol": PROTOCOLS[protocol],

@@ -4,6 +4,7 @@ target is worth. Through real Ray, on the demo profile's network.
 
     .venv/bin/python benchmarks/targets.py [--archs 600] [--repeat-archs 50] [--demo-run runs/demo]
         [--protocol long --out runs/bench-targets-long]   # recorded as results/targets_long.json
+        [--statistic p10s] [--builds 3]                    # ... as targets_long_p10s_b3.json
 
 * every CPU runtime (torch eager, ONNX Runtime, OpenVINO; 1 thread, batch 1) measures
   the same --archs architectures, one target after the other, with 2 workers:
@@ -75,6 +76,7 @@ def main() -> None:
     ap.add_argument("--out", default="runs/bench-targets", help="the benchmark's scratch folder (emptied first)")
     ap.add_argument("--protocol", choices=sorted(PROTOCOLS), help="measure with this protocol instead of the config's")
     ap.add_argument("--statistic", choices=STATISTICS, help="reduce the timings with this statistic (lanas.measure)")
+    ap.add_argument("--builds", type=int, help="share the timed pairs over this many builds (measure.protocol.builds)")
     args = ap.parse_args()
     out = Path(args.out)
     if out.exists():
@@ -85,6 +87,8 @@ def main() -> None:
         overrides["measure.protocol"] = PROTOCOLS[args.protocol]
     if args.statistic:
         overrides["measure.protocol.statistic"] = args.statistic
+    if args.builds:
+        overrides["measure.protocol.builds"] = args.builds
     cfg = load_config(args.config, overrides)
     run = RunDir.open(out / "main", cfg, overwrite=True)
     speed = {}
@@ -150,12 +154,15 @@ def main() -> None:
     }
     print(json.dumps({k: v for k, v in figures.items() if k != "specialisation_demo"}, indent=1))
     record(
-        "targets" + "".join(f"_{v}" for v in (args.protocol, args.statistic) if v),
+        "targets"
+        + "".join(f"_{v}" for v in (args.protocol, args.statistic) if v)
+        + (f"_b{args.builds}" if args.builds else ""),
         figures,
         f"python benchmarks/targets.py --archs {args.archs} --repeat-archs {args.repeat_archs} "
         f"--config {args.config} --demo-run {args.demo_run} --out {args.out}"
         + (f" --protocol {args.protocol}" if args.protocol else "")
-        + (f" --statistic {args.statistic}" if args.statistic else ""),
+        + (f" --statistic {args.statistic}" if args.statistic else "")
+        + (f" --builds {args.builds}" if args.builds else ""),
     )
 
 
