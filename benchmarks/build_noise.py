@@ -32,12 +32,9 @@ RUNTIMES = ("torch", "onnxruntime", "openvino")
 
 
 def _ratio(model, reference, settings, threads: int) -> float:
-    from lanas.measure import paired_timing, time_pairs, warm_up
+    from lanas.measure import paired_timing, time_block
 
-    warm_up(reference, settings.warmup, threads)
-    warm_up(model, settings.warmup, threads)
-    arch, ref = time_pairs(model, reference, settings.repeats, settings.min_time_s, settings.max_repeats, threads)
-    return paired_timing(arch, ref).ratio
+    return paired_timing(*time_block(model, reference, settings, threads)).ratio
 
 
 def _measure(job):

@@ -16,9 +16,10 @@ to 1.0 % on one machine, from 2.7 % to 1.8 % on a noisier one, where eager's dou
 ``benchmarks/measure_noise.py`` tells which repeats better on a given machine).
 ``builds: B`` shares the pairs over B independent builds of the architecture and of the
 reference (:class:`LatencyMeter`): a compiled runtime's builds of one network can differ
-more than its timings do. Which of the two runs first alternates from pair to pair, and the
-garbage collector is off while timing. (``torch.utils.benchmark`` times one statement at a time, so it cannot
-interleave two networks, nor time an ONNX Runtime session; hence this small timer.)
+more than its timings do. Which of the two runs first alternates from pair to pair, and
+the garbage collector is off while timing. (``torch.utils.benchmark`` times one
+statement at a time, so it cannot interleave two networks, nor time an ONNX Runtime
+session; hence this small timer.)
 """
 
 from __future__ import annotations
@@ -180,6 +181,18 @@ def time_pairs(
     return arch_ms, ref_ms
 
 
+def time_block(
+    model: Compiled, reference: Compiled, settings: MeasureSettings, threads: int, share: int = 1
+) -> tuple[list[float], list[float]]:
+    """Warm ``model`` and ``reference`` up, then time them in pairs (:func:`time_pairs`):
+    ``1 / share`` of the pairs and seconds ``settings`` asks for (one of ``share`` builds)."""
+    repeats = -(-settings.repeats // share)  # as evenly as they go, at least
+    warm_up(reference, settings.warmup, threads)
+    warm_up(model, settings.warmup, threads)
+    most = max(repeats, settings.max_repeats // share)
+    return time_pairs(model, reference, repeats, settings.min_time_s / share, most, threads)
+
+
 def paired_timing(arch_ms: list[float], ref_ms: list[float], statistic: str = "pair_median") -> PairedTiming:
     """The :class:`PairedTiming` of interleaved times (``arch_ms[i]`` paired with
     ``ref_ms[i]``), its ratio by ``statistic`` (:data:`STATISTICS`)."""
@@ -232,17 +245,12 @@ class LatencyMeter:
         return compile_builds(Network(genotype, self.macro), self.x, self.target, self.settings.builds)
 
     def measure(self, genotype: Genotype) -> Measurement:
-        s, threads = self.settings, self.target.threads
-        share = -(-s.repeats // s.builds)  # the pairs each build gets (at least), as evenly as they go
-        most = max(share, s.max_repeats // s.builds)
         arch_ms: list[float] = []
         ref_ms: list[float] = []
         builds = self.compile(genotype)
         for model, reference in zip(builds, self.references):
-            warm_up(reference, s.warmup, threads)
-            warm_up(model, s.warmup, threads)
-            a, r = time_pairs(model, reference, share, s.min_time_s / s.builds, most, threads)
+            a, r = time_block(model, reference, self.settings, self.target.threads, self.settings.builds)
             arch_ms += a
             ref_ms += r
-        timing = paired_timing(arch_ms, ref_ms, s.statistic)
+        timing = paired_timing(arch_ms, ref_ms, self.settings.statistic)
         return Measurement(timing, sum(b.export_s for b in builds), sum(b.compile_s for b in builds))
