@@ -11,8 +11,11 @@ can be added to a finished run. The trial's ``on_epoch`` hook reports the epoch'
 metrics to Tune with a checkpoint, so a failed trial is retried from its last epoch
 (``FailureConfig``) and an interrupted sweep continues with ``--resume``
 (``Tuner.restore``) from the state Tune last saved: a trial whose last report came after
-that save re-runs its last epoch (Tune's result.json then lists it twice; results.jsonl
-holds each trial once). Tune's own outputs (result.json, progress.csv, TensorBoard events)
+that save re-runs its last epoch. results.jsonl holds each trial once, with the epoch it
+last resumed from (``resumed_from_epoch``, 0 if it ran through). Tune's result.json is
+not a complete history after a restore: Tune copies it back from the storage copy, which
+can lag the trial's last reports, so epochs before the restore may be missing or listed
+twice. Tune's own outputs (result.json, progress.csv, TensorBoard events)
 stay under ``search/tune/``; the derived genotypes are collected in
 ``search/results.jsonl``.
 
@@ -136,6 +139,7 @@ def _trainable(config: dict[str, Any], cfg: RunConfig, trials: list[dict[str, An
     if checkpoint is not None:
         with checkpoint.as_directory() as d:
             state = torch.load(Path(d) / "search_state.pt", map_location="cpu", weights_only=True)
+    resumed_from = 0 if state is None else int(state["epoch"])
     first = cfg.targets[0].spec
     key = penalty_key(trial, cfg) if method != "random" else f"ladnas:{first}"
     reference, unit = penalties[key][2], penalties[key][3]
@@ -144,6 +148,7 @@ def _trainable(config: dict[str, Any], cfg: RunConfig, trials: list[dict[str, An
         report = {k: v for k, v in metrics.items() if isinstance(v, (int, float, str))}
         report[f"predicted_{unit}"] = metrics["predicted_latency_ratio"] * reference
         report["seed"] = seed
+        report["resumed_from_epoch"] = resumed_from
         if method == "random":
             report["done"] = False  # done once the candidates are scored
         with tempfile.TemporaryDirectory() as tmp:
@@ -282,6 +287,7 @@ def _row(
         "predicted_mflops": m.get("predicted_mflops"),
         "epochs": m.get("epoch"),
         "lam_updates": m.get("lam_updates"),
+        "resumed_from_epoch": m.get("resumed_from_epoch"),
         "in_window": None if budget is None else bool(Budget(budget, cfg.search.budget).inside(ms)),
         "search_s": m.get("time_total_s"),
         "trial_path": path,
