@@ -20,6 +20,16 @@ PROTOCOLS = {
 }
 
 
+def t_half_width(d) -> float:
+    """Half the width of the 95 % t-interval of the mean of ``d`` (paired differences over
+    repeats); infinite for fewer than two."""
+    import numpy as np
+    from scipy import stats
+
+    d = np.asarray(d, dtype=float)
+    return float(stats.t.ppf(0.975, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else float("inf")
+
+
 def lanas(*args: str) -> float:
     """Run one ``lanas`` command quietly from the repository root; exit with its output if
     it fails. Returns its wall time in seconds."""

@@ -42,7 +42,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import record  # noqa: E402
+from common import record, t_half_width  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -232,7 +232,6 @@ def summarise(results: dict, ceiling: dict, noise: dict | None = None) -> dict:
     ``ceiling``: NEW's own predictor from all its rows, for scale; ``noise``: per target,
     the tau a perfect predictor reaches against its labels (lanas.quality.noise_ceiling)."""
     noise = noise or {}
-    from scipy import stats
 
     lines, k20, never_worse, worse_beyond_noise = [], {}, True, 0
     for key, cell in results.items():
@@ -244,7 +243,7 @@ def summarise(results: dict, ceiling: dict, noise: dict | None = None) -> dict:
             never_worse = False
             # paired over the repeats (same picks): a 95 % t-interval of transfer - best from scratch
             d = np.subtract(t["mape_values"], cell[best_name]["mape_values"])
-            half = stats.t.ppf(0.975, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d)) if len(d) > 1 else np.inf
+            half = t_half_width(d)
             beyond = d.mean() - half > 0
             worse_beyond_noise += bool(beyond)
             lines.append(

@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import record  # noqa: E402
+from common import record, t_half_width  # noqa: E402
 from transfer import load, picks  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -141,7 +141,6 @@ def profiled_table(us: np.ndarray, counts: np.ndarray, n_ops: int) -> np.ndarray
 
 
 def main() -> None:
-    from scipy import stats
 
     from lanas import quality, transfer
     from lanas.costs import graph_costs, op_costs
@@ -204,7 +203,7 @@ def main() -> None:
                 mape = np.array([s["mape"] for s in v])
                 tau = np.array([s["kendall_tau"] for s in v])
                 d = mape - np.array([s["mape"] for s in scores["adopted"]])
-                half = stats.t.ppf(0.975, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d))
+                half = t_half_width(d)
                 cell[name] = {
                     "mape": float(mape.mean()),
                     "kendall_tau": float(tau.mean()),

@@ -35,7 +35,11 @@ per k-means cluster of the source's predicted latency, the network's costs and t
 table's features, so a few measurements cover where the architectures are.
 (Farthest-point picks, used before, spread further but over-weight the extremes, as
 does a D-optimal design on the table's features; adding the costs to the clustered
-features cut the K = 20 error by 0.1-0.25 points.)
+features cut the K = 20 error by 0.1-0.25 points. The source's predicted latency is one
+feature among the rest: weighing it as much as all the others together, as before,
+spread the picks over what the source thinks is slow, which for eager torch into a
+compiled runtime is the wrong thing; as one feature, Kendall tau rose in all four
+K x protocol settings measured, eager -> OpenVINO most.)
 """
 
 from __future__ import annotations
@@ -206,9 +210,9 @@ def transferred(source: LatencyPredictor, fit: Fit, typical_x: torch.Tensor) -> 
 def select_diverse(predicted: np.ndarray, groups: np.ndarray, k: int, prior: Prior | None = None) -> list[int]:
     """``k`` indices spread over the source's predicted latency, the network's costs
     (``groups @ prior.costs``, when a prior is given) and the op composition: k-means (k
-    clusters) on the standardised features, and per cluster the architecture nearest its
-    centre -- a stratified sample that covers where the architectures are, not only their
-    extremes. Deterministic."""
+    clusters) on the standardised features, each weighing the same, and per cluster the
+    architecture nearest its centre -- a stratified sample that covers where the
+    architectures are, not only their extremes. Deterministic."""
     from sklearn.cluster import KMeans
 
     if not 0 < k <= len(predicted):
@@ -216,7 +220,6 @@ def select_diverse(predicted: np.ndarray, groups: np.ndarray, k: int, prior: Pri
     described = groups if prior is None else np.column_stack([groups @ prior.costs, groups])
     feats = np.column_stack([predicted, described]).astype(float)
     feats = (feats - feats.mean(0)) / np.where(feats.std(0) > 0, feats.std(0), 1.0)
-    feats[:, 0] *= np.sqrt(described.shape[1])  # latency weighs as much as the rest together
     km = KMeans(n_clusters=k, n_init=4, random_state=0).fit(feats)
     chosen: list[int] = []
     for c in range(k):

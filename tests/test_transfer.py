@@ -168,17 +168,24 @@ def test_the_prior_pools_each_op_over_edge_groups_and_refuses_what_does_not_fit(
         Prior.for_predictor(random_predictor(0), SPACE, costs[:10])
 
 
-def test_diverse_picks_span_the_source_latency_and_the_costs_and_are_deterministic(archs, prior):
+def test_diverse_picks_cover_the_source_latency_the_costs_and_the_op_composition_and_are_deterministic(archs, prior):
+    """k-means picks: nearer to every architecture, in the standardised features they are
+    clustered on, than random picks are, and reaching both tails of SRC's latency."""
     x, groups = archs
     s = predict_np(random_predictor(3))(x)
-    aten = groups @ prior.costs[:, 1]
     rng = np.random.default_rng(0)
     randoms = [rng.choice(len(s), 20, replace=False) for _ in range(50)]
     for p in (None, prior):
+        feats = np.column_stack([s, groups] if p is None else [s, groups @ p.costs, groups])
+        feats = (feats - feats.mean(0)) / np.where(feats.std(0) > 0, feats.std(0), 1.0)
+
+        def gap(pick, feats=feats):  # mean distance of an architecture to its nearest pick
+            return np.linalg.norm(feats[:, None] - feats[pick][None], axis=2).min(1).mean()
+
         pick = select_diverse(s, groups, 20, p)
         assert len(set(pick)) == 20 and pick == select_diverse(s, groups, 20, p)
-        assert np.ptp(s[pick]) > np.median([np.ptp(s[r]) for r in randoms])
-    assert np.ptp(aten[pick]) > np.median([np.ptp(aten[r]) for r in randoms])  # with the prior: the costs too
+        assert gap(pick) < min(gap(r) for r in randoms)
+        assert s[pick].min() < np.quantile(s, 0.25) and s[pick].max() > np.quantile(s, 0.75)
     with pytest.raises(ValueError, match="cannot pick 300 of 200"):
         select_diverse(s, groups, 300)
 
