@@ -36,7 +36,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def interval(d: np.ndarray) -> list[float]:
-    return [float(d.mean() - t_half_width(d)), float(d.mean() + t_half_width(d))]
+    half = t_half_width(d)
+    return [float(d.mean() - half), float(d.mean() + half)]
 
 
 def main() -> None:

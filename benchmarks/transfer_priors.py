@@ -141,7 +141,6 @@ def profiled_table(us: np.ndarray, counts: np.ndarray, n_ops: int) -> np.ndarray
 
 
 def main() -> None:
-
     from lanas import quality, transfer
     from lanas.costs import graph_costs, op_costs
     from lanas.encoding import group_matrix

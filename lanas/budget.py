@@ -17,9 +17,9 @@ window to the other, the step is therefore multiplied by ``damping`` (down to
 ``MIN_DUAL_SCALE``), as a bisection narrows in on the multiplier that lands it. The
 search runs its scheduled epochs, then up to ``extra_epochs`` more (weights at their
 final learning rate) and stops at the first step whose derived architecture is inside
-the window. ``reachable`` bounds
-what the space reaches from the corner architectures and what was measured, so a budget
-no architecture can meet is refused before any search runs.
+the window. ``reachable`` bounds what the space reaches from the corner architectures
+and what was measured, so a budget no architecture can meet is refused before any
+search runs.
 """
 
 from __future__ import annotations

@@ -15,9 +15,8 @@ that save re-runs its last epoch. results.jsonl holds each trial once, with the 
 last resumed from (``resumed_from_epoch``, 0 if it ran through). Tune's result.json is
 not a complete history after a restore: Tune copies it back from the storage copy, which
 can lag the trial's last reports, so epochs before the restore may be missing or listed
-twice. Tune's own outputs (result.json, progress.csv, TensorBoard events)
-stay under ``search/tune/``; the derived genotypes are collected in
-``search/results.jsonl``.
+twice. Tune's own outputs (result.json, progress.csv, TensorBoard events) stay under
+``search/tune/``; the derived genotypes are collected in ``search/results.jsonl``.
 
 After the sweep, its derived architectures are measured on every target into the
 stage-1 dataset and the predictors scored on them (``search/rounds.jsonl``). With

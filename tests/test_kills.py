@@ -23,9 +23,9 @@ def _epochs(trial_dir) -> list[int]:
 
 def test_a_search_trial_killed_mid_search_continues_from_its_checkpoint(fitted, tmp_path):
     """SIGKILL the Tune trial's worker after its second epoch's checkpoint (by then Tune
-    holds the first, so the restore cannot be from scratch): Tune restores
-    the trial from a checkpoint (``search.max_failures``) and it ends as the same trial run
-    through, its row saying the epoch it resumed from."""
+    holds the first, so the restore cannot be from scratch): Tune restores the trial from
+    a checkpoint (``search.max_failures``) and it ends as the same trial run through, its
+    row saying the epoch it resumed from."""
     cfg = smoke_config(**{"search.lambdas": [2.0], "search.settings.epochs": EPOCHS})
     through = copy_fitted(fitted[0], tmp_path / "through", cfg)
     killed_run = copy_fitted(fitted[0], tmp_path / "killed", cfg)
