@@ -111,6 +111,23 @@ def fit_all(run, s_all, g_all, prior, new_x, new_y, pick, rest):
     }, fit.model
 
 
+def target_graph_costs(cfg, data: dict) -> tuple[dict, dict]:
+    """Per target spec of ``data`` (as :func:`load` returns it): its runtime's graph costs
+    per table feature of its own predictor (lanas.costs.graph_costs; None for eager), and
+    the seconds counting them took."""
+    from lanas import transfer
+    from lanas.costs import graph_costs
+
+    graphs, seconds = {}, {}
+    for spec, (_, _, _, own) in data.items():
+        t1 = time.perf_counter()
+        features = functools.partial(transfer.table_np, own.model)
+        graphs[spec] = graph_costs(cfg.space, cfg.macro(), cfg.data.resolution, own.meta.target, features)
+        seconds[spec] = time.perf_counter() - t1
+        print(f"graph costs of {spec}: {seconds[spec]:.1f} s", flush=True)
+    return graphs, seconds
+
+
 def picks(selection: str, k: int, repeat: int, n: int, src_pred: np.ndarray, groups: np.ndarray, prior) -> np.ndarray:
     from lanas.transfer import select_diverse
 
@@ -123,7 +140,7 @@ def picks(selection: str, k: int, repeat: int, n: int, src_pred: np.ndarray, gro
 
 def main() -> None:
     from lanas import quality, transfer
-    from lanas.costs import graph_costs, op_costs
+    from lanas.costs import op_costs
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--run", default="runs/bench-targets/main")
@@ -136,13 +153,7 @@ def main() -> None:
     cfg = run.config
     noise = label_noise(data, ROOT / (args.repeat_run or Path(args.run).parent / "repeat"))
     per_op = op_costs(cfg.space, cfg.macro(), cfg.data.resolution)
-    graphs, graph_s = {}, {}  # per NEW: its runtime's graph costs per table feature (one layout here)
-    for spec, (_, _, _, own) in data.items():
-        t1 = time.perf_counter()
-        features = functools.partial(transfer.table_np, own.model)
-        graphs[spec] = graph_costs(cfg.space, cfg.macro(), cfg.data.resolution, own.meta.target, features)
-        graph_s[spec] = time.perf_counter() - t1
-        print(f"graph costs of {spec}: {graph_s[spec]:.1f} s", flush=True)
+    graphs, graph_s = target_graph_costs(cfg, data)
     results = {}
     for src_spec, new_spec in itertools.permutations(data, 2):
         _, x, y, _ = data[new_spec]

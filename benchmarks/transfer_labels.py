@@ -19,7 +19,6 @@ carefully than the thousands a target is fitted on from scratch.
 from __future__ import annotations
 
 import argparse
-import functools
 import itertools
 import sys
 import time
@@ -30,7 +29,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import record, t_half_width  # noqa: E402
 from targets import ratios  # noqa: E402
-from transfer import load  # noqa: E402
+from transfer import load, target_graph_costs  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -42,7 +41,7 @@ def interval(d: np.ndarray) -> list[float]:
 
 def main() -> None:
     from lanas import quality, transfer
-    from lanas.costs import graph_costs, op_costs
+    from lanas.costs import op_costs
     from pipeline.rundir import RunDir
 
     ap = argparse.ArgumentParser()
@@ -56,10 +55,7 @@ def main() -> None:
     cfg = run.config
     again = ratios(RunDir.existing(ROOT / Path(args.run).parent / "repeat"))
     per_op = op_costs(cfg.space, cfg.macro(), cfg.data.resolution)
-    graphs = {}
-    for spec, (_, _, _, own) in data.items():
-        features = functools.partial(transfer.table_np, own.model)
-        graphs[spec] = graph_costs(cfg.space, cfg.macro(), cfg.data.resolution, own.meta.target, features)
+    graphs = target_graph_costs(cfg, data)[0]
     pairs = {}
     for src_spec, new_spec in itertools.permutations(data, 2):
         ids, x, y, _ = data[new_spec]

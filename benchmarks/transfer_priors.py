@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import functools
 import itertools
 import re
 import sys
@@ -37,7 +36,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import record, t_half_width  # noqa: E402
-from transfer import load, picks  # noqa: E402
+from transfer import load, picks, target_graph_costs  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 KS = (5, 10, 20, 50)
@@ -142,7 +141,7 @@ def profiled_table(us: np.ndarray, counts: np.ndarray, n_ops: int) -> np.ndarray
 
 def main() -> None:
     from lanas import quality, transfer
-    from lanas.costs import graph_costs, op_costs
+    from lanas.costs import op_costs
     from lanas.encoding import group_matrix
 
     ap = argparse.ArgumentParser()
@@ -154,11 +153,7 @@ def main() -> None:
     cfg = run.config
     per_op = op_costs(cfg.space, cfg.macro(), cfg.data.resolution)
     with_bytes = np.column_stack([per_op, activation_costs(cfg.space, cfg.macro(), cfg.data.resolution)])
-    graphs = {}
-    for spec, (_, _, _, own) in data.items():
-        features = functools.partial(transfer.table_np, own.model)
-        graphs[spec] = graph_costs(cfg.space, cfg.macro(), cfg.data.resolution, own.meta.target, features)
-        print(f"graph costs of {spec} counted", flush=True)
+    graphs = target_graph_costs(cfg, data)[0]
     compiled = [spec for spec, g in graphs.items() if g is not None]
     profiles = {}
     for spec, (ids, _, _, own) in data.items():
