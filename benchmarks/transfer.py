@@ -27,6 +27,11 @@ Records mean and std over repeats of MAPE, share within +-10 %, Kendall tau and 
 Where the run has a sibling ``repeat`` run (``benchmarks/targets.py`` measures its first
 architectures twice), every NEW target also gets its label-noise ceiling: the Kendall tau
 a perfect predictor would reach against its labels (lanas.quality.noise_ceiling).
+
+``--labels mean`` takes every label as the mean of the run's and the repeat run's
+measurement (the architectures both measured, on every target): a twice-as-long
+protocol, emulated, for the K picks and the test rows alike, its ceiling computed for
+labels that average two measurements.
 """
 
 from __future__ import annotations
@@ -147,11 +152,16 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--name", default="transfer", help="recorded as results/<name>.json")
     ap.add_argument("--repeat-run", help="the same architectures measured again (default: the run's sibling 'repeat')")
+    ap.add_argument("--labels", choices=("first", "mean"), default="first", help=LABELS_HELP)
     args = ap.parse_args()
     t0 = time.perf_counter()
     run, data = load(ROOT / args.run)
     cfg = run.config
-    noise = label_noise(data, ROOT / (args.repeat_run or Path(args.run).parent / "repeat"))
+    repeat_dir = ROOT / (args.repeat_run or Path(args.run).parent / "repeat")
+    measurements = 1
+    if args.labels == "mean":
+        data, measurements = averaged(data, repeat_dir), 2
+    noise = label_noise(data, ROOT / args.run, repeat_dir, measurements)
     per_op = op_costs(cfg.space, cfg.macro(), cfg.data.resolution)
     graphs, graph_s = target_graph_costs(cfg, data)
     results = {}
@@ -201,6 +211,8 @@ def main() -> None:
         args.name,
         {
             "run": args.run,
+            "labels": args.labels,
+            "tested_on_archs": len(next(iter(data.values()))[0]),
             "protocol": dataclasses.asdict(run.config.measure.protocol),
             "own_predictor_full_data": ceiling,
             "label_noise_ceiling": noise,
@@ -210,13 +222,36 @@ def main() -> None:
             "summary": summary,
             "cells": results,
         },
-        f".venv/bin/python benchmarks/transfer.py --run {args.run} --repeats {args.repeats} --name {args.name}",
+        f".venv/bin/python benchmarks/transfer.py --run {args.run} --repeats {args.repeats} --name {args.name}"
+        + (f" --labels {args.labels}" if args.labels != "first" else ""),
     )
 
 
-def label_noise(data: dict, repeat_dir: Path) -> dict:
-    """Per target: lanas.quality.noise_ceiling of its rows, from the architectures the
-    repeat run measured again; {} when there is no repeat run."""
+LABELS_HELP = "first: the run's measurement; mean: the mean of the run's and the repeat run's (where both measured)"
+
+
+def averaged(data: dict, repeat_dir: Path) -> dict:
+    """``data`` on the architectures the repeat run measured on every target, each label
+    the mean of the two measurements."""
+    from targets import ratios
+
+    from pipeline.rundir import RunDir
+
+    again = ratios(RunDir.existing(repeat_dir))
+    both = set.intersection(*(set(ids) & set(again.get(spec, {})) for spec, (ids, *_) in data.items()))
+    out = {}
+    for spec, (ids, x, y, own) in data.items():
+        keep = np.array([a in both for a in ids])
+        second = np.array([again[spec][a] for a in ids[keep]])
+        out[spec] = (ids[keep], x[keep], 0.5 * (y[keep] + second), own)
+    print(f"labels: the mean of two measurements, on the {len(both)} architectures measured twice", flush=True)
+    return out
+
+
+def label_noise(data: dict, run_dir: Path, repeat_dir: Path, measurements: int = 1) -> dict:
+    """Per target: lanas.quality.noise_ceiling of its rows (labels that average
+    ``measurements`` measurements), from the architectures the repeat run measured
+    again as the run did; {} when there is no repeat run."""
     from targets import ratios
 
     from lanas.quality import noise_ceiling
@@ -225,12 +260,14 @@ def label_noise(data: dict, repeat_dir: Path) -> dict:
     if not (repeat_dir / "config.yaml").exists():
         print(f"no repeat run at {repeat_dir}: no label-noise ceilings", flush=True)
         return {}
-    again = ratios(RunDir.existing(repeat_dir))
+    again, first_run = ratios(RunDir.existing(repeat_dir)), ratios(RunDir.existing(run_dir))
     out = {}
     for spec, (ids, _, y, _) in data.items():
-        first = dict(zip(ids, y))
-        common = sorted(set(first) & set(again.get(spec, {})))
-        out[spec] = noise_ceiling(y, [first[i] for i in common], [again[spec][i] for i in common])
+        first = first_run[spec]
+        common = sorted(set(ids) & set(first) & set(again.get(spec, {})))
+        out[spec] = noise_ceiling(
+            y, [first[i] for i in common], [again[spec][i] for i in common], measurements=measurements
+        )
         c = out[spec]
         print(f"{spec}: label noise {c['noise']:.2%} -> a perfect predictor reaches tau {c['tau']:.3f} "
               f"[{c['lo']:.3f}, {c['hi']:.3f}] ({c['pairs']} repeated architectures)", flush=True)  # fmt: skip

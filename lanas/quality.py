@@ -86,12 +86,19 @@ def paired_bootstrap(
 
 
 def noise_ceiling(
-    latencies: np.ndarray, first: np.ndarray, again: np.ndarray, n: int = 400, seed: int = 0, level: float = 0.95
+    latencies: np.ndarray,
+    first: np.ndarray,
+    again: np.ndarray,
+    n: int = 400,
+    seed: int = 0,
+    level: float = 0.95,
+    measurements: int = 1,
 ) -> dict[str, float]:
     """The Kendall tau a *perfect* predictor reaches against labels this noisy: what a
     test set of ``latencies`` allows, given the same architectures measured twice
     (``first``, ``again``, paired). One measurement's noise variance (log scale) is
-    half that of ``log(first / again)``; the true latencies are the observed ones
+    half that of ``log(first / again)``, a label that is the mean of ``measurements``
+    independent ones has 1 / ``measurements`` of it; the true latencies are the observed ones
     shrunk towards their mean to the variance left, and each draw scores them against
     themselves plus fresh noise. The repeat pairs are resampled with replacement in
     every draw, so the interval holds the uncertainty of the noise estimate too.
@@ -105,7 +112,7 @@ def noise_ceiling(
     rng = np.random.default_rng(seed)
     spread, taus = logs.var(ddof=1), []
     for _ in range(n):
-        noise = diff[rng.integers(0, len(diff), len(diff))].var(ddof=1) / 2
+        noise = diff[rng.integers(0, len(diff), len(diff))].var(ddof=1) / 2 / measurements
         truth = logs.mean() + (logs - logs.mean()) * np.sqrt(max(spread - noise, 0.0) / spread)
         taus.append(kendalltau(truth, truth + rng.normal(0.0, np.sqrt(noise), len(truth)))[0])
     lo, hi = np.quantile(taus, [(1 - level) / 2, (1 + level) / 2])
@@ -113,7 +120,7 @@ def noise_ceiling(
         "tau": float(np.mean(taus)),
         "lo": float(lo),
         "hi": float(hi),
-        "noise": float(np.sqrt(diff.var(ddof=1) / 2)),
+        "noise": float(np.sqrt(diff.var(ddof=1) / 2 / measurements)),
         "pairs": int(len(diff)),
     }
 

@@ -122,6 +122,13 @@ def test_noise_ceiling_is_what_a_perfect_predictor_reaches_against_noisy_labels(
     assert c["noise"] == pytest.approx(0.03, rel=0.15) and c["pairs"] == 200
     quiet = noise_ceiling(observed, truth[:200], truth[:200] * 1.0001)  # labels that repeat: tau about 1
     assert quiet["lo"] > 0.99 > c["hi"]
+    # labels that are the mean of two measurements: half the noise variance, a higher ceiling
+    first, again = label(truth[:200]), label(truth[:200])
+    mean = lambda x: x * np.exp(rng.normal(0.0, 0.03, (2, len(x)))).mean(0)  # noqa: E731
+    seen2 = np.mean([kendalltau(truth, mean(truth))[0] for _ in range(50)])
+    c2 = noise_ceiling(mean(truth), first, again, measurements=2)
+    assert c2["lo"] < seen2 < c2["hi"] and abs(c2["tau"] - seen2) < 0.01 and c2["tau"] > c["hi"]
+    assert c2["noise"] == pytest.approx(0.03 / np.sqrt(2), rel=0.15)
     with pytest.raises(ValueError, match="at least 3 repeated"):
         noise_ceiling(observed, truth[:2], truth[:2])
 
