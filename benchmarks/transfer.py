@@ -32,6 +32,10 @@ a perfect predictor would reach against its labels (lanas.quality.noise_ceiling)
 measurement (the architectures both measured, on every target): a twice-as-long
 protocol, emulated, for the K picks and the test rows alike, its ceiling computed for
 labels that average two measurements.
+
+``--new-labels RUN`` takes NEW's labels from another run that measured the same
+architectures with another protocol (``benchmarks/configs/long-b6-openvino.yaml``: twice
+the long protocol with 3 builds, for real), and scores only the pairs into its targets.
 """
 
 from __future__ import annotations
@@ -153,19 +157,29 @@ def main() -> None:
     ap.add_argument("--name", default="transfer", help="recorded as results/<name>.json")
     ap.add_argument("--repeat-run", help="the same architectures measured again (default: the run's sibling 'repeat')")
     ap.add_argument("--labels", choices=("first", "mean"), default="first", help=LABELS_HELP)
+    ap.add_argument("--new-labels", metavar="RUN", help=NEW_LABELS_HELP)
     args = ap.parse_args()
+    if args.new_labels and args.labels != "first":
+        raise SystemExit("--new-labels and --labels mean are two different labels for NEW: pick one")
     t0 = time.perf_counter()
     run, data = load(ROOT / args.run)
     cfg = run.config
     repeat_dir = ROOT / (args.repeat_run or Path(args.run).parent / "repeat")
-    measurements = 1
+    measurements, into = 1, set(data)
     if args.labels == "mean":
         data, measurements = averaged(data, repeat_dir), 2
-    noise = label_noise(data, ROOT / args.run, repeat_dir, measurements)
+    if args.new_labels:
+        first = {spec: dict(zip(ids, y)) for spec, (ids, _, y, _) in data.items()}
+        data, into = relabelled(data, ROOT / args.new_labels)
+        noise = new_label_noise(data, into, first, repeat_dir)
+    else:
+        noise = label_noise(data, ROOT / args.run, repeat_dir, measurements)
     per_op = op_costs(cfg.space, cfg.macro(), cfg.data.resolution)
     graphs, graph_s = target_graph_costs(cfg, data)
     results = {}
     for src_spec, new_spec in itertools.permutations(data, 2):
+        if new_spec not in into:
+            continue
         _, x, y, _ = data[new_spec]
         src = data[src_spec][3]
         prior = transfer.Prior.for_predictor(src.model, cfg.space, per_op, graphs[new_spec])
@@ -211,7 +225,7 @@ def main() -> None:
         args.name,
         {
             "run": args.run,
-            "labels": args.labels,
+            "labels": args.new_labels or args.labels,
             "tested_on_archs": len(next(iter(data.values()))[0]),
             "protocol": dataclasses.asdict(run.config.measure.protocol),
             "own_predictor_full_data": ceiling,
@@ -223,7 +237,8 @@ def main() -> None:
             "cells": results,
         },
         f".venv/bin/python benchmarks/transfer.py --run {args.run} --repeats {args.repeats} --name {args.name}"
-        + (f" --labels {args.labels}" if args.labels != "first" else ""),
+        + (f" --labels {args.labels}" if args.labels != "first" else "")
+        + (f" --new-labels {args.new_labels}" if args.new_labels else ""),
     )
 
 
@@ -248,7 +263,61 @@ def averaged(data: dict, repeat_dir: Path) -> dict:
     return out
 
 
-def label_noise(data: dict, run_dir: Path, repeat_dir: Path, measurements: int = 1) -> dict:
+NEW_LABELS_HELP = (
+    "NEW's labels from this run (the same architectures timed with another protocol); only the pairs into its targets"
+)
+
+
+def relabelled(data: dict, other_dir: Path) -> tuple[dict, set]:
+    """``data`` with each target that the run at ``other_dir`` measured relabelled by it,
+    on the architectures both measured; and the set of those targets."""
+    from targets import ratios
+
+    from pipeline.rundir import RunDir
+
+    other = {spec: r for spec, r in ratios(RunDir.existing(other_dir)).items() if r}
+    if not set(other) & set(data):
+        raise SystemExit(f"{other_dir} measured none of the run's targets")
+    out = dict(data)
+    for spec in set(other) & set(data):
+        ids, x, _, own = data[spec]
+        keep = np.array([a in other[spec] for a in ids])
+        out[spec] = (ids[keep], x[keep], np.array([other[spec][a] for a in ids[keep]]), own)
+        print(f"{spec}: labels from {other_dir}, {int(keep.sum())} architectures", flush=True)
+    return out, set(other) & set(data)
+
+
+def new_label_noise(data: dict, into: set, first: dict, repeat_dir: Path) -> dict:
+    """Per relabelled target: each measurement's noise from three of every architecture
+    (the run's f, its repeat's g, the new run's n; independent errors, each its own
+    variance): var(f - g) = sf^2 + sg^2 and so on, solved for sf, sg, sn; and the
+    ceiling for labels as noisy as the new ones."""
+    from targets import ratios
+
+    from lanas.quality import noise_ceiling
+    from pipeline.rundir import RunDir
+
+    again = ratios(RunDir.existing(repeat_dir))
+    out = {}
+    for spec in sorted(into):
+        ids, _, y, _ = data[spec]
+        new = dict(zip(ids, y))
+        common = [a for a in ids if a in again.get(spec, {}) and a in first[spec]]
+        f, g, n = (np.log(np.array([d[a] for a in common])) for d in (first[spec], again[spec], new))
+        fg, fn, gn = (np.var(a - b, ddof=1) for a, b in ((f, g), (f, n), (g, n)))
+        var = {"run": (fg + fn - gn) / 2, "repeat": (fg + gn - fn) / 2, "new": max((fn + gn - fg) / 2, 1e-12)}
+        out[spec] = noise_ceiling(y, np.exp(f), np.exp(g), measurements=fg / 2 / var["new"])
+        out[spec].update({f"noise_{k}": float(np.sqrt(max(v, 0.0))) for k, v in var.items()}, pairs=len(common))
+        out[spec]["noise"] = out[spec]["noise_new"]
+        c = out[spec]
+        print(f"{spec}: noise of one measurement, the run's {c['noise_run']:.2%}, its repeat's "
+              f"{c['noise_repeat']:.2%}, the new run's {c['noise_new']:.2%} -> against the new labels a perfect "
+              f"predictor reaches tau {c['tau']:.3f} [{c['lo']:.3f}, {c['hi']:.3f}] ({len(common)} architectures "
+              "measured three times)", flush=True)  # fmt: skip
+    return out
+
+
+def label_noise(data: dict, run_dir: Path, repeat_dir: Path, measurements: float = 1.0) -> dict:
     """Per target: lanas.quality.noise_ceiling of its rows (labels that average
     ``measurements`` measurements), from the architectures the repeat run measured
     again as the run did; {} when there is no repeat run."""

@@ -92,16 +92,17 @@ def noise_ceiling(
     n: int = 400,
     seed: int = 0,
     level: float = 0.95,
-    measurements: int = 1,
+    measurements: float = 1.0,
 ) -> dict[str, float]:
     """The Kendall tau a *perfect* predictor reaches against labels this noisy: what a
     test set of ``latencies`` allows, given the same architectures measured twice
     (``first``, ``again``, paired). One measurement's noise variance (log scale) is
-    half that of ``log(first / again)``, a label that is the mean of ``measurements``
-    independent ones has 1 / ``measurements`` of it; the true latencies are the observed ones
-    shrunk towards their mean to the variance left, and each draw scores them against
-    themselves plus fresh noise. The repeat pairs are resampled with replacement in
-    every draw, so the interval holds the uncertainty of the noise estimate too.
+    half that of ``log(first / again)``; the labels' own is 1 / ``measurements`` of it
+    (a mean of that many independent measurements, or a protocol that much quieter).
+    The true latencies are the observed ones shrunk towards their mean to the variance
+    left, and each draw scores them against themselves plus fresh noise. The repeat
+    pairs are resampled with replacement in every draw, so the interval holds the
+    uncertainty of the noise estimate too.
     Returns mean, lo, hi of tau, the noise (relative sd) and the pairs it came from."""
     from scipy.stats import kendalltau
 
