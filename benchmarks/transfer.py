@@ -164,16 +164,29 @@ def main() -> None:
     t0 = time.perf_counter()
     run, data = load(ROOT / args.run)
     cfg = run.config
-    repeat_dir = ROOT / (args.repeat_run or Path(args.run).parent / "repeat")
+    first = {spec: dict(zip(ids, y)) for spec, (ids, _, y, _) in data.items()}  # the run's labels
+    again = repeat_labels(ROOT / (args.repeat_run or Path(args.run).parent / "repeat"))
     measurements, into = 1, set(data)
     if args.labels == "mean":
-        data, measurements = averaged(data, repeat_dir), 2
+        both = set.intersection(*(set(first[spec]) & set(again.get(spec, {})) for spec in data))
+        if not both:
+            raise SystemExit("--labels mean needs a repeat run that measured the run's architectures")
+        data = relabelled(data, {s: {a: 0.5 * (first[s][a] + again[s][a]) for a in both} for s in data})
+        measurements = 2
+        print(f"labels: the mean of two measurements, on the {len(both)} architectures measured twice", flush=True)
     if args.new_labels:
-        first = {spec: dict(zip(ids, y)) for spec, (ids, _, y, _) in data.items()}
-        data, into = relabelled(data, ROOT / args.new_labels)
-        noise = new_label_noise(data, into, first, repeat_dir)
+        from targets import ratios
+
+        from pipeline.rundir import RunDir
+
+        other = ratios(RunDir.existing(ROOT / args.new_labels))
+        into = {spec for spec in data if other.get(spec)}
+        if not into:
+            raise SystemExit(f"{args.new_labels} measured none of the run's targets")
+        data = relabelled(data, {spec: other[spec] for spec in into})
+        noise = new_label_noise(data, into, first, again)
     else:
-        noise = label_noise(data, ROOT / args.run, repeat_dir, measurements)
+        noise = label_noise(data, first, again, measurements)
     per_op = op_costs(cfg.space, cfg.macro(), cfg.data.resolution)
     graphs, graph_s = target_graph_costs(cfg, data)
     results = {}
@@ -245,22 +258,17 @@ def main() -> None:
 LABELS_HELP = "first: the run's measurement; mean: the mean of the run's and the repeat run's (where both measured)"
 
 
-def averaged(data: dict, repeat_dir: Path) -> dict:
-    """``data`` on the architectures the repeat run measured on every target, each label
-    the mean of the two measurements."""
+def repeat_labels(repeat_dir: Path) -> dict:
+    """spec -> arch_id -> latency ratio of the repeat run (the same architectures measured
+    again); {} when there is none."""
     from targets import ratios
 
     from pipeline.rundir import RunDir
 
-    again = ratios(RunDir.existing(repeat_dir))
-    both = set.intersection(*(set(ids) & set(again.get(spec, {})) for spec, (ids, *_) in data.items()))
-    out = {}
-    for spec, (ids, x, y, own) in data.items():
-        keep = np.array([a in both for a in ids])
-        second = np.array([again[spec][a] for a in ids[keep]])
-        out[spec] = (ids[keep], x[keep], 0.5 * (y[keep] + second), own)
-    print(f"labels: the mean of two measurements, on the {len(both)} architectures measured twice", flush=True)
-    return out
+    if not (repeat_dir / "config.yaml").exists():
+        print(f"no repeat run at {repeat_dir}: no label-noise ceilings", flush=True)
+        return {}
+    return ratios(RunDir.existing(repeat_dir))
 
 
 NEW_LABELS_HELP = (
@@ -268,36 +276,25 @@ NEW_LABELS_HELP = (
 )
 
 
-def relabelled(data: dict, other_dir: Path) -> tuple[dict, set]:
-    """``data`` with each target that the run at ``other_dir`` measured relabelled by it,
-    on the architectures both measured; and the set of those targets."""
-    from targets import ratios
-
-    from pipeline.rundir import RunDir
-
-    other = {spec: r for spec, r in ratios(RunDir.existing(other_dir)).items() if r}
-    if not set(other) & set(data):
-        raise SystemExit(f"{other_dir} measured none of the run's targets")
+def relabelled(data: dict, labels: dict) -> dict:
+    """``data`` with each target in ``labels`` (spec -> arch_id -> latency ratio) on the
+    architectures it labels, those labels its own."""
     out = dict(data)
-    for spec in set(other) & set(data):
+    for spec, by_arch in labels.items():
         ids, x, _, own = data[spec]
-        keep = np.array([a in other[spec] for a in ids])
-        out[spec] = (ids[keep], x[keep], np.array([other[spec][a] for a in ids[keep]]), own)
-        print(f"{spec}: labels from {other_dir}, {int(keep.sum())} architectures", flush=True)
-    return out, set(other) & set(data)
+        keep = np.array([a in by_arch for a in ids])
+        out[spec] = (ids[keep], x[keep], np.array([by_arch[a] for a in ids[keep]]), own)
+        print(f"{spec}: {int(keep.sum())} architectures relabelled", flush=True)
+    return out
 
 
-def new_label_noise(data: dict, into: set, first: dict, repeat_dir: Path) -> dict:
+def new_label_noise(data: dict, into: set, first: dict, again: dict) -> dict:
     """Per relabelled target: each measurement's noise from three of every architecture
     (the run's f, its repeat's g, the new run's n; independent errors, each its own
     variance): var(f - g) = sf^2 + sg^2 and so on, solved for sf, sg, sn; and the
     ceiling for labels as noisy as the new ones."""
-    from targets import ratios
-
     from lanas.quality import noise_ceiling
-    from pipeline.rundir import RunDir
 
-    again = ratios(RunDir.existing(repeat_dir))
     out = {}
     for spec in sorted(into):
         ids, _, y, _ = data[spec]
@@ -317,25 +314,19 @@ def new_label_noise(data: dict, into: set, first: dict, repeat_dir: Path) -> dic
     return out
 
 
-def label_noise(data: dict, run_dir: Path, repeat_dir: Path, measurements: float = 1.0) -> dict:
+def label_noise(data: dict, first: dict, again: dict, measurements: float = 1.0) -> dict:
     """Per target: lanas.quality.noise_ceiling of its rows (labels that average
-    ``measurements`` measurements), from the architectures the repeat run measured
-    again as the run did; {} when there is no repeat run."""
-    from targets import ratios
-
+    ``measurements`` measurements), from the architectures the repeat run (``again``)
+    measured as the run did (``first``); {} when there is no repeat run."""
     from lanas.quality import noise_ceiling
-    from pipeline.rundir import RunDir
 
-    if not (repeat_dir / "config.yaml").exists():
-        print(f"no repeat run at {repeat_dir}: no label-noise ceilings", flush=True)
-        return {}
-    again, first_run = ratios(RunDir.existing(repeat_dir)), ratios(RunDir.existing(run_dir))
     out = {}
     for spec, (ids, _, y, _) in data.items():
-        first = first_run[spec]
-        common = sorted(set(ids) & set(first) & set(again.get(spec, {})))
+        if spec not in again:
+            continue
+        common = sorted(set(ids) & set(first[spec]) & set(again[spec]))
         out[spec] = noise_ceiling(
-            y, [first[i] for i in common], [again[spec][i] for i in common], measurements=measurements
+            y, [first[spec][i] for i in common], [again[spec][i] for i in common], measurements=measurements
         )
         c = out[spec]
         print(f"{spec}: label noise {c['noise']:.2%} -> a perfect predictor reaches tau {c['tau']:.3f} "

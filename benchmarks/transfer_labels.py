@@ -37,8 +37,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import record, t_half_width  # noqa: E402
-from targets import ratios  # noqa: E402
-from transfer import load, target_graph_costs  # noqa: E402
+from transfer import load, repeat_labels, target_graph_costs  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 WAYS = ("once", "twice", "once_2k")
@@ -52,7 +51,6 @@ def interval(d: np.ndarray) -> dict:
 def main() -> None:
     from lanas import quality, transfer
     from lanas.costs import op_costs
-    from pipeline.rundir import RunDir
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--run", default="runs/bench-targets-long-b3/main")
@@ -64,7 +62,7 @@ def main() -> None:
     t0 = time.perf_counter()
     run, data = load(ROOT / args.run)
     cfg = run.config
-    again = ratios(RunDir.existing(ROOT / Path(args.run).parent / "repeat"))
+    again = repeat_labels(ROOT / Path(args.run).parent / "repeat")
     per_op = op_costs(cfg.space, cfg.macro(), cfg.data.resolution)
     graphs = target_graph_costs(cfg, data)[0]
     cells = {}
@@ -85,9 +83,9 @@ def main() -> None:
             scores: dict[str, list[dict]] = {w: [] for w in WAYS}
             for r in range(args.repeats):
                 sub = np.sort(np.random.default_rng(r).choice(pool, size=int(0.8 * len(pool)), replace=False))
+                picked = {n: sub[transfer.select_diverse(s_all[sub], g_all[sub], n, prior)] for n in (k, 2 * k)}
                 for way in WAYS:
-                    n = 2 * k if way == "once_2k" else k
-                    pick = sub[transfer.select_diverse(s_all[sub], g_all[sub], n, prior)]
+                    pick = picked[2 * k if way == "once_2k" else k]
                     labels = twice if way == "twice" else y
                     f = transfer.fit(s_all[pick], g_all[pick], labels[pick], prior)
                     rest = np.setdiff1d(np.arange(len(y)), pick)
