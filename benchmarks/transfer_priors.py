@@ -5,9 +5,11 @@
 Reads the run of ``benchmarks/targets.py`` like ``transfer.py`` and fits lanas.transfer's
 model (diverse picks, K in {5, 10, 20, 50}, every ordered pair, ``--repeats`` repeats,
 scored on the rest of NEW's rows) with the adopted prior (``adopted``: FLOPs, ATen
-operators and modules per (edge group, op), and NEW's graph nodes and reorders) and with
-one more column each:
+operators and modules per (edge group, op), and NEW's graph nodes, reorders and nodes
+per kind) and with one more column each:
 
+* ``no_kinds`` -- one column *fewer*: NEW's graph without its nodes per kind (nodes and
+  reorders only; the prior adopted before the kinds);
 * ``bytes`` -- activation elements the network writes (every ATen operator's outputs,
   counted like the other op costs): what a memory-bound kernel pays;
 * ``both_graphs`` -- the graph costs of *both* ONNX runtimes, whatever NEW is (what the
@@ -18,8 +20,8 @@ one more column each:
   (``/cells.<i>/ops.<e>/...``), summed over the picks and divided by the op's count: a
   kernel-level lookup table (nn-Meter's idea) that the K measurements would come with.
 
-Records per cell every prior's mean MAPE and Kendall tau, and the paired difference to
-``adopted`` over the repeats (same picks) with a 95 % t-interval.
+Records per cell every prior's mean MAPE and Kendall tau, and their paired differences to
+``adopted`` over the repeats (same picks) with 95 % t-intervals.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from transfer import load, picks, target_graph_costs  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 KS = (5, 10, 20, 50)
-PRIORS = ("adopted", "bytes", "both_graphs", "profiled")
+PRIORS = ("adopted", "no_kinds", "bytes", "both_graphs", "profiled")
 PROFILE_RUNS = 100
 _EDGE = re.compile(r"/cells\.(\d+)/ops\.(\d+)/")
 
@@ -141,12 +143,13 @@ def profiled_table(us: np.ndarray, counts: np.ndarray, n_ops: int) -> np.ndarray
 
 def main() -> None:
     from lanas import quality, transfer
-    from lanas.costs import op_costs
+    from lanas.costs import GraphCosts, op_costs
     from lanas.encoding import group_matrix
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--run", default="runs/bench-targets-long/main")
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--name", default="transfer_priors", help="the recording's name under benchmarks/results/")
     args = ap.parse_args()
     t0 = time.perf_counter()
     run, data = load(ROOT / args.run)
@@ -171,7 +174,11 @@ def main() -> None:
         src = data[src_spec][3].model
         s_all, g_all = transfer.predict_np(src)(x), transfer.table_np(src, x)
         adopted = transfer.Prior.for_predictor(src, cfg.space, per_op, graphs[new_spec])
-        both = np.column_stack([graphs[s] for s in compiled])
+        graph = graphs[new_spec]
+        no_kinds = None if graph is None else GraphCosts(graph.names[:2], graph.per_feature[:, :2])
+        both = GraphCosts(
+            sum((graphs[s].names for s in compiled), ()), np.column_stack([graphs[s].per_feature for s in compiled])
+        )
         for k in KS:
             scores: dict[str, list] = {p: [] for p in PRIORS}
             for r in range(args.repeats):
@@ -182,6 +189,8 @@ def main() -> None:
                     "bytes": transfer.Prior.for_predictor(src, cfg.space, with_bytes, graphs[new_spec]),
                     "both_graphs": transfer.Prior.for_predictor(src, cfg.space, per_op, both),
                 }
+                if no_kinds is not None:  # eager torch has no graph: no kinds to leave out
+                    priors["no_kinds"] = transfer.Prior.for_predictor(src, cfg.space, per_op, no_kinds)
                 if new_spec in profiles:
                     table = profiled_table(profiles[new_spec][pick], counts[new_spec][pick], n_ops)
                     priors["profiled"] = transfer.Prior.for_predictor(
@@ -197,12 +206,13 @@ def main() -> None:
                 mape = np.array([s["mape"] for s in v])
                 tau = np.array([s["kendall_tau"] for s in v])
                 d = mape - np.array([s["mape"] for s in scores["adopted"]])
-                half = t_half_width(d)
+                dt = tau - np.array([s["kendall_tau"] for s in scores["adopted"]])
                 cell[name] = {
                     "mape": float(mape.mean()),
                     "kendall_tau": float(tau.mean()),
                     "kendall_tau_std": float(tau.std()),
-                    "mape_minus_adopted": [float(d.mean()), float(half)],
+                    "mape_minus_adopted": [float(d.mean()), float(t_half_width(d))],
+                    "kendall_tau_minus_adopted": [float(dt.mean()), float(t_half_width(dt))],
                 }
             cells[f"{src_spec} -> {new_spec} | K={k}"] = cell
             print(
@@ -244,7 +254,7 @@ def main() -> None:
     }
     print("K = 20 into OpenVINO, tau:", into_ov)
     record(
-        "transfer_priors",
+        args.name,
         {
             "run": args.run,
             "repeats": args.repeats,
@@ -253,7 +263,7 @@ def main() -> None:
             "k20_into_openvino_tau": into_ov,
             "cells": cells,
         },
-        f".venv/bin/python benchmarks/transfer_priors.py --run {args.run} --repeats {args.repeats}",
+        f".venv/bin/python benchmarks/transfer_priors.py --run {args.run} --repeats {args.repeats} --name {args.name}",
     )
 
 

@@ -11,7 +11,9 @@ A compiled runtime also decides, without running anything, which kernels it will
 ONNX Runtime and OpenVINO fuse a convolution with its BatchNorm and ReLU, merge ops that
 repeat on one input and insert layout reorders around what their blocked (NCHWc) kernels
 cannot take. :func:`graph_costs` counts the nodes and reorders of the graph a target's
-runtime builds (:func:`lanas.runtimes.graph_nodes`) and fits what each table feature adds.
+runtime builds (:func:`lanas.runtimes.graph_nodes`), and its nodes of each kind (OpenVINO's
+Convolution, Subgraph of fused element-wise ops, Reorder, ...; ONNX Runtime's Conv,
+ReorderInput, ...), and fits what each table feature adds to every count.
 
 Both are the prior knowledge :mod:`lanas.transfer` starts a new target's predictor from:
 they cost seconds to compute and no measurement.
@@ -36,7 +38,8 @@ from lanas.target import Target
 COSTS = ("mflops", "aten_ops", "modules")  # the columns of op_costs
 COST_ARCHS = 40  # random architectures op_costs is fitted on (3 x |ops| unknowns, an exact fit)
 COST_SEED = 7
-GRAPH_COSTS = ("graph_nodes", "graph_reorders")  # the columns of graph_costs
+GRAPH_COSTS = ("graph_nodes", "graph_reorders")  # graph_costs' first columns; then one per node kind
+KIND_PREFIX = "nodes:"  # graph_costs' column of a node kind: "nodes:Convolution"
 GRAPH_ARCHS = 80  # random architectures graph_costs is fitted on (more than the table has features)
 MAX_FIT_ERROR = 1e-6  # the counts add up over edges; a larger relative misfit is a bug
 
@@ -101,6 +104,21 @@ def op_costs(
     return coef[1:]
 
 
+@dataclass(frozen=True)
+class GraphCosts:
+    """What each table feature adds to the counts of a runtime's graph: ``per_feature``
+    ``[F, len(names)]``, its columns :data:`GRAPH_COSTS` and then one per node kind whose
+    count varies between architectures (``nodes:<kind>``)."""
+
+    names: tuple[str, ...]
+    per_feature: np.ndarray
+
+    def __post_init__(self) -> None:
+        if self.per_feature.ndim != 2 or self.per_feature.shape[1] != len(self.names):
+            shape, n = self.per_feature.shape, len(self.names)
+            raise ValueError(f"graph costs of shape {shape} do not match their {n} names")
+
+
 def graph_costs(
     space: SearchSpace,
     macro: MacroSettings,
@@ -110,25 +128,31 @@ def graph_costs(
     archs: int = GRAPH_ARCHS,
     seed: int = COST_SEED,
     progress: Callable[[int, int], None] | None = None,
-) -> np.ndarray | None:
-    """``[F, len(GRAPH_COSTS)]``: what each of the ``F`` table features (``features``: the
-    encodings' table features, merges included -- a compiler merges what repeats on one
-    input) adds to the node and layout-reorder counts of the graph ``target``'s runtime
-    builds for the deployed network, by least squares over ``archs`` random
-    architectures; None for eager torch (no compiled graph). ``progress(done, total)``
-    is called after each architecture."""
+) -> GraphCosts | None:
+    """What each of the ``F`` table features (``features``: the encodings' table features,
+    merges included -- a compiler merges what repeats on one input) adds to the node,
+    layout-reorder and per-kind node counts of the graph ``target``'s runtime builds for
+    the deployed network, by least squares over ``archs`` random architectures (kinds
+    whose count is the same in all of them are left out); None for eager torch (no
+    compiled graph). ``progress(done, total)`` is called after each architecture."""
     from lanas.runtimes import example_input, graph_nodes
 
     if target.runtime == "torch":
         return None
     genotypes = space.sample_unique(archs, seed)
     x = example_input(macro.in_channels, resolution, target)
-    counts = []
+    graphs = []
     for i, g in enumerate(genotypes):
-        nodes = graph_nodes(Network(g, macro), x, target)
-        counts.append([sum(nodes.values()), sum(n for kind, n in nodes.items() if "Reorder" in kind)])
+        graphs.append(graph_nodes(Network(g, macro), x, target))
         if progress is not None:
             progress(i + 1, len(genotypes))
+    kinds = sorted(k for k in set().union(*graphs) if len({nodes[k] for nodes in graphs}) > 1)
+    counts = np.array(
+        [[sum(nodes.values()), sum(n for k, n in nodes.items() if "Reorder" in k)] + [nodes[k] for k in kinds]
+         for nodes in graphs],
+        dtype=float,
+    )  # fmt: skip
     table = features(torch.stack([encode_genotype(g, space) for g in genotypes]))
     design = np.column_stack([np.ones(len(genotypes)), table])
-    return np.linalg.lstsq(design, np.array(counts, dtype=float), rcond=None)[0][1:]
+    per_feature = np.linalg.lstsq(design, counts, rcond=None)[0][1:]
+    return GraphCosts(GRAPH_COSTS + tuple(KIND_PREFIX + k for k in kinds), per_feature)

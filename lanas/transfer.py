@@ -8,13 +8,15 @@ The transferred predictor is::
 
 ``src`` is the source target's predictor, frozen; ``costs`` are the network's FLOPs,
 ATen operators and modules (:mod:`lanas.costs`: what a compiled runtime pays for
-arithmetic and an eager one for dispatch); ``table_features`` are the additive lookup
+arithmetic and an eager one for dispatch) and, for a compiled runtime, its graph's nodes,
+layout reorders and nodes of each kind; ``table_features`` are the additive lookup
 table's features (:meth:`~lanas.predictor.LatencyPredictor.table_features`: op counts per
 edge group, and the ops a compiler merges) and ``pooled`` the same summed over edge
 groups (one per op, one per merged class). Everything is fitted at once on the K
 samples by ridge regression on the relative error, its strength by scikit-learn's
 RidgeCV: ``b`` and ``c`` are all but unpenalised (their columns scaled up by
-:data:`PRIOR_LIFT`), the pooled correction ``v`` is penalised less than the one per
+:data:`PRIOR_LIFT`; the per-kind node counts, a dozen columns, by :data:`KIND_LIFT`
+only), the pooled correction ``v`` is penalised less than the one per
 feature ``w`` (by :data:`POOLED_SCALE`), so a few samples move what a runtime does to
 an op everywhere before they move it in one edge group. A source whose fitted scale
 comes out negative ranks this target backwards and is dropped (``b = 0``: the costs and
@@ -28,7 +30,11 @@ figure.
 three CPU runtimes, the costs cut the K = 20 error from 4.4 % to 2.6 % (mean of the six
 ordered pairs); most of that the costs give from scratch too, the source adds the rest.
 Choosing among simpler models by leave-one-out, as before, did worse than always fitting
-this one: with 20 samples the choice is noisy.)
+this one: with 20 samples the choice is noisy. The per-kind node counts were added for
+OpenVINO, whose latency the table-linear model fitted on every row ranks at tau ~0.90
+against a label-noise ceiling of 0.94: how many Convolution, Subgraph (fused element-wise
+ops) or Reorder nodes a network compiles to tells a few samples which ops the runtime
+makes expensive; see ``benchmarks/README.md``.)
 
 :func:`select_diverse` picks which K architectures to measure on the new target: one
 per k-means cluster of the source's predicted latency, the network's costs and the
@@ -51,6 +57,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from lanas.costs import COSTS, KIND_PREFIX, GraphCosts
 from lanas.encoding import encode_genotype, sharing_features
 from lanas.predictor import LatencyPredictor
 from lanas.space import SearchSpace
@@ -59,6 +66,7 @@ MODELS = ("source+costs", "costs")  # with the source; without it (its scale cam
 RIDGE_ALPHAS = tuple(10.0**k for k in range(-2, 5))  # wide: a strong enough ridge switches the correction off
 MIN_SAMPLES = 3
 PRIOR_LIFT = 100.0  # the source and cost columns' scale-up in the ridge (their penalty / this^2)
+KIND_LIFT = 10.0  # the per-kind node counts' scale-up: many columns, so more penalised than the rest
 POOLED_SCALE = 3.0  # the pooled correction's scale-up (its penalty / this^2)
 
 
@@ -66,12 +74,14 @@ POOLED_SCALE = 3.0  # the pooled correction's scale-up (its penalty / this^2)
 class Prior:
     """What is known of every table feature before NEW is measured."""
 
-    costs: np.ndarray  # [F, C]: what one count of the feature adds to each cost (lanas.costs: COSTS, GRAPH_COSTS)
+    costs: np.ndarray  # [F, C]: what one count of the feature adds to each cost
     classes: np.ndarray  # [F, P] 0/1: the op or merge class of each feature, pooled over edge groups
+    names: tuple[str, ...]  # [C]: the costs' names (lanas.costs: COSTS, then GraphCosts.names)
+    lifts: np.ndarray  # [C]: each cost column's scale-up in the ridge (PRIOR_LIFT; KIND_LIFT for node kinds)
 
     @classmethod
     def for_predictor(
-        cls, predictor: LatencyPredictor, space: SearchSpace, op_costs: np.ndarray, graph: np.ndarray | None = None
+        cls, predictor: LatencyPredictor, space: SearchSpace, op_costs: np.ndarray, graph: GraphCosts | None = None
     ) -> "Prior":
         """The prior over ``predictor``'s table features: ``op_costs`` per (edge group, op)
         (:func:`lanas.costs.op_costs`), ``graph`` per table feature (:func:`lanas.costs.graph_costs`
@@ -83,17 +93,21 @@ class Prior:
             raise ValueError(f"op costs of {groups} (edge group, op) features do not fit the predictor's table")
         costs = np.zeros((width, op_costs.shape[1]))
         costs[:groups] = op_costs
+        names = COSTS[: op_costs.shape[1]] + tuple(f"cost{j}" for j in range(len(COSTS), op_costs.shape[1]))
         if graph is not None:
-            if graph.shape[0] != width:
-                raise ValueError(f"graph costs of {len(graph)} features do not fit the predictor's table of {width}")
-            costs = np.column_stack([costs, graph])
+            if graph.per_feature.shape[0] != width:
+                raise ValueError(
+                    f"graph costs of {len(graph.per_feature)} features do not fit the predictor's table of {width}"
+                )
+            costs, names = np.column_stack([costs, graph.per_feature]), names + graph.names
+        lifts = np.array([KIND_LIFT if n.startswith(KIND_PREFIX) else PRIOR_LIFT for n in names])
         merges = [f"merge:{c}" for _, c in sharing_features(space)]
         if len(merges) != width - groups:
             merges = [None] * (width - groups)
-        names = [space.ops[j % len(space.ops)] for j in range(groups)] + merges
-        pooled = sorted({n for n in names if n is not None})
-        classes = np.array([[float(n == p) for p in pooled] for n in names]).reshape(width, len(pooled))
-        return cls(costs, classes)
+        member = [space.ops[j % len(space.ops)] for j in range(groups)] + merges
+        pooled = sorted({n for n in member if n is not None})
+        classes = np.array([[float(n == p) for p in pooled] for n in member]).reshape(width, len(pooled))
+        return cls(costs, classes, names, lifts)
 
 
 @dataclass(frozen=True)
@@ -154,7 +168,8 @@ def fit(src: np.ndarray, groups: np.ndarray, y: np.ndarray, prior: Prior, source
     if source:
         fixed = np.column_stack([src, fixed])
     top = np.abs(fixed).max(0)
-    lift = PRIOR_LIFT * float(np.abs(groups).max() or 1.0) / np.where(top > 0, top, 1.0)
+    lifts = np.concatenate([[PRIOR_LIFT] if source else [], prior.lifts])
+    lift = lifts * float(np.abs(groups).max() or 1.0) / np.where(top > 0, top, 1.0)
     design = np.column_stack([fixed * lift, groups @ prior.classes * POOLED_SCALE, groups])
     ridge = RidgeCV(alphas=RIDGE_ALPHAS, fit_intercept=True).fit(design, y, sample_weight=1.0 / y**2)
     coef = ridge.coef_.astype(float)

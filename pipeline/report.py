@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from lanas import quality
+from lanas.costs import KIND_PREFIX
 from lanas.pareto import dominated_share, equal_size_hypervolume, hypervolume, pareto_mask
 from pipeline import compare, predictor_store
 from pipeline.rundir import RunDir, read_jsonl, write_atomic
@@ -732,7 +733,10 @@ def run_report(run: RunDir) -> str:
 def transfer_sentence(spec: str, t: dict[str, Any]) -> str:
     """What the report says of a predictor made by ``lanas fit --transfer-from``."""
     loo = t["loo_mape"][t["model"]]
-    costs = f", with the network's {', '.join(t['costs'])}" if t.get("costs") else ""
+    named = [c for c in t.get("costs", []) if not c.startswith(KIND_PREFIX)]
+    kinds = len(t.get("costs", [])) - len(named)
+    named += [f"nodes of each of {kinds} kinds"] if kinds else []
+    costs = f", with the network's {', '.join(named)}" if named else ""
     if t["model"] in ("costs", "table"):  # the source was dropped (``table``: runs before the costs)
         return (
             f"The predictor of `{spec}` was fitted on its {t['samples']} measured architectures alone{costs} "

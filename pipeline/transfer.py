@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from lanas import quality
-from lanas.costs import COSTS, GRAPH_COSTS, graph_costs, op_costs
+from lanas.costs import graph_costs, op_costs
 from lanas.encoding import encode_genotype
 from lanas.genotype import Genotype
 from lanas.runtimes import RuntimeMissing
@@ -74,8 +74,8 @@ def _save(run: RunDir, model, meta: PredictorMeta) -> None:
     write_atomic(where / "metrics.json", json.dumps({**summary, "transferred_from": meta.transferred_from}, indent=2))
 
 
-def _prior(run: RunDir, new, src: StoredPredictor) -> tuple[Prior, tuple[str, ...]]:
-    """The prior over SRC's table features for target ``new``, and the names of its costs."""
+def _prior(run: RunDir, new, src: StoredPredictor) -> Prior:
+    """The prior over SRC's table features for target ``new``."""
     cfg = run.config
 
     def progress(done: int, total: int) -> None:
@@ -88,8 +88,7 @@ def _prior(run: RunDir, new, src: StoredPredictor) -> tuple[Prior, tuple[str, ..
         )
     except RuntimeMissing as exc:
         raise PipelineError(f"transfer to {new.spec}: {exc}") from None
-    costs = op_costs(cfg.space, cfg.macro(), cfg.data.resolution)
-    return Prior.for_predictor(src.model, cfg.space, costs, graph), COSTS + (GRAPH_COSTS if graph is not None else ())
+    return Prior.for_predictor(src.model, cfg.space, op_costs(cfg.space, cfg.macro(), cfg.data.resolution), graph)
 
 
 def run_transfer(run: RunDir, target: str, source: str, samples: int | None = None) -> PredictorMeta:
@@ -105,7 +104,7 @@ def run_transfer(run: RunDir, target: str, source: str, samples: int | None = No
     x = torch.tensor(np.stack([r["encoding"] for r in rows]), dtype=torch.float32)
     y = np.array([r["latency_ratio"] for r in rows])
     s, groups = predict_np(src.model)(x), table_np(src.model, x)
-    prior, cost_names = _prior(run, new, src)
+    prior = _prior(run, new, src)
     pick = np.array(select_diverse(s, groups, k, prior)) if k < len(rows) else np.arange(len(rows))
     rest = np.setdiff1d(np.arange(len(rows)), pick)
     fit, loo = fit_transfer(s[pick], groups[pick], y[pick], prior)
@@ -117,7 +116,7 @@ def run_transfer(run: RunDir, target: str, source: str, samples: int | None = No
     ref_ms = float(statistics.median(r["ref_latency_ms"] for r in rows))
     test = quality.regression_metrics(fit.predict(s[rest], groups[rest]), y[rest], ref_ms) if len(rest) >= 2 else {}
     origin = {"source": src_name, "hardware": src.meta.hardware, "samples": int(k), "model": name,
-              "loo_mape": {name: loo}, "costs": list(cost_names)}  # fmt: skip
+              "loo_mape": {name: loo}, "costs": list(prior.names)}  # fmt: skip
     meta = PredictorMeta(
         layout_version=src.meta.layout_version, ops=cfg.space.ops, target=new, hardware=hw, macro=cfg.macro(),
         resolution=cfg.data.resolution, hidden=src.meta.hidden, reference_ms=ref_ms,
@@ -155,7 +154,7 @@ def diverse_genotypes(run: RunDir, source: str, target: str, k: int) -> list[Gen
     cfg = run.config
     (new,) = select_targets(cfg, target, run.hardware_ids())
     _, src = source_predictor(run, source)
-    prior, _ = _prior(run, new, src)
+    prior = _prior(run, new, src)
     pool = cfg.space.sample_unique(max(DIVERSE_POOL, k), cfg.seed)
     x = torch.stack([encode_genotype(g, cfg.space) for g in pool])
     chosen = select_diverse(predict_np(src.model)(x), table_np(src.model, x), k, prior)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from lanas.costs import graph_costs, network_costs, op_costs
+from lanas.costs import GRAPH_COSTS, KIND_PREFIX, graph_costs, network_costs, op_costs
 from lanas.encoding import encode_genotype, group_matrix
 from lanas.genotype import Genotype
 from lanas.network import MacroSettings, Network
@@ -52,22 +52,28 @@ def test_graph_costs_follow_the_runtime_graph_and_eager_has_none():
     assert graph_costs(SPACE, MACRO, RESOLUTION, Target(runtime="torch"), features) is None
     target = Target(runtime="onnxruntime")
     seen = []
-    per_feature = graph_costs(
-        SPACE, MACRO, RESOLUTION, target, features, archs=40, progress=lambda d, n: seen.append((d, n))
-    )
-    assert per_feature.shape == (predictor.additive.in_features, 2) and seen[-1] == (40, 40)
+    graph = graph_costs(SPACE, MACRO, RESOLUTION, target, features, archs=40, progress=lambda d, n: seen.append((d, n)))
+    assert seen[-1] == (40, 40) and graph.names[:2] == GRAPH_COSTS
+    kinds = [n.removeprefix(KIND_PREFIX) for n in graph.names[2:]]
+    assert {"Conv", "MaxPool", "AveragePool"} <= set(kinds), kinds  # the kinds an op choice changes
+    assert graph.per_feature.shape == (predictor.additive.in_features, len(graph.names))
     unseen = SPACE.sample_unique(8, 999)
     x = example_input(MACRO.in_channels, RESOLUTION, target)
     counted = []
     for g in unseen:
         nodes = graph_nodes(Network(g, MACRO), x, target)
         counted.append([sum(nodes.values()), sum(n for k, n in nodes.items() if "Reorder" in k)])
+        counted[-1] += [nodes[k] for k in kinds]
     counted = np.array(counted, dtype=float)
-    fitted = features(torch.stack([encode_genotype(g, SPACE) for g in unseen])) @ per_feature
-    # up to the constant (not identified), the fit ranks unseen graphs by their node counts
+    fitted = features(torch.stack([encode_genotype(g, SPACE) for g in unseen])) @ graph.per_feature
+    # up to the constant (not identified), the fit ranks unseen graphs by their node counts, and
+    # counts the pools a choice of op adds exactly (each pooling op is one node)
     from scipy.stats import spearmanr
 
     assert spearmanr(fitted[:, 0], counted[:, 0]).statistic > 0.8, (fitted, counted)
+    for kind in ("MaxPool", "AveragePool"):
+        j = 2 + kinds.index(kind)
+        assert np.allclose(fitted[1:, j] - fitted[0, j], counted[1:, j] - counted[0, j], atol=1e-6), kind
 
 
 def test_openvino_graph_leaves_out_constants():

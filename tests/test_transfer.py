@@ -6,12 +6,14 @@ import pytest
 import torch
 
 from lanas import quality
-from lanas.costs import op_costs
+from lanas.costs import GRAPH_COSTS, KIND_PREFIX, GraphCosts, op_costs
 from lanas.encoding import encode_genotype, sharing_features
 from lanas.network import MacroSettings
 from lanas.predictor import LatencyPredictor
 from lanas.space import SearchSpace
 from lanas.transfer import (
+    KIND_LIFT,
+    PRIOR_LIFT,
     Prior,
     fit,
     fit_transfer,
@@ -162,8 +164,17 @@ def test_the_prior_pools_each_op_over_edge_groups_and_refuses_what_does_not_fit(
     # a predictor without sharing features has no merge classes
     plain = Prior.for_predictor(random_predictor(0, sharing=False), SPACE, costs)
     assert plain.classes.shape == (3 * k, k)
+    assert p.names == ("mflops", "aten_ops", "modules") and np.all(p.lifts == PRIOR_LIFT)
+    # a compiled runtime's graph: its nodes and reorders lifted as the costs, its node kinds less
+    names = GRAPH_COSTS + (KIND_PREFIX + "Convolution", KIND_PREFIX + "Subgraph")
+    graph = GraphCosts(names, np.ones((width, len(names))))
+    compiled = Prior.for_predictor(random_predictor(0), SPACE, costs, graph)
+    assert compiled.costs.shape == (width, 7) and compiled.names == p.names + names
+    assert list(compiled.lifts) == [PRIOR_LIFT] * 5 + [KIND_LIFT] * 2
     with pytest.raises(ValueError, match="graph costs of 5 features do not fit the predictor's table of"):
-        Prior.for_predictor(random_predictor(0), SPACE, costs, np.zeros((5, 2)))
+        Prior.for_predictor(random_predictor(0), SPACE, costs, GraphCosts(GRAPH_COSTS, np.zeros((5, 2))))
+    with pytest.raises(ValueError, match=r"graph costs of shape \(5, 3\) do not match their 2 names"):
+        GraphCosts(GRAPH_COSTS, np.zeros((5, 3)))
     with pytest.raises(ValueError, match="op costs of 10 .* do not fit"):
         Prior.for_predictor(random_predictor(0), SPACE, costs[:10])
 
@@ -201,5 +212,8 @@ def test_the_report_says_whether_the_source_was_kept():
     kept = {**t, "model": "source+costs", "loo_mape": {"source+costs": 0.07}}
     text = transfer_sentence("cpu-t1-onnxruntime-b1", kept)
     assert "**transferred** from `cpu-t1-torch-b1`" in text and "7.00%" in text
+    kinds = {**kept, "costs": ["mflops", "graph_nodes", "nodes:Conv", "nodes:Relu", "nodes:Concat"]}
+    text = transfer_sentence("cpu-t1-onnxruntime-b1", kinds)
+    assert "with the network's mflops, graph_nodes, nodes of each of 3 kinds (model" in text
     old = {"source": "s", "hardware": "h", "samples": 9, "model": "affine", "loo_mape": {"affine": 0.03}}
     assert "**transferred**" in transfer_sentence("x", old)  # a run transferred before the costs still reports
