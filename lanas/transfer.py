@@ -66,6 +66,7 @@ MODELS = ("source+costs", "costs")  # with the source; without it (its scale cam
 RIDGE_ALPHAS = tuple(10.0**k for k in range(-2, 5))  # wide: a strong enough ridge switches the correction off
 MIN_SAMPLES = 3
 PRIOR_LIFT = 100.0  # the source and cost columns' scale-up in the ridge (their penalty / this^2)
+FLAT_TOL = 1e-9  # a cost column whose spread over the samples is below this share of its reach is left out
 KIND_LIFT = 10.0  # the per-kind node counts' scale-up: many columns, so more penalised than the rest
 POOLED_SCALE = 3.0  # the pooled correction's scale-up (its penalty / this^2)
 
@@ -165,8 +166,12 @@ def fit(src: np.ndarray, groups: np.ndarray, y: np.ndarray, prior: Prior, source
     from sklearn.linear_model import RidgeCV
 
     fixed = groups @ prior.costs
+    reach = np.abs(prior.costs).max(0) * float(np.abs(groups).max() or 1.0)  # what each cost column can reach
     if source:
-        fixed = np.column_stack([src, fixed])
+        fixed, reach = np.column_stack([src, fixed]), np.concatenate([[np.abs(src).max()], reach])
+    # a column the samples do not vary beyond rounding (a node kind none of them has: its
+    # least-squares costs are ~1e-15, not 0) says nothing and, lifted, would blow up
+    fixed[:, np.ptp(fixed, 0) <= FLAT_TOL * reach] = 0.0
     top = np.abs(fixed).max(0)
     lifts = np.concatenate([[PRIOR_LIFT] if source else [], prior.lifts])
     lift = lifts * float(np.abs(groups).max() or 1.0) / np.where(top > 0, top, 1.0)

@@ -102,6 +102,28 @@ def test_too_few_samples_and_a_negative_scale_are_refused(archs, prior):
         transferred(src, Fit(5.0, -1.0, np.zeros(groups.shape[1])), x)
 
 
+def test_a_node_kind_none_of_the_samples_has_is_left_out_not_blown_up(archs, costs):
+    """A kind of node only one op makes (OpenVINO's Pad): its least-squares graph costs are
+    ~1e-15 on every other feature, so on samples without that op its column is rounding
+    noise, which the cost columns' lift would scale into a huge coefficient."""
+    x, groups = archs
+    src = random_predictor(0)
+    s = predict_np(src)(x)
+    pad = SPACE.ops.index("max_pool_3x3")  # in the normal cell's first edge group
+    width = groups.shape[1]
+    per_feature = np.zeros((width, 3))
+    per_feature[:, 0] = 1.0
+    per_feature[:, 2] = np.random.default_rng(0).normal(0, 1e-15, width)
+    per_feature[pad, 2] = 1.0
+    names = GRAPH_COSTS + (KIND_PREFIX + "Pad",)
+    prior = Prior.for_predictor(src, SPACE, costs, GraphCosts(names, per_feature))
+    y = 0.2 + 1.5 * s + 0.05 * groups[:, pad]
+    without = np.flatnonzero(groups[:, pad] == 0)[:8]
+    assert len(without) == 8 and np.ptp(groups[without] @ prior.costs[:, -1]) < 1e-12
+    f = fit(s[without], groups[without], y[without], prior)
+    assert np.abs(f.predict(s, groups) / y - 1).max() < 0.5
+
+
 def test_a_source_that_ranks_the_target_backwards_is_dropped(archs, prior):
     """NEW falls as SRC rises (NEW = a table of its own, less SRC and what SRC explains of
     that table): the fitted scale comes out negative, so the source is dropped and the
