@@ -143,7 +143,7 @@ def profiled_table(us: np.ndarray, counts: np.ndarray, n_ops: int) -> np.ndarray
 
 def main() -> None:
     from lanas import quality, transfer
-    from lanas.costs import GraphCosts, op_costs
+    from lanas.costs import GRAPH_COSTS, GraphCosts, op_costs
     from lanas.encoding import group_matrix
 
     ap = argparse.ArgumentParser()
@@ -173,24 +173,26 @@ def main() -> None:
         _, x, y, _ = data[new_spec]
         src = data[src_spec][3].model
         s_all, g_all = transfer.predict_np(src)(x), transfer.table_np(src, x)
-        adopted = transfer.Prior.for_predictor(src, cfg.space, per_op, graphs[new_spec])
         graph = graphs[new_spec]
-        no_kinds = None if graph is None else GraphCosts(graph.names[:2], graph.per_feature[:, :2])
         both = GraphCosts(
             sum((graphs[s].names for s in compiled), ()), np.column_stack([graphs[s].per_feature for s in compiled])
         )
+        fixed = {  # the priors that do not depend on the picks
+            "adopted": transfer.Prior.for_predictor(src, cfg.space, per_op, graph),
+            "bytes": transfer.Prior.for_predictor(src, cfg.space, with_bytes, graph),
+            "both_graphs": transfer.Prior.for_predictor(src, cfg.space, per_op, both),
+        }
+        if graph is not None:  # eager torch has no graph: no kinds to leave out
+            n = len(GRAPH_COSTS)
+            no_kinds = GraphCosts(graph.names[:n], graph.per_feature[:, :n])
+            fixed["no_kinds"] = transfer.Prior.for_predictor(src, cfg.space, per_op, no_kinds)
+        adopted = fixed["adopted"]
         for k in KS:
             scores: dict[str, list] = {p: [] for p in PRIORS}
             for r in range(args.repeats):
                 pick = picks("diverse", k, r, len(y), s_all, g_all, adopted)
                 rest = np.setdiff1d(np.arange(len(y)), pick)
-                priors = {
-                    "adopted": adopted,
-                    "bytes": transfer.Prior.for_predictor(src, cfg.space, with_bytes, graphs[new_spec]),
-                    "both_graphs": transfer.Prior.for_predictor(src, cfg.space, per_op, both),
-                }
-                if no_kinds is not None:  # eager torch has no graph: no kinds to leave out
-                    priors["no_kinds"] = transfer.Prior.for_predictor(src, cfg.space, per_op, no_kinds)
+                priors = dict(fixed)
                 if new_spec in profiles:
                     table = profiled_table(profiles[new_spec][pick], counts[new_spec][pick], n_ops)
                     priors["profiled"] = transfer.Prior.for_predictor(
