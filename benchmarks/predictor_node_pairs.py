@@ -34,7 +34,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import record  # noqa: E402
-from predictor_sharing import FOLDS, rows  # noqa: E402
+from predictor_sharing import FOLDS, rows, scored_sets, table_row  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -94,7 +94,6 @@ def evaluate(rand, ood, space, seeds: int):
 
 
 def main() -> None:
-    from lanas import quality
     from pipeline.config import load_config
 
     ap = argparse.ArgumentParser()
@@ -116,29 +115,9 @@ def main() -> None:
         space = load_config(run_dir / "config.yaml").space
         for runtime, (rand, ood) in rows(run_dir).items():
             pred = evaluate(rand, ood, space, args.seeds)
-            cell = {}
-            for name in ("uniform", "coverage", "published", "derived"):
-                if name in ("uniform", "coverage"):
-                    part = (rand["sampler"] == name).to_numpy()
-                    y, p = rand["latency_ratio"].to_numpy(float)[part], {a: pred[a]["random"][:, part] for a in ARMS}
-                else:
-                    part = (ood["set"] == name).to_numpy() if len(ood) else np.zeros(0, bool)
-                    y, p = ood["latency_ratio"].to_numpy(float)[part], {a: pred[a]["ood"][:, part] for a in ARMS}
-                if len(y) < 2:
-                    continue
-                m = {a: [quality.regression_metrics(p[a][s], y) for s in range(args.seeds)] for a in ARMS}
-                err = {a: np.abs(p[a] / y - 1).mean(0) for a in ARMS}
-                diff = quality.paired_bootstrap(err["pairs"], err["plain"], seed=0)
-                c = {"n": int(len(y)), "pairs_minus_plain": diff, "verdict": quality.verdict(diff)}
-                for a in ARMS:
-                    for q in ("mape", "kendall_tau"):
-                        c[f"{q}_{a}"] = float(np.mean([v[q] for v in m[a]]))
-                cell[name] = c
-                lines.append(
-                    f"| {run} | {runtime} | {name} | {c['n']} | {c['mape_plain']:.2%} | {c['mape_pairs']:.2%} | "
-                    f"{c['kendall_tau_plain']:.3f} | {c['kendall_tau_pairs']:.3f} | "
-                    f"{diff['mean']:+.2%} [{diff['lo']:+.2%}, {diff['hi']:+.2%}] ({c['verdict']}) |"
-                )
+            cell = scored_sets(rand, ood, pred, args.seeds, "pairs", "plain")
+            for name, c in cell.items():
+                lines.append(table_row(run, runtime, name, c, "pairs", "plain"))
                 print(lines[-1], flush=True)
             results[f"{run} | {runtime}"] = cell
     record(

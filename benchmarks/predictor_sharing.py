@@ -34,6 +34,7 @@ from common import record  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 FOLDS = 5
+ARMS = ("sharing", "plain")
 
 
 def rows(run_dir: Path):
@@ -58,6 +59,48 @@ def rows(run_dir: Path):
     return out
 
 
+SETS = ("uniform", "coverage", "derived", "published")
+
+
+def scored_sets(rand, ood, pred, seeds: int, new: str, old: str) -> dict[str, dict]:
+    """Per set (the held-out uniform and coverage rows, the derived and the published
+    architectures; a set without rows is left out): its size, each arm's MAPE and Kendall
+    tau (per seed, then their mean), and the paired bootstrap interval of the
+    per-architecture |error| (averaged over seeds) of ``new`` minus ``old``, with its
+    verdict. ``pred``: arm -> {"random": [seeds, len(rand)], "ood": [seeds, len(ood)]}."""
+    from lanas import quality
+
+    out = {}
+    for name in SETS:
+        if name in ("uniform", "coverage"):
+            part, frame, where = (rand["sampler"] == name).to_numpy(), rand, "random"
+        else:
+            part, frame, where = (ood["set"] == name).to_numpy() if len(ood) else np.zeros(0, bool), ood, "ood"
+        y, p = frame["latency_ratio"].to_numpy(float)[part], {a: pred[a][where][:, part] for a in (new, old)}
+        if len(y) == 0:
+            continue
+        m = {a: [quality.regression_metrics(p[a][k], y) for k in range(seeds)] for a in p}
+        err = {a: np.abs(p[a] / y - 1).mean(0) for a in p}
+        diff = quality.paired_bootstrap(err[new], err[old], seed=0)
+        out[name] = {
+            "n": int(len(y)),
+            **{f"{q}_{a}": float(np.mean([v[q] for v in m[a]])) for a in m for q in ("mape", "kendall_tau")},
+            f"{new}_minus_{old}": diff,
+            "verdict": quality.verdict(diff),
+        }
+    return out
+
+
+def table_row(run: str, runtime: str, name: str, c: dict, new: str, old: str) -> str:
+    """One markdown row of :func:`scored_sets`' cell ``c``: old and new side by side."""
+    d = c[f"{new}_minus_{old}"]
+    return (
+        f"| {run} | {runtime} | {name} | {c['n']} | {c[f'mape_{old}']:.2%} | {c[f'mape_{new}']:.2%} | "
+        f"{c[f'kendall_tau_{old}']:.3f} | {c[f'kendall_tau_{new}']:.3f} | "
+        f"{d['mean']:+.2%} [{d['lo']:+.2%}, {d['hi']:+.2%}] ({c['verdict']}) |"
+    )
+
+
 def evaluate(rand, ood, space, seeds: int):
     """Per-row |errors| (averaged over seeds) and predictions of both tables on every set."""
     import torch
@@ -67,21 +110,21 @@ def evaluate(rand, ood, space, seeds: int):
     xr = torch.tensor(np.stack(rand["encoding"].to_numpy()), dtype=torch.float32)
     yr = rand["latency_ratio"].to_numpy(float)
     xo = torch.tensor(np.stack(ood["encoding"].to_numpy()), dtype=torch.float32)
-    pred = {s: {"random": np.zeros((seeds, len(yr))), "ood": np.zeros((seeds, len(ood)))} for s in (True, False)}
+    pred = {a: {"random": np.zeros((seeds, len(yr))), "ood": np.zeros((seeds, len(ood)))} for a in ARMS}
     for seed in range(seeds):
         fold = np.random.default_rng(seed).permutation(len(yr)) % FOLDS
         for f in range(FOLDS):
             tr, te = fold != f, fold == f
-            for sharing in (True, False):
-                model = additive_predictor(space, xr[tr], torch.as_tensor(yr[tr], dtype=torch.float32), sharing)
+            for arm in ARMS:
+                y = torch.as_tensor(yr[tr], dtype=torch.float32)
+                model = additive_predictor(space, xr[tr], y, sharing=arm == "sharing")
                 with torch.no_grad():
-                    pred[sharing]["random"][seed, te] = model(xr[te]).double().numpy()
-                    pred[sharing]["ood"][seed] += model(xo).double().numpy() / FOLDS
+                    pred[arm]["random"][seed, te] = model(xr[te]).double().numpy()
+                    pred[arm]["ood"][seed] += model(xo).double().numpy() / FOLDS
     return pred
 
 
 def main() -> None:
-    from lanas import quality
     from pipeline.config import load_config
 
     ap = argparse.ArgumentParser()
@@ -99,39 +142,8 @@ def main() -> None:
         space = load_config(run_dir / "config.yaml").space
         for runtime, (rand, ood) in rows(run_dir).items():
             pred = evaluate(rand, ood, space, args.seeds)
-            sets = {
-                "uniform": (rand["sampler"] == "uniform").to_numpy(),
-                "coverage": (rand["sampler"] == "coverage").to_numpy(),
-            }
-            cell = {}
-            for name, part in [*sets.items(), ("derived", None), ("published", None)]:
-                if part is not None:
-                    y, p = rand["latency_ratio"].to_numpy(float)[part], {s: pred[s]["random"][:, part] for s in pred}
-                else:
-                    mask = (ood["set"] == name).to_numpy()
-                    y, p = ood["latency_ratio"].to_numpy(float)[mask], {s: pred[s]["ood"][:, mask] for s in pred}
-                if len(y) == 0:
-                    continue
-                # per seed metrics, then their mean; |errors| per architecture averaged over seeds
-                m = {s: [quality.regression_metrics(p[s][k], y) for k in range(args.seeds)] for s in p}
-                err = {s: np.abs(p[s] / y - 1).mean(0) for s in p}
-                diff = quality.paired_bootstrap(err[True], err[False], seed=0)
-                cell[name] = {
-                    "n": int(len(y)),
-                    **{
-                        f"{q}_{'sharing' if s else 'plain'}": float(np.mean([v[q] for v in m[s]]))
-                        for s in m
-                        for q in ("mape", "kendall_tau")
-                    },  # fmt: skip
-                    "sharing_minus_plain": diff,
-                    "verdict": quality.verdict(diff),
-                }
-                c = cell[name]
-                lines.append(
-                    f"| {run} | {runtime} | {name} | {c['n']} | {c['mape_plain']:.2%} | {c['mape_sharing']:.2%} | "
-                    f"{c['kendall_tau_plain']:.3f} | {c['kendall_tau_sharing']:.3f} | "
-                    f"{diff['mean']:+.2%} [{diff['lo']:+.2%}, {diff['hi']:+.2%}] ({c['verdict']}) |"
-                )
+            cell = scored_sets(rand, ood, pred, args.seeds, "sharing", "plain")
+            lines += [table_row(run, runtime, name, c, "sharing", "plain") for name, c in cell.items()]
             results[f"{run} | {runtime}"] = cell
     print("\n".join(lines))
     (ROOT / "benchmarks" / "results" / "predictor_sharing.md").write_text("\n".join(lines) + "\n")
