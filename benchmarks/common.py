@@ -30,6 +30,23 @@ def t_half_width(d) -> float:
     return float(stats.t.ppf(0.975, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else float("inf")
 
 
+def cpu_meter(config: str, runtime: str, protocol: dict | None = None):
+    """A ``LatencyMeter`` of the config's network on one CPU runtime at 1 thread (this
+    process's torch too), timing by ``protocol`` (MeasureSettings fields; default: the
+    config's ``measure.protocol``)."""
+    import torch
+
+    from lanas.measure import LatencyMeter, MeasureSettings
+    from lanas.target import Target
+    from pipeline.config import load_config
+
+    torch.set_num_threads(1)
+    cfg = load_config(config)
+    setting = cfg.setting(Target(runtime=runtime))
+    settings = cfg.measure.protocol if protocol is None else MeasureSettings(**protocol)
+    return LatencyMeter(setting.macro, setting.target, settings, setting.resolution)
+
+
 def lanas(*args: str) -> float:
     """Run one ``lanas`` command quietly from the repository root; exit with its output if
     it fails. Returns its wall time in seconds."""

@@ -35,7 +35,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import record  # noqa: E402
+from common import cpu_meter, record  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -44,30 +44,17 @@ CONDITIONS = ("same", "beside_eager", "alone")
 NEIGHBOUR = "torch"
 
 
-def _meter(config: str, runtime: str):
-    import torch
-
-    from lanas.measure import LatencyMeter
-    from lanas.target import Target
-    from pipeline.config import load_config
-
-    torch.set_num_threads(1)
-    cfg = load_config(config)
-    setting = cfg.setting(Target(runtime=runtime))
-    return LatencyMeter(setting.macro, setting.target, cfg.measure.protocol, setting.resolution)
-
-
 def _ratios(job) -> tuple[list[float], float]:
     """One worker: the latency ratios (the protocol's statistic) of its genotypes, and its seconds."""
     config, runtime, genotypes = job
-    meter = _meter(config, runtime)
+    meter = cpu_meter(config, runtime)
     t0 = time.perf_counter()
     return [meter.measure(g).timing.ratio for g in genotypes], time.perf_counter() - t0
 
 
 def _neighbour(config: str, genotypes, stop) -> None:
     """Time eager torch on ``genotypes``, round and round, until ``stop`` is set."""
-    meter = _meter(config, NEIGHBOUR)
+    meter = cpu_meter(config, NEIGHBOUR)
     i = 0
     while not stop.is_set():
         meter.measure(genotypes[i % len(genotypes)])

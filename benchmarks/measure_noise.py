@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import PROTOCOLS, record  # noqa: E402
+from common import PROTOCOLS, cpu_meter, record  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -44,16 +44,7 @@ STATISTICS = ("pair_median", "medians", "p10s")  # lanas.measure's, and the rati
 def _measure(job):
     """One worker's share of a pass: latency ratios of its genotypes (fresh meter)."""
     config, runtime, protocol, genotypes = job
-    import torch
-
-    from lanas.measure import LatencyMeter, MeasureSettings
-    from lanas.target import Target
-    from pipeline.config import load_config
-
-    torch.set_num_threads(1)
-    cfg = load_config(config)
-    setting = cfg.setting(Target(runtime=runtime))
-    meter = LatencyMeter(setting.macro, setting.target, MeasureSettings(**PROTOCOLS[protocol]), setting.resolution)
+    meter = cpu_meter(config, runtime, PROTOCOLS[protocol])
     t0 = time.perf_counter()
     timings = [meter.measure(g).timing for g in genotypes]  # the protocol's statistic: t.ratio is the pair median
     return {name: [_ratio(t, name) for t in timings] for name in STATISTICS}, time.perf_counter() - t0
