@@ -221,6 +221,7 @@ def _tuner(run: RunDir, trials: list[dict[str, Any]], stored: dict, resume: bool
         tune_config=tune.TuneConfig(
             trial_name_creator=lambda t: trial_name(trials[t.config["trial"]]),
             trial_dirname_creator=lambda t: f"trial{t.config['trial']:03d}",
+            reuse_actors=True,
         ),
         run_config=tune.RunConfig(
             name=experiment,
