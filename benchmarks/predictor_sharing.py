@@ -109,7 +109,7 @@ def evaluate(rand, ood, space, seeds: int):
 
     xr = torch.tensor(np.stack(rand["encoding"].to_numpy()), dtype=torch.float32)
     yr = rand["latency_ratio"].to_numpy(float)
-    xo = torch.tensor(np.stack(ood["encoding"].to_numpy()), dtype=torch.float32)
+    xo = torch.tensor(np.stack(ood["encoding"].to_numpy()), dtype=torch.float32) if len(ood) else xr[:0]
     pred = {a: {"random": np.zeros((seeds, len(yr))), "ood": np.zeros((seeds, len(ood)))} for a in ARMS}
     for seed in range(seeds):
         fold = np.random.default_rng(seed).permutation(len(yr)) % FOLDS
