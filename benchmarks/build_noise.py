@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import PROTOCOLS, record  # noqa: E402
+from common import PROTOCOLS, cpu_meter, record  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -41,25 +41,17 @@ def _measure(job):
     """One worker's architectures: per architecture, the ratios of one build timed
     ``rounds`` times and of ``rounds`` builds timed once each."""
     config, runtime, genotypes, rounds = job
-    import torch
-
-    from lanas.measure import LatencyMeter, MeasureSettings
     from lanas.network import Network
     from lanas.runtimes import compile_builds
-    from lanas.target import Target
-    from pipeline.config import load_config
 
-    torch.set_num_threads(1)
-    setting = load_config(config).setting(Target(runtime=runtime))
-    protocol = MeasureSettings(**PROTOCOLS["demo"])
-    meter = LatencyMeter(setting.macro, setting.target, protocol, setting.resolution)
-    reference, threads = meter.references[0], setting.target.threads
+    meter = cpu_meter(config, runtime, PROTOCOLS["demo"])
+    reference, threads, protocol = meter.references[0], meter.target.threads, meter.settings
     out = []
     for g in genotypes:
-        net = Network(g, setting.macro)
-        (once,) = compile_builds(net, meter.x, setting.target, 1)
+        net = Network(g, meter.macro)
+        (once,) = compile_builds(net, meter.x, meter.target, 1)
         same = [_ratio(once, reference, protocol, threads) for _ in range(rounds)]
-        fresh = [_ratio(b, reference, protocol, threads) for b in compile_builds(net, meter.x, setting.target, rounds)]
+        fresh = [_ratio(b, reference, protocol, threads) for b in compile_builds(net, meter.x, meter.target, rounds)]
         out.append((same, fresh))
     return out
 
