@@ -34,7 +34,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import record  # noqa: E402
-from predictor_sharing import FOLDS, rows, scored_sets, table_row  # noqa: E402
+from predictor_sharing import cross_fitted, rows, scored_sets, table_row  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -74,23 +74,18 @@ def features(x, space) -> dict[str, np.ndarray]:
 
 def evaluate(rand, ood, space, seeds: int):
     """Per arm: predictions on the random rows (out of fold) and on the other rows (every
-    fold's fit, averaged), per seed."""
+    fold's fit, averaged), per seed (:func:`predictor_sharing.cross_fitted`)."""
     from sklearn.linear_model import RidgeCV
 
     xr, yr = np.stack(rand["encoding"].to_numpy()), rand["latency_ratio"].to_numpy(float)
     fr = features(xr, space)
     fo = features(np.stack(ood["encoding"].to_numpy()), space) if len(ood) else None
-    pred = {a: {"random": np.zeros((seeds, len(yr))), "ood": np.zeros((seeds, len(ood)))} for a in ARMS}
-    for seed in range(seeds):
-        fold = np.random.default_rng(seed).permutation(len(yr)) % FOLDS
-        for f in range(FOLDS):
-            tr, te = fold != f, fold == f
-            for arm in ARMS:
-                model = RidgeCV(alphas=ALPHAS).fit(fr[arm][tr], yr[tr], sample_weight=1.0 / yr[tr] ** 2)
-                pred[arm]["random"][seed, te] = model.predict(fr[arm][te])
-                if fo is not None:
-                    pred[arm]["ood"][seed] += model.predict(fo[arm]) / FOLDS
-    return pred
+
+    def fit(arm, tr):
+        model = RidgeCV(alphas=ALPHAS).fit(fr[arm][tr], yr[tr], sample_weight=1.0 / yr[tr] ** 2)
+        return lambda te: model.predict(fr[arm][te]), lambda: model.predict(fo[arm])
+
+    return cross_fitted(yr, len(ood), seeds, ARMS, fit)
 
 
 def main() -> None:

@@ -101,27 +101,44 @@ def table_row(run: str, runtime: str, name: str, c: dict, new: str, old: str) ->
     )
 
 
+def cross_fitted(y: np.ndarray, n_ood: int, seeds: int, arms, fit) -> dict[str, dict[str, np.ndarray]]:
+    """Per arm, per seed: out-of-fold predictions on the ``y`` rows (:data:`FOLDS` folds,
+    shuffled by the seed) and, on the ``n_ood`` other rows, every fold's prediction
+    averaged. ``fit(arm, train_mask)`` fits one arm on those rows and returns
+    ``(predict_rows(mask), predict_ood())``."""
+    pred = {a: {"random": np.zeros((seeds, len(y))), "ood": np.zeros((seeds, n_ood))} for a in arms}
+    for seed in range(seeds):
+        fold = np.random.default_rng(seed).permutation(len(y)) % FOLDS
+        for f in range(FOLDS):
+            tr, te = fold != f, fold == f
+            for arm in arms:
+                predict_rows, predict_ood = fit(arm, tr)
+                pred[arm]["random"][seed, te] = predict_rows(te)
+                if n_ood:
+                    pred[arm]["ood"][seed] += predict_ood() / FOLDS
+    return pred
+
+
 def evaluate(rand, ood, space, seeds: int):
-    """Per-row |errors| (averaged over seeds) and predictions of both tables on every set."""
+    """Per-row predictions of both tables on every set (:func:`cross_fitted`)."""
     import torch
 
     from lanas.predictor import additive_predictor
 
     xr = torch.tensor(np.stack(rand["encoding"].to_numpy()), dtype=torch.float32)
     yr = rand["latency_ratio"].to_numpy(float)
-    xo = torch.tensor(np.stack(ood["encoding"].to_numpy()), dtype=torch.float32) if len(ood) else xr[:0]
-    pred = {a: {"random": np.zeros((seeds, len(yr))), "ood": np.zeros((seeds, len(ood)))} for a in ARMS}
-    for seed in range(seeds):
-        fold = np.random.default_rng(seed).permutation(len(yr)) % FOLDS
-        for f in range(FOLDS):
-            tr, te = fold != f, fold == f
-            for arm in ARMS:
-                y = torch.as_tensor(yr[tr], dtype=torch.float32)
-                model = additive_predictor(space, xr[tr], y, sharing=arm == "sharing")
-                with torch.no_grad():
-                    pred[arm]["random"][seed, te] = model(xr[te]).double().numpy()
-                    pred[arm]["ood"][seed] += model(xo).double().numpy() / FOLDS
-    return pred
+    xo = torch.tensor(np.stack(ood["encoding"].to_numpy()), dtype=torch.float32) if len(ood) else None
+
+    def fit(arm, tr):
+        model = additive_predictor(space, xr[tr], torch.as_tensor(yr[tr], dtype=torch.float32), arm == "sharing")
+
+        def predict(x):
+            with torch.no_grad():
+                return model(x).double().numpy()
+
+        return lambda te: predict(xr[te]), lambda: predict(xo)
+
+    return cross_fitted(yr, len(ood), seeds, ARMS, fit)
 
 
 def main() -> None:
