@@ -47,14 +47,22 @@ def cpu_meter(config: str, runtime: str, protocol: dict | None = None):
     return LatencyMeter(setting.macro, setting.target, settings, setting.resolution)
 
 
-def lanas(*args: str) -> float:
-    """Run one ``lanas`` command quietly from the repository root; exit with its output if
-    it fails. Returns its wall time in seconds."""
+def run(args: list[str], env: dict[str, str] | None = None) -> tuple[float, str]:
+    """Run a command from the repository root (``env`` added to this process's); exit with
+    its output if it fails. Returns its wall time in seconds and its stdout."""
+    import os
+
     t0 = time.perf_counter()
-    r = subprocess.run([sys.executable, "-m", "pipeline", *args, "--quiet"], cwd=ROOT, capture_output=True, text=True)
+    r = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, env={**os.environ, **(env or {})})
     if r.returncode != 0:
-        sys.exit(f"lanas {args[0]} failed ({r.returncode}):\n{r.stdout[-2000:]}\n{r.stderr[-3000:]}")
-    return time.perf_counter() - t0
+        sys.exit(f"{' '.join(args)} failed ({r.returncode}):\n{r.stdout[-2000:]}\n{r.stderr[-3000:]}")
+    return time.perf_counter() - t0, r.stdout
+
+
+def lanas(*args: str) -> float:
+    """Run one ``lanas`` command quietly from the repository root (:func:`run`). Returns
+    its wall time in seconds."""
+    return run([sys.executable, "-m", "pipeline", *args, "--quiet"])[0]
 
 
 def record(name: str, figures: dict[str, Any], command: str) -> Path:

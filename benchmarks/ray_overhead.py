@@ -18,18 +18,15 @@ most: it is per report and per trial, not per row.
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, lanas, record  # noqa: E402
+from common import lanas, record, run  # noqa: E402
 
 POLL = "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"
 FIT = {"poll 2 s (Ray's default)": "2.0", "poll 0.5 s (pipeline default)": "0.5"}
@@ -48,14 +45,6 @@ def _child_search(run_dir: str, config: str, reuse: bool) -> None:
 
     tune.TuneConfig = Forced
     sys.exit(cli.main(["search", "--config", config, "--run-dir", run_dir, "--quiet"]))
-
-
-def _run(args: list[str], env: dict[str, str] | None = None) -> tuple[float, str]:
-    t0 = time.perf_counter()
-    r = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, env={**os.environ, **(env or {})})
-    if r.returncode != 0:
-        sys.exit(f"{' '.join(args[2:5])} failed ({r.returncode}):\n{r.stdout[-2000:]}\n{r.stderr[-3000:]}")
-    return time.perf_counter() - t0, r.stdout
 
 
 def _copy(src: Path, dst: Path, stages: tuple[str, ...]) -> Path:
@@ -86,8 +75,8 @@ def main() -> None:
         job, wall = {k: [] for k in FIT}, {k: [] for k in FIT}
         order = [k for _ in range(args.rounds) for k in (*FIT, *reversed(FIT))]
         for i, name in enumerate(order):
-            run = _copy(base, Path(tmp) / f"fit{i}", ("measure",))
-            s, out = _run([*py, "-m", "pipeline", "fit", "--config", args.config, "--run-dir", str(run), "--quiet"],
+            copy = _copy(base, Path(tmp) / f"fit{i}", ("measure",))
+            s, out = run([*py, "-m", "pipeline", "fit", "--config", args.config, "--run-dir", str(copy), "--quiet"],
                           {POLL: FIT[name]})  # fmt: skip
             seconds = float(re.search(r"Ray Train job ([\d.]+) s", out).group(1))
             job[name].append(seconds)
@@ -96,9 +85,9 @@ def main() -> None:
         search = {k: [] for k in SEARCH}
         order = [k for _ in range(args.rounds) for k in (*SEARCH, *reversed(SEARCH))]
         for i, name in enumerate(order):
-            run = _copy(base, Path(tmp) / f"search{i}", ("measure", "fit"))
+            copy = _copy(base, Path(tmp) / f"search{i}", ("measure", "fit"))
             flag = "1" if SEARCH[name] else "0"
-            s, _ = _run([*py, __file__, "--config", args.config, "--child-search", str(run), flag])
+            s, _ = run([*py, __file__, "--config", args.config, "--child-search", str(copy), flag])
             search[name].append(s)
             print(f"search {name:40s} wall {s:5.1f} s", flush=True)
     (fa, fb), (sa, sb) = list(FIT), list(SEARCH)
