@@ -200,6 +200,30 @@ def sharing_matrices(space: SearchSpace) -> tuple[torch.Tensor, torch.Tensor] | 
     return gather.reshape(encoding_size(space), len(slots)), scatter
 
 
+def repeat_matrices(space: SearchSpace) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(gather [2*14*K, S], scatter [S, 3])`` of the repeat features, one per edge group
+    (:data:`EDGE_GROUPS`), in the form of :func:`sharing_matrices`: ``x @ gather`` counts
+    each op but ``none`` per edge group, and ``relu(x @ gather - 1) @ scatter`` sums, per
+    group, how many of its edges carry an op the group already has (``count - 1`` for
+    every op that is there).
+
+    A runtime that compiles a kernel per distinct op and shape runs a cell of four
+    ``sep_conv_3x3`` through one kernel and a cell of four different ops through four:
+    OpenVINO's JIT-generated kernels then compete for the instruction cache, and cells
+    that repeat ops run faster than the sum of their ops says. (On the 250 held-out
+    architectures of ``benchmarks/README.md``, the lookup table over op counts
+    under-predicted OpenVINO's latency on uniformly sampled architectures by 1.7 % and
+    over-predicted it on the Dirichlet-concentrated ones by 1.6 %: ``benchmarks/
+    predictor_sharing.py --compare repeats``.) On relaxed encodings it is ``relu(E[count]
+    - 1)``, like the sharing features."""
+    ops = [o for o, op in enumerate(space.ops) if op != NONE]
+    columns = [group * len(space.ops) + o for group in range(len(EDGE_GROUPS)) for o in ops]
+    scatter = torch.zeros(len(columns), len(EDGE_GROUPS))
+    for s in range(len(columns)):
+        scatter[s, s // len(ops)] = 1.0
+    return group_matrix(space)[:, columns], scatter
+
+
 def derive_genotype(alpha: torch.Tensor, beta: torch.Tensor | None, space: SearchSpace) -> Genotype:
     """The discrete genotype of a search state (pure function of ``alpha``, ``beta``):
     DARTS' rule, edges ranked by ``softmax(beta)`` x strongest non-``none`` op weight

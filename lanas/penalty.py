@@ -66,7 +66,7 @@ def flops_table(
     genotypes = list(genotypes) if genotypes is not None else space.sample_unique(FLOPS_ARCHS, FLOPS_SEED)
     x = torch.stack([encode_genotype(g, space) for g in genotypes])
     y = torch.tensor([network_flops(g, macro, resolution) / 1e6 for g in genotypes], dtype=torch.float32)
-    model = LatencyPredictor.for_space(space, (), sharing=False)  # FLOPs add up exactly: nothing is merged
+    model = LatencyPredictor.for_space(space, (), sharing=False, repeats=False)  # FLOPs add up exactly
     model.set_target_stats(y)
     fit_additive(model, x, y)
     model.eval()

@@ -5,8 +5,10 @@ term is a linear lookup table over op counts per edge group (``x @ pool``, ``poo
 :func:`lanas.encoding.group_matrix`; on CPUs latency is close to additive) and, in the
 pipeline's predictor, how many of those ops a graph compiler merges because they repeat
 an op on one input (:func:`lanas.encoding.sharing_matrices`: the one interaction that
-matters on CPUs, and most where a latency-aware search lands); the MLP sees the full
-encoding to learn the other interactions (more important on GPUs). The target normalisation
+matters on CPUs, and most where a latency-aware search lands) and how many ops repeat one
+their edge group already has (:func:`lanas.encoding.repeat_matrices`: a runtime that
+compiles a kernel per distinct op runs such a cell through fewer kernels); the MLP sees
+the full encoding to learn the other interactions (more important on GPUs). The target normalisation
 (``mean``, ``std``) and the typical latency used to make the search's latency term
 scale-free are buffers saved with the weights.
 
@@ -33,6 +35,7 @@ class PredictorSettings:
     weight_decay: float = 1e-5  # Adam weight decay
     init_additive: bool = True  # start the additive term at the least-squares fit
     sharing: bool = True  # the table also counts what a compiler merges (lanas.encoding.sharing_matrices)
+    repeats: bool = True  # the table also counts ops repeating one in their edge group (encoding.repeat_matrices)
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1:
@@ -50,6 +53,7 @@ class LatencyPredictor(nn.Module):
         hidden: Sequence[int] = (128, 128),
         pool: torch.Tensor | None = None,
         sharing: tuple[torch.Tensor, torch.Tensor] | None = None,
+        repeats: tuple[torch.Tensor, torch.Tensor] | None = None,
     ):
         super().__init__()
         self.in_features = in_features
@@ -63,6 +67,12 @@ class LatencyPredictor(nn.Module):
             self.register_buffer("share_gather", sharing[0].clone())
             self.register_buffer("share_scatter", sharing[1].clone())
             width += sharing[1].shape[1]
+        if repeats is not None:  # (gather, scatter) of the repeat features, appended after those
+            if repeats[0].shape[0] != in_features:
+                raise ValueError(f"repeat features of {repeats[0].shape[0]} encoding entries, not {in_features}")
+            self.register_buffer("repeat_gather", repeats[0].clone())
+            self.register_buffer("repeat_scatter", repeats[1].clone())
+            width += repeats[1].shape[1]
         self.additive = nn.Linear(width, 1)
         layers: list[nn.Module] = []
         width = in_features
@@ -83,12 +93,15 @@ class LatencyPredictor(nn.Module):
         self.typical.fill_(float(y.median()))
 
     @classmethod
-    def for_space(cls, space, hidden: Sequence[int], sharing: bool = True) -> "LatencyPredictor":
+    def for_space(cls, space, hidden: Sequence[int], sharing: bool = True, repeats: bool = True) -> "LatencyPredictor":
         """The predictor the pipeline uses: grouped additive term (with the sharing
-        features unless ``sharing`` is False) + MLP on ``space``'s encoding."""
-        from lanas.encoding import encoding_size, group_matrix, sharing_matrices
+        features unless ``sharing`` is False, and the repeat features unless ``repeats``
+        is False) + MLP on ``space``'s encoding."""
+        from lanas.encoding import encoding_size, group_matrix, repeat_matrices, sharing_matrices
 
-        return cls(encoding_size(space), hidden, group_matrix(space), sharing_matrices(space) if sharing else None)
+        share = sharing_matrices(space) if sharing else None
+        repeated = repeat_matrices(space) if repeats else None
+        return cls(encoding_size(space), hidden, group_matrix(space), share, repeated)
 
     @classmethod
     def table(cls, weights: torch.Tensor, bias: float) -> "LatencyPredictor":
@@ -103,10 +116,12 @@ class LatencyPredictor(nn.Module):
     @classmethod
     def from_state(cls, state: dict[str, torch.Tensor], hidden: Sequence[int]) -> "LatencyPredictor":
         """A predictor rebuilt from its ``state_dict``, whose buffers carry its feature
-        maps (pooling and, when it has them, sharing matrices); ``hidden`` are its MLP's widths."""
+        maps (pooling and, when it has them, sharing and repeat matrices); ``hidden`` are its
+        MLP's widths."""
         pool = state["pool"]
         sharing = (state["share_gather"], state["share_scatter"]) if "share_gather" in state else None
-        model = cls(pool.shape[0], hidden, pool, sharing)
+        repeats = (state["repeat_gather"], state["repeat_scatter"]) if "repeat_gather" in state else None
+        model = cls(pool.shape[0], hidden, pool, sharing, repeats)
         model.load_state_dict(state)
         return model.eval()
 
@@ -114,12 +129,20 @@ class LatencyPredictor(nn.Module):
     def has_sharing(self) -> bool:
         return hasattr(self, "share_gather")
 
-    def table_features(self, x: torch.Tensor) -> torch.Tensor:
-        """What the additive term weighs: ``x @ pool``, then the sharing features."""
-        f = x @ self.pool
+    @property
+    def repeat_width(self) -> int:
+        """How many repeat features the table has (the last ones; 0: none)."""
+        return self.repeat_scatter.shape[1] if hasattr(self, "repeat_scatter") else 0
+
+    def table_features(self, x: torch.Tensor, repeats: bool = True) -> torch.Tensor:
+        """What the additive term weighs: ``x @ pool``, then the sharing features, then
+        (unless ``repeats`` is False) the repeat features."""
+        f = [x @ self.pool]
         if self.has_sharing:
-            f = torch.cat([f, torch.relu(x @ self.share_gather - 1.0) @ self.share_scatter], dim=-1)
-        return f
+            f.append(torch.relu(x @ self.share_gather - 1.0) @ self.share_scatter)
+        if repeats and self.repeat_width:
+            f.append(torch.relu(x @ self.repeat_gather - 1.0) @ self.repeat_scatter)
+        return torch.cat(f, dim=-1)
 
     def normalised(self, x: torch.Tensor) -> torch.Tensor:
         out = self.additive(self.table_features(x))
@@ -145,7 +168,7 @@ RIDGE_GRID = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)
 
 def fit_additive(model: LatencyPredictor, x: torch.Tensor, y: torch.Tensor) -> float:
     """Set the additive term to the ridge least-squares fit of the normalised target on
-    the table features (``x @ pool``, then the sharing features), each row weighted by
+    the table features (``x @ pool``, then the sharing and repeat features), each row weighted by
     ``1 / y**2`` so that the fit minimises the *relative* squared error (what the MLP is
     trained on and MAPE scores; unweighted least squares lets the fastest architectures
     -- where the search lands at large lambda -- carry the largest relative errors). The
@@ -163,11 +186,13 @@ def fit_additive(model: LatencyPredictor, x: torch.Tensor, y: torch.Tensor) -> f
     return float(ridge.alpha_)
 
 
-def additive_predictor(space, x: torch.Tensor, y: torch.Tensor, sharing: bool = True) -> LatencyPredictor:
+def additive_predictor(
+    space, x: torch.Tensor, y: torch.Tensor, sharing: bool = True, repeats: bool = True
+) -> LatencyPredictor:
     """The additive model alone (no MLP): the lookup table over op counts per edge group,
     by relative-error ridge least squares in closed form (:func:`fit_additive`) -- what
     model selection weighs the MLP against."""
-    model = LatencyPredictor.for_space(space, (), sharing)
+    model = LatencyPredictor.for_space(space, (), sharing, repeats)
     _check_targets(y)
     model.set_target_stats(y)
     fit_additive(model, x, y)

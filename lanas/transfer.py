@@ -8,15 +8,17 @@ The transferred predictor is::
 
 ``src`` is the source target's predictor, frozen; ``costs`` are the network's FLOPs,
 ATen operators and modules (:mod:`lanas.costs`: what a compiled runtime pays for
-arithmetic and an eager one for dispatch) and, for a compiled runtime, its graph's nodes,
-layout reorders and nodes of each kind; ``table_features`` are the additive lookup
-table's features (:meth:`~lanas.predictor.LatencyPredictor.table_features`: op counts per
-edge group, and the ops a compiler merges) and ``pooled`` the same summed over edge
-groups (one per op, one per merged class). Everything is fitted at once on the K
+arithmetic and an eager one for dispatch), for a compiled runtime its graph's nodes,
+layout reorders and nodes of each kind, and how many ops repeat one their edge group
+already has (:data:`REPEATS`: what a runtime that compiles a kernel per distinct op
+saves); ``table_features`` are the additive lookup table's features
+(:meth:`~lanas.predictor.LatencyPredictor.table_features`: op counts per edge group, the
+ops a compiler merges, and the repeated ops per edge group) and ``pooled`` the same summed
+over edge groups (one per op, one per merged class). Everything is fitted at once on the K
 samples by ridge regression on the relative error, its strength by scikit-learn's
 RidgeCV: ``b`` and ``c`` are all but unpenalised (their columns scaled up by
 :data:`PRIOR_LIFT`; the per-kind node counts, a dozen columns, by :data:`KIND_LIFT`
-only), the pooled correction ``v`` is penalised less than the one per
+only, the repeats by :data:`REPEAT_LIFT`), the pooled correction ``v`` is penalised less than the one per
 feature ``w`` (by :data:`POOLED_SCALE`), so a few samples move what a runtime does to
 an op everywhere before they move it in one edge group. A source whose fitted scale
 comes out negative ranks this target backwards and is dropped (``b = 0``: the costs and
@@ -68,6 +70,8 @@ MIN_SAMPLES = 3
 PRIOR_LIFT = 100.0  # the source and cost columns' scale-up in the ridge (their penalty / this^2)
 FLAT_TOL = 1e-9  # a cost column whose spread over the samples is below this share of its reach is left out
 KIND_LIFT = 10.0  # the per-kind node counts' scale-up: many columns, so more penalised than the rest
+REPEATS = "op_repeats"  # the cost column counting the ops that repeat one in their edge group (the repeat features)
+REPEAT_LIFT = 30.0  # its scale-up in the ridge
 POOLED_SCALE = 3.0  # the pooled correction's scale-up (its penalty / this^2)
 
 
@@ -77,35 +81,46 @@ class Prior:
 
     costs: np.ndarray  # [F, C]: what one count of the feature adds to each cost
     classes: np.ndarray  # [F, P] 0/1: the op or merge class of each feature, pooled over edge groups
-    names: tuple[str, ...]  # [C]: the costs' names (lanas.costs: COSTS, then GraphCosts.names)
-    lifts: np.ndarray  # [C]: each cost column's scale-up in the ridge (PRIOR_LIFT; KIND_LIFT for node kinds)
+    names: tuple[str, ...]  # [C]: the costs' names (lanas.costs: COSTS, then GraphCosts.names, then REPEATS)
+    lifts: np.ndarray  # [C]: each cost column's scale-up in the ridge (PRIOR_LIFT; KIND_LIFT, REPEAT_LIFT)
 
     @classmethod
     def for_predictor(
         cls, predictor: LatencyPredictor, space: SearchSpace, op_costs: np.ndarray, graph: GraphCosts | None = None
     ) -> "Prior":
         """The prior over ``predictor``'s table features: ``op_costs`` per (edge group, op)
-        (:func:`lanas.costs.op_costs`), ``graph`` per table feature (:func:`lanas.costs.graph_costs`
-        of the new target, None for eager torch) and, per sharing feature, its merge class
-        (pooled when the predictor's sharing features are those of
-        :func:`lanas.encoding.sharing_features`; an older layout's are left unpooled)."""
-        width, groups = predictor.additive.in_features, len(op_costs)
+        (:func:`lanas.costs.op_costs`), ``graph`` per table feature but the repeat features
+        (:func:`lanas.costs.graph_costs` of the new target on ``table_features(x,
+        repeats=False)``, None for eager torch: a repeated op adds no node), per sharing
+        feature its merge class (pooled when the predictor's sharing features are those of
+        :func:`lanas.encoding.sharing_features`; an older layout's are left unpooled) and,
+        when the table has repeat features, the column :data:`REPEATS` that sums them (a
+        cell that repeats its ops runs through fewer kernels: one direction a few samples
+        can fit, corrected per feature as the rest)."""
+        width, groups, repeats = predictor.additive.in_features, len(op_costs), predictor.repeat_width
         if groups != predictor.pool.shape[1]:
             raise ValueError(f"op costs of {groups} (edge group, op) features do not fit the predictor's table")
         costs = np.zeros((width, op_costs.shape[1]))
         costs[:groups] = op_costs
         names = COSTS[: op_costs.shape[1]] + tuple(f"cost{j}" for j in range(len(COSTS), op_costs.shape[1]))
         if graph is not None:
-            if graph.per_feature.shape[0] != width:
+            if graph.per_feature.shape[0] != width - repeats:
                 raise ValueError(
-                    f"graph costs of {len(graph.per_feature)} features do not fit the predictor's table of {width}"
+                    f"graph costs of {len(graph.per_feature)} features do not fit the predictor's table of "
+                    f"{width - repeats} (without its {repeats} repeat features)"
                 )
-            costs, names = np.column_stack([costs, graph.per_feature]), names + graph.names
-        lifts = np.array([KIND_LIFT if n.startswith(KIND_PREFIX) else PRIOR_LIFT for n in names])
+            per_feature = np.vstack([graph.per_feature, np.zeros((repeats, len(graph.names)))])
+            costs, names = np.column_stack([costs, per_feature]), names + graph.names
+        if repeats:
+            costs = np.column_stack([costs, np.r_[np.zeros(width - repeats), np.ones(repeats)]])
+            names += (REPEATS,)
+        lifts = np.array(
+            [KIND_LIFT if n.startswith(KIND_PREFIX) else REPEAT_LIFT if n == REPEATS else PRIOR_LIFT for n in names]
+        )
         merges = [f"merge:{c}" for _, c in sharing_features(space)]
-        if len(merges) != width - groups:
-            merges = [None] * (width - groups)
-        member = [space.ops[j % len(space.ops)] for j in range(groups)] + merges
+        if len(merges) != width - groups - repeats:
+            merges = [None] * (width - groups - repeats)
+        member = [space.ops[j % len(space.ops)] for j in range(groups)] + merges + [None] * repeats
         pooled = sorted({n for n in member if n is not None})
         classes = np.array([[float(n == p) for p in pooled] for n in member]).reshape(width, len(pooled))
         return cls(costs, classes, names, lifts)
@@ -134,7 +149,7 @@ LAYOUT_SEED = 3
 
 def in_current_layout(source: LatencyPredictor, space: SearchSpace) -> LatencyPredictor:
     """``source`` rewritten on the table layout a predictor of ``space`` has now
-    (:meth:`~lanas.predictor.LatencyPredictor.for_space`: every sharing feature),
+    (:meth:`~lanas.predictor.LatencyPredictor.for_space`: every sharing and repeat feature),
     predicting the same: a predictor fitted before a feature existed (an older run's)
     gets it with weight 0, so the transfer can correct it. Each of its table features
     must be one of the current ones (checked on random architectures); otherwise, or
@@ -150,7 +165,8 @@ def in_current_layout(source: LatencyPredictor, space: SearchSpace) -> LatencyPr
         if not same:
             return source
         where.append(j if j in same else same[0])
-    state = {k: v for k, v in source.state_dict().items() if not k.startswith(("additive.", "share_", "pool"))}
+    table = ("additive.", "share_", "repeat_", "pool")
+    state = {k: v for k, v in source.state_dict().items() if not k.startswith(table)}
     current.load_state_dict(state, strict=False)
     with torch.no_grad():
         current.additive.weight.zero_()
@@ -249,10 +265,11 @@ def select_diverse(predicted: np.ndarray, groups: np.ndarray, k: int, prior: Pri
     return chosen
 
 
-def table_np(predictor: LatencyPredictor, x: torch.Tensor) -> np.ndarray:
-    """The table features of ``x`` (what the correction ``w`` weighs), as float64."""
+def table_np(predictor: LatencyPredictor, x: torch.Tensor, repeats: bool = True) -> np.ndarray:
+    """The table features of ``x`` (what the correction ``w`` weighs), as float64; without
+    the repeat features when ``repeats`` is False (what graph costs are fitted on)."""
     with torch.no_grad():
-        return predictor.table_features(x).double().numpy()
+        return predictor.table_features(x, repeats).double().numpy()
 
 
 def predict_np(predictor: LatencyPredictor) -> Callable[[torch.Tensor], np.ndarray]:

@@ -41,6 +41,7 @@ NEWER_KEYS = (
     ("measure", "protocol", "statistic"),
     ("search", "budget", "damping"),
     ("measure", "protocol", "builds"),
+    ("fit", "model", "repeats"),  # a run fitted before keeps its predictors (they load with their own table)
 )
 
 

@@ -201,7 +201,8 @@ def _train_one(config, settings, train, rank, world, on_epoch=None) -> tuple[Lat
 
     x, y = train
     torch.manual_seed(config["seed"])  # same initial weights on every worker and every run
-    predictor = LatencyPredictor.for_space(SearchSpace(tuple(config["ops"])), settings.hidden, settings.sharing)
+    space = SearchSpace(tuple(config["ops"]))
+    predictor = LatencyPredictor.for_space(space, settings.hidden, settings.sharing, settings.repeats)
     no_val, mine = (x[:0], y[:0]), shard(len(x), rank, world)
     wrap = ray.train.torch.prepare_model
     metrics = train_predictor(
@@ -308,19 +309,19 @@ def select(run: RunDir, mlp: tuple[LatencyPredictor, np.ndarray], train, referen
     """The shipped predictor, chosen by k-fold cross-validation over the training rows
     between the additive lookup table (closed form) and additive + MLP (trained by the
     Ray Train job): :func:`lanas.quality.select_model`. Returns it and the selection record."""
-    space, sharing = run.config.space, run.config.fit.model.sharing
+    space, sharing, repeats = run.config.space, run.config.fit.model.sharing, run.config.fit.model.repeats
     x, y = _arrays(train)
 
     def additive(xa, ya, xb):
         with torch.no_grad():
-            return additive_predictor(space, torch.as_tensor(xa), torch.as_tensor(ya), sharing)(
+            return additive_predictor(space, torch.as_tensor(xa), torch.as_tensor(ya), sharing, repeats)(
                 torch.as_tensor(xb)
             ).numpy()
 
     oof = {"additive": quality.out_of_fold(additive, x.numpy(), y.numpy(), train["fold"].to_numpy()), "mlp": mlp[1]}
     sel = quality.select_model(oof, y.numpy(), run.config.seed, reference_ms)
-    model = additive_predictor(space, x, y, sharing) if sel["chosen"] == "additive" else mlp[0]
-    return model, {**sel, "folds": run.config.fit.folds, "rows": len(y), "sharing": sharing}
+    model = additive_predictor(space, x, y, sharing, repeats) if sel["chosen"] == "additive" else mlp[0]
+    return model, {**sel, "folds": run.config.fit.folds, "rows": len(y), "sharing": sharing, "repeats": repeats}
 
 
 def _baselines(run: RunDir, train, flops: dict[str, int]):
@@ -584,9 +585,10 @@ def _metric_row(label: str, v: dict[str, float]) -> str:
 
 
 def _label(candidate: str, sel: dict[str, Any]) -> str:
-    """A candidate's name in metrics.md (whether its table counts merged ops: fits before
-    ``fit.model.sharing`` did not record it, and had none)."""
-    return CANDIDATES[candidate] + (", with merged ops" if sel.get("sharing") else "")
+    """A candidate's name in metrics.md (whether its table counts merged and repeated ops:
+    fits before ``fit.model.sharing`` or ``fit.model.repeats`` did not record it, and had none)."""
+    counted = [name for name, key in (("merged", "sharing"), ("repeated", "repeats")) if sel.get(key)]
+    return CANDIDATES[candidate] + (f", with {' and '.join(counted)} ops" if counted else "")
 
 
 def metrics_table(meta: PredictorMeta, gate: float) -> str:

@@ -38,6 +38,7 @@ import numpy as np
 from lanas import quality
 from lanas.costs import KIND_PREFIX
 from lanas.pareto import dominated_share, equal_size_hypervolume, hypervolume, pareto_mask
+from lanas.transfer import REPEATS
 from pipeline import compare, predictor_store
 from pipeline.rundir import RunDir, read_jsonl, write_atomic
 
@@ -733,7 +734,7 @@ def run_report(run: RunDir) -> str:
 def transfer_sentence(spec: str, t: dict[str, Any]) -> str:
     """What the report says of a predictor made by ``lanas fit --transfer-from``."""
     loo = t["loo_mape"][t["model"]]
-    named = [c for c in t.get("costs", []) if not c.startswith(KIND_PREFIX)]
+    named = ["repeated ops" if c == REPEATS else c for c in t.get("costs", []) if not c.startswith(KIND_PREFIX)]
     kinds = len(t.get("costs", [])) - len(named)
     named += [f"nodes of each of {kinds} kinds"] if kinds else []
     costs = f", with the network's {', '.join(named)}" if named else ""

@@ -84,7 +84,7 @@ def _prior(run: RunDir, new, src: StoredPredictor) -> Prior:
 
     try:
         graph = graph_costs(
-            cfg.space, cfg.macro(), cfg.data.resolution, new, lambda e: table_np(src.model, e), progress=progress
+            cfg.space, cfg.macro(), cfg.data.resolution, new, lambda e: table_np(src.model, e, False), progress=progress
         )
     except RuntimeMissing as exc:
         raise PipelineError(f"transfer to {new.spec}: {exc}") from None

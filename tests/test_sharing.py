@@ -97,12 +97,13 @@ def test_on_relaxed_encodings_the_features_bound_the_expected_merges_from_below_
 
 def test_predictors_with_and_without_sharing_rebuild_from_their_state():
     for sharing_on in (True, False):
-        model = LatencyPredictor.for_space(SPACE, (8,), sharing=sharing_on)
+        model = LatencyPredictor.for_space(SPACE, (8,), sharing=sharing_on, repeats=False)
         assert model.has_sharing == sharing_on
         rebuilt = LatencyPredictor.from_state(model.state_dict(), (8,))
         x = encode_genotype(genotype(REPEATED), SPACE).unsqueeze(0)
         assert rebuilt.has_sharing == sharing_on and torch.allclose(rebuilt(x), model(x))
-    assert LatencyPredictor.for_space(SPACE, ()).additive.in_features == 3 * len(SPACE.ops) + len(FEATURES)
+    width = LatencyPredictor.for_space(SPACE, (), repeats=False).additive.in_features
+    assert width == 3 * len(SPACE.ops) + len(FEATURES)
 
 
 @pytest.mark.parametrize("sharing_on", [True, False])
@@ -112,11 +113,11 @@ def test_the_additive_fit_recovers_a_table_with_a_merge_discount(sharing_on):
     rng = torch.Generator().manual_seed(0)
     gs = SPACE.sample_unique(150, 0, concentration=0.3)
     x = torch.stack([encode_genotype(g, SPACE) for g in gs])
-    plain = LatencyPredictor.for_space(SPACE, (), sharing=False).table_features(x)
-    merged = LatencyPredictor.for_space(SPACE, ()).table_features(x)[:, plain.shape[1] :].sum(1)
+    plain = LatencyPredictor.for_space(SPACE, (), sharing=False).table_features(x, repeats=False)
+    merged = LatencyPredictor.for_space(SPACE, ()).table_features(x, repeats=False)[:, plain.shape[1] :].sum(1)
     y = 2.0 + plain @ torch.rand(plain.shape[1], generator=rng) - 0.2 * merged
     from lanas.predictor import additive_predictor
 
-    model = additive_predictor(SPACE, x, y, sharing=sharing_on)
+    model = additive_predictor(SPACE, x, y, sharing=sharing_on, repeats=False)
     err = float(((model(x) - y).abs() / y).mean().detach())
     assert (err < 2e-3) if sharing_on else (err > 5e-3)

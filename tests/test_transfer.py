@@ -7,13 +7,15 @@ import torch
 
 from lanas import quality
 from lanas.costs import GRAPH_COSTS, KIND_PREFIX, GraphCosts, op_costs
-from lanas.encoding import encode_genotype, sharing_features
+from lanas.encoding import EDGE_GROUPS, encode_genotype, sharing_features
 from lanas.network import MacroSettings
 from lanas.predictor import LatencyPredictor
 from lanas.space import SearchSpace
 from lanas.transfer import (
     KIND_LIFT,
     PRIOR_LIFT,
+    REPEAT_LIFT,
+    REPEATS,
     Prior,
     fit,
     fit_transfer,
@@ -30,9 +32,9 @@ MACRO = MacroSettings(layers=3, channels=4, in_channels=1)
 RESOLUTION = 8
 
 
-def random_predictor(seed: int, sharing: bool = True) -> LatencyPredictor:
+def random_predictor(seed: int, sharing: bool = True, repeats: bool = True) -> LatencyPredictor:
     torch.manual_seed(seed)
-    p = LatencyPredictor.for_space(SPACE, (16,), sharing=sharing)
+    p = LatencyPredictor.for_space(SPACE, (16,), sharing=sharing, repeats=repeats)
     with torch.no_grad():
         p.additive.weight.uniform_(0.05, 0.5)
         p.mlp[-1].weight.normal_(0, 0.05)
@@ -44,7 +46,7 @@ def random_predictor(seed: int, sharing: bool = True) -> LatencyPredictor:
 @pytest.fixture(scope="module")
 def archs():
     x = torch.stack([encode_genotype(g, SPACE) for g in SPACE.sample_unique(200, 0)])
-    return x, table_np(LatencyPredictor.for_space(SPACE, ()), x)  # op counts per group, then merged ops
+    return x, table_np(LatencyPredictor.for_space(SPACE, ()), x)  # op counts per group, merged ops, repeated ops
 
 
 @pytest.fixture(scope="module")
@@ -110,7 +112,7 @@ def test_a_node_kind_none_of_the_samples_has_is_left_out_not_blown_up(archs, cos
     src = random_predictor(0)
     s = predict_np(src)(x)
     pad = SPACE.ops.index("max_pool_3x3")  # in the normal cell's first edge group
-    width = groups.shape[1]
+    width = groups.shape[1] - src.repeat_width  # graph costs are fitted on the table without its repeat features
     per_feature = np.zeros((width, 3))
     per_feature[:, 0] = 1.0
     per_feature[:, 2] = np.random.default_rng(0).normal(0, 1e-15, width)
@@ -119,7 +121,8 @@ def test_a_node_kind_none_of_the_samples_has_is_left_out_not_blown_up(archs, cos
     prior = Prior.for_predictor(src, SPACE, costs, GraphCosts(names, per_feature))
     y = 0.2 + 1.5 * s + 0.05 * groups[:, pad]
     without = np.flatnonzero(groups[:, pad] == 0)[:8]
-    assert len(without) == 8 and np.ptp(groups[without] @ prior.costs[:, -1]) < 1e-12
+    pad_column = prior.costs[:, prior.names.index(KIND_PREFIX + "Pad")]
+    assert len(without) == 8 and np.ptp(groups[without] @ pad_column) < 1e-12
     f = fit(s[without], groups[without], y[without], prior)
     assert np.abs(f.predict(s, groups) / y - 1).max() < 0.5
 
@@ -146,7 +149,9 @@ def test_a_source_that_ranks_the_target_backwards_is_dropped(archs, prior):
 
 
 def older_layout(p: LatencyPredictor) -> LatencyPredictor:
-    """``p`` as fitted before the FactorizedReduce "shift" sharing feature existed."""
+    """``p`` (without repeat features) as fitted before the FactorizedReduce "shift"
+    sharing feature existed."""
+    assert p.repeat_width == 0
     drop = 3 * len(SPACE.ops) + sharing_features(SPACE).index((1, "shift"))
     state = p.state_dict()
     keep = [i for i in range(state["additive.weight"].shape[1]) if i != drop]
@@ -156,20 +161,24 @@ def older_layout(p: LatencyPredictor) -> LatencyPredictor:
 
 
 def test_an_older_table_layout_is_brought_to_the_current_one_so_the_transfer_can_correct_it(archs, prior, costs):
-    """A source fitted without a sharing feature (an older run's) predicts the same on the
-    current layout, with that feature at weight 0; a target that merges what the old
-    layout cannot see is then fitted through it."""
+    """A source fitted without a sharing feature or the repeat features (an older run's)
+    predicts the same on the current layout, with those features at weight 0; a target
+    that merges, or reuses kernels, where the old layout cannot see it is then fitted
+    through it."""
     x, groups = archs
-    for old in (random_predictor(6, sharing=False), older_layout(random_predictor(6))):
+    older = (random_predictor(6, sharing=False, repeats=False), older_layout(random_predictor(6, repeats=False)))
+    for old in (random_predictor(6, repeats=False), *older):  # the last: without the shift feature too
         assert old.additive.in_features < groups.shape[1]
         now = in_current_layout(old, SPACE)
         assert now.additive.in_features == groups.shape[1]
         assert np.allclose(predict_np(now)(x), predict_np(old)(x), atol=1e-5)
         assert in_current_layout(now, SPACE) is now
     shift = 3 * len(SPACE.ops) + sharing_features(SPACE).index((1, "shift"))
-    assert now.additive.weight[0, shift] == 0
+    repeated = slice(groups.shape[1] - len(EDGE_GROUPS), None)  # the repeat features, one per edge group
+    assert now.additive.weight[0, shift] == 0 and torch.all(now.additive.weight[0, repeated] == 0)
     s = predict_np(now)(x)
-    y = 0.2 + s - 0.05 * groups[:, shift]  # NEW merges the shifted branch of FactorizedReduce
+    # NEW merges the shifted branch of FactorizedReduce, and runs a repeated op cheaper
+    y = 0.2 + s - 0.05 * groups[:, shift] - 0.03 * groups[:, repeated].sum(1)
     f = fit(s[:60], groups[:60], y[:60], prior)
     assert np.abs(f.predict(s[60:], groups[60:]) / y[60:] - 1).mean() < 0.01
 
@@ -177,22 +186,27 @@ def test_an_older_table_layout_is_brought_to_the_current_one_so_the_transfer_can
 def test_the_prior_pools_each_op_over_edge_groups_and_refuses_what_does_not_fit(costs):
     k = len(SPACE.ops)
     p = Prior.for_predictor(random_predictor(0), SPACE, costs)
-    width = 3 * k + len(sharing_features(SPACE))
-    assert p.costs.shape == (width, 3) and np.all(p.costs[3 * k :] == 0)
-    assert np.all(p.classes.sum(1) == 1)  # every feature in one class
+    repeats = len(EDGE_GROUPS)
+    width = 3 * k + len(sharing_features(SPACE)) + repeats
+    assert p.costs.shape == (width, 4) and np.all(p.costs[3 * k :, :3] == 0)
+    # the repeat features: summed by one column of their own, in no pooled class
+    assert np.all(p.costs[:, 3] == np.r_[np.zeros(width - repeats), np.ones(repeats)])
+    assert np.all(p.classes[: width - repeats].sum(1) == 1) and np.all(p.classes[width - repeats :] == 0)
     skip = SPACE.ops.index("skip_connect")
     assert np.all(p.classes[[skip, k + skip, 2 * k + skip]].argmax(1) == p.classes[skip].argmax())
     assert p.classes.shape[1] == k + len({c for _, c in sharing_features(SPACE)})
     # a predictor without sharing features has no merge classes
-    plain = Prior.for_predictor(random_predictor(0, sharing=False), SPACE, costs)
-    assert plain.classes.shape == (3 * k, k)
-    assert p.names == ("mflops", "aten_ops", "modules") and np.all(p.lifts == PRIOR_LIFT)
-    # a compiled runtime's graph: its nodes and reorders lifted as the costs, its node kinds less
+    plain = Prior.for_predictor(random_predictor(0, sharing=False, repeats=False), SPACE, costs)
+    assert plain.classes.shape == (3 * k, k) and plain.names == ("mflops", "aten_ops", "modules")
+    assert p.names == ("mflops", "aten_ops", "modules", REPEATS) and list(p.lifts) == [PRIOR_LIFT] * 3 + [REPEAT_LIFT]
+    # a compiled runtime's graph (fitted without the repeat features: a repeated op adds no
+    # node): its nodes and reorders lifted as the costs, its node kinds less
     names = GRAPH_COSTS + (KIND_PREFIX + "Convolution", KIND_PREFIX + "Subgraph")
-    graph = GraphCosts(names, np.ones((width, len(names))))
+    graph = GraphCosts(names, np.ones((width - repeats, len(names))))
     compiled = Prior.for_predictor(random_predictor(0), SPACE, costs, graph)
-    assert compiled.costs.shape == (width, 7) and compiled.names == p.names + names
-    assert list(compiled.lifts) == [PRIOR_LIFT] * 5 + [KIND_LIFT] * 2
+    assert compiled.costs.shape == (width, 8) and compiled.names == p.names[:3] + names + (REPEATS,)
+    assert np.all(compiled.costs[width - repeats :, 3:7] == 0)
+    assert list(compiled.lifts) == [PRIOR_LIFT] * 5 + [KIND_LIFT] * 2 + [REPEAT_LIFT]
     with pytest.raises(ValueError, match="graph costs of 5 features do not fit the predictor's table of"):
         Prior.for_predictor(random_predictor(0), SPACE, costs, GraphCosts(GRAPH_COSTS, np.zeros((5, 2))))
     with pytest.raises(ValueError, match=r"graph costs of shape \(5, 3\) do not match their 2 names"):
@@ -237,5 +251,7 @@ def test_the_report_says_whether_the_source_was_kept():
     kinds = {**kept, "costs": ["mflops", "graph_nodes", "nodes:Conv", "nodes:Relu", "nodes:Concat"]}
     text = transfer_sentence("cpu-t1-onnxruntime-b1", kinds)
     assert "with the network's mflops, graph_nodes, nodes of each of 3 kinds (model" in text
+    repeats = {**kept, "costs": ["mflops", "nodes:Conv", REPEATS]}
+    assert "with the network's mflops, repeated ops, nodes of each of 1 kinds" in transfer_sentence("x", repeats)
     old = {"source": "s", "hardware": "h", "samples": 9, "model": "affine", "loo_mape": {"affine": 0.03}}
     assert "**transferred**" in transfer_sentence("x", old)  # a run transferred before the costs still reports
