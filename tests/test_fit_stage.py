@@ -98,20 +98,23 @@ def test_predict_cli_prints_one_json_line_per_genotype(fitted, tmp_path):
 
 
 def test_a_predictor_fitted_with_fewer_sharing_features_loads_with_its_own(fitted, tmp_path):
-    """Predictors fitted before the FactorizedReduce ("shift") feature keep loading, with
-    the features they were fitted on; sharing buffers of another encoding are refused."""
-    from lanas.encoding import sharing_features
+    """Predictors fitted before the FactorizedReduce ("shift") feature, and before the
+    repeat features, keep loading, with the features they were fitted on; sharing or
+    repeat buffers of another encoding are refused."""
+    from lanas.encoding import EDGE_GROUPS, sharing_features
     from lanas.predictor import LatencyPredictor
 
     run, _ = fitted
     where = predictor_store.folder(run, run.hardware_id(SPEC))
     state = torch.load(where / predictor_store.WEIGHTS, weights_only=True)
-    drop = 3 * len(run.config.space.ops) + sharing_features(run.config.space).index((1, "shift"))
-    keep = [i for i in range(state["additive.weight"].shape[1]) if i != drop]
+    groups, shared = 3 * len(run.config.space.ops), state["share_scatter"].shape[1]
+    assert state["additive.weight"].shape[1] == groups + shared + len(EDGE_GROUPS)  # fitted with the repeats
+    drop = groups + sharing_features(run.config.space).index((1, "shift"))
+    keep = [i for i in range(groups + shared) if i != drop]  # and no repeat features: an older layout
     state["additive.weight"] = state["additive.weight"][:, keep]
-    state["share_scatter"] = state["share_scatter"][
-        :, [i - 3 * len(run.config.space.ops) for i in keep[3 * len(run.config.space.ops) :]]
-    ]
+    state["share_scatter"] = state["share_scatter"][:, [i - groups for i in keep[groups:]]]
+    repeat_gather = state.pop("repeat_gather")
+    state.pop("repeat_scatter")
     old = tmp_path / "old"
     shutil.copytree(where, old)
     torch.save(state, old / predictor_store.WEIGHTS)
@@ -119,7 +122,11 @@ def test_a_predictor_fitted_with_fewer_sharing_features_loads_with_its_own(fitte
     x = torch.stack([encode_genotype(g, run.config.space) for g in run.config.space.sample_unique(5, 7)])
     expected = LatencyPredictor.from_state(state, loaded.meta.hidden)
     assert loaded.model.share_scatter.shape[1] == len(sharing_features(run.config.space)) - 1
-    assert torch.equal(loaded.model(x), expected(x))
+    assert loaded.model.repeat_width == 0 and torch.equal(loaded.model(x), expected(x))
+    bad = {**state, "repeat_gather": repeat_gather[:-1], "repeat_scatter": torch.eye(len(EDGE_GROUPS))}
+    torch.save(bad, old / predictor_store.WEIGHTS)
+    with pytest.raises(PipelineError, match="do not fit predictor.json: repeat features of"):
+        predictor_store.load(old, run.config, run.config.targets[0])
     state["share_gather"] = state["share_gather"][:-1]
     torch.save(state, old / predictor_store.WEIGHTS)
     with pytest.raises(PipelineError, match="do not fit predictor.json: sharing features of"):
