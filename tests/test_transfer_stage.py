@@ -75,7 +75,8 @@ def test_more_samples_than_measured_says_so_and_a_transfer_is_recorded(run_copy,
         "test": 43,
     }  # 60 random + 3 published measured
     assert meta.val["mape"] == meta.transferred_from["loo_mape"][meta.transferred_from["model"]]
-    assert meta.transferred_from["costs"] == ["mflops", "aten_ops", "modules"]  # eager: no compiled graph to count
+    # eager: no compiled graph to count; the repeated ops per edge group, summed
+    assert meta.transferred_from["costs"] == ["mflops", "aten_ops", "modules", "op_repeats"]
     assert stored_metas(run)[SPEC].transferred_from["source"] == str(source)
     stored = predictor_store.load_for(run, run.config.targets[0], gate=False)  # loads as an ordinary predictor
     assert float(stored.model.typical) > 0
