@@ -1,14 +1,17 @@
-"""Does the lookup table need to know what a compiled graph merges? The additive table
-with and without the sharing features, on the same measured rows.
+"""Does the lookup table need to know what a compiled graph merges, or which ops repeat?
+The additive table with and without the sharing features (``--compare sharing``, the
+default) or with and without the repeat features on top of them (``--compare repeats``),
+on the same measured rows.
 
     .venv/bin/python benchmarks/predictor_sharing.py [--runs runs/bench-peers runs/demo] [--seeds 5]
+    .venv/bin/python benchmarks/predictor_sharing.py --compare repeats --runs RUN [RUN ...]
 
 Reads finished runs (``benchmarks/peers.py`` makes ``runs/bench-peers``, ``make demo``
 makes ``runs/demo``; both measure 100 uniform + 100 coverage random architectures of the
 demo network on eager PyTorch and ONNX Runtime). Per run and target, the pipeline's
 additive table (``lanas.predictor.additive_predictor``, relative-error ridge) is fitted
-with ``sharing`` on and off by 5-fold cross-validation over the random rows, repeated
-over ``--seeds`` fold assignments, and scored on
+with the features compared on and off by 5-fold cross-validation over the random rows,
+repeated over ``--seeds`` fold assignments, and scored on
 
 * (a) the held-out uniform rows, and the held-out coverage rows;
 * (b) the architectures searches derived (the measure stage's ``derived`` rows and the
@@ -16,7 +19,8 @@ over ``--seeds`` fold assignments, and scored on
 * (c) the published genotypes;
 
 MAPE and Kendall tau of each, and the paired bootstrap interval of the per-architecture
-|error| difference (sharing - plain; below 0: sharing is better).
+|error| difference (sharing - plain, or repeats - sharing; below 0: the first is better).
+Recorded as ``results/predictor_<compare>.json`` and ``.md``.
 """
 
 from __future__ import annotations
@@ -34,7 +38,8 @@ from common import record  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 FOLDS = 5
-ARMS = ("sharing", "plain")
+TABLES = {"plain": (False, False), "sharing": (True, False), "repeats": (True, True)}  # (sharing, repeats)
+COMPARE = {"sharing": ("sharing", "plain"), "repeats": ("repeats", "sharing")}  # (with, without)
 
 
 def rows(run_dir: Path):
@@ -119,8 +124,9 @@ def cross_fitted(y: np.ndarray, n_ood: int, seeds: int, arms, fit) -> dict[str, 
     return pred
 
 
-def evaluate(rand, ood, space, seeds: int):
-    """Per-row predictions of both tables on every set (:func:`cross_fitted`)."""
+def evaluate(rand, ood, space, seeds: int, arms: tuple[str, str]):
+    """Per-row predictions of both tables (``arms``, of :data:`TABLES`) on every set
+    (:func:`cross_fitted`)."""
     import torch
 
     from lanas.predictor import additive_predictor
@@ -130,7 +136,7 @@ def evaluate(rand, ood, space, seeds: int):
     xo = torch.tensor(np.stack(ood["encoding"].to_numpy()), dtype=torch.float32) if len(ood) else None
 
     def fit(arm, tr):
-        model = additive_predictor(space, xr[tr], torch.as_tensor(yr[tr], dtype=torch.float32), arm == "sharing")
+        model = additive_predictor(space, xr[tr], torch.as_tensor(yr[tr], dtype=torch.float32), *TABLES[arm])
 
         def predict(x):
             with torch.no_grad():
@@ -138,7 +144,7 @@ def evaluate(rand, ood, space, seeds: int):
 
         return lambda te: predict(xr[te]), lambda: predict(xo)
 
-    return cross_fitted(yr, len(ood), seeds, ARMS, fit)
+    return cross_fitted(yr, len(ood), seeds, arms, fit)
 
 
 def main() -> None:
@@ -147,33 +153,36 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", nargs="+", default=["runs/bench-peers", "runs/demo"])
     ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--compare", choices=tuple(COMPARE), default="sharing")
     args = ap.parse_args()
     t0 = time.perf_counter()
     results = {}
-    head = (
-        "| run | runtime | set | n | MAPE plain | MAPE sharing | tau plain | tau sharing | sharing - plain [95 % CI] |"
-    )
+    on, off = COMPARE[args.compare]
+    head = f"| run | runtime | set | n | MAPE {off} | MAPE {on} | tau {off} | tau {on} | {on} - {off} [95 % CI] |"
     lines = [head, "|---|---|---|---|---|---|---|---|---|"]
     for run in args.runs:
         run_dir = ROOT / run
         space = load_config(run_dir / "config.yaml").space
         for runtime, (rand, ood) in rows(run_dir).items():
-            pred = evaluate(rand, ood, space, args.seeds)
-            cell = scored_sets(rand, ood, pred, args.seeds, "sharing", "plain")
-            lines += [table_row(run, runtime, name, c, "sharing", "plain") for name, c in cell.items()]
+            pred = evaluate(rand, ood, space, args.seeds, (on, off))
+            cell = scored_sets(rand, ood, pred, args.seeds, on, off)
+            lines += [table_row(run, runtime, name, c, on, off) for name, c in cell.items()]
             results[f"{run} | {runtime}"] = cell
     print("\n".join(lines))
-    (ROOT / "benchmarks" / "results" / "predictor_sharing.md").write_text("\n".join(lines) + "\n")
+    name = f"predictor_{args.compare}"
+    (ROOT / "benchmarks" / "results" / f"{name}.md").write_text("\n".join(lines) + "\n")
     record(
-        "predictor_sharing",
+        name,
         {
+            "compared": [on, off],
             "runs": args.runs,
             "seeds": args.seeds,
             "folds": FOLDS,
             "wall_s": time.perf_counter() - t0,
             "results": results,
         },  # fmt: skip
-        f".venv/bin/python benchmarks/predictor_sharing.py --runs {' '.join(args.runs)} --seeds {args.seeds}",
+        f".venv/bin/python benchmarks/predictor_sharing.py --runs {' '.join(args.runs)} --seeds {args.seeds}"
+        + (f" --compare {args.compare}" if args.compare != "sharing" else ""),
     )
 
 

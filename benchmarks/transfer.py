@@ -36,6 +36,12 @@ labels that average two measurements.
 ``--new-labels RUN`` takes NEW's labels from another run that measured the same
 architectures with another protocol (``benchmarks/configs/long-b6-openvino.yaml``: twice
 the long protocol with 3 builds, for real), and scores only the pairs into its targets.
+
+``--fresh-rows RUN`` takes NEW's rows from another run of the same network and protocol
+that measured *other* architectures (``benchmarks/configs/fresh-openvino-long-b3.yaml``:
+OpenVINO only, seed 2): SRC's predictor and the costs come from ``--run`` as before, NEW's
+K picks and test rows from the fresh run, none of them seen by any predictor or by the
+choices this benchmark made; only the pairs into its targets, without ceilings.
 """
 
 from __future__ import annotations
@@ -130,7 +136,7 @@ def target_graph_costs(cfg, data: dict) -> tuple[dict, dict]:
     graphs, seconds = {}, {}
     for spec, (_, _, _, own) in data.items():
         t1 = time.perf_counter()
-        features = functools.partial(transfer.table_np, own.model)
+        features = functools.partial(transfer.table_np, own.model, repeats=False)  # a repeated op adds no node
         graphs[spec] = graph_costs(cfg.space, cfg.macro(), cfg.data.resolution, own.meta.target, features)
         seconds[spec] = time.perf_counter() - t1
         print(f"graph costs of {spec}: {seconds[spec]:.1f} s", flush=True)
@@ -158,9 +164,10 @@ def main() -> None:
     ap.add_argument("--repeat-run", help="the same architectures measured again (default: the run's sibling 'repeat')")
     ap.add_argument("--labels", choices=("first", "mean"), default="first", help=LABELS_HELP)
     ap.add_argument("--new-labels", metavar="RUN", help=NEW_LABELS_HELP)
+    ap.add_argument("--fresh-rows", metavar="RUN", help=FRESH_ROWS_HELP)
     args = ap.parse_args()
-    if args.new_labels and args.labels != "first":
-        raise SystemExit("--new-labels and --labels mean are two different labels for NEW: pick one")
+    if sum(map(bool, (args.new_labels, args.fresh_rows, args.labels != "first"))) > 1:
+        raise SystemExit("--new-labels, --fresh-rows and --labels mean are different labels for NEW: pick one")
     t0 = time.perf_counter()
     run, data = load(ROOT / args.run)
     cfg = run.config
@@ -185,6 +192,9 @@ def main() -> None:
             raise SystemExit(f"{args.new_labels} measured none of the run's targets")
         data = relabelled(data, {spec: other[spec] for spec in into})
         noise = new_label_noise(data, into, first, again)
+    elif args.fresh_rows:
+        data, into = with_fresh_rows(data, ROOT / args.fresh_rows)
+        noise = {}  # measured once: no ceiling
     else:
         noise = label_noise(data, first, again, measurements)
     per_op = op_costs(cfg.space, cfg.macro(), cfg.data.resolution)
@@ -251,7 +261,9 @@ def main() -> None:
         },
         f".venv/bin/python benchmarks/transfer.py --run {args.run} --repeats {args.repeats} --name {args.name}"
         + (f" --labels {args.labels}" if args.labels != "first" else "")
-        + (f" --new-labels {args.new_labels}" if args.new_labels else ""),
+        + (f" --new-labels {args.new_labels}" if args.new_labels else "")
+        + (f" --repeat-run {args.repeat_run}" if args.repeat_run else "")
+        + (f" --fresh-rows {args.fresh_rows}" if args.fresh_rows else ""),
     )
 
 
@@ -274,6 +286,40 @@ def repeat_labels(repeat_dir: Path) -> dict:
 NEW_LABELS_HELP = (
     "NEW's labels from this run (the same architectures timed with another protocol); only the pairs into its targets"
 )
+
+
+FRESH_ROWS_HELP = (
+    "NEW's rows from this run instead: other architectures, none of which the run's predictors or this "
+    "benchmark's design saw (the same network and protocol); only the pairs into the targets it measured"
+)
+
+
+def with_fresh_rows(data: dict, fresh_dir: Path) -> tuple[dict, set]:
+    """``data`` with every target that ``fresh_dir``'s run measured on its rows there (its
+    architectures, encodings and latency ratios; NEW's own predictor stays the run's), and
+    the set of those targets."""
+    import pandas as pd
+    import torch
+
+    from pipeline.rundir import RunDir
+
+    fresh = RunDir.existing(fresh_dir)
+    df = pd.read_parquet(fresh_dir / "measure" / "dataset")
+    df = df[(df["status"] == "ok") & (df["sampler"] != "published")]
+    out, into = dict(data), set()
+    for t in fresh.config.targets:
+        rows = df[df["runtime"] == t.runtime].drop_duplicates("arch_id").sort_values("arch_id")
+        if t.spec not in data or rows.empty:
+            continue
+        seen = set(data[t.spec][0])
+        rows = rows[~rows["arch_id"].isin(seen)]
+        x = torch.tensor(np.stack(rows["encoding"].to_numpy()), dtype=torch.float32)
+        out[t.spec] = (rows["arch_id"].to_numpy(), x, rows["latency_ratio"].to_numpy(float), data[t.spec][3])
+        into.add(t.spec)
+        print(f"{t.spec}: {len(rows)} fresh architectures from {fresh_dir}", flush=True)
+    if not into:
+        raise SystemExit(f"{fresh_dir} measured none of the run's targets")
+    return out, into
 
 
 def relabelled(data: dict, labels: dict) -> dict:

@@ -10,6 +10,9 @@ per kind) and with one more column each:
 
 * ``no_kinds`` -- one column *fewer*: NEW's graph without its nodes per kind (nodes and
   reorders only; the prior adopted before the kinds);
+* ``no_repeats`` -- the table *without* its repeat features
+  (:func:`lanas.encoding.repeat_matrices`) and so without their cost column
+  (``lanas.transfer.REPEATS``): the model adopted before them;
 * ``bytes`` -- activation elements the network writes (every ATen operator's outputs,
   counted like the other op costs): what a memory-bound kernel pays;
 * ``both_graphs`` -- the graph costs of *both* ONNX runtimes, whatever NEW is (what the
@@ -21,7 +24,8 @@ per kind) and with one more column each:
   kernel-level lookup table (nn-Meter's idea) that the K measurements would come with.
 
 Records per cell every prior's mean MAPE and Kendall tau, and their paired differences to
-``adopted`` over the repeats (same picks) with 95 % t-intervals.
+``adopted`` over the repeats (same picks) with 95 % t-intervals. ``--priors`` runs some of
+them only (``adopted`` always); record such a run under its own ``--name``.
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ from transfer import load, picks, target_graph_costs  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 KS = (5, 10, 20, 50)
-PRIORS = ("adopted", "no_kinds", "bytes", "both_graphs", "profiled")
+PRIORS = ("adopted", "no_kinds", "no_repeats", "bytes", "both_graphs", "profiled")
 PROFILE_RUNS = 100
 _EDGE = re.compile(r"/cells\.(\d+)/ops\.(\d+)/")
 
@@ -145,12 +149,17 @@ def main() -> None:
     from lanas import quality, transfer
     from lanas.costs import GRAPH_COSTS, GraphCosts, op_costs
     from lanas.encoding import group_matrix
+    from lanas.predictor import LatencyPredictor
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--run", default="runs/bench-targets-long/main")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--name", default="transfer_priors", help="the recording's name under benchmarks/results/")
+    ap.add_argument("--priors", default=",".join(PRIORS), help=f"comma-separated, of {', '.join(PRIORS)}")
     args = ap.parse_args()
+    chosen = {"adopted", *args.priors.split(",")}
+    if chosen - set(PRIORS):
+        raise SystemExit(f"--priors: unknown {sorted(chosen - set(PRIORS))}; choose from {', '.join(PRIORS)}")
     t0 = time.perf_counter()
     run, data = load(ROOT / args.run)
     cfg = run.config
@@ -160,7 +169,7 @@ def main() -> None:
     compiled = [spec for spec, g in graphs.items() if g is not None]
     profiles = {}
     for spec, (ids, _, _, own) in data.items():
-        if own.meta.target.runtime == "openvino":
+        if own.meta.target.runtime == "openvino" and "profiled" in chosen:
             import pandas as pd
 
             df = pd.read_parquet(ROOT / args.run / "measure" / "dataset")
@@ -186,6 +195,11 @@ def main() -> None:
             n = len(GRAPH_COSTS)
             no_kinds = GraphCosts(graph.names[:n], graph.per_feature[:, :n])
             fixed["no_kinds"] = transfer.Prior.for_predictor(src, cfg.space, per_op, no_kinds)
+        # the table without its repeat features (the last ones): a table of that layout, its features
+        without = LatencyPredictor.for_space(cfg.space, (), repeats=False)
+        fixed["no_repeats"] = transfer.Prior.for_predictor(without, cfg.space, per_op, graph)
+        features = {"no_repeats": g_all[:, : without.additive.in_features]}
+        fixed = {name: prior for name, prior in fixed.items() if name in chosen}
         adopted = fixed["adopted"]
         for k in KS:
             scores: dict[str, list] = {p: [] for p in PRIORS}
@@ -199,8 +213,9 @@ def main() -> None:
                         src, cfg.space, np.column_stack([per_op, table]), graphs[new_spec]
                     )
                 for name, prior in priors.items():
-                    fit = transfer.fit(s_all[pick], g_all[pick], y[pick], prior)
-                    scores[name].append(quality.regression_metrics(fit.predict(s_all[rest], g_all[rest]), y[rest]))
+                    g = features.get(name, g_all)
+                    fit = transfer.fit(s_all[pick], g[pick], y[pick], prior)
+                    scores[name].append(quality.regression_metrics(fit.predict(s_all[rest], g[rest]), y[rest]))
             cell = {}
             for name, v in scores.items():
                 if not v:
@@ -265,7 +280,8 @@ def main() -> None:
             "k20_into_openvino_tau": into_ov,
             "cells": cells,
         },
-        f".venv/bin/python benchmarks/transfer_priors.py --run {args.run} --repeats {args.repeats} --name {args.name}",
+        f".venv/bin/python benchmarks/transfer_priors.py --run {args.run} --repeats {args.repeats} --name {args.name}"
+        + (f" --priors {args.priors}" if chosen != set(PRIORS) else ""),
     )
 
 
