@@ -177,6 +177,7 @@ def main() -> None:
             profiles[spec] = openvino_profiles(run, [text[i] for i in ids], own.meta.target)
     counts = {spec: d[1].numpy() @ group_matrix(cfg.space).numpy() for spec, d in data.items()}
     n_ops = len(cfg.space.ops)
+    without = LatencyPredictor.for_space(cfg.space, (), repeats=False)  # the table without its repeat features
     cells = {}
     for src_spec, new_spec in itertools.permutations(data, 2):
         _, x, y, _ = data[new_spec]
@@ -195,8 +196,6 @@ def main() -> None:
             n = len(GRAPH_COSTS)
             no_kinds = GraphCosts(graph.names[:n], graph.per_feature[:, :n])
             fixed["no_kinds"] = transfer.Prior.for_predictor(src, cfg.space, per_op, no_kinds)
-        # the table without its repeat features (the last ones): a table of that layout, its features
-        without = LatencyPredictor.for_space(cfg.space, (), repeats=False)
         fixed["no_repeats"] = transfer.Prior.for_predictor(without, cfg.space, per_op, graph)
         features = {"no_repeats": g_all[:, : without.additive.in_features]}
         fixed = {name: prior for name, prior in fixed.items() if name in chosen}

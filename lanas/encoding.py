@@ -219,9 +219,7 @@ def repeat_matrices(space: SearchSpace) -> tuple[torch.Tensor, torch.Tensor]:
     ``relu(E[count] - 1)``, like the sharing features."""
     ops = [o for o, op in enumerate(space.ops) if op != NONE]
     columns = [group * len(space.ops) + o for group in range(len(EDGE_GROUPS)) for o in ops]
-    scatter = torch.zeros(len(columns), len(EDGE_GROUPS))
-    for s in range(len(columns)):
-        scatter[s, s // len(ops)] = 1.0
+    scatter = torch.eye(len(EDGE_GROUPS)).repeat_interleave(len(ops), dim=0)  # each slot to its group
     return group_matrix(space)[:, columns], scatter
 
 
