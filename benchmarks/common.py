@@ -65,8 +65,15 @@ def lanas(*args: str) -> float:
     return run([sys.executable, "-m", "pipeline", *args, "--quiet"])[0]
 
 
+def commit() -> str:
+    """The checkout's commit, with ``+dirty`` when tracked files differ from it."""
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(["git", "diff", "--quiet", "HEAD"], cwd=ROOT).returncode != 0
+    return (head or "unknown") + ("+dirty" if dirty else "")
+
+
 def record(name: str, figures: dict[str, Any], command: str) -> Path:
-    """Write ``results/<name>.json`` with the figures, the command and the machine."""
+    """Write ``results/<name>.json`` with the figures, the command, the commit and the machine."""
     from lanas.measure import cpu_model
 
     RESULTS.mkdir(exist_ok=True)
@@ -75,6 +82,7 @@ def record(name: str, figures: dict[str, Any], command: str) -> Path:
         "benchmark": name,
         "command": command,
         "recorded_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "commit": commit(),
         "machine": {"cpu": cpu_model(), "python": sys.version.split()[0], "host": platform.node()},
         **figures,
     }
