@@ -1,0 +1,164 @@
+"""Figures the docs quote, rendered from their results files.
+
+A doc marks each rendered block with ``<!-- figures:NAME -->`` ... ``<!-- /figures:NAME -->``;
+``tests/test_figures.py`` renders every block from ``benchmarks/results/`` and fails on any
+difference, so a quoted figure cannot drift from its file. After a re-recording:
+
+    .venv/bin/python benchmarks/figures.py --write      # rewrite the blocks in README.md and docs/
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from pathlib import Path
+from typing import Callable
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+DOCS = (ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")))
+BLOCK = re.compile(r"(<!-- figures:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /figures:(?P=name) -->)", re.S)
+
+GROUP_NAMES = {
+    "sub_ms": "all 18 timed below 1 ms",
+    "design_sub_ms": "16 design devices",
+    "held_out_sub_ms": "2 held-out devices",
+    "whole_ms": "3 phones timed in whole ms",
+}
+METHODS = ("fewshot", "ridge", "affine", "fewshot_random", "table")
+
+
+def _load(name: str) -> dict:
+    return json.loads((RESULTS / f"{name}.json").read_text())
+
+
+def _source(*names: str) -> str:
+    files = ", ".join(f"`benchmarks/results/{n}.json` ({_load(n)['recorded_at'][:10]})" for n in names)
+    return f"\n_Rendered from {files}._\n"
+
+
+def nb201_predictor() -> str:
+    d = _load("nb201_predictor")
+    rows = ["| devices | Spearman ρ | Kendall τ | MAPE | median APE | within ±10 % |", "|---|---|---|---|---|---|"]
+    for g, label in GROUP_NAMES.items():
+        m = d["group_means"][g]
+        rows.append(
+            f"| {label} | {m['spearman_rho']:.3f} | {m['kendall_tau']:.3f} | {m['mape']:.1%} | "
+            f"{m['median_ape']:.1%} | {m['within_10pct']:.0%} |"
+        )
+    p = d["per_device"]["pixel3"]
+    rows.append(
+        f"\nPixel 3 alone: ρ {p['mean']['spearman_rho']:.3f}, MAPE {p['mean']['mape']:.1%} "
+        f"(chosen: {', '.join(sorted(set(p['chosen'])))}); {d['repeats']} splits per device."
+    )
+    return "\n".join(rows) + "\n" + _source("nb201_predictor")
+
+
+def nb201_transfer() -> str:
+    d, ceiling = _load("nb201_transfer"), _load("nb201_predictor")["group_means"]
+    rows = ["| devices | K | " + " | ".join(METHODS) + " | own 900 rows |", "|---|---|" + "---|" * (len(METHODS) + 1)]
+    for g, label in GROUP_NAMES.items():
+        for k in sorted(d["group_means"], key=lambda s: int(s.split("=")[1])):
+            cells = [f"{d['group_means'][k][m][g]['spearman_rho']:.3f}" for m in METHODS]
+            rows.append(f"| {label} | {k[2:]} | " + " | ".join(cells) + f" | {ceiling[g]['spearman_rho']:.3f} |")
+    ci = d["group_means"]["K=10"]["fewshot"]["sub_ms"]["rho_ci95"]
+    rows.append(
+        f"\nMean Spearman ρ over each group's devices, each device's ρ the mean over {d['repeats']} selection "
+        f"seeds (at K = 10 the adopted fit's 95 % half-width over seeds averages ±{ci:.3f} per device)."
+    )
+    return "\n".join(rows) + "\n" + _source("nb201_transfer", "nb201_predictor")
+
+
+def nb201_budgets() -> str:
+    d = _load("nb201_budgets")
+    rows = [
+        "| rule | devices | budgets | met | median regret (points) | median true latency / T |",
+        "|---|---|---|---|---|---|",
+    ]
+    for rule in ("upper", "upper_z2", "point"):
+        for g in ("sub_ms", "held_out_sub_ms", "whole_ms", "all"):
+            o = d["overall"][f"{rule}/{g}"]
+            label = GROUP_NAMES.get(g, "all 21")
+            rows.append(
+                f"| {rule} | {label} | {o['budgets']} | {o['met']:.1%} | {o['median_regret']:.2f} | "
+                f"{o['median_ratio']:.3f} |"
+            )
+    misses = {
+        dev: sum(r is not None and r > 1 for r in v["upper"]["ratios"])
+        for dev, v in d["per_device"].items()
+        if any(r is not None and r > 1 for r in v["upper"]["ratios"])
+    }
+    worst = max((r for v in d["per_device"].values() for r in v["upper"]["ratios"] if r is not None), default=1.0)
+    rows.append(
+        "\nBudgets the adopted rule missed, per device (of "
+        f"{len(_budget_rows(d))} per device): "
+        + ", ".join(f"{dev} {n}" for dev, n in sorted(misses.items(), key=lambda kv: -kv[1]))
+        + f"; the worst landed at {worst:.3f} T."
+    )
+    return "\n".join(rows) + "\n" + _source("nb201_budgets")
+
+
+def _budget_rows(d: dict) -> list:
+    return next(iter(d["per_device"].values()))["upper"]["ratios"]
+
+
+def _verdict(value: float, target: float, higher: bool = True) -> str:
+    return "met" if (value >= target if higher else value <= target) else "missed"
+
+
+def nb201_headline() -> str:
+    """The three targets of the NAS-Bench-201 benchmarks, each with its verdict."""
+    pred, tr, bud = _load("nb201_predictor"), _load("nb201_transfer"), _load("nb201_budgets")
+    a = pred["group_means"]["sub_ms"]["spearman_rho"]
+    b = tr["group_means"]["K=10"]["fewshot"]["sub_ms"]["spearman_rho"]
+    bh = tr["group_means"]["K=10"]["fewshot"]["held_out_sub_ms"]["spearman_rho"]
+    c = bud["overall"]["upper/sub_ms"]
+    ch = bud["overall"]["upper/held_out_sub_ms"]
+    lines = [
+        f"- **Predictor from 900 rows** (BRP-NAS protocol): mean Spearman ρ {a:.3f} over the 18 devices timed "
+        f"below 1 ms (target 0.98: {_verdict(a, 0.98)}); the phones timed in whole ms "
+        f"{pred['group_means']['whole_ms']['spearman_rho']:.3f}.",
+        f"- **Few-shot transfer, K = 10**, each device left out in turn: mean ρ {b:.3f} (target 0.96: "
+        f"{_verdict(b, 0.96)}); on the 2 held-out devices {bh:.3f}.",
+        f"- **Latency budgets** from K = 10 timings: {c['met']:.1%} of {c['budgets']} budgets met (target 95 %: "
+        f"{_verdict(c['met'], 0.95)}), median regret {c['median_regret']:.2f} points (target 0.5: "
+        f"{_verdict(c['median_regret'], 0.5, higher=False)}); on the held-out devices {ch['met']:.1%} met, "
+        f"regret {ch['median_regret']:.2f}.",
+    ]
+    return "\n".join(lines) + "\n" + _source("nb201_predictor", "nb201_transfer", "nb201_budgets")
+
+
+RENDERERS: dict[str, Callable[[], str]] = {
+    "nb201-headline": nb201_headline,
+    "nb201-predictor": nb201_predictor,
+    "nb201-transfer": nb201_transfer,
+    "nb201-budgets": nb201_budgets,
+}
+
+
+def blocks(text: str) -> dict[str, str]:
+    return {m["name"]: m["body"] for m in BLOCK.finditer(text)}
+
+
+def rewrite(text: str) -> str:
+    return BLOCK.sub(lambda m: m.group(1) + RENDERERS[m["name"]]() + m.group(4), text)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--write", action="store_true", help="rewrite the blocks in place (default: print them)")
+    args = ap.parse_args()
+    if not args.write:
+        for name, render in RENDERERS.items():
+            print(f"<!-- figures:{name} -->\n{render()}<!-- /figures:{name} -->\n")
+        return
+    for doc in DOCS:
+        text = doc.read_text()
+        if blocks(text) and rewrite(text) != text:
+            doc.write_text(rewrite(text))
+            print(f"rewrote {doc.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
