@@ -1,8 +1,12 @@
-"""Datasets: scikit-learn's bundled digits (the embedded default) and CIFAR-10.
+"""Datasets: Animal-MNIST (shipped with the package, the embedded default), scikit-learn's
+bundled digits (the smoke tests) and CIFAR-10.
 
-Both give seeded train / val / test splits as torch datasets. The validation split is
+Each gives seeded train / val / test splits as torch datasets. The validation split is
 what the search updates alpha on; the test split is only used for final evaluation.
-Nothing is downloaded: CIFAR-10 must already be on disk in its own format.
+Nothing is downloaded: CIFAR-10 must already be on disk in its own format. Animal-MNIST
+(10,000 28x28 grayscale silhouettes of 10 animals, 1,000 each, MIT licence; see
+``lanas/datasets/animal-mnist/``) has no official split: its train / val / test split is
+stratified by class and seeded, and ``image_size`` may downsample it (area averaging).
 
 Training transforms (the train split only; val and test are never augmented):
 ``DataSettings.augment`` -- DARTS' random crop (4-pixel padding) and horizontal flip, for
@@ -20,19 +24,21 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 
-DATASETS = ("digits", "cifar10")
+DATASETS = ("digits", "cifar10", "animal-mnist")
 NOISE_SEED = 4_242  # the pixel noise of digits is drawn with data.seed + this
+ANIMAL_SIDE = 28
 CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 
 
 @dataclass(frozen=True)
 class DataSettings:
-    dataset: str = "digits"  # "digits" (bundled with scikit-learn) or "cifar10"
+    dataset: str = "digits"  # "digits" (bundled with scikit-learn), "animal-mnist" (shipped here) or "cifar10"
     root: str = ""  # cifar10: folder that holds cifar-10-batches-py/
     verify_checksums: bool = True  # cifar10: check torchvision's md5 sums of the files
     val_fraction: float = 0.25  # share of the training images held out as validation
-    test_fraction: float = 0.2  # digits: share held out as test (cifar10 has its own)
-    limit: int = 0  # keep at most this many training images (0 = all), for quick runs
+    test_fraction: float = 0.2  # digits, animal-mnist: share held out as test (cifar10 has its own)
+    limit: int = 0  # keep at most this many training images (0 = all; animal-mnist keeps classes balanced)
+    image_size: int = 0  # animal-mnist: side in pixels, 28 or a divisor of it (14, 7); 0 = 28
     seed: int = 0  # seed of the splits
     augment: bool = False  # cifar10: random crop (4-px padding) + horizontal flip on the train split (DARTS)
     noise: float = 0.0  # digits: std of fixed Gaussian pixel noise added to every image (a harder task)
@@ -51,13 +57,19 @@ class DataSettings:
             raise ValueError("augment (crop and flip) is for cifar10 only: digits are not flip-invariant")
         if self.noise < 0 or (self.noise and self.dataset != "digits"):
             raise ValueError(f"noise must be >= 0 and is for digits only, got {self.noise}")
+        if self.image_size and (self.dataset != "animal-mnist" or self.image_size < 1 or 28 % self.image_size):
+            raise ValueError(
+                f"image_size is for animal-mnist only and must divide 28 (28, 14, 7), got {self.image_size}"
+            )
 
     @property
     def in_channels(self) -> int:
-        return 1 if self.dataset == "digits" else 3
+        return 3 if self.dataset == "cifar10" else 1
 
     @property
     def resolution(self) -> int:
+        if self.dataset == "animal-mnist":
+            return self.image_size or ANIMAL_SIDE
         return 8 if self.dataset == "digits" else 32
 
     num_classes = 10
@@ -126,6 +138,52 @@ def _digits(s: DataSettings) -> tuple[Dataset, Dataset, Dataset, list[int], list
     return full, full, Subset(full, test_idx.tolist()), train_idx.tolist(), val_idx.tolist()
 
 
+def stratified_split(labels: np.ndarray, s: DataSettings) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(train, val, test) indices: per class, a seeded permutation cut at ``test_fraction``
+    then ``val_fraction`` of the rest; ``limit`` keeps the first training images of each
+    class in turn, so every split holds the classes in the data's proportions."""
+    rng = np.random.default_rng(s.seed)
+    parts: tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]] = ([], [], [])
+    for c in np.unique(labels):
+        idx = rng.permutation(np.flatnonzero(labels == c))
+        n_test = int(round(len(idx) * s.test_fraction))
+        n_val = int(round((len(idx) - n_test) * s.val_fraction))
+        for part, chunk in zip(parts, (idx[n_test + n_val :], idx[n_test : n_test + n_val], idx[:n_test])):
+            part.append(chunk)
+    train = _interleave(parts[0])
+    if s.limit:
+        train = train[: s.limit]
+    return train, np.sort(np.concatenate(parts[1])), np.sort(np.concatenate(parts[2]))
+
+
+def _interleave(per_class: list[np.ndarray]) -> np.ndarray:
+    """Round-robin over the classes: any prefix is as balanced as it can be."""
+    out = [chunk[i] for i in range(max(map(len, per_class))) for chunk in per_class if i < len(chunk)]
+    return np.asarray(out, dtype=np.int64)
+
+
+def animal_mnist_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """The shipped images (uint8 [10000, 28, 28]) and labels (uint8 [10000]), read with numpy
+    alone (no pickle)."""
+    from importlib import resources
+
+    with resources.as_file(resources.files("lanas.datasets").joinpath("animal-mnist", "animal_mnist.npz")) as path:
+        with np.load(path, allow_pickle=False) as z:
+            return z["images"], z["labels"]
+
+
+def _animal_mnist(s: DataSettings) -> tuple[Dataset, Dataset, Dataset, list[int], list[int]]:
+    images, labels = animal_mnist_arrays()
+    x = torch.tensor(images, dtype=torch.float32).unsqueeze(1) / 255.0
+    side = s.image_size or ANIMAL_SIDE
+    if side != ANIMAL_SIDE:
+        x = torch.nn.functional.avg_pool2d(x, ANIMAL_SIDE // side)
+    train_idx, val_idx, test_idx = stratified_split(labels, s)
+    mean, std = x[train_idx].mean(), x[train_idx].std()
+    full = TensorDataset((x - mean) / std, torch.tensor(labels, dtype=torch.long))
+    return full, full, Subset(full, test_idx.tolist()), train_idx.tolist(), val_idx.tolist()
+
+
 def _cifar10(s: DataSettings) -> tuple[Dataset, Dataset, Dataset, list[int], list[int]]:
     from torchvision import datasets, transforms
 
@@ -164,7 +222,8 @@ def load_splits(settings: DataSettings, cutout: int = 0, with_val: bool = False)
     ``with_val`` trains on train + val (DARTS' final training) and leaves val empty."""
     if cutout < 0:
         raise ValueError(f"cutout must be >= 0, got {cutout}")
-    train_full, eval_full, test, train_idx, val_idx = (_digits if settings.dataset == "digits" else _cifar10)(settings)
+    read = {"digits": _digits, "cifar10": _cifar10, "animal-mnist": _animal_mnist}[settings.dataset]
+    train_full, eval_full, test, train_idx, val_idx = read(settings)
     train: Dataset = Subset(train_full, train_idx + val_idx if with_val else train_idx)
     if cutout:
         train = Transformed(train, Cutout(cutout))

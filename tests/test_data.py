@@ -85,3 +85,56 @@ def test_pixel_noise_is_a_fixed_draw_per_image_and_for_digits_only():
     assert 0.5 < float((a - clean).std()) < 1.5
     with pytest.raises(ValueError, match="noise must be >= 0 and is for digits only"):
         DataSettings(dataset="cifar10", root="x", noise=0.5)
+
+
+def test_animal_mnist_ships_with_its_licence_and_checksum():
+    import hashlib
+    from importlib import resources
+
+    folder = resources.files("lanas.datasets").joinpath("animal-mnist")
+    assert "MIT License" in folder.joinpath("LICENSE").read_text()
+    digest = hashlib.sha256(folder.joinpath("animal_mnist.npz").read_bytes()).hexdigest()
+    assert digest == "c582d0c3c518d14a58601cce93eeb73011e98c2ec03f6384db6d08eeb7139ab4"
+
+
+def test_animal_mnist_split_is_stratified_seeded_and_sized():
+    import numpy as np
+
+    from lanas.data import animal_mnist_arrays
+
+    _, labels = animal_mnist_arrays()
+    s = DataSettings(dataset="animal-mnist", test_fraction=0.2, val_fraction=0.25, image_size=14)
+    a, b = load_splits(s), load_splits(s)
+    assert (len(a.train), len(a.val), len(a.test)) == (6000, 2000, 2000)
+    for split in (a.train, a.val, a.test):  # every class in its share, exactly
+        counts = np.bincount(labels[split.indices], minlength=10)
+        assert np.all(counts == len(split) // 10), counts
+    assert a.train.indices == b.train.indices and a.test.indices == b.test.indices
+    assert set(a.train.indices).isdisjoint(a.val.indices) and set(a.train.indices).isdisjoint(a.test.indices)
+    assert set(a.val.indices).isdisjoint(a.test.indices)
+    c = load_splits(replace(s, seed=1))
+    assert c.test.indices != a.test.indices
+    x, y = a.train[0]
+    assert x.shape == (1, 14, 14) and s.resolution == 14 and s.in_channels == 1
+    assert load_splits(replace(s, image_size=0)).train[0][0].shape == (1, 28, 28)
+
+
+def test_animal_mnist_limit_keeps_classes_balanced():
+    import numpy as np
+
+    from lanas.data import animal_mnist_arrays
+
+    _, labels = animal_mnist_arrays()
+    small = load_splits(DataSettings(dataset="animal-mnist", limit=1003))
+    counts = np.bincount(labels[small.train.indices], minlength=10)
+    assert len(small.train) == 1003 and counts.max() - counts.min() <= 1
+
+
+@pytest.mark.parametrize(
+    "fields, message",
+    [({"dataset": "digits", "image_size": 4}, "image_size is for animal-mnist"),
+     ({"dataset": "animal-mnist", "image_size": 10}, "must divide 28")],
+)  # fmt: skip
+def test_image_size_is_checked(fields, message):
+    with pytest.raises(ValueError, match=message):
+        DataSettings(**fields)
