@@ -6,7 +6,9 @@ a latency budget's as kind ``budget``), the published genotypes whose ops the sp
 the trivial no-convolution baseline (``evaluate.trivial``), ``evaluate.random_archs``
 random architectures as a reference cloud, and (``evaluate.matched_random``) for every
 architecture searched with lambda > 0 the random architecture whose predicted latency on
-its target is closest to its own (out of ``MATCH_POOL`` uniform samples): the baseline a
+its target is closest to its own (out of ``MATCH_POOL`` samples, half uniform and half
+coverage-sampled with a small Dirichlet concentration, so that the pool reaches the
+latency floor where large lambdas land: uniform samples alone never do): the baseline a
 search must beat at equal latency (for LA-DNAS's own architectures). Phase 1 trains each
 distinct architecture once per training seed (``evaluate.seeds``), in parallel Ray tasks
 (``evaluate.resources``), keeping the first seed's weights in ``evaluate/weights/`` (for
@@ -35,6 +37,7 @@ from lanas.data import load_splits, loader
 from lanas.encoding import encode_genotype
 from lanas.genotype import PUBLISHED, Genotype, published, trivial
 from lanas.network import Network
+from lanas.space import SamplingSettings, SearchSpace, sample_mixed
 from lanas.train import accuracy_and_loss, train_network
 from pipeline import dataset as ds
 from pipeline.config import RunConfig
@@ -46,7 +49,8 @@ from pipeline.search import method_of
 
 RANDOM_SEED_OFFSET = 10_000  # random reference architectures use seed + this
 MATCH_SEED_OFFSET = 20_000  # ... and the pool of latency-matched ones seed + this
-MATCH_POOL = 4096  # uniform samples the latency-matched random architectures are chosen from
+MATCH_POOL = 4096  # samples the latency-matched random architectures are chosen from
+MATCH_SAMPLING = SamplingSettings(coverage_share=0.5, concentration=0.1)  # half of them near one op per cell
 EVAL_BATCH = 512  # images per forward pass when scoring val and test
 TRAIN_RETRIES = 2  # retries of a training task whose worker died
 METHOD_PREFIX = {"random": "rs"}  # candidate names of other methods: prefix (rs: random search, not the cloud)
@@ -114,14 +118,20 @@ def candidates(run: RunDir, stored: dict[str, StoredPredictor]) -> list[dict[str
     return out
 
 
+def match_pool(space: SearchSpace, seed: int) -> list[Genotype]:
+    """The architectures latency-matched partners are chosen from (``MATCH_SAMPLING``)."""
+    return [g for g, _ in sample_mixed(space, MATCH_POOL, seed + MATCH_SEED_OFFSET, MATCH_SAMPLING)]
+
+
 def matched_random(
     cfg: RunConfig, searched: list[dict[str, Any]], stored: dict[str, StoredPredictor]
 ) -> list[dict[str, Any]]:
-    """For each searched architecture, the random one (out of ``MATCH_POOL``) whose
-    predicted latency on the target it was searched for is closest to its own."""
+    """For each searched architecture, the random one (out of ``MATCH_POOL``, drawn by
+    ``MATCH_SAMPLING``) whose predicted latency on the target it was searched for is
+    closest to its own."""
     if not searched:
         return []
-    pool = cfg.space.sample_unique(MATCH_POOL, cfg.seed + MATCH_SEED_OFFSET)
+    pool = match_pool(cfg.space, cfg.seed)
     x_pool = torch.stack([encode_genotype(g, cfg.space) for g in pool])
     out = []
     for spec in dict.fromkeys(c["searched_for"] for c in searched):

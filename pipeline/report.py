@@ -63,6 +63,7 @@ CSV_FIELDS = [
     "on_front",
     "genotype",
 ]
+MATCH_TOLERANCE = 0.10  # a latency-matched partner counts as matched within this relative latency
 KINDS = ("searched", "matched", "random", "published", "baseline", "budget")  # candidate kinds (see pipeline.evaluate)
 OWN_TARGET_KINDS = ("searched", "matched", "budget")  # kinds that belong to the target they were searched for
 BUDGET_FIELDS = [
@@ -174,6 +175,7 @@ def compare_kinds(ok: list[dict[str, Any]], reference: tuple[float, float]) -> d
             for kind, p in points.items()
             if kind != "searched" and p
         },
+        "matched_latency_ratio": [m["measured_latency_ms"] / s["measured_latency_ms"] for s, m in pairs],
         "searched_minus_matched_acc": quality.paired_bootstrap(
             np.array([s["test_acc"] for s, _ in pairs]), np.array([m["test_acc"] for _, m in pairs])
         )
@@ -509,6 +511,13 @@ def _comparison_lines(a: dict[str, Any]) -> list[str]:
         lines.append(
             f"- Per point: {_fmt(d['dominated_by_searched'], '.0%')} of the {kind} architectures are dominated "
             f"by a searched one; {_fmt(d['searched_dominated'], '.0%')} of the searched ones by a {kind} one"
+        )
+    ratios = a.get("matched_latency_ratio") or []
+    if ratios:
+        within = sum(abs(r - 1) <= MATCH_TOLERANCE for r in ratios)
+        lines.append(
+            f"- Latency-matched random partners: {within} of {len(ratios)} measured within ±{MATCH_TOLERANCE:.0%} "
+            f"of their searched architecture's latency (partner / searched {min(ratios):.2f}-{max(ratios):.2f})"
         )
     m = a["searched_minus_matched_acc"]
     if m:
