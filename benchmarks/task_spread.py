@@ -2,12 +2,13 @@
 against the seed-to-seed noise of one architecture, per data regime.
 
     .venv/bin/python benchmarks/task_spread.py [--limits 0 400 200 100] [--archs 6] [--seeds 3] [--epochs 10]
-        [--layers 5 --channels 16] [--name task_spread_e10]
+        [--layers 5 --channels 16] [--config configs/demo.yaml] [--image-size 14] [--name task_spread_e10]
 
-For each ``data.limit`` (training images kept; 0 = all 1078 of digits' training split),
+For each ``data.limit`` (training images kept; 0 = all of the config's training split),
 ``--archs`` uniform random architectures of the demo profile's deployed network are each
 trained from scratch with ``--seeds`` training seeds (the demo's evaluation settings:
-10 epochs, batch 64, lr 0.05) and scored on the 359 test images. *Spread*: the standard
+10 epochs, batch 64, lr 0.05) and scored on the config's test split; the trivial
+(convolution-free) network beside them, with the same seeds. *Spread*: the standard
 deviation, over architectures, of each architecture's mean accuracy; *noise*: the
 pooled standard deviation over seeds of one architecture. A task on which methods can
 be told apart needs spread / noise well above 1 (the issue asks for several times).
@@ -27,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import record  # noqa: E402
 
 
-def train_one(job: tuple[int, str, int, int, int, int, float]) -> tuple[int, str, int, float, float]:
+def train_one(job: tuple) -> tuple[int, str, int, float, float]:
     import dataclasses
 
     import torch
@@ -38,11 +39,14 @@ def train_one(job: tuple[int, str, int, int, int, int, float]) -> tuple[int, str
     from lanas.train import accuracy_and_loss, train_network
     from pipeline.config import load_config
 
-    limit, genotype_json, seed, epochs, layers, channels, noise = job
+    limit, genotype_json, seed, epochs, layers, channels, noise, config, image_size = job
     torch.set_num_threads(1)
     overrides = {"network.layers": layers, "network.channels": channels}
-    cfg = load_config(Path(__file__).resolve().parents[1] / "configs" / "demo.yaml", overrides)
+    cfg = load_config(Path(__file__).resolve().parents[1] / config, overrides)
     data = dataclasses.replace(cfg.data, limit=limit, noise=noise)
+    if image_size is not None:
+        data = dataclasses.replace(data, image_size=image_size)
+    cfg = dataclasses.replace(cfg, data=data)
     settings = dataclasses.replace(cfg.evaluate.train, epochs=epochs)
     splits = load_splits(data)
     t0 = time.perf_counter()
@@ -65,17 +69,22 @@ def main() -> None:
     ap.add_argument("--layers", type=int, default=5, help="cells of the deployed network (demo: 5)")
     ap.add_argument("--channels", type=int, default=16, help="its initial channels (demo: 16)")
     ap.add_argument("--noise", type=float, default=0.0, help="data.noise: fixed Gaussian pixel noise (std)")
+    ap.add_argument("--config", default="configs/demo.yaml", help="the profile whose data and training are used")
+    ap.add_argument("--image-size", type=int, default=None, help="data.image_size (animal-mnist; default: config's)")
     ap.add_argument("--name", default="task_spread", help="record results/<name>.json")
     args = ap.parse_args()
-    cfg = load_config(Path(__file__).resolve().parents[1] / "configs" / "demo.yaml")
+    from lanas.genotype import trivial
+
+    cfg = load_config(Path(__file__).resolve().parents[1] / args.config)
     archs = [g.to_json() for g in cfg.space.sample_unique(args.archs, 12345)]
+    triv = trivial().to_json()
     jobs = [
-        (lim, g, s, args.epochs, args.layers, args.channels, args.noise)
+        (lim, g, s, args.epochs, args.layers, args.channels, args.noise, args.config, args.image_size)
         for lim in args.limits
-        for g in archs
+        for g in [*archs, triv]
         for s in range(args.seeds)
     ]
-    out: dict[int, dict[str, list[float]]] = {lim: {g: [] for g in archs} for lim in args.limits}
+    out: dict[int, dict[str, list[float]]] = {lim: {g: [] for g in [*archs, triv]} for lim in args.limits}
     times: dict[int, list[float]] = {lim: [] for lim in args.limits}
     t0 = time.perf_counter()
     with ProcessPoolExecutor(args.workers) as pool:
@@ -85,6 +94,7 @@ def main() -> None:
             print(f"[{i}/{len(jobs)}] limit {lim}: {100 * acc:.1f} % ({sec:.1f} s)", flush=True)
     regimes = []
     for lim in args.limits:
+        trivial_accs = out[lim].pop(triv)
         means = [statistics.mean(v) for v in out[lim].values()]
         noise = statistics.mean(statistics.variance(v) for v in out[lim].values()) ** 0.5
         spread = statistics.stdev(means)
@@ -92,21 +102,25 @@ def main() -> None:
             "limit": lim, "train_images": lim or 1078, "mean_acc": statistics.mean(means),
             "min_arch_acc": min(means), "max_arch_acc": max(means), "spread_sd": spread, "noise_sd": noise,
             "ratio": spread / noise if noise > 0 else None, "median_train_s": statistics.median(times[lim]),
-            "accs": list(out[lim].values()),
+            "accs": list(out[lim].values()), "trivial_acc": statistics.mean(trivial_accs), "trivial_accs": trivial_accs,
         })  # fmt: skip
         r = regimes[-1]
         print(
             f"limit {lim or 'all'}: mean {100 * r['mean_acc']:.1f} % (archs {100 * r['min_arch_acc']:.1f}-"
             f"{100 * r['max_arch_acc']:.1f}), spread {100 * spread:.2f} pts, noise {100 * noise:.2f} pts, "
-            f"ratio {r['ratio'] if r['ratio'] is None else round(r['ratio'], 2)}, {r['median_train_s']:.1f} s/train"
+            f"ratio {r['ratio'] if r['ratio'] is None else round(r['ratio'], 2)}, trivial "
+            f"{100 * r['trivial_acc']:.1f} %, {r['median_train_s']:.1f} s/train"
         )
     cmd = (
         f"python benchmarks/task_spread.py --limits {' '.join(map(str, args.limits))} --archs {args.archs} "
         f"--seeds {args.seeds} --epochs {args.epochs} --layers {args.layers} --channels {args.channels} "
-        f"--noise {args.noise:g} --name {args.name}"
+        f"--noise {args.noise:g} --config {args.config}"
+        + (f" --image-size {args.image_size}" if args.image_size is not None else "")
+        + f" --name {args.name}"
     )
     figures = {"archs": args.archs, "seeds": args.seeds, "epochs": args.epochs, "layers": args.layers,
-               "channels": args.channels, "noise": args.noise, "wall_s": time.perf_counter() - t0,
+               "channels": args.channels, "noise": args.noise, "config": args.config, "image_size": args.image_size,
+               "wall_s": time.perf_counter() - t0,
                "regimes": regimes}  # fmt: skip
     record(args.name, figures, cmd)
 
