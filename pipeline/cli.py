@@ -70,7 +70,7 @@ def parse_budgets(values: list[str] | None) -> dict[str, tuple[float, ...]]:
     return out
 
 
-def _open_run(args: argparse.Namespace):
+def _open_run(args: argparse.Namespace, write_config: bool = True):
     from pipeline.config import load_config
     from pipeline.ray_env import check_reachable
     from pipeline.rundir import RunDir
@@ -85,7 +85,15 @@ def _open_run(args: argparse.Namespace):
         check_runtimes(cfg.targets)
     check_reachable(getattr(args, "address", None))  # before anything is written
     path = Path(args.run_dir or Path("runs") / cfg.name)
-    return RunDir.open(path, cfg, overwrite=args.overwrite, create=args.command in CREATING_COMMANDS)
+    target = getattr(args, "target", None)
+    if target and not (path / "config.yaml").is_file() and target not in {t.spec for t in cfg.targets}:
+        # a hardware id names a target only in a run that has measured; a new run knows specs alone
+        raise PipelineError(
+            f"unknown target {target!r}; this config's targets: {', '.join(t.spec for t in cfg.targets)}"
+        )
+    return RunDir.open(
+        path, cfg, overwrite=args.overwrite, create=args.command in CREATING_COMMANDS, write_config=write_config
+    )
 
 
 def cmd_measure(args: argparse.Namespace) -> None:
@@ -172,7 +180,14 @@ def cmd_stage(args: argparse.Namespace) -> None:
     from pipeline.staleness import refresh
 
     stage = BY_NAME[args.command]
-    run = _open_run(args)
+    budgets = bool(getattr(args, "budget_ms", None))
+    run = _open_run(args, write_config=not budgets)
+    if budgets:  # refused budgets leave the run's config as it was
+        from pipeline.predictor_store import load_all
+        from pipeline.search import check_budgets
+
+        check_budgets(run, load_all(run, force=args.force_predictor))
+        run.save_config()
     _stale_inputs(run, stage.name)
     refresh(run, stage.name, lambda line: print(f"[{stage.name}] {line}", flush=True))
     if stage.needs_ray:
@@ -227,13 +242,18 @@ def _fit_flags(p: argparse.ArgumentParser) -> None:
 
 
 def _predict_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--run-dir", required=True)
+    p.add_argument("--run-dir", required=True, help="a run directory whose predictors are fitted (lanas fit)")
     p.add_argument("--genotypes", required=True, help="JSON lines file of genotypes")
-    _target_flag(p)
+    p.add_argument(
+        "--target",
+        metavar="ID",
+        help="only this target: its spec (e.g. cpu-t1-onnxruntime-b1) or hardware id "
+        "(default: every target the run fitted)",
+    )
 
 
 def _export_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--run-dir", required=True)
+    p.add_argument("--run-dir", required=True, help="a run directory whose candidates are evaluated (lanas evaluate)")
     p.add_argument("--candidate", required=True, help="candidate name, as in report/pareto.csv (e.g. lam0.3-seed0-...)")
     p.add_argument("--onnx", required=True, help="output file (an existing file is not overwritten)")
 
@@ -255,6 +275,15 @@ def _submit_flags(p: argparse.ArgumentParser) -> None:
     add_arguments(p)
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("lanas")
+    except PackageNotFoundError:  # run from a checkout that is not installed
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     from pipeline.stages import BY_NAME
 
@@ -262,6 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="lanas",
         description="Latency-aware differentiable NAS on Ray: measure -> fit -> search -> evaluate -> report.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     commands: list[tuple[str, Callable, str, Callable[[argparse.ArgumentParser], None]]] = [
         ("measure", cmd_measure, BY_NAME["measure"].help, _measure_flags),

@@ -12,6 +12,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -207,6 +208,9 @@ class EvaluateConfig:
             raise ValueError(f"seeds must be distinct, got {list(self.seeds)}")
 
 
+RUN_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")  # runs/<name>: never a path out of runs/
+
+
 @dataclass(frozen=True)
 class RunConfig:
     name: str = "run"  # default run directory: runs/<name>
@@ -220,6 +224,11 @@ class RunConfig:
     evaluate: EvaluateConfig = EvaluateConfig()
 
     def __post_init__(self) -> None:
+        if not RUN_NAME.fullmatch(self.name):
+            raise ValueError(
+                f"name must be a plain folder name (letters, digits, '.', '_', '-'; not starting with '.'), "
+                f"got {self.name!r}"
+            )
         specs = [t.spec for t in self.targets]
         unknown = [spec for spec in self.search.budgets_ms if spec not in specs]
         if unknown:
@@ -371,13 +380,18 @@ def build(cls: type, data: Any, path: str = "") -> Any:
 def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> RunConfig:
     """Load a YAML profile. ``overrides`` maps dotted keys to values (from the CLI)."""
     p = Path(path)
+    if p.is_dir():
+        raise ConfigError(f"--config {path} is a directory; give a YAML profile, e.g. configs/demo.yaml")
     if not p.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
         data = yaml.safe_load(p.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from None
-    return config_from_dict(data or {}, overrides)
+    if not isinstance(data, dict) or not data:
+        what = "is empty" if data is None or data == {} else f"holds a {type(data).__name__}"
+        raise ConfigError(f"{path} {what}: a profile is a YAML mapping of settings (see configs/demo.yaml)")
+    return config_from_dict(data, overrides)
 
 
 def config_from_dict(data: dict[str, Any], overrides: dict[str, Any] | None = None) -> RunConfig:

@@ -68,16 +68,27 @@ class RunDir:
     config: RunConfig
 
     @classmethod
-    def open(cls, path: str | Path, config: RunConfig, overwrite: bool = False, create: bool = True) -> "RunDir":
+    def open(
+        cls,
+        path: str | Path,
+        config: RunConfig,
+        overwrite: bool = False,
+        create: bool = True,
+        write_config: bool = True,
+    ) -> "RunDir":
         """Create the run directory, or reopen one made with the same config.
 
         A run directory whose config differs (apart from ``measure.num_archs``, which
         may grow, and ``search.budgets_ms``, which accumulate: the stored config keeps
         every budget searched in the run) is refused unless ``overwrite``, which
         replaces only config.yaml. Without ``create``, a folder that is not a run directory
-        yet is refused (the stages after measure need one)."""
+        yet is refused (the stages after measure need one). Without ``write_config`` the
+        reopened run's config.yaml is left as it is until :meth:`save_config` (a caller that
+        still checks what the new config adds)."""
         root = Path(path)
         cfg_file = root / "config.yaml"
+        if root.exists() and not root.is_dir():
+            raise PipelineError(f"--run-dir {root} is a file, not a directory")
         if not create and not cfg_file.is_file():
             raise PipelineError(f"{root} is not a run directory yet: run `lanas measure` (or `lanas reproduce`) first")
         if cfg_file.exists() and not overwrite:
@@ -94,12 +105,18 @@ class RunDir:
             config = config.with_budgets(old.search.budgets_ms)
         elif root.exists() and any(root.iterdir()) and not cfg_file.exists():
             raise PipelineError(f"{root} exists and is not a run directory (no config.yaml); refusing to write there")
+        if not write_config and not cfg_file.is_file():
+            raise ValueError("write_config=False needs an existing run directory")
         root.mkdir(parents=True, exist_ok=True)
-        write_atomic(cfg_file, dump_config(config))
         run = cls(root, config)
+        if write_config:
+            run.save_config()
         if overwrite or not (root / "manifest.json").is_file():
             run.update_manifest({})  # reopened as it is: the manifest keeps the code the stages ran with
         return run
+
+    def save_config(self) -> None:
+        write_atomic(self.path / "config.yaml", dump_config(self.config))
 
     @classmethod
     def existing(cls, path: str | Path) -> "RunDir":

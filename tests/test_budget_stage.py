@@ -117,3 +117,17 @@ def test_budget_config_is_checked():
     assert cfg.search.budget_list() == [(SPEC, 3.0)]
     with_budgets = smoke_config(**{"search.budgets_ms": {SPEC: [3.0]}})
     assert with_budgets.identity() == smoke_config().identity()  # a run may gain budgets
+
+
+def test_a_refused_budget_from_the_cli_leaves_the_run_as_it_was(fitted, tmp_path, capsys):
+    """`lanas search --budget-ms` with a budget below the space's reach is refused in one
+    line and writes nothing: the run's config.yaml does not keep the refused budget."""
+    from pipeline.config import dump_config
+
+    run = copy_fitted(fitted[0], tmp_path / "run")
+    (tmp_path / "c.yaml").write_text(dump_config(run.config))
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    r = lanas(capsys, "search", "--config", tmp_path / "c.yaml", "--run-dir", run.path, "--budget-ms", f"{SPEC}=0.0001")
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
+    assert "is below what the search space reaches there" in r.stderr
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
