@@ -1,6 +1,7 @@
 """Stage-1 throughput, overhead and repeatability on the demo profile, through real Ray.
 
     .venv/bin/python benchmarks/measure_throughput.py [--archs 40] [--rounds 3] [--repeat-archs 50]
+    .venv/bin/python benchmarks/measure_throughput.py --compare-builds onnxruntime,openvino,torch [--archs 60]
 
 * speed: rounds alternate 1 worker and 2 workers (side by side in one run, so drift
   hits both); each round measures --archs fresh architectures; median archs/s per
@@ -8,6 +9,15 @@
 * overhead share: 1 - (seconds inside timed inference) / (wall seconds x workers);
 * repeatability: the same --repeat-archs architectures measured twice, a round apart;
   median relative difference of the reference-normalised latency and of raw ms.
+
+``--compare-builds RUNTIMES`` (recorded as ``measure_throughput_builds.json``) compares how a
+network gets into its runtime (``measure.protocol.onnx_build``): per runtime, four rounds
+ABBA (traced, direct, direct, traced) on 2 workers, each measuring the same --archs
+architectures from scratch; per path the median archs/s, the share of the task time spent
+getting networks in (export + compile seconds / (wall x workers)), the median export and
+compile seconds, and the repeatability of the latency ratio between its two rounds; across
+paths, the median |direct / traced - 1| of each architecture's mean ratio. Eager torch
+has one path: its rounds are the control (same code both ways).
 """
 
 from __future__ import annotations
@@ -27,6 +37,68 @@ from pipeline.measure import dataset_dir, run_measure  # noqa: E402
 from pipeline.ray_env import init_ray  # noqa: E402
 from pipeline.rundir import RunDir  # noqa: E402
 
+PATHS = ("traced", "direct", "direct", "traced")  # ABBA: drift hits both paths alike
+
+
+def compare_builds(config: str, runtimes: list[str], archs: int) -> dict:
+    tmp = Path(tempfile.mkdtemp(prefix="lanas-bench-builds-"))
+    targets = [{"device": "cpu", "runtime": r, "batch_size": 1, "threads": 1} for r in runtimes]
+    out = {}
+    for runtime in runtimes:
+        rounds: dict[str, list[dict]] = {"traced": [], "direct": []}
+        for i, path in enumerate(PATHS):
+            cfg = load_config(
+                config, {"seed": 300, "name": f"b{i}", "measure.targets": targets, "measure.protocol.onnx_build": path}
+            )
+            run = RunDir.open(tmp / f"{runtime}-{i}", cfg)
+            spec = next(t.spec for t in cfg.targets if t.runtime == runtime)
+            s = run_measure(run, num_archs=archs, progress=False, max_in_flight=2, target=spec)
+            rows = [r for r in ds.read_table(dataset_dir(run)).to_pylist() if r["status"] == "ok"]
+            prep = sum(r["export_s"] + r["compile_s"] for r in rows)
+            rounds[path].append({
+                "archs_per_s": s["archs_per_s"], "wall_s": s["wall_s"], "network_in_share": prep / (s["wall_s"] * 2),
+                "export_s_median": statistics.median(r["export_s"] for r in rows),
+                "compile_s_median": statistics.median(r["compile_s"] for r in rows),
+                "build_paths": sorted({r["build_path"] for r in rows}),
+                "ratios": {r["arch_id"]: r["latency_ratio"] for r in rows},
+            })  # fmt: skip
+            r = rounds[path][-1]
+            print(f"{runtime} round {i + 1} ({path}): {r['archs_per_s']:.2f} archs/s, network in "
+                  f"{r['network_in_share']:.0%} of task time, export {r['export_s_median']:.3f} s, "
+                  f"compile {r['compile_s_median']:.3f} s, paths {r['build_paths']}", flush=True)  # fmt: skip
+        out[runtime] = summarise_builds(rounds)
+    return out
+
+
+def summarise_builds(rounds: dict[str, list[dict]]) -> dict:
+    def rel(a: dict, b: dict) -> list[float]:
+        return [abs(a[k] / b[k] - 1) for k in sorted(set(a) & set(b))]
+
+    def mean_ratio(rs: list[dict]) -> dict[str, float]:
+        return {
+            k: statistics.mean(r["ratios"][k] for r in rs) for k in set.intersection(*(set(r["ratios"]) for r in rs))
+        }
+
+    per_path = {
+        path: {
+            "archs_per_s": statistics.median(r["archs_per_s"] for r in rs),
+            "network_in_share": statistics.median(r["network_in_share"] for r in rs),
+            "export_s_median": statistics.median(r["export_s_median"] for r in rs),
+            "compile_s_median": statistics.median(r["compile_s_median"] for r in rs),
+            "build_paths": sorted({p for r in rs for p in r["build_paths"]}),
+            "repeatability_median_rel_diff": statistics.median(rel(rs[0]["ratios"], rs[1]["ratios"])),
+            "rounds_archs_per_s": [r["archs_per_s"] for r in rs],
+        }
+        for path, rs in rounds.items()
+    }
+    return {
+        **per_path,
+        "speedup_direct_over_traced": per_path["direct"]["archs_per_s"] / per_path["traced"]["archs_per_s"],
+        "latency_ratio_median_rel_diff_direct_vs_traced": statistics.median(
+            rel(mean_ratio(rounds["direct"]), mean_ratio(rounds["traced"]))
+        ),
+    }
+
 
 def main() -> None:
     ap = argparse.ArgumentParser()
@@ -37,8 +109,27 @@ def main() -> None:
     ap.add_argument(
         "--target", default="cpu-t1-torch-b1", help="the target measured (benchmarks/targets.py covers all)"
     )
+    ap.add_argument("--compare-builds", metavar="RUNTIMES", help="compare traced and direct ONNX builds (see above)")
     args = ap.parse_args()
     init_ray(num_cpus=2)
+    if args.compare_builds:
+        runtimes = args.compare_builds.split(",")
+        figures = {
+            "archs": args.archs,
+            "runtimes": compare_builds(args.config, runtimes, args.archs),
+            "targets": {
+                "onnxruntime": "network in <= 20 % of task time, archs/s >= 3x traced",
+                "openvino": "export <= 0.02 s, archs/s >= 2x traced",
+                "all": "latency ratio direct vs traced: median |difference| <= 2 %",
+            },
+        }
+        record(
+            "measure_throughput_builds",
+            figures,
+            f"python benchmarks/measure_throughput.py --compare-builds {args.compare_builds} --archs {args.archs} "
+            f"--config {args.config}",
+        )
+        return
     tmp = Path(tempfile.mkdtemp(prefix="lanas-bench-"))
     speed: dict[int, list[float]] = {1: [], 2: []}
     overhead: dict[int, list[float]] = {1: [], 2: []}

@@ -36,7 +36,7 @@ import torch
 
 from lanas.genotype import Genotype, published
 from lanas.network import MacroSettings, Network
-from lanas.runtimes import Compiled, compile_builds, device_name, example_input, runtime_version
+from lanas.runtimes import ONNX_BUILDS, Compiled, compile_builds, device_name, example_input, runtime_version
 from lanas.target import Target
 
 REFERENCE_GENOTYPE = "darts_v2"  # the fixed reference network, built with the run's macro
@@ -51,8 +51,13 @@ class MeasureSettings:
     max_repeats: int = 1000  # ... but never more than this many pairs
     statistic: str = "pair_median"  # the latency ratio: one of STATISTICS
     builds: int = 1  # independent builds of each network (and of the reference) the pairs are shared over
+    onnx_build: str = (
+        "direct"  # compiled runtimes: "direct" (lanas.onnx_graph, traced where it has no rule) or "traced"
+    )
 
     def __post_init__(self) -> None:
+        if self.onnx_build not in ONNX_BUILDS:
+            raise ValueError(f"onnx_build must be one of {', '.join(ONNX_BUILDS)}, got {self.onnx_build!r}")
         if self.builds < 1:
             raise ValueError(f"builds must be >= 1, got {self.builds}")
         if self.statistic not in STATISTICS:
@@ -215,6 +220,7 @@ class Measurement:
     timing: PairedTiming
     export_s: float  # the architecture's ONNX export (0 for eager)
     compile_s: float  # its session / compiled-model build
+    build_path: str  # how the network got into the runtime: eager, direct or traced (lanas.runtimes)
 
 
 class LatencyMeter:
@@ -239,10 +245,12 @@ class LatencyMeter:
         self.x = example_input(macro.in_channels, resolution, target)
         torch.manual_seed(seed)
         reference = Network(published(REFERENCE_GENOTYPE), macro)
-        self.references = compile_builds(reference, self.x, target, settings.builds)
+        self.references = compile_builds(reference, self.x, target, settings.builds, settings.onnx_build)
 
     def compile(self, genotype: Genotype) -> list[Compiled]:
-        return compile_builds(Network(genotype, self.macro), self.x, self.target, self.settings.builds)
+        return compile_builds(
+            Network(genotype, self.macro), self.x, self.target, self.settings.builds, self.settings.onnx_build
+        )
 
     def measure(self, genotype: Genotype) -> Measurement:
         arch_ms: list[float] = []
@@ -253,4 +261,6 @@ class LatencyMeter:
             arch_ms += a
             ref_ms += r
         timing = paired_timing(arch_ms, ref_ms, self.settings.statistic)
-        return Measurement(timing, sum(b.export_s for b in builds), sum(b.compile_s for b in builds))
+        return Measurement(
+            timing, sum(b.export_s for b in builds), sum(b.compile_s for b in builds), builds[0].build_path
+        )

@@ -5,7 +5,10 @@
 the seconds its export and compilation took (which users want to know, and which are
 not latency); :func:`compile_builds` makes several independent builds from one export
 (the measurement protocol's ``builds``). ONNX Runtime and OpenVINO both start from the
-same in-memory ONNX export (:func:`export_onnx`, also what ``lanas export`` writes).
+same in-memory ONNX graph: for a DARTS network written node by node from its modules
+(:mod:`lanas.onnx_graph`, ~30x faster than tracing), else traced by the TorchScript
+exporter (:func:`export_onnx`, also what ``lanas export`` writes); ``Compiled.build_path``
+says which (``eager`` for PyTorch).
 
 ONNX Runtime: CPU provider (CUDA's on a cuda target, where installed), all graph
 optimisations, ``threads`` intra-op threads, sequential execution. OpenVINO: CPU,
@@ -31,8 +34,10 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from lanas.onnx_graph import Unsupported, network_onnx
 from lanas.target import Target
 
+ONNX_BUILDS = ("direct", "traced")  # how a network's ONNX graph is made (lanas.measure.MeasureSettings.onnx_build)
 TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 ONNX_OPSET = 17
 _MODULES = {"torch": "torch", "onnxruntime": "onnxruntime", "openvino": "openvino"}
@@ -72,6 +77,7 @@ class Compiled:
     export_s: float  # seconds spent exporting (ONNX), 0 for eager
     compile_s: float  # seconds spent building the runtime's session / compiled model
     cuda_events: bool  # time ``run`` with CUDA events (torch on cuda) rather than the host clock
+    build_path: str = "eager"  # eager (torch), direct (lanas.onnx_graph) or traced (the TorchScript exporter)
 
 
 def export_onnx(model: nn.Module, x: torch.Tensor, dynamic_batch: bool = False) -> bytes:
@@ -92,6 +98,20 @@ def export_onnx(model: nn.Module, x: torch.Tensor, dynamic_batch: bool = False) 
             dynamic_axes={"x": {0: "batch"}, "logits": {0: "batch"}} if dynamic_batch else None,
         )
     return buf.getvalue()
+
+
+def onnx_for_runtime(model: nn.Module, x: torch.Tensor, build: str = "direct") -> tuple[bytes, str]:
+    """ONNX bytes of ``model`` for a compiled runtime, and how they were made: written
+    directly (:func:`lanas.onnx_graph.network_onnx`) when ``build`` is ``direct`` and the
+    model is a DARTS network it has rules for, else traced (:func:`export_onnx`)."""
+    if build not in ONNX_BUILDS:
+        raise ValueError(f"build must be one of {', '.join(ONNX_BUILDS)}, got {build!r}")
+    if build == "direct":
+        try:
+            return network_onnx(model, x), "direct"
+        except Unsupported:
+            pass
+    return export_onnx(model, x), "traced"
 
 
 def example_input(in_channels: int, resolution: int, target: Target, seed: int = 0) -> torch.Tensor:
@@ -133,11 +153,11 @@ def _ort_session(onnx: bytes, target: Target, options=None):
     return ort.InferenceSession(onnx, options or onnxruntime_options(target.threads), providers=[provider])
 
 
-def _onnxruntime(onnx: bytes, x: torch.Tensor, target: Target, first: bool) -> Compiled:
+def _onnxruntime(onnx: tuple[bytes, str], x: torch.Tensor, target: Target, first: bool) -> Compiled:
     t0 = time.perf_counter()
-    session = _ort_session(onnx, target)
+    session = _ort_session(onnx[0], target)
     feed = {"x": x.numpy()}
-    return Compiled(lambda: session.run(None, feed), 0.0, time.perf_counter() - t0, False)
+    return Compiled(lambda: session.run(None, feed), 0.0, time.perf_counter() - t0, False, onnx[1])
 
 
 def _ov_compile(onnx: bytes, target: Target):
@@ -157,35 +177,39 @@ def _ov_compile(onnx: bytes, target: Target):
     )  # measuring processes side by side would all pin to the same first core
 
 
-def _openvino(onnx: bytes, x: torch.Tensor, target: Target, first: bool) -> Compiled:
+def _openvino(onnx: tuple[bytes, str], x: torch.Tensor, target: Target, first: bool) -> Compiled:
     import openvino as ov
 
     t0 = time.perf_counter()
-    request = _ov_compile(onnx, target).create_infer_request()
+    request = _ov_compile(onnx[0], target).create_infer_request()
     request.set_input_tensor(ov.Tensor(x.numpy()))
-    return Compiled(request.infer, 0.0, time.perf_counter() - t0, False)
+    return Compiled(request.infer, 0.0, time.perf_counter() - t0, False, onnx[1])
 
 
-# per runtime: what every build starts from (the module on its device, or the ONNX export), and one build of it
-_EXPORTERS: dict[str, Callable[[nn.Module, torch.Tensor, Target], Any]] = {
-    "torch": _torch_export,
-    "onnxruntime": lambda model, x, target: export_onnx(model, x),
-    "openvino": lambda model, x, target: export_onnx(model, x),
+# per runtime: what every build starts from (the module on its device, or the ONNX graph and how it was made),
+# and one build of it
+_EXPORTERS: dict[str, Callable[[nn.Module, torch.Tensor, Target, str], Any]] = {
+    "torch": lambda model, x, target, build: _torch_export(model, x, target),
+    "onnxruntime": lambda model, x, target, build: onnx_for_runtime(model, x, build),
+    "openvino": lambda model, x, target, build: onnx_for_runtime(model, x, build),
 }
 _BUILDERS = {"torch": _torch, "onnxruntime": _onnxruntime, "openvino": _openvino}
 
 
-def compile_builds(model: nn.Module, x: torch.Tensor, target: Target, builds: int) -> list[Compiled]:
+def compile_builds(
+    model: nn.Module, x: torch.Tensor, target: Target, builds: int, onnx_build: str = "direct"
+) -> list[Compiled]:
     """``builds`` independent builds of ``model`` for ``target`` from one export: separate
     sessions / compiled models (for eager torch, copies of the module), each with its own
     memory, as separate deployments of the network would be. The export's seconds are
-    on the first build."""
+    on the first build; ``onnx_build`` is how a compiled runtime's graph is made
+    (:func:`onnx_for_runtime`)."""
     if builds < 1:
         raise ValueError(f"builds must be >= 1, got {builds}")
     runtime_version(target.runtime)
     with torch.no_grad():
         t0 = time.perf_counter()
-        artifact = _EXPORTERS[target.runtime](model.eval(), x, target)
+        artifact = _EXPORTERS[target.runtime](model.eval(), x, target, onnx_build)
         spent = time.perf_counter() - t0
         out = [_BUILDERS[target.runtime](artifact, x, target, b == 0) for b in range(builds)]
     if target.runtime == "torch":  # moving the module to its device and dtype is its build, not an export
@@ -193,9 +217,9 @@ def compile_builds(model: nn.Module, x: torch.Tensor, target: Target, builds: in
     return [dataclasses.replace(out[0], export_s=spent), *out[1:]]
 
 
-def compile_for(model: nn.Module, x: torch.Tensor, target: Target) -> Compiled:
+def compile_for(model: nn.Module, x: torch.Tensor, target: Target, onnx_build: str = "direct") -> Compiled:
     """``model`` ready to time on ``target`` with input ``x`` (a CPU float32 tensor)."""
-    return compile_builds(model, x, target, 1)[0]
+    return compile_builds(model, x, target, 1, onnx_build)[0]
 
 
 _OV_NOT_RUN = frozenset({"Const", "Input", "Output", "Parameter", "Result"})  # runtime-model nodes that are not kernels
@@ -210,7 +234,7 @@ def graph_nodes(model: nn.Module, x: torch.Tensor, target: Target) -> collection
     if target.runtime == "torch":
         return None
     with torch.no_grad():
-        onnx_bytes = export_onnx(model.eval(), x)
+        onnx_bytes, _ = onnx_for_runtime(model.eval(), x)
     if target.runtime == "onnxruntime":
         import onnx
 

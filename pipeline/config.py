@@ -43,6 +43,8 @@ NEWER_KEYS = (
     ("search", "budget", "damping"),
     ("measure", "protocol", "builds"),
     ("fit", "model", "repeats"),  # a run fitted before keeps its predictors (they load with their own table)
+    ("data", "image_size"),
+    ("measure", "protocol", "onnx_build"),
 )
 
 

@@ -70,10 +70,13 @@ FILE_SCHEMA = pa.schema(
         # diverse (picked for a transfer), evaluate (stage 4); null in shards written before the column existed
         ("sampler", pa.string()),
         ("round", pa.int32()),  # the closed-loop search round that derived the architecture (null otherwise)
+        # how the network got into its runtime: eager (torch), direct (ONNX written from the modules,
+        # lanas.onnx_graph) or traced (the TorchScript exporter); null in shards written before the column existed
+        ("build_path", pa.string()),
     ]
 )
 # columns added after the first release: a shard without them is read with nulls ("uniform", no round)
-OPTIONAL_COLUMNS = ("sampler", "round")
+OPTIONAL_COLUMNS = ("sampler", "round", "build_path")
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,10 @@
 """``lanas export``: a derived architecture as an ONNX file for deployment.
 
 The network is built from the candidate's genotype at the run's macro, with the weights
-stage 4 trained (``evaluate/weights/<arch_id>.pt``), and exported with the same
-:func:`lanas.runtimes.export_onnx` that the ONNX Runtime and OpenVINO targets time,
-with a dynamic batch dimension (input ``x``: ``[batch, channels, H, W]``; output ``logits``).
+stage 4 trained (``evaluate/weights/<arch_id>.pt``), and traced by
+:func:`lanas.runtimes.export_onnx` (the TorchScript exporter: the graph users deploy;
+stage 1 writes the same nodes directly, :mod:`lanas.onnx_graph`), with a dynamic batch
+dimension (input ``x``: ``[batch, channels, H, W]``; output ``logits``).
 """
 
 from __future__ import annotations

@@ -46,7 +46,7 @@ def _timing_columns(m) -> dict[str, Any]:
     return {"latency_ms": t.arch.median_ms, "latency_p10_ms": t.arch.p10_ms, "latency_p90_ms": t.arch.p90_ms,
             "ref_latency_ms": t.reference.median_ms, "latency_ratio": t.ratio, "latency_ratio_p10": t.ratio_p10,
             "latency_ratio_p90": t.ratio_p90, "repeats": t.arch.repeats, "export_s": m.export_s,
-            "compile_s": m.compile_s}  # fmt: skip
+            "compile_s": m.compile_s, "build_path": m.build_path}  # fmt: skip
 
 
 def ray_node() -> str:

@@ -40,6 +40,7 @@ from lanas.costs import KIND_PREFIX
 from lanas.pareto import dominated_share, equal_size_hypervolume, hypervolume, pareto_mask
 from lanas.transfer import REPEATS
 from pipeline import compare, predictor_store
+from pipeline import dataset as ds
 from pipeline.rundir import RunDir, read_jsonl, write_atomic
 
 CSV_FIELDS = [
@@ -679,6 +680,8 @@ def markdown(run: RunDir, sections: list[str], cross: list[str]) -> str:
         + ", ".join(f"`{t.spec}`" for t in cfg.targets)
         + ".",
         "",
+        build_line(run),
+        "",
         "![Pareto fronts](pareto.png)",
         "",
     ]
@@ -692,6 +695,21 @@ def markdown(run: RunDir, sections: list[str], cross: list[str]) -> str:
         lines += [demoted, ""]
     lines += ["## Run manifest", "", "```json", json.dumps(run.manifest(), indent=2, sort_keys=True), "```", ""]
     return "\n".join(lines)
+
+
+def build_line(run: RunDir) -> str:
+    """How stage 1's networks got into each target's runtime (``build_path``), counted per partition."""
+    table = ds.read_table(run.path / "measure" / "dataset", columns=["build_path", ds.PARTITION]).to_pylist()
+    counts: dict[str, dict[str, int]] = {}
+    for r in table:
+        path = r["build_path"] or "unrecorded"
+        counts.setdefault(r[ds.PARTITION], {}).setdefault(path, 0)
+        counts[r[ds.PARTITION]][path] += 1
+    parts = [f"`{hw}` " + ", ".join(f"{n} {path}" for path, n in sorted(c.items())) for hw, c in sorted(counts.items())]
+    return (
+        "Networks into their runtimes (stage 1; eager: the module itself, direct: ONNX written from the modules, "
+        "traced: the TorchScript exporter): " + ("; ".join(parts) or "none measured") + "."
+    )
 
 
 def run_report(run: RunDir) -> str:
