@@ -22,12 +22,13 @@ supernet, another space's network); :func:`lanas.runtimes.export_for_runtime` th
 
 from __future__ import annotations
 
+import functools
 from typing import Callable
 
 import numpy as np
 import onnx
 import torch
-from onnx import TensorProto, helper, numpy_helper
+from onnx import TensorProto, helper
 from torch import nn
 
 from lanas.network import Cell, Network
@@ -35,6 +36,11 @@ from lanas.ops import FactorizedReduce, Zero
 
 OPSET = 17
 _BIG = np.iinfo(np.int64).max
+_DTYPES = {
+    np.dtype(np.float32): TensorProto.FLOAT,
+    np.dtype(np.int64): TensorProto.INT64,
+    np.dtype(np.int32): TensorProto.INT32,
+}
 
 
 class Unsupported(TypeError):
@@ -53,31 +59,43 @@ class _Graph:
 
     def const(self, array: np.ndarray, hint: str) -> str:
         name = self.name(hint)
-        self.initializers.append(numpy_helper.from_array(np.ascontiguousarray(array), name))
+        array = np.ascontiguousarray(array)
+        self.initializers.append(
+            onnx.TensorProto(name=name, data_type=_DTYPES[array.dtype], dims=array.shape, raw_data=array.tobytes())
+        )
         return name
 
     def node(self, op: str, inputs: list[str], **attrs) -> str:
         out = self.name(op.lower())
-        self.nodes.append(helper.make_node(op, inputs, [out], **attrs))
+        node = onnx.NodeProto(op_type=op, input=inputs, output=[out])
+        node.attribute.extend(_attributes(tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in attrs.items())))
+        self.nodes.append(node)
         return out
 
 
+@functools.lru_cache(maxsize=None)
+def _attributes(attrs: tuple) -> tuple[onnx.AttributeProto, ...]:
+    """A node's attributes, made once per distinct set (``helper.make_attribute`` is most
+    of the writer's time otherwise)."""
+    return tuple(helper.make_attribute(k, list(v) if isinstance(v, tuple) else v) for k, v in sorted(attrs))
+
+
 def _f32(t: torch.Tensor) -> np.ndarray:
-    return t.detach().to(torch.float32).cpu().numpy()
+    return t.detach().cpu().numpy().astype(np.float32, copy=False)
 
 
 def _conv(g: _Graph, x: str, conv: nn.Conv2d, bn: nn.BatchNorm2d | None = None) -> str:
     """``Conv``, with ``bn`` (eval) folded into its weights and bias when given."""
-    w = conv.weight.detach().to(torch.float64)
-    b = conv.bias.detach().to(torch.float64) if conv.bias is not None else None
+    w = conv.weight.detach().numpy()
+    b = conv.bias.detach().numpy() if conv.bias is not None else None
     if bn is not None:
-        scale = (bn.weight.detach().double() if bn.weight is not None else torch.ones_like(bn.running_var.double())) / (
-            torch.sqrt(bn.running_var.double() + bn.eps)
-        )
-        shift = bn.bias.detach().double() if bn.bias is not None else torch.zeros_like(scale)
-        w = w * scale.reshape(-1, 1, 1, 1)
-        b = shift + ((b if b is not None else 0.0) - bn.running_mean.double()) * scale
-    inputs = [x, g.const(_f32(w), "w")] + ([g.const(_f32(b), "b")] if b is not None else [])
+        var, mean = bn.running_var.numpy().astype(np.float64), bn.running_mean.numpy().astype(np.float64)
+        gamma = bn.weight.detach().numpy() if bn.weight is not None else 1.0
+        scale = gamma / np.sqrt(var + bn.eps)
+        shift = bn.bias.detach().numpy() if bn.bias is not None else 0.0
+        w = (w * scale.reshape(-1, 1, 1, 1)).astype(np.float32)
+        b = (shift + ((b if b is not None else 0.0) - mean) * scale).astype(np.float32)
+    inputs = [x, g.const(w, "w")] + ([g.const(b, "b")] if b is not None else [])
     pad_h, pad_w = conv.padding if isinstance(conv.padding, tuple) else (conv.padding, conv.padding)
     return g.node(
         "Conv",
