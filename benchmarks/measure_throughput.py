@@ -11,12 +11,13 @@
   median relative difference of the reference-normalised latency and of raw ms.
 
 ``--compare-builds RUNTIMES`` (recorded as ``measure_throughput_builds.json``) compares how a
-network gets into its runtime (``measure.protocol.onnx_build``): per runtime, four rounds
-ABBA (traced, direct, direct, traced) on 2 workers, each measuring the same --archs
-architectures from scratch; per path the median archs/s, the share of the task time spent
-getting networks in (export + compile seconds / (wall x workers)), the median export and
-compile seconds, and the repeatability of the latency ratio between its two rounds; across
-paths, the median |direct / traced - 1| of each architecture's mean ratio. Eager torch
+network gets into its runtime (``measure.protocol.onnx_build``): per runtime, ``--blocks``
+blocks of four rounds ABBA (traced, direct, direct, traced) on 2 workers, each measuring the
+same --archs architectures from scratch; per path the median archs/s, the share of the task
+time spent getting networks in (export + compile seconds / (wall x workers)), the median
+export and compile seconds, and the repeatability of the latency ratio (the median, over
+every pair of the path's rounds, of the median |relative difference|); across paths, the
+median |direct / traced - 1| of each architecture's mean ratio. Eager torch
 has one path: its rounds are the control (same code both ways).
 """
 
@@ -40,13 +41,13 @@ from pipeline.rundir import RunDir  # noqa: E402
 PATHS = ("traced", "direct", "direct", "traced")  # ABBA: drift hits both paths alike
 
 
-def compare_builds(config: str, runtimes: list[str], archs: int) -> dict:
+def compare_builds(config: str, runtimes: list[str], archs: int, blocks: int = 1) -> dict:
     tmp = Path(tempfile.mkdtemp(prefix="lanas-bench-builds-"))
     targets = [{"device": "cpu", "runtime": r, "batch_size": 1, "threads": 1} for r in runtimes]
     out = {}
     for runtime in runtimes:
         rounds: dict[str, list[dict]] = {"traced": [], "direct": []}
-        for i, path in enumerate(PATHS):
+        for i, path in enumerate(PATHS * blocks):
             cfg = load_config(
                 config, {"seed": 300, "name": f"b{i}", "measure.targets": targets, "measure.protocol.onnx_build": path}
             )
@@ -79,6 +80,11 @@ def summarise_builds(rounds: dict[str, list[dict]]) -> dict:
             k: statistics.mean(r["ratios"][k] for r in rs) for k in set.intersection(*(set(r["ratios"]) for r in rs))
         }
 
+    def repeatability(rs: list[dict]) -> float:
+        """Median over every pair of the path's rounds of the median |relative difference|."""
+        pairs = [(a, b) for i, a in enumerate(rs) for b in rs[i + 1 :]]
+        return statistics.median(statistics.median(rel(a["ratios"], b["ratios"])) for a, b in pairs)
+
     per_path = {
         path: {
             "archs_per_s": statistics.median(r["archs_per_s"] for r in rs),
@@ -86,7 +92,7 @@ def summarise_builds(rounds: dict[str, list[dict]]) -> dict:
             "export_s_median": statistics.median(r["export_s_median"] for r in rs),
             "compile_s_median": statistics.median(r["compile_s_median"] for r in rs),
             "build_paths": sorted({p for r in rs for p in r["build_paths"]}),
-            "repeatability_median_rel_diff": statistics.median(rel(rs[0]["ratios"], rs[1]["ratios"])),
+            "repeatability_median_rel_diff": repeatability(rs),
             "rounds_archs_per_s": [r["archs_per_s"] for r in rs],
         }
         for path, rs in rounds.items()
@@ -110,13 +116,15 @@ def main() -> None:
         "--target", default="cpu-t1-torch-b1", help="the target measured (benchmarks/targets.py covers all)"
     )
     ap.add_argument("--compare-builds", metavar="RUNTIMES", help="compare traced and direct ONNX builds (see above)")
+    ap.add_argument("--blocks", type=int, default=1, help="with --compare-builds: ABBA blocks of 4 rounds per runtime")
     args = ap.parse_args()
     init_ray(num_cpus=2)
     if args.compare_builds:
         runtimes = args.compare_builds.split(",")
         figures = {
             "archs": args.archs,
-            "runtimes": compare_builds(args.config, runtimes, args.archs),
+            "blocks": args.blocks,
+            "runtimes": compare_builds(args.config, runtimes, args.archs, args.blocks),
             "targets": {
                 "onnxruntime": "network in <= 20 % of task time, archs/s >= 3x traced",
                 "openvino": "export <= 0.02 s, archs/s >= 2x traced",
@@ -127,7 +135,7 @@ def main() -> None:
             "measure_throughput_builds",
             figures,
             f"python benchmarks/measure_throughput.py --compare-builds {args.compare_builds} --archs {args.archs} "
-            f"--config {args.config}",
+            f"--blocks {args.blocks} --config {args.config}",
         )
         return
     tmp = Path(tempfile.mkdtemp(prefix="lanas-bench-"))
