@@ -30,8 +30,9 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy.stats import spearmanr
-from sklearn.cluster import KMeans
 from sklearn.linear_model import RidgeCV
+
+from lanas.transfer import centre_picks
 
 RIDGE_ALPHAS = tuple(float(a) for a in np.logspace(-3, 3, 13))
 SELECT_COMPONENTS = 5  # principal components of the sources' log latencies that select() spreads over
@@ -55,15 +56,7 @@ def select(source_ms: np.ndarray, k: int, seed: int = 0) -> list[int]:
     centred = logs - logs.mean(0)
     u, s, _ = np.linalg.svd(centred, full_matrices=False)
     r = min(SELECT_COMPONENTS, int((s > 1e-9 * s.max()).sum()) if s.size and s.max() > 0 else 0)
-    feats = u[:, :r] if r else np.zeros((len(logs), 1))
-    feats = (feats - feats.mean(0)) / np.where(feats.std(0) > 0, feats.std(0), 1.0)
-    km = KMeans(n_clusters=k, n_init=4, random_state=seed).fit(feats)
-    chosen: list[int] = []
-    for c in range(k):
-        dist = np.linalg.norm(feats - km.cluster_centers_[c], axis=1)
-        dist[chosen] = np.inf
-        chosen.append(int(dist.argmin()))
-    return chosen
+    return centre_picks(u[:, :r] if r else np.zeros((len(logs), 1)), k, seed)
 
 
 @dataclass(frozen=True)

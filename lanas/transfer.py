@@ -255,14 +255,22 @@ def select_diverse(predicted: np.ndarray, groups: np.ndarray, k: int, prior: Pri
     clusters) on the standardised features, each weighing the same, and per cluster the
     architecture nearest its centre -- a stratified sample that covers where the
     architectures are, not only their extremes. Deterministic."""
-    from sklearn.cluster import KMeans
 
     if not 0 < k <= len(predicted):
         raise ValueError(f"cannot pick {k} of {len(predicted)} architectures")
     described = groups if prior is None else np.column_stack([groups @ prior.costs, groups])
     feats = np.column_stack([predicted, described]).astype(float)
+    return centre_picks(feats, k)
+
+
+def centre_picks(feats: np.ndarray, k: int, seed: int = 0) -> list[int]:
+    """k-means (``k`` clusters, ``seed``) on ``feats`` standardised column by column, and per
+    cluster the row nearest its centre, each row picked once: ``k`` rows that stand for
+    where the population is. Deterministic for a given ``seed``."""
+    from sklearn.cluster import KMeans
+
     feats = (feats - feats.mean(0)) / np.where(feats.std(0) > 0, feats.std(0), 1.0)
-    km = KMeans(n_clusters=k, n_init=4, random_state=0).fit(feats)
+    km = KMeans(n_clusters=k, n_init=4, random_state=seed).fit(feats)
     chosen: list[int] = []
     for c in range(k):
         dist = np.linalg.norm(feats - km.cluster_centers_[c], axis=1)

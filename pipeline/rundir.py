@@ -92,17 +92,7 @@ class RunDir:
         if not create and not cfg_file.is_file():
             raise PipelineError(f"{root} is not a run directory yet: run `lanas measure` (or `lanas reproduce`) first")
         if cfg_file.exists() and not overwrite:
-            try:
-                old = config_from_dict(yaml.safe_load(cfg_file.read_text(encoding="utf-8")) or {})
-            except Exception as exc:  # noqa: BLE001 - any unreadable config is the same problem
-                raise PipelineError(f"{cfg_file} is unreadable ({exc}); pass --overwrite to replace it") from None
-            if old.identity() != config.identity():
-                diff = _first_difference(old.identity_dict(), config.identity_dict())
-                raise PipelineError(
-                    f"run directory {root} was created with a different config ({diff}); "
-                    "use another --run-dir or pass --overwrite"
-                )
-            config = config.with_budgets(old.search.budgets_ms)
+            config = _reopened(root, config)
         elif root.exists() and any(root.iterdir()) and not cfg_file.exists():
             raise PipelineError(f"{root} exists and is not a run directory (no config.yaml); refusing to write there")
         if not write_config and not cfg_file.is_file():
@@ -116,6 +106,7 @@ class RunDir:
         return run
 
     def save_config(self) -> None:
+        """Write the run's config.yaml (atomically)."""
         write_atomic(self.path / "config.yaml", dump_config(self.config))
 
     @classmethod
@@ -188,6 +179,23 @@ class RunDir:
         manifest.update(extra)
         write_atomic(f, json.dumps(manifest, indent=2, sort_keys=True))
         return manifest
+
+
+def _reopened(root: Path, config: RunConfig) -> RunConfig:
+    """``config`` for the run directory ``root`` made with it (its stored budgets added);
+    refused when ``root``'s stored config is unreadable or another config."""
+    cfg_file = root / "config.yaml"
+    try:
+        old = config_from_dict(yaml.safe_load(cfg_file.read_text(encoding="utf-8")) or {})
+    except Exception as exc:  # noqa: BLE001 - any unreadable config is the same problem
+        raise PipelineError(f"{cfg_file} is unreadable ({exc}); pass --overwrite to replace it") from None
+    if old.identity() != config.identity():
+        diff = _first_difference(old.identity_dict(), config.identity_dict())
+        raise PipelineError(
+            f"run directory {root} was created with a different config ({diff}); use another --run-dir or pass "
+            "--overwrite"
+        )
+    return config.with_budgets(old.search.budgets_ms)
 
 
 def _first_difference(a: Any, b: Any, path: str = "") -> str:
