@@ -155,7 +155,65 @@ def task_spread_animal() -> str:
     return "\n".join(rows) + "\n" + _source(*names)
 
 
+def measure_builds() -> str:
+    """Stage 1 with the traced and the directly written ONNX graph, side by side."""
+    d = _load("measure_throughput_builds")
+    rows = [
+        "| runtime | path | archs/s (2 workers) | network in (share of task time) | export s | compile s "
+        "| ratio repeatability | direct / traced archs/s | latency ratio, direct vs traced |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for runtime, r in d["runtimes"].items():
+        for path in ("traced", "direct"):
+            p = r[path]
+            last = (
+                (
+                    f"{r['speedup_direct_over_traced']:.2f}x",
+                    f"{r['latency_ratio_median_rel_diff_direct_vs_traced']:.2%}",
+                )
+                if path == "direct"
+                else ("", "")
+            )
+            rows.append(
+                f"| {runtime} | {path} ({', '.join(p['build_paths'])}) | {p['archs_per_s']:.2f} | "
+                f"{p['network_in_share']:.0%} | {p['export_s_median']:.3f} | {p['compile_s_median']:.3f} | "
+                f"{p['repeatability_median_rel_diff']:.2%} | {last[0]} | {last[1]} |"
+            )
+    verdicts = []
+    if "onnxruntime" in d["runtimes"]:
+        r = d["runtimes"]["onnxruntime"]
+        share = r["direct"]["network_in_share"]
+        verdicts.append(
+            f"ONNX Runtime: {r['speedup_direct_over_traced']:.2f}x archs/s (target 3x: "
+            f"{_verdict(r['speedup_direct_over_traced'], 3.0)}), network in {share:.1%} of task time (target 20 %: "
+            f"{_verdict(share, 0.20, higher=False)}"
+            + (f" by {100 * (share - 0.20):.1f} points" if share > 0.20 else "")
+            + f"; of it the session build {r['direct']['compile_s_median']:.3f} s against the graph's "
+            f"{r['direct']['export_s_median']:.3f} s)"
+        )
+    if "openvino" in d["runtimes"]:
+        r = d["runtimes"]["openvino"]
+        verdicts.append(
+            f"OpenVINO: {r['speedup_direct_over_traced']:.2f}x archs/s (target 2x: "
+            f"{_verdict(r['speedup_direct_over_traced'], 2.0)}), export {r['direct']['export_s_median']:.3f} s "
+            f"(target 0.02 s: {_verdict(r['direct']['export_s_median'], 0.02, higher=False)})"
+        )
+    diffs = [r["latency_ratio_median_rel_diff_direct_vs_traced"] for r in d["runtimes"].values()]
+    verdicts.append(
+        f"latency ratios direct vs traced within {max(diffs):.2%} (target 2 %: {_verdict(max(diffs), 0.02, False)})"
+    )
+    rows.append("\n" + "; ".join(verdicts) + ".")
+    rows.append(
+        f"\n{d['archs']} architectures per round, {4 * d.get('blocks', 1)} rounds per runtime in blocks of "
+        "traced, direct, direct, traced; medians over each path's rounds; repeatability (over every pair of a "
+        "path's rounds) and the direct-vs-traced difference are median |relative differences| of the "
+        "architectures' latency ratios."
+    )
+    return "\n".join(rows) + "\n" + _source("measure_throughput_builds")
+
+
 RENDERERS: dict[str, Callable[[], str]] = {
+    "measure-builds": measure_builds,
     "task-spread-animal": task_spread_animal,
     "nb201-headline": nb201_headline,
     "nb201-predictor": nb201_predictor,
