@@ -51,9 +51,7 @@ class MeasureSettings:
     max_repeats: int = 1000  # ... but never more than this many pairs
     statistic: str = "pair_median"  # the latency ratio: one of STATISTICS
     builds: int = 1  # independent builds of each network (and of the reference) the pairs are shared over
-    onnx_build: str = (
-        "direct"  # compiled runtimes: "direct" (lanas.onnx_graph, traced where it has no rule) or "traced"
-    )
+    onnx_build: str = "direct"  # compiled runtimes' graph: "direct" (lanas.onnx_graph) or "traced"
 
     def __post_init__(self) -> None:
         if self.onnx_build not in ONNX_BUILDS:

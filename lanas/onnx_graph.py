@@ -17,12 +17,11 @@ the graph computes what the module computes on every op and on random architectu
 ONNX Runtime and OpenVINO; ``benchmarks/measure_throughput.py`` times both paths side by side.
 
 :func:`network_onnx` raises :class:`Unsupported` for a module it has no rule for (a
-supernet, another space's network); :func:`lanas.runtimes.export_for_runtime` then traces.
+supernet, another space's network); :func:`lanas.runtimes.onnx_for_runtime` then traces.
 """
 
 from __future__ import annotations
 
-import functools
 from typing import Callable
 
 import numpy as np
@@ -34,7 +33,7 @@ from torch import nn
 from lanas.network import Cell, Network
 from lanas.ops import FactorizedReduce, Zero
 
-OPSET = 17
+OPSET = 17  # the ONNX opset of every graph lanas makes, written or traced (lanas.runtimes.export_onnx)
 _BIG = np.iinfo(np.int64).max
 _DTYPES = {
     np.dtype(np.float32): TensorProto.FLOAT,
@@ -52,6 +51,8 @@ class _Graph:
         self.nodes: list[onnx.NodeProto] = []
         self.initializers: list[onnx.TensorProto] = []
         self._count = 0
+        # a node's attributes, made once per distinct set: helper.make_attribute is most of the writer's time otherwise
+        self._attributes: dict[tuple, list[onnx.AttributeProto]] = {}
 
     def name(self, hint: str) -> str:
         self._count += 1
@@ -68,16 +69,12 @@ class _Graph:
     def node(self, op: str, inputs: list[str], **attrs) -> str:
         out = self.name(op.lower())
         node = onnx.NodeProto(op_type=op, input=inputs, output=[out])
-        node.attribute.extend(_attributes(tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in attrs.items())))
+        key = tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in sorted(attrs.items()))
+        if key not in self._attributes:
+            self._attributes[key] = [helper.make_attribute(k, v) for k, v in sorted(attrs.items())]
+        node.attribute.extend(self._attributes[key])
         self.nodes.append(node)
         return out
-
-
-@functools.lru_cache(maxsize=None)
-def _attributes(attrs: tuple) -> tuple[onnx.AttributeProto, ...]:
-    """A node's attributes, made once per distinct set (``helper.make_attribute`` is most
-    of the writer's time otherwise)."""
-    return tuple(helper.make_attribute(k, list(v) if isinstance(v, tuple) else v) for k, v in sorted(attrs))
 
 
 def _f32(t: torch.Tensor) -> np.ndarray:

@@ -34,12 +34,12 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from lanas.onnx_graph import OPSET as ONNX_OPSET
 from lanas.onnx_graph import Unsupported, network_onnx
 from lanas.target import Target
 
 ONNX_BUILDS = ("direct", "traced")  # how a network's ONNX graph is made (lanas.measure.MeasureSettings.onnx_build)
 TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
-ONNX_OPSET = 17
 _MODULES = {"torch": "torch", "onnxruntime": "onnxruntime", "openvino": "openvino"}
 _INSTALL = {
     "onnxruntime": "pip install onnxruntime (a default dependency of lanas)",
