@@ -30,6 +30,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--run-dir", default="runs/bench-demo")
     ap.add_argument("--config", default="configs/demo.yaml")
+    ap.add_argument("--name", default="demo_tradeoff", help="record results/<name>.json")
     args = ap.parse_args()
     run = ROOT / args.run_dir
     if run.exists():
@@ -104,16 +105,21 @@ def main() -> None:
             f"  deployed on {s['deployed_on']}, searched for {s['searched_for']} (lambda={s['lam']:g}): "
             f"latency lost {s['latency_lost']:+.1%}"
         )
+    kinds = {}
+    for x in results:
+        if x["target"] == results[0]["target"]:
+            kinds.setdefault(x["kind"], []).append({"name": x["name"], "test_acc": x["test_acc"]})
     record(
-        "demo_tradeoff",
+        args.name,
         {
             "wall_s": wall,
             "stages": stages,
+            "accuracy_by_kind": kinds,
             "targets": per_target,
             "specialisation": analysis["specialisation"],
             "aim": {"latency_change": "<= -0.20", "accuracy_change_points": ">= -1.0", "wall_s": "<= 600"},
         },
-        f"python benchmarks/demo_tradeoff.py --config {args.config}",
+        f"python benchmarks/demo_tradeoff.py --config {args.config} --name {args.name}",
     )
 
 
