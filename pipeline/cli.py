@@ -86,11 +86,10 @@ def _open_run(args: argparse.Namespace, write_config: bool = True):
     check_reachable(getattr(args, "address", None))  # before anything is written
     path = Path(args.run_dir or Path("runs") / cfg.name)
     target = getattr(args, "target", None)
-    if target and not (path / "config.yaml").is_file() and target not in {t.spec for t in cfg.targets}:
-        # a hardware id names a target only in a run that has measured; a new run knows specs alone
-        raise PipelineError(
-            f"unknown target {target!r}; this config's targets: {', '.join(t.spec for t in cfg.targets)}"
-        )
+    if target and not (path / "config.yaml").is_file():
+        from pipeline.measure import select_targets
+
+        select_targets(cfg, target)  # a new run knows its specs alone (hardware ids come with measuring)
     return RunDir.open(
         path, cfg, overwrite=args.overwrite, create=args.command in CREATING_COMMANDS, write_config=write_config
     )
