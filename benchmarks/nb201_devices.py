@@ -171,19 +171,11 @@ def transfer_methods(src: np.ndarray, y: np.ndarray, x: np.ndarray, k: int, seed
         table_pred = table(torch.as_tensor(x, dtype=torch.float32)).double().numpy()
     return {
         "fewshot": (fewshot.fit(src, picks, y[picks]).predict(src), picks),
-        "ridge": (ridge_only(src, picks, y[picks]), picks),
+        "ridge": (fewshot.ridge_fit(src, picks, y[picks]).predict(src), picks),
         "affine": (fewshot.affine_from_best_source(src, picks, y[picks]), picks),
         "fewshot_random": (fewshot.fit(src, rnd, y[rnd]).predict(src), rnd),
         "table": (np.maximum(table_pred, 1e-6), picks),
     }
-
-
-def ridge_only(src: np.ndarray, picks: np.ndarray, timed: np.ndarray) -> np.ndarray:
-    """The ridge half of ``lanas.fewshot.fit`` alone: log latency on all sources' standardised
-    log latencies, strength by leave-one-out."""
-    logs = np.log(src)
-    z = (logs - logs.mean(0)) / logs.std(0)
-    return np.exp(RidgeCV(alphas=fewshot.RIDGE_ALPHAS).fit(z[picks], np.log(timed)).predict(z))
 
 
 def part_transfer(tb, x_all: np.ndarray, held: tuple[str, ...], repeats: int) -> dict:

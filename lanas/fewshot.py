@@ -74,12 +74,10 @@ class CrossDeviceFit:
         return np.exp(self.intercept + z @ self.coef)
 
 
-def fit(population_ms: np.ndarray, picks: list[int] | np.ndarray, timed_ms: np.ndarray) -> CrossDeviceFit:
-    """The new device's model from its timings ``timed_ms`` of the rows ``picks`` of
-    ``population_ms`` (``[candidates, sources]``: the sources' latencies of every candidate,
-    which set each source's standardisation): the mean, in log space, of the ridge
-    regression over all sources and the affine map from the source that best ranks the
-    picks -- both linear in the sources' log latencies, so their mean is one linear model."""
+def ridge_fit(population_ms: np.ndarray, picks: list[int] | np.ndarray, timed_ms: np.ndarray) -> CrossDeviceFit:
+    """The ridge half of :func:`fit` alone: the new device's log latency regressed on every
+    source's log latency, standardised over ``population_ms`` (``[candidates, sources]``),
+    from its timings ``timed_ms`` of the rows ``picks``; strength by leave-one-out."""
     logs = _log_positive(population_ms, "source latencies")
     y = _log_positive(timed_ms, "timed latencies")
     picks = np.asarray(picks, dtype=int)
@@ -87,13 +85,24 @@ def fit(population_ms: np.ndarray, picks: list[int] | np.ndarray, timed_ms: np.n
         raise ValueError(f"need one timing per pick and at least 3 of them, got {len(y)} for {len(picks)} picks")
     centre, scale = logs.mean(0), logs.std(0)
     scale = np.where(scale > 0, scale, 1.0)
-    z = (logs[picks] - centre) / scale
-    ridge = RidgeCV(alphas=RIDGE_ALPHAS).fit(z, y)
-    best, a, b = _best_affine(logs[picks], y)
-    coef = 0.5 * ridge.coef_.astype(np.float64)
-    coef[best] += 0.5 * b * scale[best]
-    intercept = 0.5 * float(ridge.intercept_) + 0.5 * (a + b * centre[best])
-    return CrossDeviceFit(centre, scale, coef, intercept, float(ridge.alpha_))
+    ridge = RidgeCV(alphas=RIDGE_ALPHAS).fit((logs[picks] - centre) / scale, y)
+    return CrossDeviceFit(centre, scale, ridge.coef_.astype(np.float64), float(ridge.intercept_), float(ridge.alpha_))
+
+
+def fit(population_ms: np.ndarray, picks: list[int] | np.ndarray, timed_ms: np.ndarray) -> CrossDeviceFit:
+    """The new device's model from its timings ``timed_ms`` of the rows ``picks`` of
+    ``population_ms`` (``[candidates, sources]``: the sources' latencies of every candidate,
+    which set each source's standardisation): the mean, in log space, of the ridge
+    regression over all sources (:func:`ridge_fit`) and the affine map from the source that
+    best ranks the picks -- both linear in the sources' log latencies, so their mean is one
+    linear model."""
+    ridge = ridge_fit(population_ms, picks, timed_ms)
+    picks = np.asarray(picks, dtype=int)
+    best, a, b = _best_affine(np.log(population_ms)[picks], np.log(timed_ms))
+    coef = 0.5 * ridge.coef
+    coef[best] += 0.5 * b * ridge.scale[best]
+    intercept = 0.5 * ridge.intercept + 0.5 * (a + b * ridge.centre[best])
+    return CrossDeviceFit(ridge.centre, ridge.scale, coef, intercept, ridge.alpha)
 
 
 def _best_affine(logs: np.ndarray, y: np.ndarray) -> tuple[int, float, float]:
