@@ -232,7 +232,12 @@ def section(spec: str, c: dict[str, Any], spread: dict[str, Any] | None) -> list
             f"| {x['label']} | {x['architectures']} | {_ci(x['hypervolume'], 100, '.1f', ' %')} | "
             f"{100 * b['test_acc']:.1f}{std} % ({b['ms']:.3f} ms) | {_ci(x['saved'], 100, '.1f', ' %')} | {wall} |"
         )
-    lines.append("")
+    return lines + [""] + _verdict_lines(c, spread) + [""]
+
+
+def _verdict_lines(c: dict[str, Any], spread: dict[str, Any] | None) -> list[str]:
+    """Below the method table: LA-DNAS against each peer, and whether the task is saturated."""
+    lines = []
     for m, d in c["versus_ladnas"].items():
         hv, sv = d["hypervolume"], d["saved"]
         if hv["verdict"] is None:
@@ -258,7 +263,7 @@ def section(spec: str, c: dict[str, Any], spread: dict[str, Any] | None) -> list
                 else "with one training seed, so no seed-to-seed noise to set it against (`evaluate.seeds`)."
             )  # fmt: skip
         )
-    return lines + [""]
+    return lines
 
 
 def plot(path, per_target: dict[str, list[dict[str, Any]]], hardware: dict[str, str]) -> None:

@@ -211,19 +211,24 @@ def submit(
     c = client(address, token)
     if not allow_missing_resources:
         check_cluster(cfg, address, token)
+    return c, _submit_job(c, address, rel, run_dir, wd)
+
+
+def _submit_job(c, address: str, rel: Path, run_dir: str | None, wd: Path) -> str:
+    """Submit ``lanas reproduce`` of config ``rel`` with working directory ``wd``; waits up to
+    ``AGENT_WAIT_S`` for a head that has just started (it answers 500 until its job agent is
+    up). Returns the job id."""
     submission_id = f"lanas-{Path(rel).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
     deadline = time.monotonic() + AGENT_WAIT_S
     while True:
         try:
-            job_id = c.submit_job(
+            return c.submit_job(
                 submission_id=submission_id,
                 entrypoint=entrypoint(str(rel), run_dir),
                 runtime_env={"working_dir": str(wd), "excludes": EXCLUDES},
                 metadata={"lanas_config": str(rel)},
             )
-            return c, job_id
         except Exception as exc:  # noqa: BLE001
-            # a head that has just started answers 500 until its job agent is up
             if "No available agent" in str(exc) and time.monotonic() < deadline:
                 time.sleep(2.0)
                 continue
