@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from lanas.encoding import derive_genotype, edge_softmax, genotype_weights
+from lanas.encoding import derive_genotype, edge_softmax
 from lanas.genotype import Genotype
 from lanas.network import Backbone, MacroSettings, Preprocess
 from lanas.ops import build_op
@@ -137,24 +137,6 @@ class SuperNet(Backbone):
         return self.alpha.masked_fill(self.none_mask, float("-inf"))
 
     # --- forward -------------------------------------------------------------------
-    def forward_genotype(self, x: torch.Tensor, genotype: Genotype) -> torch.Tensor:
-        """The sub-network of ``genotype`` with the shared weights (random search with
-        weight sharing): on each edge only the genotype's op runs, and a node sums its two
-        chosen inputs as in the discrete network. Needs every op at full width (not pcdarts)."""
-        if self.cells[0].edges[0].partial != 1:
-            raise ValueError("a genotype's sub-network needs full-width edges: use search mode gdas or darts")
-        onehot = genotype_weights(genotype, self.space).to(x.device)  # [2, 14, K]
-        chosen = onehot.sum(-1)  # 1 on the genotype's edges
-        # unchosen edges run 'none' (zeros) when the space has it, else any op, weighted 0
-        filler = self.space.ops.index(NONE) if NONE in self.space.ops else 0
-        index = torch.where(chosen > 0, onehot.argmax(-1), torch.full_like(chosen, filler, dtype=torch.long))
-        hard = torch.nn.functional.one_hot(index, len(self.space.ops)).to(x.dtype)
-        s0 = s1 = self.stem(x)
-        for cell in self.cells:
-            c = int(cell.reduction)
-            s0, s1 = s1, cell(s0, s1, None, chosen[c], (hard[c], index[c]))
-        return self.classifier(self.pool(s1).flatten(1))
-
     def _gumbel(self, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         gumbels = -torch.empty_like(logits).exponential_().log()
         soft = ((logits.log_softmax(-1) + gumbels) / self.tau).softmax(-1)

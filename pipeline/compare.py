@@ -28,6 +28,7 @@ over two seeds is no interval).
 
 from __future__ import annotations
 
+import math
 import statistics
 from typing import Any
 
@@ -44,7 +45,9 @@ LABELS = {
     "ladnas": "LA-DNAS (predictor)",
     "lut": "LUT (ProxylessNAS/FBNet)",
     "flops": "FLOPs penalty",
-    "random": "random search (weight sharing)",
+    "random": "random search (proxy training, same time)",
+    "matched": "latency-matched random (λ = 0 + partners)",
+    "trivial": "trivial network (no convolution)",
 }
 
 
@@ -153,10 +156,31 @@ def _summary(m: str, mine: list[dict[str, Any]], seeds: list[int], point: dict, 
     }
 
 
+def references(rows: list[dict[str, Any]], seeds: list[int]) -> dict[str, list[dict[str, Any]]]:
+    """The peers that are no search, per search seed, as rows ``_stats`` reads: ``matched``,
+    the seed's plain search (lambda = 0) with the latency-matched random partners of its
+    lambda > 0 architectures in their place (what the latency-aware search bought over
+    random architectures of the same predicted latency); ``trivial``, the no-convolution
+    network alone (one point, the same for every seed)."""
+    measured = [r for r in rows if r["measured_latency_ms"] is not None]
+    base = [r for r in measured if method_of(r) == "ladnas" and r["lam"] == 0.0]
+    out = {}
+    matched = [r for r in measured if r["kind"] == "matched" and r["seed"] in seeds]
+    if matched:
+        out["matched"] = base + matched
+    trivial = [r for r in measured if r["kind"] == "baseline" and r["name"] == "trivial"]
+    if trivial and seeds:
+        out["trivial"] = [{**trivial[0], "seed": s, "lam": math.inf} for s in seeds]
+    return out
+
+
 def compare_methods(rows: list[dict[str, Any]], seed: int = 0, draws: int = BOOTSTRAP_DRAWS) -> dict[str, Any]:
     """The method comparison on one target's rows (see the module docstring)."""
     names = [m for m in METHODS if any(method_of(r) == m for r in rows)]
     methods = {m: rows_of(rows, m) for m in names}
+    if "ladnas" in methods:
+        seeds = sorted({r["seed"] for r in methods["ladnas"] if r["lam"] == 0.0})
+        methods.update(references(rows, seeds))
     every = [r for mine in methods.values() for r in mine]
     if not every:
         return {"methods": {}, "versus_ladnas": {}}

@@ -37,6 +37,8 @@ from pipeline.dataset import Setting
 NEWER_KEYS = (
     ("search", "methods"),
     ("search", "random_candidates"),
+    ("search", "random_epochs"),
+    ("search", "random_budget_s"),
     ("evaluate", "seeds"),
     ("data", "noise"),
     ("measure", "protocol", "statistic"),
@@ -153,9 +155,13 @@ class SearchConfig:
     budget: BudgetSettings = BudgetSettings()  # how a budget search lands inside its budget
     seeds: tuple[int, ...] = (0,)
     # what the search penalises (lanas.penalty): ladnas (the predictor), lut (ProxylessNAS/FBNet per-edge table),
-    # flops (expected FLOPs), random (random search with weight sharing); all swept by the same Tune run
+    # flops (expected FLOPs), random (random search, lanas.random_search); all swept by the same Tune run
     methods: tuple[str, ...] = ("ladnas",)
-    random_candidates: int = 100  # random method: architectures scored with the shared weights per seed
+    random_candidates: int = 100  # random method: the most candidates trained per seed (drawn across the latency range)
+    random_epochs: int = 2  # random method: proxy epochs from scratch per candidate (search.settings' network size)
+    # random method: proxy-training seconds per seed; 0 = the seed's LA-DNAS sweep time (lambda = 0 and every
+    # lambda > 0 trial: the same CPU-seconds), so the random trials run after the gradient ones
+    random_budget_s: float = 0.0
     # closed loop: after a round's sweep, its derived architectures are measured and added to the dataset, the
     # predictors refitted, and the sweep run again; 0 = one sweep (its derived architectures are still measured)
     rounds: int = 0
@@ -180,10 +186,11 @@ class SearchConfig:
         unknown = [m for m in self.methods if m not in METHODS]
         if unknown or not self.methods or len(set(self.methods)) != len(self.methods):
             raise ValueError(f"methods must be distinct names out of {list(METHODS)}, got {list(self.methods)}")
-        if "random" in self.methods and self.settings.mode == "pcdarts":
-            raise ValueError("method random scores sub-networks at full width: use settings.mode gdas or darts")
-        if self.random_candidates < 1:
-            raise ValueError(f"random_candidates must be >= 1, got {self.random_candidates}")
+        if self.random_candidates < 1 or self.random_epochs < 1:
+            raise ValueError(f"random_candidates and random_epochs must be >= 1, got {self.random_candidates}, "
+                             f"{self.random_epochs}")  # fmt: skip
+        if not (math.isfinite(self.random_budget_s) and self.random_budget_s >= 0):
+            raise ValueError(f"random_budget_s must be a finite number of seconds >= 0, got {self.random_budget_s}")
 
     def budget_list(self) -> list[tuple[str, float]]:
         """(target spec, budget ms) of every budget, in config order, without repeats."""

@@ -45,8 +45,10 @@ from lanas.penalty import GRADIENT_METHODS
 from lanas.penalty import METHODS as METHOD_ORDER
 from lanas.predictor import LatencyPredictor
 from lanas.quality import regression_metrics
-from lanas.search import build_supernet, random_search, search
+from lanas.random_search import candidate_pool, pick, score_candidate, score_within_budget
+from lanas.search import build_supernet, search
 from lanas.target import Target
+from lanas.train import TrainSettings
 from pipeline import predictor_store
 from pipeline.config import RunConfig
 from pipeline.errors import PipelineError
@@ -116,57 +118,96 @@ def penalty_key(trial: dict[str, Any], cfg: RunConfig) -> str:
     return f"{method if trial['lam'] else 'ladnas'}:{trial['target'] or cfg.targets[0].spec}"
 
 
-def _trainable(config: dict[str, Any], cfg: RunConfig, trials: list[dict[str, Any]], penalties: dict) -> None:
-    """One Tune trial: a thin wrapper around lanas.search.search (random_search for the
-    random method). ``penalties``: key -> (state_dict, hidden, reference_ms, unit)."""
-    import logging
+RANDOM_STATE = "random_scored.json"  # a random trial's checkpoint: the candidates it has scored
 
+
+def _restored() -> tuple[dict[str, Any] | None, list[dict[str, Any]] | None]:
+    """What the trial's last checkpoint holds: a gradient trial's search state, or the
+    candidates a random trial has scored (None where there is none)."""
     from ray import tune
+
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is None:
+        return None, None
+    with checkpoint.as_directory() as d:
+        if (Path(d) / RANDOM_STATE).is_file():
+            return None, json.loads((Path(d) / RANDOM_STATE).read_text())
+        return torch.load(Path(d) / "search_state.pt", map_location="cpu", weights_only=True), None
+
+
+def _report(metrics: dict[str, Any], files: dict[str, Any]) -> None:
+    """Report to Tune with a checkpoint of ``files`` (name -> tensor dict, or JSON-able)."""
+    from ray import tune
+
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, obj in files.items():
+            if name.endswith(".pt"):
+                torch.save(obj, Path(tmp) / name)
+            else:
+                (Path(tmp) / name).write_text(json.dumps(obj))
+        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))
+
+
+def _trainable(config: dict[str, Any], cfg: RunConfig, trials: list[dict[str, Any]], penalties: dict) -> None:
+    """One Tune trial: a thin wrapper around lanas.search.search (lanas.random_search for
+    the random method). ``penalties``: key -> (state_dict, hidden, reference_ms, unit)."""
+    import logging
 
     logging.getLogger("ray.train").setLevel(logging.WARNING)  # no "Checkpoint successfully created" per epoch
     torch.set_num_threads(max(1, int(cfg.search.resources.num_cpus)))
     trial = trials[int(config["trial"])]
-    seed, method = trial["seed"], method_of(trial)
     device = "cuda" if cfg.search.resources.num_gpus > 0 and torch.cuda.is_available() else "cpu"
-    s = cfg.search.settings
+    state, scored = _restored()
+    if method_of(trial) == "random":
+        return _random_trial(trial, cfg, penalties, device, scored)
+    seed, s = trial["seed"], cfg.search.settings
     splits = load_splits(cfg.data)
     train, val = loader(splits.train, s.batch_size, True, seed), loader(splits.val, s.batch_size, True, seed + 1)
     torch.manual_seed(seed)
     net = build_supernet(cfg.space, cfg.macro(), s)
-    state = None
-    checkpoint = tune.get_checkpoint()
-    if checkpoint is not None:
-        with checkpoint.as_directory() as d:
-            state = torch.load(Path(d) / "search_state.pt", map_location="cpu", weights_only=True)
     resumed_from = 0 if state is None else int(state["epoch"])
-    first = cfg.targets[0].spec
-    key = penalty_key(trial, cfg) if method != "random" else f"ladnas:{first}"
+    key = penalty_key(trial, cfg)
     reference, unit = penalties[key][2], penalties[key][3]
 
     def on_epoch(metrics: dict[str, Any], snapshot: dict[str, Any]) -> None:
         report = {k: v for k, v in metrics.items() if isinstance(v, (int, float, str))}
         report[f"predicted_{unit}"] = metrics["predicted_latency_ratio"] * reference
-        report["seed"] = seed
-        report["resumed_from_epoch"] = resumed_from
-        if method == "random":
-            report["done"] = False  # done once the candidates are scored
-        with tempfile.TemporaryDirectory() as tmp:
-            torch.save(snapshot, Path(tmp) / "search_state.pt")
-            tune.report(report, checkpoint=tune.Checkpoint.from_directory(tmp))
+        _report({**report, "seed": seed, "resumed_from_epoch": resumed_from}, {"search_state.pt": snapshot})
 
-    if method != "random":
-        budget = None if trial["budget_ms"] is None else Budget(trial["budget_ms"] / reference, cfg.search.budget)
-        search(net, LatencyPredictor.from_state(*penalties[key][:2]), train, val, s, trial["lam"], device=device,
-               on_epoch=on_epoch, state=state, seed=seed, budget=budget)  # fmt: skip
-        return
-    predictors = {
-        k.split(":", 1)[1]: LatencyPredictor.from_state(*v[:2]) for k, v in penalties.items() if k.startswith("ladnas:")
-    }
-    picks = random_search(net, predictors, list(cfg.search.lambdas), train, val, s, cfg.search.random_candidates,
-                          device, on_epoch, state, seed)  # fmt: skip
+    budget = None if trial["budget_ms"] is None else Budget(trial["budget_ms"] / reference, cfg.search.budget)
+    search(net, LatencyPredictor.from_state(*penalties[key][:2]), train, val, s, trial["lam"], device=device,
+           on_epoch=on_epoch, state=state, seed=seed, budget=budget)  # fmt: skip
+
+
+def _random_trial(
+    trial: dict[str, Any], cfg: RunConfig, penalties: dict, device: str, scored: list[dict[str, Any]] | None
+) -> None:
+    """A random trial: candidates of ``search.settings``' network size trained from scratch for
+    ``random_epochs`` on the train split, scored on val, within the trial's ``budget_s``;
+    checkpointed after each candidate; then the picks per target and lambda."""
+    from ray import tune
+
+    seed, s = trial["seed"], cfg.search.settings
+    splits = load_splits(cfg.data)
+    macro = dataclasses.replace(cfg.macro(), layers=s.layers, channels=s.channels)
+    proxy = TrainSettings(epochs=cfg.search.random_epochs, batch_size=s.batch_size, lr=cfg.evaluate.train.lr)
+
+    def score(g: Genotype) -> dict[str, Any]:
+        torch.manual_seed(seed)
+        train, val = loader(splits.train, s.batch_size, True, seed), loader(splits.val, s.batch_size, False)
+        return score_candidate(g, macro, train, val, proxy, device)
+
+    def on_candidate(done: list[dict[str, Any]]) -> None:
+        _report({"done": False, "seed": seed, "candidates_scored": len(done)}, {RANDOM_STATE: done})
+
+    pool = candidate_pool(cfg.space, cfg.search.random_candidates, seed)
+    scored = score_within_budget(pool, score, trial["budget_s"], scored, on_candidate)
+    ladnas = {k.split(":", 1)[1]: v for k, v in penalties.items() if k.startswith("ladnas:")}
+    picks = pick(scored, cfg.space, {k: LatencyPredictor.from_state(*v[:2]) for k, v in ladnas.items()},
+                 list(cfg.search.lambdas))  # fmt: skip
     for p in picks:
-        p["predicted_latency_ms"] = p["predicted_latency_ratio"] * penalties[f"ladnas:{p['target'] or first}"][2]
-    tune.report({"done": True, "seed": seed, "picks": json.dumps(picks), "epoch": s.epochs})
+        p["predicted_latency_ms"] = p["predicted_latency_ratio"] * ladnas[p["target"] or cfg.targets[0].spec][2]
+    tune.report({"done": True, "seed": seed, "picks": json.dumps(picks), "epoch": cfg.search.random_epochs})
 
 
 def penalties(run: RunDir, stored: dict[str, StoredPredictor]) -> dict[str, tuple[dict, tuple[int, ...], float, str]]:
@@ -298,7 +339,7 @@ def _random_rows(
     trial: dict[str, Any], m: dict[str, Any], stored: dict[str, StoredPredictor], cfg: RunConfig, path: str
 ) -> list[dict[str, Any]]:
     """The rows of a random trial: one per (target, lambda) pick (lambda = 0 once, target None);
-    ``val_acc`` is the proxy accuracy with the shared weights."""
+    ``val_acc`` is the proxy's validation accuracy (``random_epochs`` from scratch)."""
     out = []
     for p in json.loads(m["picks"]):
         g = Genotype.from_json(p["genotype"], cfg.space.ops)
@@ -308,8 +349,8 @@ def _random_rows(
             "arch_id": g.arch_id, "genotype": g.to_json(), "val_acc": p["proxy_val_acc"],
             "proxy_val_ce": p["proxy_val_ce"], "latency_term": p["latency_term"],
             "predicted_latency_ratio": p["predicted_latency_ratio"], "predicted_latency_ms": p["predicted_latency_ms"],
-            "epochs": m.get("epoch"), "candidates": cfg.search.random_candidates,
-            "search_s": m.get("time_total_s"), "trial_path": path,
+            "epochs": m.get("epoch"), "candidates": p["candidates"], "proxy_s": p["proxy_s"],
+            "budget_s": trial["budget_s"], "search_s": m.get("time_total_s"), "trial_path": path,
         })  # fmt: skip
     return out
 
@@ -384,13 +425,54 @@ def _sweep(
     # a checkpoint per epoch is deliberate (resume from the last epoch); silence Tune's frequency warning
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     name = experiment if not kept else f"{experiment}-{_extension(trials)}"
-    results = _tuner(run, trials, stored, resume, verbose, name).fit()
-    rows = sorted(kept + _collect(results, trials, stored, cfg), key=_order)
+    new = _run_trials(run, trials, kept, stored, resume, verbose, name)
+    rows = sorted(kept + new, key=_order)
     results_file.parent.mkdir(parents=True, exist_ok=True)
     write_jsonl(results_file, rows)
     for r in rows:
         _print_row(r)
     return rows
+
+
+def _run_trials(
+    run: RunDir,
+    trials: list[dict[str, Any]],
+    kept: list[dict[str, Any]],
+    stored: dict[str, StoredPredictor],
+    resume: bool,
+    verbose: bool,
+    name: str,
+) -> list[dict[str, Any]]:
+    """The gradient trials in one Tune run, then the random ones in another: the LA-DNAS
+    trials' time is the random trials' budget (:func:`random_budget`). Their rows."""
+    cfg = run.config
+    gradient = [t for t in trials if method_of(t) != "random"]
+    new = []
+    if gradient:
+        new = _collect(_tuner(run, gradient, stored, resume, verbose, name).fit(), gradient, stored, cfg)
+    randoms = [{**t, "budget_s": random_budget(cfg, kept + new, t["seed"])} for t in trials if t not in gradient]
+    if randoms:
+        budgets = ", ".join(f"seed {t['seed']} {t['budget_s']:.0f} s" for t in randoms)
+        print(f"[search] random search: {budgets} of proxy training ({cfg.search.random_epochs} epochs per "
+              "candidate, the LA-DNAS sweep's time unless search.random_budget_s is set)", flush=True)  # fmt: skip
+        new += _collect(_tuner(run, randoms, stored, resume, verbose, f"{name}-random").fit(), randoms, stored, cfg)
+    return new
+
+
+def random_budget(cfg: RunConfig, rows: list[dict[str, Any]], seed: int) -> float:
+    """A random trial's seconds of proxy training: ``search.random_budget_s``, or if 0 the
+    time of the seed's LA-DNAS sweep (its lambda = 0 and lambda > 0 trials, summed: each
+    ran on the same resources a random trial gets)."""
+    if cfg.search.random_budget_s > 0:
+        return cfg.search.random_budget_s
+    times = [r.get("search_s") for r in rows
+             if method_of(r) == "ladnas" and r["seed"] == seed and r.get("budget_ms") is None]  # fmt: skip
+    if not times or any(t is None for t in times):
+        raise PipelineError(
+            f"search.random_budget_s is 0 but seed {seed}'s LA-DNAS trials have no recorded time to match; "
+            "set random_budget_s to the seconds a random search may take"
+        )
+    return float(sum(times))
 
 
 def _order(r: dict[str, Any]) -> tuple:

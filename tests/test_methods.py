@@ -14,8 +14,9 @@ from lanas.encoding import encode_genotype
 from lanas.network import MacroSettings
 from lanas.penalty import flops_table, lut_table
 from lanas.quality import network_flops
-from lanas.search import SearchSettings, build_supernet, random_search
+from lanas.random_search import candidate_pool, pick, score_candidate, score_within_budget
 from lanas.space import SearchSpace
+from lanas.train import TrainSettings
 from pipeline.compare import compare_methods, section
 from pipeline.config import ConfigError
 from pipeline.evaluate import accuracy, candidate_name
@@ -47,43 +48,48 @@ def test_the_lookup_table_has_one_entry_per_cell_edge_and_op_and_learns_an_addit
     assert float(rel.max()) < 0.02
 
 
-def test_a_subnetwork_with_shared_weights_runs_only_the_genotypes_ops():
-    torch.manual_seed(0)
-    net = build_supernet(SPACE, MacroSettings(3, 8, 3, 1, 10), SearchSettings(layers=2, channels=8)).train()
-    g = SPACE.sample_unique(1, 5)[0]
-    x = torch.randn(4, 1, 8, 8)
-    with torch.no_grad():
-        before = net.forward_genotype(x, g)
-        chosen = {(0, node, inp) for node, inp, _ in g.edges("normal")}
-        # perturb the weights of every op on an edge the normal cell does not use
-        for cell in (c for c in net.cells if not c.reduction):
-            for e, edge in enumerate(cell.edges):
-                from lanas.topology import edge_index
-
-                if not any(edge_index(node, inp) == e for _, node, inp in chosen):
-                    for p in edge.parameters():
-                        p.add_(1.0)
-        after = net.forward_genotype(x, g)
-    assert torch.allclose(before, after)
-
-
-def test_random_search_is_seeded_and_a_large_lambda_picks_a_faster_architecture():
+def test_random_search_draws_across_the_latency_range_and_a_large_lambda_picks_a_faster_architecture():
     from lanas.data import DataSettings, load_splits, loader
 
-    splits = load_splits(DataSettings(limit=128))
-    settings = SearchSettings(layers=2, channels=8, epochs=1, batch_size=64)
-    table, _ = flops_table(SPACE, MacroSettings(3, 8, 3, 1, 10), 8, SPACE.sample_unique(30, 1))
+    macro = MacroSettings(2, 4, 1, 1, 10)
+    table, _ = flops_table(SPACE, MacroSettings(5, 16, 3, 1, 10), 8, SPACE.sample_unique(30, 1))
+    pool = candidate_pool(SPACE, 40, seed=0)
+    assert len({g.arch_id for g in pool}) == 40 and pool == candidate_pool(SPACE, 40, seed=0)
+    with torch.no_grad():
+        ratio = table.latency_term(torch.stack([encode_genotype(g, SPACE) for g in pool]))
+        uniform = table.latency_term(torch.stack([encode_genotype(g, SPACE) for g in SPACE.sample_unique(40, 5)]))
+    assert float(ratio.min()) < float(uniform.min())  # coverage samples reach below uniform ones
+    splits = load_splits(DataSettings(limit=64))
+    settings = TrainSettings(epochs=1, batch_size=64)
 
-    def run():
+    def score(g):
         torch.manual_seed(0)
-        net = build_supernet(SPACE, MacroSettings(3, 8, 3, 1, 10), settings)
-        train, val = loader(splits.train, 64, True, 0), loader(splits.val, 64, True, 1)
-        return random_search(net, {"t": table}, [0.0, 100.0], train, val, settings, 30, seed=0)
+        return score_candidate(g, macro, loader(splits.train, 64, True, 0), loader(splits.val, 64, False), settings,
+                               "cpu")  # fmt: skip
 
-    a, b = run(), run()
-    assert [p["genotype"] for p in a] == [p["genotype"] for p in b]
-    assert [(p["target"], p["lam"]) for p in a] == [(None, 0.0), ("t", 100.0)]
-    assert a[1]["latency_term"] <= a[0]["latency_term"]
+    scored = score_within_budget(pool[:6], score, budget_s=1e6)
+    again = score_within_budget(pool[:6], score, budget_s=1e6, scored=scored[:3])  # resumed: nothing re-scored
+    assert [s["genotype"] for s in again] == [s["genotype"] for s in scored]
+    assert again[3]["val_ce"] == pytest.approx(scored[3]["val_ce"])
+    picks = pick(scored, SPACE, {"t": table}, [0.0, 100.0])
+    assert [(p["target"], p["lam"]) for p in picks] == [(None, 0.0), ("t", 100.0)]
+    assert picks[0]["proxy_val_ce"] == min(s["val_ce"] for s in scored)
+    assert picks[1]["latency_term"] == pytest.approx(float(min(ratio[:6])))
+
+
+def test_random_search_stays_inside_its_budget():
+    fake = iter([2.0, 3.0, 2.5, 2.0, 9.0, 1.0])  # seconds each candidate's proxy training takes
+
+    def score(g):
+        return {"genotype": g.to_json(), "val_ce": 1.0, "val_acc": 0.5, "train_s": next(fake)}
+
+    seen = []
+    scored = score_within_budget(SPACE.sample_unique(6, 0), score, budget_s=10.0, on_candidate=seen.append)
+    # 2 + 3 + 2.5 = 7.5; the slowest so far (3 s) would end at 10.5 > 10: the fourth never starts
+    assert [s["train_s"] for s in scored] == [2.0, 3.0, 2.5] and len(seen) == 3
+    assert sum(s["train_s"] for s in scored) <= 10.0
+    one = score_within_budget(SPACE.sample_unique(2, 0), score, budget_s=0.5)
+    assert len(one) == 1  # the first candidate always runs: a search without one has no pick
 
 
 def test_the_plan_has_one_trial_per_method_lambda_target_and_seed_and_shares_lambda_zero():
@@ -92,7 +98,7 @@ def test_the_plan_has_one_trial_per_method_lambda_target_and_seed_and_shares_lam
     by = {m: [t for t in trials if t["method"] == m] for m in METHODS}
     # lambda = 0 once per seed (ladnas, shared); per lambda > 0: ladnas and lut per target, flops once
     assert len(by["ladnas"]) == 3 * (1 + 2) and len(by["lut"]) == 3 * 2 and len(by["flops"]) == 3 * 2
-    assert len(by["random"]) == 3  # one per seed: its supernet serves every lambda and target
+    assert len(by["random"]) == 3  # one per seed: its candidates serve every lambda and target
     assert all(t["target"] is None for t in by["flops"])
     assert len({trial_key(t) for t in trials}) == len(trials)
     names = {candidate_name({**t, "lam": t["lam"] or 0.0}) for t in trials}
@@ -104,10 +110,8 @@ def test_the_plan_has_one_trial_per_method_lambda_target_and_seed_and_shares_lam
     [
         ({"search.methods": ["ladnas", "luts"]}, "search: methods must be distinct names out of"),
         ({"search.methods": []}, "search: methods must be distinct names out of"),
-        (
-            {"search.methods": ["random"], "search.settings.mode": "pcdarts"},
-            "search: method random scores sub-networks",
-        ),
+        ({"search.random_epochs": 0}, "search: random_candidates and random_epochs must be >= 1"),
+        ({"search.random_budget_s": -1}, "search: random_budget_s must be a finite number of seconds >= 0"),
         ({"evaluate.seeds": [0, 0]}, "evaluate: seeds must be distinct"),
     ],
 )
@@ -139,11 +143,27 @@ def test_the_comparison_calls_a_win_a_loss_and_a_tie_from_paired_seed_intervals(
     md = "\n".join(section("t", c, None))
     assert "- LA-DNAS vs LUT (ProxylessNAS/FBNet): **ties** on hypervolume (difference " in md
     assert (
-        "- LA-DNAS vs FLOPs penalty: **wins** on hypervolume" in md and "| random search (weight sharing) | 8 |" in md
+        "- LA-DNAS vs FLOPs penalty: **wins** on hypervolume" in md
+        and "| random search (proxy training, same time) | 8 |" in md
     )
     two_seeds = compare_methods([r for r in rows if r["seed"] < 2])  # a bootstrap over 2 seeds is no interval
     assert two_seeds["versus_ladnas"]["lut"]["hypervolume"]["verdict"] is None
     assert two_seeds["methods"]["lut"]["hypervolume"]["lo"] is None
+
+
+def test_latency_matched_random_and_the_trivial_network_are_peers_with_verdicts():
+    rows = [_row(None, None, None, 0.80, 2.0, name="trivial", kind="baseline")]  # fast, far less accurate
+    for s in range(4):
+        rows += [_row("ladnas", 0.0, s, 0.95, 10.0), _row("ladnas", 1.0, s, 0.949, 5.0)]
+        rows += [_row(None, 1.0, s, 0.90 - 0.001 * s, 5.1, name=f"matched-{s}", kind="matched")]
+    c = compare_methods(rows)
+    assert c["methods"]["matched"]["architectures"] == 8  # each seed: its lambda = 0 and its partner
+    assert c["methods"]["trivial"]["architectures"] == 1 and c["methods"]["trivial"]["saved"]["mean"] == 0.0
+    assert c["versus_ladnas"]["matched"]["hypervolume"]["verdict"] == "wins"
+    assert c["versus_ladnas"]["matched"]["saved"]["verdict"] == "wins"  # the partner lost accuracy: nothing saved
+    assert c["versus_ladnas"]["trivial"]["hypervolume"]["verdict"] == "wins"
+    md = "\n".join(section("t", c, None))
+    assert "- LA-DNAS vs latency-matched random (λ = 0 + partners): **wins** on hypervolume" in md
 
 
 def test_accuracy_over_training_seeds_is_a_mean_with_its_spread():
@@ -182,12 +202,16 @@ def test_every_method_runs_through_reproduce_and_the_same_seeds_derive_the_same_
     methods = json.loads((report / "analysis.json").read_text())["methods"]["cpu-t1-torch-b1"]
     assert set(methods["methods"]) == set(METHODS)
     md = (report / "report.md").read_text()
-    for peer in ("LUT (ProxylessNAS/FBNet)", "FLOPs penalty", "random search (weight sharing)"):
+    for peer in ("LUT (ProxylessNAS/FBNet)", "FLOPs penalty", "random search (proxy training, same time)"):
         line = next(x for x in md.splitlines() if x.startswith(f"- LA-DNAS vs {peer}:"))
         assert "fewer than 3 search seeds, no interval: no verdict" in line  # two seeds (verdicts: unit test)
 
     # seed 0 again, from scratch, every method: the same genotypes
-    again = copy_fitted(fitted[0], tmp_path / "again", smoke_config(**{"search.methods": METHODS}))
+    # random search's wall-clock budget decides how many candidates it trains: the same count, the same picks
+    scored = next(r["candidates"] for r in searched if r["method"] == "random" and r["seed"] == 0)
+    assert all(r["proxy_s"] <= r["budget_s"] for r in searched if r["method"] == "random")
+    same = {"search.methods": METHODS, "search.random_candidates": scored, "search.random_budget_s": 1e6}
+    again = copy_fitted(fitted[0], tmp_path / "again", smoke_config(**same))
     run_search(again, progress=False)
     rerun = [json.loads(x) for x in (again.path / "search" / "results.jsonl").read_text().splitlines()]
     key = lambda r: (r["method"], r["target"] or "", r["lam"], r["seed"])  # noqa: E731
