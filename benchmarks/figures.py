@@ -10,6 +10,7 @@ difference, so a quoted figure cannot drift from its file. After a re-recording:
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import re
 from pathlib import Path
@@ -17,7 +18,7 @@ from typing import Callable
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
-DOCS = (ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")))
+DOCS = (ROOT / "README.md", ROOT / "benchmarks" / "README.md", *sorted((ROOT / "docs").glob("*.md")))
 BLOCK = re.compile(r"(<!-- figures:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /figures:(?P=name) -->)", re.S)
 
 GROUP_NAMES = {
@@ -212,9 +213,9 @@ def measure_builds() -> str:
     return "\n".join(rows) + "\n" + _source("measure_throughput_builds")
 
 
-def demo_animal() -> str:
-    """The candidate Animal-MNIST demo, end to end: time, and what the search found beside its baselines."""
-    d = _load("demo_tradeoff_animal")
+def _demo(name: str) -> str:
+    """A demo run end to end (``demo_tradeoff.py``): time, and what the search found beside its baselines."""
+    d = _load(name)
     rows = [
         "| target | λ | searched: test acc | measured ms | latency-matched random: test acc "
         "| partner / searched latency |",
@@ -248,11 +249,74 @@ def demo_animal() -> str:
         )
         + f". Wall time of `lanas reproduce`: {d['wall_s']:.0f} s (the demo's target: 600 s)."
     )
-    return "\n".join(rows) + "\n" + _source("demo_tradeoff_animal")
+    return "\n".join(rows) + "\n" + _source(name)
+
+
+def _ci(x: dict, spec: str = "+.1f") -> str:
+    return f"{format(100 * x['mean'], spec)} [{format(100 * x['lo'], spec)}, {format(100 * x['hi'], spec)}]"
+
+
+def peers() -> str:
+    """LA-DNAS against every peer (benchmarks/peers.py): hypervolume and latency saved, with intervals."""
+    d = _load("peers")
+    rows = []
+    for spec, c in d["methods"].items():
+        n = c["methods"]["ladnas"]["hypervolume"]["n"]
+        spread = d["task_spread"].get(spec)
+        mine = c["methods"]["ladnas"]
+        rows += [
+            f"On `{spec}`, {n} search seeds; LA-DNAS's hypervolume {_ci(mine['hypervolume'], '.1f')} % of the box, "
+            f"its best architecture {100 * mine['best']['test_acc']:.1f} %; seed-to-seed noise "
+            f"{100 * c['seed_noise']:.2f} points"
+            + (
+                f", accuracy spread of {spread['random_archs']} random architectures {spread['ratio']:.1f}x that"
+                if spread and spread.get("ratio")
+                else ""
+            )  # fmt: skip
+            + ".",
+            "",
+            "| peer | its hypervolume (%) | LA-DNAS − peer: hypervolume (points) | verdict | latency saved (points) "
+            "| verdict |",
+            "|---|---|---|---|---|---|",
+        ]
+        for m, v in c["versus_ladnas"].items():
+            x = c["methods"][m]
+            rows.append(
+                f"| {x['label']} | {_ci(x['hypervolume'], '.1f')} | {_ci(v['hypervolume'])} | "
+                f"**{v['hypervolume']['verdict']}** | {_ci(v['saved'])} | {v['saved']['verdict']} |"
+            )
+        rows.append("")
+    return "\n".join(rows) + _source("peers")
+
+
+def _question(script: str) -> str:
+    """A benchmark script's question: the first sentence of its docstring."""
+    path = ROOT / "benchmarks" / script
+    if not path.is_file():
+        return "(script gone; the file is history)"
+    doc = " ".join((ast.get_docstring(ast.parse(path.read_text())) or "").split("\n\n")[0].split())
+    end = min((i for i in (doc.find("? "), doc.find(". ")) if i >= 0), default=len(doc) - 1)
+    return doc[: end + 1].rstrip(".") if end < 100 else doc[:97] + "..."
+
+
+def benchmarks_index() -> str:
+    """Every results file: its script, the script's question, when and at which commit it was recorded."""
+    rows = ["| results file | script | question | recorded | commit |", "|---|---|---|---|---|"]
+    for path in sorted(RESULTS.glob("*.json")):
+        d = json.loads(path.read_text())
+        script = next((w.split("/")[-1] for w in (d.get("command") or "").split() if w.endswith(".py")), "?")
+        rows.append(
+            f"| `{path.name}` | `{script}` | {_question(script)} | {(d.get('recorded_at') or '—')[:10]} | "
+            f"{(d.get('commit') or '—')[:7]} |"
+        )
+    return "\n".join(rows) + "\n"
 
 
 RENDERERS: dict[str, Callable[[], str]] = {
-    "demo-animal": demo_animal,
+    "demo": lambda: _demo("demo_tradeoff"),
+    "demo-animal": lambda: _demo("demo_tradeoff_animal"),
+    "peers": peers,
+    "benchmarks-index": benchmarks_index,
     "measure-builds": measure_builds,
     "task-spread-animal": task_spread_animal,
     "nb201-headline": nb201_headline,

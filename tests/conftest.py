@@ -20,7 +20,14 @@ def pytest_addoption(parser):
     parser.addoption("--order-seed", type=int, default=0, help="seed of --order random")
 
 
+RAY_FIXTURES = {"ray_start", "ray_head", "two_node_head"}  # tests using any of these start a real Ray
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects: `make test-fast` is -m "not slow and not ray"
 def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if RAY_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.ray)
     order = config.getoption("--order")
     if order == "file":
         return
