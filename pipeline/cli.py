@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Callable
 
 from lanas.genotype import GenotypeError
+from pipeline import browse
 from pipeline.config import ConfigError
 from pipeline.errors import PipelineError
 
@@ -196,6 +197,14 @@ def cmd_stage(args: argparse.Namespace) -> None:
         print(out)
 
 
+def cmd_runs(args: argparse.Namespace) -> None:
+    print(browse.runs_text(Path(args.dir)))
+
+
+def cmd_show(args: argparse.Namespace) -> None:
+    print(browse.show_text(Path(args.run)))
+
+
 def cmd_reproduce(args: argparse.Namespace) -> None:
     from pipeline.reproduce import reproduce
 
@@ -251,6 +260,14 @@ def _predict_flags(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _runs_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("dir", nargs="?", default="runs", help="the folder holding run directories (default: runs)")
+
+
+def _show_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run", help="a run directory, e.g. runs/demo")
+
+
 def _export_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--run-dir", required=True, help="a run directory whose candidates are evaluated (lanas evaluate)")
     p.add_argument("--candidate", required=True, help="candidate name, as in report/pareto.csv (e.g. lam0.3-seed0-...)")
@@ -302,6 +319,8 @@ def build_parser() -> argparse.ArgumentParser:
         ("report", cmd_stage, BY_NAME["report"].help, _common),
         ("reproduce", cmd_reproduce, "all five stages from one config, skipping completed ones", _reproduce_flags),
         ("submit", cmd_submit, "submit `lanas reproduce` to a Ray cluster through the Jobs API", _submit_flags),
+        ("runs", cmd_runs, "list the runs under a folder with each stage's state", _runs_flags),
+        ("show", cmd_show, "print a run's front per target, its budgets and its predictors' quality", _show_flags),
     ]
     for name, fn, help_, flags in commands:
         p = sub.add_parser(name, help=help_, description=help_)

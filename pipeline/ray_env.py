@@ -53,11 +53,15 @@ def init_ray(address: str | None = None, num_cpus: int | None = None, verbose: b
     if address is None and not os.environ.get("RAY_ADDRESS"):
         kwargs["num_cpus"] = num_cpus
         kwargs["include_dashboard"] = True
+    where = address or os.environ.get("RAY_ADDRESS")
     try:
-        ray.init(address=address, **kwargs)
+        context = ray.init(address=address, **kwargs)
     except (ConnectionError, TimeoutError, RuntimeError) as exc:
-        where = address or os.environ.get("RAY_ADDRESS") or "local"
-        raise PipelineError(f"cannot connect to the Ray cluster at {where}: {str(exc).splitlines()[0]}") from None
+        raise PipelineError(f"cannot connect to the Ray cluster at {where or 'local'}: "
+                            f"{str(exc).splitlines()[0]}") from None  # fmt: skip
+    url = getattr(context, "dashboard_url", None)
+    print(f"[ray] {'connected to ' + where if where else 'started a local Ray'}"
+          + (f"; dashboard: http://{url}" if url else " (no dashboard)"), flush=True)  # fmt: skip
 
 
 def cluster_cpus() -> float:

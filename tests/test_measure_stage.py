@@ -132,6 +132,7 @@ def test_interrupted_run_is_completed_by_a_rerun_without_duplicates(tmp_path):
     r = run_cli("measure", "--config", str(cfg), "--run-dir", str(run), "--quiet")
     assert r.returncode == 0, r.stderr
     assert f"{len(rows)} already measured" in r.stdout
+    assert "[ray] started a local Ray; dashboard: http://127.0.0.1:" in r.stdout  # where to watch it
     assert f"partial shard(s) an interrupted run left in {half.parent}" in r.stdout and not half.exists()
     df = pd.read_parquet(part)
     assert len(df) == 40 + PROBES and df["arch_id"].is_unique
