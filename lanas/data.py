@@ -1,5 +1,8 @@
 """Datasets: Animal-MNIST (shipped with the package, the embedded default), scikit-learn's
-bundled digits (the smoke tests) and CIFAR-10.
+bundled digits (the smoke tests), CIFAR-10, and the user's own images: ``npz`` (arrays
+``images`` and ``labels`` in one ``.npz`` file) and ``folder`` (an ImageFolder tree, one
+sub-folder per class). For the last two, resolution, channels and classes are read from
+the data; they are split like Animal-MNIST (stratified, seeded).
 
 Each gives seeded train / val / test splits as torch datasets. The validation split is
 what the search updates alpha on; the test split is only used for final evaluation.
@@ -17,14 +20,17 @@ train and validation together (then the returned val split is empty).
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 
-DATASETS = ("digits", "cifar10", "animal-mnist")
+DATASETS = ("digits", "cifar10", "animal-mnist", "npz", "folder")
+OWN = ("npz", "folder")  # the user's own images: shape and classes read from the data
 NOISE_SEED = 4_242  # the pixel noise of digits is drawn with data.seed + this
 ANIMAL_SIDE = 28
 CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
@@ -32,13 +38,13 @@ CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 
 @dataclass(frozen=True)
 class DataSettings:
-    dataset: str = "digits"  # "digits" (bundled with scikit-learn), "animal-mnist" (shipped here) or "cifar10"
-    root: str = ""  # cifar10: folder that holds cifar-10-batches-py/
+    dataset: str = "digits"  # "digits" (scikit-learn's), "animal-mnist" (shipped here), "cifar10", "npz" or "folder"
+    root: str = ""  # cifar10: folder that holds cifar-10-batches-py/; npz: the .npz file; folder: the tree's root
     verify_checksums: bool = True  # cifar10: check torchvision's md5 sums of the files
     val_fraction: float = 0.25  # share of the training images held out as validation
     test_fraction: float = 0.2  # digits, animal-mnist: share held out as test (cifar10 has its own)
     limit: int = 0  # keep at most this many training images (0 = all; animal-mnist keeps classes balanced)
-    image_size: int = 0  # animal-mnist: side in pixels, 28 or a divisor of it (14, 7); 0 = 28
+    image_size: int = 0  # animal-mnist: side, 28 or a divisor (14, 7); npz, folder: resized to this; 0 = as stored
     seed: int = 0  # seed of the splits
     augment: bool = False  # cifar10: random crop (4-px padding) + horizontal flip on the train split (DARTS)
     noise: float = 0.0  # digits: std of fixed Gaussian pixel noise added to every image (a harder task)
@@ -48,6 +54,8 @@ class DataSettings:
             raise ValueError(f"dataset must be one of {DATASETS}, got {self.dataset!r}")
         if self.dataset == "cifar10" and not self.root:
             raise ValueError("data.root must name the CIFAR-10 folder for dataset 'cifar10'")
+        if self.dataset in OWN:
+            own_shape(self.dataset, self.root, self.image_size)  # refuses a missing or unreadable dataset now
         for name in ("val_fraction", "test_fraction"):
             if not 0.0 < getattr(self, name) < 1.0:
                 raise ValueError(f"{name} must be in (0, 1), got {getattr(self, name)}")
@@ -57,22 +65,28 @@ class DataSettings:
             raise ValueError("augment (crop and flip) is for cifar10 only: digits are not flip-invariant")
         if self.noise < 0 or (self.noise and self.dataset != "digits"):
             raise ValueError(f"noise must be >= 0 and is for digits only, got {self.noise}")
-        if self.image_size and (self.dataset != "animal-mnist" or self.image_size < 1 or 28 % self.image_size):
-            raise ValueError(
-                f"image_size is for animal-mnist only and must divide 28 (28, 14, 7), got {self.image_size}"
-            )
+        if self.image_size < 0 or (self.image_size and self.dataset not in ("animal-mnist", *OWN)):
+            raise ValueError(f"image_size is for animal-mnist, npz and folder only, got {self.image_size}")
+        if self.image_size and self.dataset == "animal-mnist" and ANIMAL_SIDE % self.image_size:
+            raise ValueError(f"image_size must divide 28 for animal-mnist (28, 14, 7), got {self.image_size}")
 
     @property
     def in_channels(self) -> int:
+        if self.dataset in OWN:
+            return own_shape(self.dataset, self.root, self.image_size)[0]
         return 3 if self.dataset == "cifar10" else 1
 
     @property
     def resolution(self) -> int:
+        if self.dataset in OWN:
+            return own_shape(self.dataset, self.root, self.image_size)[1]
         if self.dataset == "animal-mnist":
             return self.image_size or ANIMAL_SIDE
         return 8 if self.dataset == "digits" else 32
 
-    num_classes = 10
+    @property
+    def num_classes(self) -> int:
+        return own_shape(self.dataset, self.root, self.image_size)[2] if self.dataset in OWN else 10
 
 
 @dataclass(frozen=True)
@@ -184,6 +198,81 @@ def _animal_mnist(s: DataSettings) -> tuple[Dataset, Dataset, Dataset, list[int]
     return full, full, Subset(full, test_idx.tolist()), train_idx.tolist(), val_idx.tolist()
 
 
+def _npz_arrays(root: str) -> tuple[np.ndarray, np.ndarray]:
+    """``images`` ([N, H, W] grayscale or [N, H, W, C] channels-last, any numeric type) and
+    ``labels`` (integers 0..K-1) of a .npz file, read without pickle."""
+    path = Path(root)
+    if not path.is_file():
+        raise ValueError(f"data.root {root!r} is not a .npz file")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if "images" not in z or "labels" not in z:
+                raise ValueError(f"{root} must hold arrays 'images' and 'labels', it has {sorted(z.files)}")
+            images, labels = z["images"], z["labels"]
+    except (OSError, EOFError, ValueError) as exc:
+        raise ValueError(f"cannot read {root} as a .npz of images and labels: {exc}") from None
+    if images.ndim == 3:
+        images = images[..., None]
+    if images.ndim != 4 or images.shape[1] != images.shape[2] or images.shape[3] not in (1, 3):
+        raise ValueError(f"{root}: images must be [N, H, H] or [N, H, H, 1 or 3], got {list(images.shape)}")
+    if labels.shape != (len(images),) or not np.issubdtype(labels.dtype, np.integer) or labels.min(initial=0) < 0:
+        raise ValueError(
+            f"{root}: labels must be {len(images)} integers 0..K-1, got {labels.dtype} {list(labels.shape)}"
+        )
+    return images, labels.astype(np.int64)
+
+
+def _folder_arrays(root: str, image_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """An ImageFolder tree (one sub-folder per class) as arrays: every image converted to
+    the first image's mode (grayscale stays grayscale, anything else RGB) and resized to
+    ``image_size`` (0: the first image's height) square."""
+    from PIL import Image
+    from torchvision.datasets import ImageFolder
+
+    if not Path(root).is_dir():
+        raise ValueError(f"data.root {root!r} is not a folder of class folders")
+    try:
+        tree = ImageFolder(root)
+    except (FileNotFoundError, OSError) as exc:
+        raise ValueError(f"cannot read {root} as an image folder: {exc}") from None
+    with Image.open(tree.samples[0][0]) as first:
+        mode, side = ("L" if first.mode in ("L", "1", "I;16") else "RGB"), image_size or first.height
+    images = []
+    for path, _ in tree.samples:
+        with Image.open(path) as img:
+            images.append(np.asarray(img.convert(mode).resize((side, side), Image.BILINEAR)))
+    labels = np.array([label for _, label in tree.samples], dtype=np.int64)
+    return np.stack(images).reshape(len(images), side, side, -1), labels
+
+
+@functools.lru_cache(maxsize=8)
+def _own_arrays(dataset: str, root: str, image_size: int) -> tuple[np.ndarray, np.ndarray]:
+    if dataset == "folder":
+        return _folder_arrays(root, image_size)
+    images, labels = _npz_arrays(root)
+    if image_size and image_size != images.shape[1]:
+        x = torch.nn.functional.interpolate(torch.tensor(images, dtype=torch.float32).permute(0, 3, 1, 2),
+                                            size=(image_size, image_size), mode="area")  # fmt: skip
+        images = x.permute(0, 2, 3, 1).numpy()
+    return images, labels
+
+
+def own_shape(dataset: str, root: str, image_size: int) -> tuple[int, int, int]:
+    """(channels, side, classes) of the user's own dataset, as loaded."""
+    images, labels = _own_arrays(dataset, root, image_size)
+    return int(images.shape[3]), int(images.shape[1]), int(labels.max()) + 1
+
+
+def _own(s: DataSettings) -> tuple[Dataset, Dataset, Dataset, list[int], list[int]]:
+    images, labels = _own_arrays(s.dataset, s.root, s.image_size)
+    x = torch.tensor(images, dtype=torch.float32).permute(0, 3, 1, 2)
+    train_idx, val_idx, test_idx = stratified_split(labels, s)
+    mean = x[train_idx].mean(dim=(0, 2, 3), keepdim=True)
+    std = x[train_idx].std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-6)
+    full = TensorDataset((x - mean) / std, torch.tensor(labels, dtype=torch.long))
+    return full, full, Subset(full, test_idx.tolist()), train_idx.tolist(), val_idx.tolist()
+
+
 def _cifar10(s: DataSettings) -> tuple[Dataset, Dataset, Dataset, list[int], list[int]]:
     from torchvision import datasets, transforms
 
@@ -222,8 +311,8 @@ def load_splits(settings: DataSettings, cutout: int = 0, with_val: bool = False)
     ``with_val`` trains on train + val (DARTS' final training) and leaves val empty."""
     if cutout < 0:
         raise ValueError(f"cutout must be >= 0, got {cutout}")
-    read = {"digits": _digits, "cifar10": _cifar10, "animal-mnist": _animal_mnist}[settings.dataset]
-    train_full, eval_full, test, train_idx, val_idx = read(settings)
+    readers = {"digits": _digits, "cifar10": _cifar10, "animal-mnist": _animal_mnist, "npz": _own, "folder": _own}
+    train_full, eval_full, test, train_idx, val_idx = readers[settings.dataset](settings)
     train: Dataset = Subset(train_full, train_idx + val_idx if with_val else train_idx)
     if cutout:
         train = Transformed(train, Cutout(cutout))

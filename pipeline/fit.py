@@ -233,6 +233,15 @@ def _report_final(final: dict[str, Any], states: dict[int, dict], rank: int) -> 
         ray.train.report(final, checkpoint=checkpoint)
 
 
+def _loop_data(splits: dict[str, dict[str, Any]]) -> dict[str, dict[str, np.ndarray]]:
+    """Per spec, the training rows as the Train loop reads them: features, labels, folds."""
+    data = {}
+    for spec, split in splits.items():
+        x, y = _arrays(split["train"])
+        data[spec] = {"x": x.numpy(), "y": y.numpy(), "folds": split["train"]["fold"].to_numpy()}
+    return data
+
+
 def train_with_ray(
     run: RunDir, splits: dict[str, dict[str, Any]]
 ) -> tuple[dict[str, tuple[LatencyPredictor, np.ndarray]], dict[str, Any]]:
@@ -247,12 +256,8 @@ def train_with_ray(
     res = fit.resources_per_worker
     check_resources(*run.config.resource_asks()["fit"])
     specs = list(splits)
-    data = {}
-    for spec in specs:
-        x, y = _arrays(splits[spec]["train"])
-        data[spec] = {"x": x.numpy(), "y": y.numpy(), "folds": splits[spec]["train"]["fold"].to_numpy()}
     loop_config = {"settings": asdict(fit.model), "seed": run.config.seed, "ops": list(run.config.space.ops),
-                   "threads": max(1, int(res.num_cpus)), "data": data}  # fmt: skip
+                   "threads": max(1, int(res.num_cpus)), "data": _loop_data(splits)}  # fmt: skip
     per_worker = {"CPU": res.num_cpus, **({"GPU": res.num_gpus} if res.num_gpus else {}), **res.custom}
     trainer = TorchTrainer(
         _train_loop_per_worker,
@@ -279,15 +284,17 @@ def train_with_ray(
         ) from None
     if result.checkpoint is None:
         raise PipelineError(f"the Ray Train job left no checkpoint (error: {result.error})")
+    return _read_models(result.checkpoint, specs, fit.model.hidden), dict(result.metrics or {})
+
+
+def _read_models(checkpoint, specs: list[str], hidden) -> dict[str, tuple[LatencyPredictor, np.ndarray]]:
+    """The Train job's checkpoint: per spec, the model and its out-of-fold predictions."""
     models = {}
-    with result.checkpoint.as_directory() as d:
+    with checkpoint.as_directory() as d:
         for i, spec in enumerate(specs):
             saved = torch.load(Path(d) / f"predictor_{i}.pt", map_location="cpu", weights_only=True)
-            models[spec] = (
-                LatencyPredictor.from_state(saved["state"], fit.model.hidden),
-                saved["oof"].double().numpy(),
-            )
-    return models, dict(result.metrics or {})
+            models[spec] = (LatencyPredictor.from_state(saved["state"], hidden), saved["oof"].double().numpy())
+    return models
 
 
 def _release_placement_groups(before: set[str]) -> None:

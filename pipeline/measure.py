@@ -202,6 +202,22 @@ def _add(totals: dict[str, float], out: dict[str, Any]) -> None:
     totals["task_s"] += out["wall_s"]
 
 
+def _cleared_tmp(root: Path, name: str) -> Path:
+    """The folder shards are written in before they move into ``root`` whole, emptied of
+    the partial shards an interrupted run left there."""
+    tmp = root.parent / "tmp"
+    left = ds.clear_partial(tmp)
+    if left:
+        print(f"[{name}] removed {left} partial shard(s) an interrupted run left in {tmp}", flush=True)
+    return tmp
+
+
+def cluster_slots(options) -> int:
+    """How many measuring tasks the cluster runs at once, summed over distinct resource shapes."""
+    shapes = {json.dumps(o, sort_keys=True): o for o in options}
+    return sum(slots(o) for o in shapes.values())
+
+
 def measure_into(
     run: RunDir,
     root: Path,
@@ -218,10 +234,7 @@ def measure_into(
     from tqdm import tqdm
 
     cfg = run.config
-    tmp = root.parent / "tmp"  # shards are written here, then moved into root whole
-    left = ds.clear_partial(tmp)
-    if left:
-        print(f"[{name}] removed {left} partial shard(s) an interrupted run left in {tmp}", flush=True)
+    tmp = _cleared_tmp(root, name)
     by_spec = {t.spec: t for t in cfg.targets}
     jobs = interleaved_chunks(todo, cfg.measure.chunk_size)
     options = {spec: cfg.measure.task_options(by_spec[spec]) for spec in todo}
@@ -229,9 +242,7 @@ def measure_into(
     tasks = {
         s: ray.remote(measure_genotypes).options(name=f"{name}[{s}]", max_retries=retries, **options[s]) for s in todo
     }
-    if not max_in_flight:  # as many as the cluster runs at once, summed over distinct resource shapes
-        shapes = {json.dumps(o, sort_keys=True): o for o in options.values()}
-        max_in_flight = sum(slots(o) for o in shapes.values())
+    max_in_flight = max_in_flight or cluster_slots(options.values())
     totals: dict[str, float] = {"new_rows": 0, "new_failed": 0, "timed_s": 0.0, "task_s": 0.0}
     bar = tqdm(total=sum(len(g) for _, g in jobs), unit="arch", desc=name, disable=not progress, mininterval=1.0)
 
