@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from pipeline.config import load_config
+from pipeline.config import RunConfig, load_config
 from pipeline.ray_env import check_reachable, init_ray
 from pipeline.rundir import RunDir
 from pipeline.stages import STAGES, Options
@@ -18,7 +18,7 @@ from pipeline.staleness import refresh
 
 
 def reproduce(
-    config: str | Path,
+    config: str | Path | RunConfig,
     run_dir: str | Path | None = None,
     address: str | None = None,
     overwrite: bool = False,
@@ -28,7 +28,7 @@ def reproduce(
     from pipeline.measure import check_runtimes
 
     options = options or Options()
-    cfg = load_config(config)
+    cfg = config if isinstance(config, RunConfig) else load_config(config)
     check_runtimes(cfg.targets)
     check_reachable(address)  # before anything is written
     run = RunDir.open(Path(run_dir or Path("runs") / cfg.name), cfg, overwrite=overwrite)

@@ -1,0 +1,31 @@
+"""The Python API: its documented example runs as written (a real local Ray), and a
+finished run loads as typed candidates."""
+
+import doctest
+
+import pytest
+
+import pipeline.api
+from pipeline.api import Candidate, load
+from pipeline.errors import PipelineError
+
+
+@pytest.mark.slow
+def test_the_documented_example_runs(ray_start, monkeypatch, tmp_path):
+    monkeypatch.chdir(pipeline.api.__file__.rsplit("/pipeline/", 1)[0])  # the example names configs/smoke.yaml
+    result = doctest.testmod(pipeline.api, optionflags=doctest.ELLIPSIS)
+    assert result.attempted >= 8 and result.failed == 0
+
+
+def test_a_run_without_a_report_is_refused(tmp_path):
+    with pytest.raises(PipelineError, match="has no report yet"):
+        load(tmp_path)
+
+
+def test_candidates_read_from_the_report_csv():
+    row = {"name": "lam0-seed0", "kind": "searched", "method": "ladnas", "target": "t", "searched_for": "",
+           "lam": "0.0", "seed": "0", "test_acc": "0.9", "measured_latency_ms": "", "predicted_latency_ms": "1.5",
+           "on_front": "True"}  # fmt: skip
+    c = Candidate.from_csv(row, {"lam0-seed0": "{}"})
+    assert (c.lam, c.seed, c.measured_latency_ms, c.searched_for, c.on_front, c.genotype) == (0.0, 0, None, None,
+                                                                                              True, "{}")  # fmt: skip
