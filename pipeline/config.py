@@ -33,6 +33,8 @@ from lanas.target import Target
 from lanas.train import TrainSettings
 from pipeline.dataset import Setting
 
+LOGGERS = ("tensorboard", "csv", "mlflow")  # search.loggers: Tune's experiment loggers
+
 # keys added after run directories existed: left out of the identity at their default
 NEWER_KEYS = (
     ("search", "methods"),
@@ -162,6 +164,9 @@ class SearchConfig:
     # random method: proxy-training seconds per seed; 0 = the seed's LA-DNAS sweep time (lambda = 0 and every
     # lambda > 0 trial: the same CPU-seconds), so the random trials run after the gradient ones
     random_budget_s: float = 0.0
+    # Tune's experiment loggers (search/tune/): tensorboard (TensorBoard events), csv (progress.csv), mlflow (an
+    # MLflow file store in search/mlruns, needs `pip install 'lanas[mlflow]'`); Tune's result.json is always written
+    loggers: tuple[str, ...] = ("tensorboard", "csv")
     # closed loop: after a round's sweep, its derived architectures are measured and added to the dataset, the
     # predictors refitted, and the sweep run again; 0 = one sweep (its derived architectures are still measured)
     rounds: int = 0
@@ -189,6 +194,8 @@ class SearchConfig:
         if self.random_candidates < 1 or self.random_epochs < 1:
             raise ValueError(f"random_candidates and random_epochs must be >= 1, got {self.random_candidates}, "
                              f"{self.random_epochs}")  # fmt: skip
+        if any(x not in LOGGERS for x in self.loggers) or len(set(self.loggers)) != len(self.loggers):
+            raise ValueError(f"loggers must be distinct names out of {list(LOGGERS)}, got {list(self.loggers)}")
         if not (math.isfinite(self.random_budget_s) and self.random_budget_s >= 0):
             raise ValueError(f"random_budget_s must be a finite number of seconds >= 0, got {self.random_budget_s}")
 
@@ -297,6 +304,7 @@ class RunConfig:
         d = self.to_dict()
         d["measure"].pop("num_archs")
         d["search"].pop("budgets_ms")
+        d["search"].pop("loggers")  # what Tune logs to, not what the search does
         d.pop("name")
         defaults = RunConfig()
         for *parents, key in NEWER_KEYS:  # at their default, as runs made before them were

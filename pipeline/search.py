@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import importlib.util
 import json
 import os
 import tempfile
@@ -239,6 +240,24 @@ def penalties(run: RunDir, stored: dict[str, StoredPredictor]) -> dict[str, tupl
     return out
 
 
+def loggers(names: tuple[str, ...], mlruns: Path, experiment: str) -> list:
+    """Tune's logger callbacks for ``search.loggers`` (Tune's result.json always)."""
+    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback, TBXLoggerCallback
+
+    out = [JsonLoggerCallback()]
+    if "csv" in names:
+        out.append(CSVLoggerCallback())
+    if "tensorboard" in names:
+        out.append(TBXLoggerCallback())
+    if "mlflow" in names:
+        if importlib.util.find_spec("mlflow") is None:
+            raise PipelineError("search.loggers has mlflow but MLflow is not installed: pip install 'lanas[mlflow]'")
+        from ray.air.integrations.mlflow import MLflowLoggerCallback
+
+        out.append(MLflowLoggerCallback(tracking_uri=mlruns.resolve().as_uri(), experiment_name=experiment))
+    return out
+
+
 def _tuner(run: RunDir, trials: list[dict[str, Any]], stored: dict, resume: bool, verbose: bool, experiment: str):
     from ray import tune
 
@@ -251,6 +270,8 @@ def _tuner(run: RunDir, trials: list[dict[str, Any]], stored: dict, resume: bool
     path = storage / experiment
     # Tune's new console output prints its experiment box even at verbose=0; the classic one prints nothing
     os.environ["RAY_AIR_NEW_OUTPUT"] = "1" if verbose else "0"
+    os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"  # the loggers are search.loggers'
+    callbacks = loggers(cfg.search.loggers, run.stage("search") / "mlruns", cfg.name)
     if tune.Tuner.can_restore(str(path)):
         if not resume:
             raise PipelineError(f"an interrupted sweep exists in {path}; pass --resume to continue it")
@@ -269,6 +290,7 @@ def _tuner(run: RunDir, trials: list[dict[str, Any]], stored: dict, resume: bool
             storage_path=str(storage),
             verbose=1 if verbose else 0,
             failure_config=tune.FailureConfig(max_failures=cfg.search.max_failures),
+            callbacks=callbacks,
             checkpoint_config=tune.CheckpointConfig(num_to_keep=CHECKPOINTS_KEPT),
         ),
     )
