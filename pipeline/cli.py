@@ -217,6 +217,12 @@ def cmd_submit(args: argparse.Namespace) -> None:
     submit_command(args)
 
 
+def cmd_job(args: argparse.Namespace) -> None:
+    from pipeline.submit import job_command
+
+    job_command(args)
+
+
 SELECT_HELP = (
     "diverse: pick --num-archs architectures for a new --target that span another target's predicted latency "
     "and op compositions (for `lanas fit --transfer-from`)"
@@ -291,6 +297,12 @@ def _submit_flags(p: argparse.ArgumentParser) -> None:
     add_arguments(p)
 
 
+def _job_flags(p: argparse.ArgumentParser) -> None:
+    from pipeline.submit import add_job_arguments
+
+    add_job_arguments(p)
+
+
 def _version() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -319,6 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("report", cmd_stage, BY_NAME["report"].help, _common),
         ("reproduce", cmd_reproduce, "all five stages from one config, skipping completed ones", _reproduce_flags),
         ("submit", cmd_submit, "submit `lanas reproduce` to a Ray cluster through the Jobs API", _submit_flags),
+        ("job", cmd_job, "Ray jobs as `ray job` has them: submit, list, status, logs [--follow], stop", _job_flags),
         ("runs", cmd_runs, "list the runs under a folder with each stage's state", _runs_flags),
         ("show", cmd_show, "print a run's front per target, its budgets and its predictors' quality", _show_flags),
     ]

@@ -23,28 +23,27 @@ TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
 AGENT_WAIT_S = 60.0  # how long to retry a head whose job agent is not up yet
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
+def default_address() -> str:
+    """The Jobs API address as Ray's own `ray job` finds it: RAY_API_SERVER_ADDRESS, then an
+    http(s) RAY_ADDRESS, then RAY_DASHBOARD_ADDRESS (this project's older variable), then
+    the local head's dashboard."""
+    for name in ("RAY_API_SERVER_ADDRESS", "RAY_ADDRESS", "RAY_DASHBOARD_ADDRESS"):
+        value = os.environ.get(name, "")
+        if value and (name != "RAY_ADDRESS" or value.startswith(("http://", "https://"))):
+            return value
+    return "http://127.0.0.1:8265"
+
+
+def _connection_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--address",
-        default=os.environ.get("RAY_DASHBOARD_ADDRESS", "http://127.0.0.1:8265"),
-        help="dashboard/Jobs API address (default: RAY_DASHBOARD_ADDRESS or http://127.0.0.1:8265)",
+        default=None,
+        help="dashboard/Jobs API address (default: RAY_API_SERVER_ADDRESS, an http RAY_ADDRESS, "
+        "RAY_DASHBOARD_ADDRESS, else http://127.0.0.1:8265)",
     )
-    p.add_argument("--config", help="YAML profile (a path inside the working directory)")
-    p.add_argument("--run-dir", help="run directory on the cluster (use shared storage for multi-node clusters)")
-    p.add_argument("--working-dir", default=".", help="directory packed and shipped with the job (default: .)")
     p.add_argument(
         "--token-file",
         help="file holding the Ray auth token (default: RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token)",
-    )
-    p.add_argument(
-        "--follow", action="store_true", help="stream the job's logs until it ends; exit non-zero unless it SUCCEEDED"
-    )
-    job = p.add_mutually_exclusive_group()  # one action on an existing job at a time
-    job.add_argument("--status", metavar="JOB_ID", help="print the status of a job")
-    job.add_argument("--logs", metavar="JOB_ID", help="print the logs of a job")
-    job.add_argument("--stop", metavar="JOB_ID", help="stop a job")
-    p.add_argument(
-        "--timeout", type=float, default=0, help="with --follow: stop following after this many seconds (0 = never)"
     )
     p.add_argument(
         "--allow-insecure-http",
@@ -52,12 +51,65 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="send the auth token over plain http:// to another machine (refused by default: use https:// "
         "or an SSH tunnel to 127.0.0.1)",
     )
+
+
+def _timeout(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds >= 0, got {text}")
+    return value
+
+
+def _submission_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", help="YAML profile (a path inside the working directory)")
+    p.add_argument("--run-dir", help="run directory on the cluster (use shared storage for multi-node clusters)")
+    p.add_argument("--working-dir", default=".", help="directory packed and shipped with the job (default: .)")
+    p.add_argument(
+        "--follow", action="store_true", help="stream the job's logs until it ends; exit non-zero unless it SUCCEEDED"
+    )
+    p.add_argument(
+        "--timeout", type=_timeout, default=0, help="with --follow: stop following after this many seconds (0 = never)"
+    )
     p.add_argument(
         "--allow-missing-resources",
         action="store_true",
         help="submit even if the cluster has none of a resource the profile asks for now "
         "(an autoscaling cluster adds such nodes on demand)",
     )
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """`lanas submit`: submit, or act on one job (--status / --logs / --stop; `lanas job` has the same as verbs)."""
+    _connection_arguments(p)
+    _submission_arguments(p)
+    job = p.add_mutually_exclusive_group()  # one action on an existing job at a time
+    job.add_argument("--status", metavar="JOB_ID", help="print the status of a job (also: lanas job status)")
+    job.add_argument("--logs", metavar="JOB_ID", help="print the logs of a job (also: lanas job logs)")
+    job.add_argument("--stop", metavar="JOB_ID", help="stop a job (also: lanas job stop)")
+
+
+JOB_VERBS = {
+    "submit": "submit `lanas reproduce` with a profile",
+    "list": "list the cluster's jobs",
+    "status": "print a job's status",
+    "logs": "print a job's logs (--follow: until it ends)",
+    "stop": "stop a job",
+}
+
+
+def add_job_arguments(p: argparse.ArgumentParser) -> None:
+    """`lanas job submit|list|status|logs|stop`, as Ray's `ray job`."""
+    verbs = p.add_subparsers(dest="verb", required=True, metavar="VERB")
+    for verb, help_ in JOB_VERBS.items():
+        v = verbs.add_parser(verb, help=help_, description=help_)
+        _connection_arguments(v)
+        if verb == "submit":
+            _submission_arguments(v)
+        elif verb != "list":
+            v.add_argument("job_id", metavar="JOB_ID")
+        if verb == "logs":
+            v.add_argument("--follow", action="store_true", help="stream new output until the job ends")
+            v.add_argument("--timeout", type=_timeout, default=0, help="with --follow: stop after this many seconds")
 
 
 LOOPBACK = {"localhost", "ip6-localhost"}
@@ -253,40 +305,63 @@ def follow(c, job_id: str, timeout: float = 0, poll: float = 2.0) -> str:
         time.sleep(poll)
 
 
-def submit_command(args: argparse.Namespace) -> None:
-    check_transport(args.address, args.allow_insecure_http)  # before the token is read or sent
-    token = read_token(args.token_file)
-    if args.status or args.logs or args.stop:
-        c = client(args.address, token)
-        job = args.status or args.logs or args.stop
-        try:
-            if args.status:
-                info = c.get_job_info(job)
-                print(f"{job}: {info.status} {info.message or ''}".rstrip())
-            elif args.logs:
-                print(c.get_job_logs(job), end="")
-            else:
-                print(f"{job}: stop requested" if c.stop_job(job) else f"{job}: already finished")
-        except Exception as exc:  # noqa: BLE001
-            raise PipelineError(f"job {job}: {_first_line(exc)}") from None
-        return
+def _on_job(args: argparse.Namespace, verb: str, job: str | None) -> None:
+    """status / logs / stop / list through the Jobs API, one line on any error."""
+    c = client(args.address, read_token(args.token_file))
+    try:
+        if verb == "list":
+            jobs = sorted(c.list_jobs(), key=lambda j: j.start_time or 0)
+            for j in jobs:
+                print(f"{j.submission_id or j.job_id}  {j.status}  {(j.entrypoint or '')[:100]}")
+            if not jobs:
+                print(f"no jobs on {args.address}")
+        elif verb == "status":
+            info = c.get_job_info(job)
+            print(f"{job}: {info.status} {info.message or ''}".rstrip())
+        elif verb == "logs" and getattr(args, "follow", False):
+            _end(job, follow(c, job, args.timeout))
+        elif verb == "logs":
+            print(c.get_job_logs(job), end="")
+        else:
+            print(f"{job}: stop requested" if c.stop_job(job) else f"{job}: already finished")
+    except PipelineError:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        raise PipelineError(f"job {job}: {_first_line(exc)}" if job else _first_line(exc)) from None
+
+
+def _end(job_id: str, status: str) -> None:
+    print(f"job {job_id}: {status}")
+    if status != "SUCCEEDED":
+        raise PipelineError(f"job {job_id} ended {status}")
+
+
+def _submit_and_follow(args: argparse.Namespace, how: str) -> None:
     if not args.config:
-        raise PipelineError("--config is required to submit (or use --status/--logs/--stop JOB_ID)")
-    c, job_id = submit(
-        args.address,
-        args.config,
-        args.run_dir,
-        args.working_dir,
-        token,
-        args.allow_missing_resources,
-        args.allow_insecure_http,
-    )
+        raise PipelineError(f"--config is required to submit{how}")
+    c, job_id = submit(args.address, args.config, args.run_dir, args.working_dir, read_token(args.token_file),
+                       args.allow_missing_resources, args.allow_insecure_http)  # fmt: skip
     print(f"submitted {job_id} to {args.address}")
-    print(f"  status: lanas submit --address {args.address} --status {job_id}")
-    print(f"  logs:   lanas submit --address {args.address} --logs {job_id}")
-    print(f"  stop:   lanas submit --address {args.address} --stop {job_id}")
+    for verb in ("status", "logs", "stop"):
+        print(f"  {verb + ':':7} lanas job {verb} {job_id} --address {args.address}")
     if args.follow:
-        status = follow(c, job_id, args.timeout)
-        print(f"job {job_id}: {status}")
-        if status != "SUCCEEDED":
-            raise PipelineError(f"job {job_id} ended {status}")
+        _end(job_id, follow(c, job_id, args.timeout))
+
+
+def submit_command(args: argparse.Namespace) -> None:
+    """`lanas submit` (its --status / --logs / --stop flags keep working)."""
+    args.address = args.address or default_address()
+    check_transport(args.address, args.allow_insecure_http)  # before the token is read or sent
+    for verb in ("status", "logs", "stop"):
+        if getattr(args, verb):
+            return _on_job(args, verb, getattr(args, verb))
+    _submit_and_follow(args, " (or use --status/--logs/--stop JOB_ID)")
+
+
+def job_command(args: argparse.Namespace) -> None:
+    """`lanas job VERB`."""
+    args.address = args.address or default_address()
+    check_transport(args.address, args.allow_insecure_http)
+    if args.verb == "submit":
+        return _submit_and_follow(args, "")
+    _on_job(args, args.verb, getattr(args, "job_id", None))

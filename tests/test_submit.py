@@ -240,21 +240,29 @@ def test_submit_reproduce_on_two_nodes_with_token_follow_logs_and_refusals(ray_h
     for dataset in ("measure/dataset", "evaluate/latency"):
         nodes = set(pd.read_parquet(run_dir / dataset)["node"])
         assert {n.rsplit(":", 1)[1] for n in nodes} == {latency_node}, (dataset, nodes)
-    r = lanas(capsys, *base, "--status", job_id)
+    r = lanas(capsys, *base, "--status", job_id)  # the older flags keep working
     assert r.returncode == 0 and "SUCCEEDED" in r.stdout
-    r = lanas(capsys, *base, "--logs", job_id)
-    assert r.returncode == 0 and "[reproduce] finished" in r.stdout
+    job = ["job", "status", job_id, "--address", address, "--token-file", str(token_file)]
+    r = lanas(capsys, *job)
+    assert r.returncode == 0 and r.stdout.startswith(f"{job_id}: SUCCEEDED")
+    r = lanas(capsys, *job[:1], "logs", *job[2:], "--follow")  # an ended job: its logs, then its status
+    assert r.returncode == 0 and "[reproduce] finished" in r.stdout and f"job {job_id}: SUCCEEDED" in r.stdout
+    r = lanas(capsys, *job[:1], "list", *job[3:])
+    assert r.returncode == 0 and f"{job_id}  SUCCEEDED" in r.stdout
 
     # stop: a second job is stopped on request
-    r = lanas(capsys, *base, "--config", profile, "--run-dir", str(tmp_path / "stopped"))
+    r = lanas(capsys, *job[:1], "submit", *job[3:], "--config", profile, "--run-dir", str(tmp_path / "stopped"))
     job2 = r.stdout.split("submitted ", 1)[1].split()[0]
-    r = lanas(capsys, *base, "--stop", job2)
+    assert f"lanas job logs {job2} --address {address}" in r.stdout
+    r = lanas(capsys, "job", "stop", job2, *job[3:])
     assert r.returncode == 0 and job2 in r.stdout
     for _ in range(60):
-        if "STOPPED" in lanas(capsys, *base, "--status", job2).stdout:
+        if "STOPPED" in lanas(capsys, "job", "status", job2, *job[3:]).stdout:
             break
         time.sleep(1)
-    assert "STOPPED" in lanas(capsys, *base, "--status", job2).stdout
+    assert "STOPPED" in lanas(capsys, "job", "status", job2, *job[3:]).stdout
+    r = lanas(capsys, "job", "logs", job2, *job[3:], "--follow")
+    assert r.returncode == 2 and f"job {job2} ended STOPPED" in r.stderr
 
 
 def test_plain_ray_job_submit_works_as_documented(ray_head):
