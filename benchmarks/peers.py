@@ -20,10 +20,44 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+import torch
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import RESULTS, ROOT, record  # noqa: E402
 
+from lanas.encoding import encode_genotype  # noqa: E402
+from lanas.genotype import Genotype  # noqa: E402
 from pipeline.compare import section  # noqa: E402
+from pipeline.predictor_store import load_all  # noqa: E402
+from pipeline.rundir import RunDir, read_jsonl  # noqa: E402
+
+
+def random_search_diagnosis(run: Path) -> list[dict]:
+    """Per random trial (seed): how many candidates its time bought, and why its picks do or
+    do not move with lambda: the spread of the candidates' proxy validation CE against the
+    largest change lambda * latency term can make (the term from LA-DNAS's predictor of
+    the first target, over the same candidates)."""
+    rd = RunDir.existing(run)
+    cfg, stored = rd.config, load_all(rd, gate=False)
+    predictor = stored[cfg.targets[0].spec].model.eval()
+    rows = [r for r in read_jsonl(run / "search" / "results.jsonl") if r.get("method") == "random"]
+    out = []
+    for seed in sorted({r["seed"] for r in rows}):
+        mine = [r for r in rows if r["seed"] == seed]
+        trial = Path(mine[0]["trial_path"])
+        scored = json.loads((sorted(trial.glob("checkpoint_*"))[-1] / "random_scored.json").read_text())
+        x = torch.stack([encode_genotype(Genotype.from_json(c["genotype"], cfg.space.ops), cfg.space) for c in scored])
+        with torch.no_grad():
+            term = predictor.latency_term(x)
+        ce = [c["val_ce"] for c in scored]
+        out.append({
+            "seed": seed, "candidates": len(scored), "budget_s": mine[0]["budget_s"], "proxy_s": mine[0]["proxy_s"],
+            "val_ce_min": min(ce), "val_ce_max": max(ce), "val_ce_std": float(np.std(ce, ddof=1)),
+            "latency_term_min": float(term.min()), "latency_term_max": float(term.max()),
+            "max_lambda": max(cfg.search.lambdas), "distinct_picks": len({r["arch_id"] for r in mine}),
+        })  # fmt: skip
+    return out
 
 
 def main() -> None:
@@ -37,7 +71,6 @@ def main() -> None:
     wall = None
     if args.report_only:
         from pipeline.report import run_report
-        from pipeline.rundir import RunDir
 
         run_report(RunDir.existing(run))
         done = {s: json.loads((run / s / "DONE.json").read_text()) for s in ("measure", "fit", "search", "evaluate")}
@@ -74,6 +107,7 @@ def main() -> None:
             "stages": stages,
             "methods": analysis["methods"],
             "task_spread": analysis["task_spread"],
+            "random_search": random_search_diagnosis(run),
         },  # fmt: skip
         f"python benchmarks/peers.py --config {args.config}" + (" --report-only" if args.report_only else ""),
     )
