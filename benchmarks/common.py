@@ -66,9 +66,11 @@ def lanas(*args: str) -> float:
 
 
 def commit() -> str:
-    """The checkout's commit, with ``+dirty`` when tracked files differ from it."""
+    """The checkout's commit, with ``+dirty`` when tracked files other than the recordings
+    themselves (``benchmarks/results/``, which a benchmark writes) differ from it."""
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    dirty = subprocess.run(["git", "diff", "--quiet", "HEAD"], cwd=ROOT).returncode != 0
+    code = ["git", "diff", "--quiet", "HEAD", "--", ".", ":(exclude)benchmarks/results"]
+    dirty = subprocess.run(code, cwd=ROOT).returncode != 0
     return (head or "unknown") + ("+dirty" if dirty else "")
 
 
