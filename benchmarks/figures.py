@@ -286,6 +286,18 @@ def peers() -> str:
                 f"**{v['hypervolume']['verdict']}** | {_ci(v['saved'])} | {v['saved']['verdict']} |"
             )
         rows.append("")
+    rs = d.get("random_search") or []
+    if rs:
+        span = lambda f: f"{min(map(f, rs)):.2f}-{max(map(f, rs)):.2f}"  # noqa: E731
+        picks = "-".join(sorted({str(r["distinct_picks"]) for r in rs}))
+        reach = max(r["max_lambda"] * (r["latency_term_max"] - r["latency_term_min"]) for r in rs)
+        rows.append(
+            f"Random search trained {min(r['candidates'] for r in rs)}-{max(r['candidates'] for r in rs)} candidates "
+            f"per seed in its {min(r['budget_s'] for r in rs):.0f}-{max(r['budget_s'] for r in rs):.0f} s and picked "
+            f"{picks} distinct architecture(s) per seed over the λ grid: its candidates' proxy validation CE spans "
+            f"{span(lambda r: r['val_ce_max'] - r['val_ce_min'])}, while λ × the latency term moves the objective by "
+            f"at most {reach:.2f}.\n"
+        )
     return "\n".join(rows) + _source("peers")
 
 
