@@ -256,6 +256,17 @@ def _ci(x: dict, spec: str = "+.1f") -> str:
     return f"{format(100 * x['mean'], spec)} [{format(100 * x['lo'], spec)}, {format(100 * x['hi'], spec)}]"
 
 
+def _spread(spread: dict | None) -> str:
+    """The saturation figures of a report: random architectures' spread over the seed noise."""
+    out = ""
+    if spread and spread.get("ratio"):
+        out += f", accuracy spread of {spread['random_archs']} uniform random architectures {spread['ratio']:.1f}x that"
+    if spread and spread.get("matched_ratio"):
+        out += f", of the {spread['matched_archs']} latency-matched ones (across the latency range) "
+        out += f"{spread['matched_ratio']:.1f}x"
+    return out
+
+
 def peers() -> str:
     """LA-DNAS against every peer (benchmarks/peers.py): hypervolume and latency saved, with intervals."""
     d = _load("peers")
@@ -267,13 +278,7 @@ def peers() -> str:
         rows += [
             f"On `{spec}`, {n} search seeds; LA-DNAS's hypervolume {_ci(mine['hypervolume'], '.1f')} % of the box, "
             f"its best architecture {100 * mine['best']['test_acc']:.1f} %; seed-to-seed noise "
-            f"{100 * c['seed_noise']:.2f} points"
-            + (
-                f", accuracy spread of {spread['random_archs']} random architectures {spread['ratio']:.1f}x that"
-                if spread and spread.get("ratio")
-                else ""
-            )  # fmt: skip
-            + ".",
+            f"{100 * c['seed_noise']:.2f} points" + _spread(spread) + ".",
             "",
             "| peer | its hypervolume (%) | LA-DNAS − peer: hypervolume (points) | verdict | latency saved (points) "
             "| verdict |",

@@ -206,13 +206,17 @@ def compare_methods(rows: list[dict[str, Any]], seed: int = 0, draws: int = BOOT
 
 def task_spread(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
     """Is accuracy saturated? The spread (std) of the random cloud's mean accuracies
-    against the seed-to-seed noise (pooled training-seed std)."""
-    cloud = [r for r in rows if r["kind"] == "random"]
+    (uniform samples) against the seed-to-seed noise (pooled training-seed std), and the
+    same for the latency-matched random architectures, which span the latency range."""
     noise = seed_noise(rows)
-    if len(cloud) < 2:
-        return None
-    spread = statistics.stdev(r["test_acc"] for r in cloud)
-    return {"random_archs": len(cloud), "spread": spread, "noise": noise, "ratio": spread / noise if noise else None}
+    out: dict[str, Any] = {"noise": noise}
+    for kind, key in (("random", "random_archs"), ("matched", "matched_archs")):
+        cloud = [r for r in rows if r["kind"] == kind]
+        spread = statistics.stdev(r["test_acc"] for r in cloud) if len(cloud) >= 2 else None
+        out[key] = len(cloud)
+        out["spread" if kind == "random" else "matched_spread"] = spread
+        out["ratio" if kind == "random" else "matched_ratio"] = spread / noise if spread is not None and noise else None
+    return out if out["random_archs"] >= 2 or out["matched_archs"] >= 2 else None
 
 
 def _ci(x: dict[str, Any] | None, scale: float, spec: str, unit: str = "") -> str:
@@ -278,16 +282,22 @@ def _verdict_lines(c: dict[str, Any], spread: dict[str, Any] | None) -> list[str
     if len(c["methods"]) == 1:
         lines.append("- Only LA-DNAS ran: list its peers in `search.methods` to compare (`configs/peers.yaml`).")
     if spread:
-        lines.append(
-            f"- Is the task saturated? Accuracy spread over the {spread['random_archs']} random architectures "
-            f"{100 * spread['spread']:.2f} points (std) "
-            + (
-                f"against seed-to-seed noise {100 * spread['noise']:.2f} points: {spread['ratio']:.1f}x."
-                if spread["noise"]
-                else "with one training seed, so no seed-to-seed noise to set it against (`evaluate.seeds`)."
-            )  # fmt: skip
-        )
+        lines.append(_spread_line(spread))
     return lines
+
+
+def _spread_line(spread: dict[str, Any]) -> str:
+    """The report's saturation line: each random set's accuracy spread against the seed noise."""
+    parts = []
+    for n, s, what in ((spread["random_archs"], spread["spread"], "uniform random architectures"),
+                       (spread.get("matched_archs", 0), spread.get("matched_spread"),
+                        "latency-matched random ones (across the latency range)")):  # fmt: skip
+        if s is not None:
+            parts.append(f"over the {n} {what} {100 * s:.2f} points (std)"
+                         + (f", {s / spread['noise']:.1f}x" if spread["noise"] else ""))  # fmt: skip
+    noise = (f"against seed-to-seed noise {100 * spread['noise']:.2f} points" if spread["noise"]
+             else "with one training seed, so no seed-to-seed noise to set it against (`evaluate.seeds`)")  # fmt: skip
+    return f"- Is the task saturated? Accuracy spread {'; '.join(parts)}; {noise}."
 
 
 def plot(path, per_target: dict[str, list[dict[str, Any]]], hardware: dict[str, str]) -> None:
