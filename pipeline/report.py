@@ -14,6 +14,7 @@ Writes, in ``report/``:
   measured on B against the one searched for B, at the same lambda and seed;
 * ``methods.png`` -- every search method's front on every target (``search.methods``:
   LA-DNAS against lut, flops and random search; :mod:`pipeline.compare`);
+* ``report.html`` -- the same as one self-contained page (figures embedded, tables sortable);
 * ``report.md`` -- all of it, with the method comparison (intervals over search seeds,
   verdicts), hypervolume, latency saved at equal-or-better
   accuracy versus lambda = 0, prediction error, the predictors side by side and the
@@ -39,7 +40,7 @@ from lanas import quality
 from lanas.costs import KIND_PREFIX
 from lanas.pareto import dominated_share, equal_size_hypervolume, hypervolume, pareto_mask
 from lanas.transfer import REPEATS
-from pipeline import compare, predictor_store
+from pipeline import compare, predictor_store, report_html
 from pipeline import dataset as ds
 from pipeline.rundir import RunDir, read_jsonl, write_atomic
 
@@ -751,7 +752,9 @@ def run_report(run: RunDir) -> str:
     sections = [line for s in specs for line in target_section(s, hardware[s], per_target[s], analyses[s])]
     sections += budget_section(budget_rows)
     sections += methods_section(run, specs, methods, spreads)
-    write_atomic(folder / "report.md", markdown(run, sections, cross_target_section(matrix, spec_rows, specs)))
+    text = markdown(run, sections, cross_target_section(matrix, spec_rows, specs))
+    write_atomic(folder / "report.md", text)
+    write_atomic(folder / "report.html", report_html.render(folder, text, f"lanas report: {run.config.name}"))
     run.mark_done(
         "report", {"front": {s: sum(bool(r.get("on_front")) for r in rows) for s, rows in per_target.items()}}
     )

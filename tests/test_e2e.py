@@ -136,11 +136,14 @@ def test_reproduce_interrupted_in_search_and_in_evaluate_then_completed(tmp_path
         "pareto.csv",
         "pareto.png",
         "report.md",
+        "report.html",
         "latency_matrix.csv",
         "specialisation.csv",
         "specialisation.png",
     ):
         assert (run / "report" / name).is_file(), name
+    page = (run / "report" / "report.html").read_text()  # self-contained: every figure inside it
+    assert page.count("data:image/png;base64,") == 3 and "<figcaption>How to read it" in page
 
     # one front per target, over the architectures searched for it (and lambda = 0)
     with open(run / "report" / "pareto.csv") as fh:
