@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-LINTED := lanas pipeline tests benchmarks
+LINTED := lanas pipeline tests benchmarks docs/examples
 
 .PHONY: demo test test-fast install clean
 

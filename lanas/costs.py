@@ -143,7 +143,10 @@ def graph_costs(
     x = example_input(macro.in_channels, resolution, target)
     graphs = []
     for i, g in enumerate(genotypes):
-        graphs.append(graph_nodes(Network(g, macro), x, target))
+        nodes = graph_nodes(Network(g, macro), x, target)
+        if nodes is None:  # a runtime that says nothing of its graph
+            return None
+        graphs.append(nodes)
         if progress is not None:
             progress(i + 1, len(genotypes))
     kinds = sorted(k for k in set().union(*graphs) if len({nodes[k] for nodes in graphs}) > 1)

@@ -36,15 +36,10 @@ from torch import nn
 
 from lanas.onnx_graph import OPSET as ONNX_OPSET
 from lanas.onnx_graph import Unsupported, network_onnx
-from lanas.target import Target
+from lanas.target import BUILTIN_RUNTIMES, Target, add_runtime, runtime_devices
 
 ONNX_BUILDS = ("direct", "traced")  # how a network's ONNX graph is made (lanas.measure.MeasureSettings.onnx_build)
 TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
-_MODULES = {"torch": "torch", "onnxruntime": "onnxruntime", "openvino": "openvino"}
-_INSTALL = {
-    "onnxruntime": "pip install onnxruntime (a default dependency of lanas)",
-    "openvino": "pip install openvino, or pip install 'lanas[openvino]'",
-}
 
 
 class RuntimeMissing(RuntimeError):
@@ -53,10 +48,11 @@ class RuntimeMissing(RuntimeError):
 
 def runtime_version(runtime: str) -> str:
     """The installed version of ``runtime``; :class:`RuntimeMissing` if it is not installed."""
+    rt = lookup(runtime)
     try:
-        module = importlib.import_module(_MODULES[runtime])
+        module = importlib.import_module(rt.module)
     except ImportError as exc:
-        raise RuntimeMissing(f"runtime {runtime!r} is not installed ({exc}); {_INSTALL.get(runtime, '')}") from None
+        raise RuntimeMissing(f"runtime {runtime!r} is not installed ({exc}); {rt.install}") from None
     return str(getattr(module, "__version__", "unknown"))
 
 
@@ -186,14 +182,69 @@ def _openvino(onnx: tuple[bytes, str], x: torch.Tensor, target: Target, first: b
     return Compiled(request.infer, 0.0, time.perf_counter() - t0, False, onnx[1])
 
 
-# per runtime: what every build starts from (the module on its device, or the ONNX graph and how it was made),
-# and one build of it
-_EXPORTERS: dict[str, Callable[[nn.Module, torch.Tensor, Target, str], Any]] = {
-    "torch": lambda model, x, target, build: _torch_export(model, x, target),
-    "onnxruntime": lambda model, x, target, build: onnx_for_runtime(model, x, build),
-    "openvino": lambda model, x, target, build: onnx_for_runtime(model, x, build),
-}
-_BUILDERS = {"torch": _torch, "onnxruntime": _onnxruntime, "openvino": _openvino}
+@dataclass(frozen=True)
+class Runtime:
+    """How networks run on a runtime: what :func:`register` adds (docs/runtimes.md)."""
+
+    name: str  # what a target's ``runtime`` says
+    module: str  # the Python module it needs: its ``__version__`` is recorded with every row
+    export: Callable[[nn.Module, torch.Tensor, Target, str], Any]  # (model, x, target, onnx_build) -> artifact
+    build: Callable[[Any, torch.Tensor, Target, bool], Compiled]  # (artifact, x, target, first) -> one build
+    devices: tuple[str, ...] = ("cpu",)
+    install: str = ""  # how to install ``module``, said when it is missing
+    graph: Callable[[bytes, Target], collections.Counter] | None = None  # the compiled graph's node kinds (costs)
+
+
+def _ort_graph(onnx_bytes: bytes, target: Target) -> collections.Counter:
+    import onnx
+
+    options = onnxruntime_options(target.threads)
+    with tempfile.TemporaryDirectory() as folder:
+        options.optimized_model_filepath = os.path.join(folder, "optimised.onnx")
+        _ort_session(onnx_bytes, target, options)
+        return collections.Counter(n.op_type for n in onnx.load(options.optimized_model_filepath).graph.node)
+
+
+_OV_NOT_RUN = frozenset({"Const", "Input", "Output", "Parameter", "Result"})  # runtime-model nodes that are not kernels
+
+
+def _ov_graph(onnx_bytes: bytes, target: Target) -> collections.Counter:
+    ops = _ov_compile(onnx_bytes, target).get_runtime_model().get_ordered_ops()
+    info = [op.get_rt_info() for op in ops]
+    kinds = (i["layerType"].astype(str) if "layerType" in i else op.get_type_name() for op, i in zip(ops, info))
+    return collections.Counter(k for k in kinds if k not in _OV_NOT_RUN)
+
+
+def _onnx_export(model: nn.Module, x: torch.Tensor, target: Target, build: str) -> tuple[bytes, str]:
+    return onnx_for_runtime(model, x, build)
+
+
+_BUILTIN = {
+    "torch": Runtime("torch", "torch", lambda model, x, target, build: _torch_export(model, x, target), _torch,
+                     BUILTIN_RUNTIMES["torch"]),
+    "onnxruntime": Runtime("onnxruntime", "onnxruntime", _onnx_export, _onnxruntime, BUILTIN_RUNTIMES["onnxruntime"],
+                           "pip install onnxruntime (a default dependency of lanas)", _ort_graph),
+    "openvino": Runtime("openvino", "openvino", _onnx_export, _openvino, BUILTIN_RUNTIMES["openvino"],
+                        "pip install openvino, or pip install 'lanas[openvino]'", _ov_graph),
+}  # fmt: skip
+_REGISTERED: dict[str, Runtime] = {}  # what register() added in this process
+
+
+def register(runtime: Runtime) -> Runtime:
+    """Add ``runtime``: targets may then name it (:func:`lanas.target.add_runtime`) and
+    :func:`compile_builds` builds with it. A package makes it known to every process (Ray
+    workers too) through an entry point in the ``lanas.runtimes`` group whose module calls
+    this when imported (docs/runtimes.md)."""
+    add_runtime(runtime.name, runtime.devices)
+    _REGISTERED[runtime.name] = runtime
+    return runtime
+
+
+def lookup(name: str) -> Runtime:
+    """The runtime called ``name`` (built in, or registered by a plugin)."""
+    if name not in runtime_devices():  # loads the installed plugins first
+        raise RuntimeMissing(f"no runtime {name!r}: known are {', '.join(runtime_devices())}")
+    return _BUILTIN.get(name) or _REGISTERED[name]
 
 
 def compile_builds(
@@ -209,9 +260,10 @@ def compile_builds(
     runtime_version(target.runtime)
     with torch.no_grad():
         t0 = time.perf_counter()
-        artifact = _EXPORTERS[target.runtime](model.eval(), x, target, onnx_build)
+        rt = lookup(target.runtime)
+        artifact = rt.export(model.eval(), x, target, onnx_build)
         spent = time.perf_counter() - t0
-        out = [_BUILDERS[target.runtime](artifact, x, target, b == 0) for b in range(builds)]
+        out = [rt.build(artifact, x, target, b == 0) for b in range(builds)]
     if target.runtime == "torch":  # moving the module to its device and dtype is its build, not an export
         return [dataclasses.replace(out[0], compile_s=out[0].compile_s + spent), *out[1:]]
     return [dataclasses.replace(out[0], export_s=spent), *out[1:]]
@@ -222,28 +274,16 @@ def compile_for(model: nn.Module, x: torch.Tensor, target: Target, onnx_build: s
     return compile_builds(model, x, target, 1, onnx_build)[0]
 
 
-_OV_NOT_RUN = frozenset({"Const", "Input", "Output", "Parameter", "Result"})  # runtime-model nodes that are not kernels
-
-
 def graph_nodes(model: nn.Module, x: torch.Tensor, target: Target) -> collections.Counter | None:
     """The node types of the graph ``target``'s runtime runs for ``model`` on ``x``, after
     its own fusions and layout changes (nothing is timed): ONNX Runtime's optimised model,
     OpenVINO's compiled runtime model (constants and inputs left out). None for eager
-    torch, which compiles no graph (what it dispatches: :func:`lanas.costs.network_costs`)."""
+    torch, which compiles no graph (what it dispatches: :func:`lanas.costs.network_costs`),
+    and for a registered runtime without a ``graph`` function."""
     runtime_version(target.runtime)
-    if target.runtime == "torch":
+    graph = lookup(target.runtime).graph
+    if graph is None:
         return None
     with torch.no_grad():
         onnx_bytes, _ = onnx_for_runtime(model.eval(), x)
-    if target.runtime == "onnxruntime":
-        import onnx
-
-        options = onnxruntime_options(target.threads)
-        with tempfile.TemporaryDirectory() as folder:
-            options.optimized_model_filepath = os.path.join(folder, "optimised.onnx")
-            _ort_session(onnx_bytes, target, options)
-            return collections.Counter(n.op_type for n in onnx.load(options.optimized_model_filepath).graph.node)
-    ops = _ov_compile(onnx_bytes, target).get_runtime_model().get_ordered_ops()
-    info = [op.get_rt_info() for op in ops]
-    kinds = (i["layerType"].astype(str) if "layerType" in i else op.get_type_name() for op, i in zip(ops, info))
-    return collections.Counter(k for k in kinds if k not in _OV_NOT_RUN)
+    return graph(onnx_bytes, target)

@@ -14,12 +14,43 @@ A target has two names:
 
 from __future__ import annotations
 
+import functools
+import importlib.metadata
 import re
 from dataclasses import dataclass
 
 DEVICES = ("cpu", "cuda")
-RUNTIMES = ("torch", "onnxruntime", "openvino")
+BUILTIN_RUNTIMES = {"torch": ("cpu", "cuda"), "onnxruntime": ("cpu", "cuda"), "openvino": ("cpu",)}  # -> devices
+RUNTIMES = tuple(BUILTIN_RUNTIMES)
 DTYPES = ("float32", "float16", "bfloat16")
+PLUGIN_GROUP = "lanas.runtimes"  # entry-point group of installed packages that add runtimes (docs/runtimes.md)
+
+# runtimes added by lanas.runtimes.register, by name -> devices: the one registry of target names beyond the built-in
+_ADDED: dict[str, tuple[str, ...]] = {}
+
+
+def add_runtime(name: str, devices: tuple[str, ...]) -> None:
+    """Let targets name ``name`` (on ``devices``): what :func:`lanas.runtimes.register` calls."""
+    if name in BUILTIN_RUNTIMES or not re.fullmatch(r"[a-z][a-z0-9_]*", name):
+        raise ValueError(f"a new runtime needs a new lower-case name, got {name!r}")
+    unknown = [d for d in devices if d not in DEVICES]
+    if not devices or unknown:
+        raise ValueError(f"runtime {name}: devices must be some of {DEVICES}, got {devices}")
+    _ADDED[name] = tuple(devices)
+
+
+@functools.cache
+def _load_plugins() -> None:
+    """Import every installed package's ``lanas.runtimes`` entry point once per process
+    (each registers its runtime when imported), so Ray workers know them too."""
+    for ep in importlib.metadata.entry_points(group=PLUGIN_GROUP):
+        ep.load()
+
+
+def runtime_devices() -> dict[str, tuple[str, ...]]:
+    """Every runtime a target may name, with the devices it runs on."""
+    _load_plugins()
+    return {**BUILTIN_RUNTIMES, **_ADDED}
 
 
 def slug(text: str) -> str:
@@ -30,7 +61,7 @@ def slug(text: str) -> str:
 @dataclass(frozen=True)
 class Target:
     device: str = "cpu"  # cpu | cuda
-    runtime: str = "torch"  # torch (eager) | onnxruntime | openvino (CPU only)
+    runtime: str = "torch"  # torch (eager) | onnxruntime | openvino (CPU only) | a registered one (docs/runtimes.md)
     dtype: str = "float32"  # float32 | float16 | bfloat16; half types with runtime torch on cuda only
     batch_size: int = 1  # images per timed inference
     threads: int = 1  # cpu: intra-op threads, and the cores each measuring task reserves
@@ -38,14 +69,15 @@ class Target:
     def __post_init__(self) -> None:
         if self.device not in DEVICES:
             raise ValueError(f"device must be one of {DEVICES}, got {self.device!r}")
-        if self.runtime not in RUNTIMES:
-            raise ValueError(f"runtime must be one of {RUNTIMES}, got {self.runtime!r}")
+        runtimes = runtime_devices()
+        if self.runtime not in runtimes:
+            raise ValueError(f"runtime must be one of {tuple(runtimes)}, got {self.runtime!r}")
         if self.dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {DTYPES}, got {self.dtype!r}")
         if self.dtype != "float32" and (self.device != "cuda" or self.runtime != "torch"):
             raise ValueError(f"dtype {self.dtype} is supported with runtime torch on cuda only")
-        if self.runtime == "openvino" and self.device != "cpu":
-            raise ValueError("runtime openvino runs on device cpu only")
+        if self.device not in runtimes[self.runtime]:
+            raise ValueError(f"runtime {self.runtime} runs on device {' or '.join(runtimes[self.runtime])} only")
         for name in ("batch_size", "threads"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
