@@ -132,6 +132,7 @@ def test_reproduce_interrupted_in_search_and_in_evaluate_then_completed(tmp_path
     trials = [json.loads(x) for x in (run / "search" / "results.jsonl").read_text().splitlines()]
     assert sorted((t["lam"], t["target"] or "") for t in trials) == [(0.0, "")] + [(2.0, s) for s in sorted(SPECS)]
     assert (run / "search" / "tune" / "sweep").is_dir()  # Tune's own outputs stay available
+    assert list((run / "search" / "tune" / "sweep").rglob("events.out.tfevents*"))  # TensorBoard's, by default
     for name in (
         "pareto.csv",
         "pareto.png",
