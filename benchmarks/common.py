@@ -76,7 +76,7 @@ def commit() -> str:
 
 def record(name: str, figures: dict[str, Any], command: str) -> Path:
     """Write ``results/<name>.json`` with the figures, the command, the commit and the machine."""
-    from lanas.measure import cpu_model
+    from lanas.runtimes import cpu_model
 
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / f"{name}.json"

@@ -34,8 +34,9 @@ from common import record  # noqa: E402
 
 from pipeline import dataset as ds  # noqa: E402
 from pipeline.config import load_config  # noqa: E402
-from pipeline.measure import dataset_dir, run_measure  # noqa: E402
+from pipeline.measure import run_measure  # noqa: E402
 from pipeline.ray_env import init_ray  # noqa: E402
+from pipeline.rows import dataset_dir  # noqa: E402
 from pipeline.rundir import RunDir  # noqa: E402
 
 PATHS = ("traced", "direct", "direct", "traced")  # ABBA: drift hits both paths alike

@@ -32,8 +32,9 @@ from lanas.predictor import LatencyPredictor, train_predictor  # noqa: E402
 from pipeline import dataset as ds  # noqa: E402
 from pipeline.config import load_config  # noqa: E402
 from pipeline.fit import split_of  # noqa: E402
-from pipeline.measure import dataset_dir, measure_jsonl_path, run_measure  # noqa: E402
+from pipeline.measure import measure_jsonl_path, run_measure  # noqa: E402
 from pipeline.ray_env import init_ray  # noqa: E402
+from pipeline.rows import dataset_dir  # noqa: E402
 from pipeline.rundir import RunDir  # noqa: E402
 
 

@@ -40,9 +40,10 @@ from lanas.measure import STATISTICS  # noqa: E402
 from pipeline import dataset as ds  # noqa: E402
 from pipeline.config import load_config  # noqa: E402
 from pipeline.fit import run_fit  # noqa: E402
-from pipeline.measure import dataset_dir, run_measure  # noqa: E402
+from pipeline.measure import run_measure  # noqa: E402
 from pipeline.predictor_store import load_for  # noqa: E402
 from pipeline.ray_env import init_ray  # noqa: E402
+from pipeline.rows import dataset_dir  # noqa: E402
 from pipeline.rundir import RunDir  # noqa: E402
 
 TARGETS = [{"device": "cpu", "runtime": r, "batch_size": 1, "threads": 1} for r in ("torch", "onnxruntime", "openvino")]

@@ -32,6 +32,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from lanas.encoding import encode_genotype, group_matrix
 from lanas.genotype import Genotype
 from lanas.network import MacroSettings, Network
+from lanas.runtimes import example_input, graph_nodes
 from lanas.space import SearchSpace
 from lanas.target import Target
 
@@ -135,7 +136,6 @@ def graph_costs(
     the deployed network, by least squares over ``archs`` random architectures (kinds
     whose count is the same in all of them are left out); None for eager torch (no
     compiled graph). ``progress(done, total)`` is called after each architecture."""
-    from lanas.runtimes import example_input, graph_nodes
 
     if target.runtime == "torch":
         return None

@@ -25,7 +25,6 @@ session; hence this small timer.)
 from __future__ import annotations
 
 import gc
-import platform
 import statistics
 import time
 from contextlib import contextmanager
@@ -68,17 +67,6 @@ class MeasureSettings:
             raise ValueError(
                 f"min_time_s must be >= 0 and max_repeats >= repeats, got {self.min_time_s}, {self.max_repeats}"
             )
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown"
 
 
 def hardware_id(target: Target) -> str:

@@ -33,6 +33,7 @@ from lanas.encoding import encode_genotype, encoding_size
 from lanas.genotype import Genotype
 from lanas.network import MacroSettings
 from lanas.predictor import LatencyPredictor, fit_additive
+from lanas.quality import network_flops
 from lanas.space import SearchSpace
 
 METHODS = ("ladnas", "lut", "flops", "random")
@@ -61,7 +62,6 @@ def flops_table(
     per (edge group, op), fitted on ``genotypes`` (default: :data:`FLOPS_ARCHS` random
     ones), in MFLOPs. Returns it and its largest relative error on those genotypes (exact
     up to the ridge and float32)."""
-    from lanas.quality import network_flops
 
     genotypes = list(genotypes) if genotypes is not None else space.sample_unique(FLOPS_ARCHS, FLOPS_SEED)
     x = torch.stack([encode_genotype(g, space) for g in genotypes])

@@ -25,6 +25,8 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
+from lanas.encoding import encoding_size, group_matrix, repeat_matrices, sharing_matrices
+
 
 @dataclass(frozen=True)
 class PredictorSettings:
@@ -97,7 +99,6 @@ class LatencyPredictor(nn.Module):
         """The predictor the pipeline uses: grouped additive term (with the sharing
         features unless ``sharing`` is False, and the repeat features unless ``repeats``
         is False) + MLP on ``space``'s encoding."""
-        from lanas.encoding import encoding_size, group_matrix, repeat_matrices, sharing_matrices
 
         share = sharing_matrices(space) if sharing else None
         repeated = repeat_matrices(space) if repeats else None

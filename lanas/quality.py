@@ -26,6 +26,7 @@ from scipy import stats
 from lanas.costs import network_costs
 from lanas.genotype import Genotype
 from lanas.network import MacroSettings
+from lanas.predictor import RIDGE_GRID
 
 
 def regression_metrics(pred: np.ndarray, true: np.ndarray, ms_per_unit: float = 1.0) -> dict[str, float]:
@@ -49,8 +50,6 @@ def regression_metrics(pred: np.ndarray, true: np.ndarray, ms_per_unit: float = 
 def fit_lut(x: np.ndarray, y: np.ndarray):
     """Additive lookup table: ridge regression, its strength chosen by cross-validation."""
     from sklearn.linear_model import RidgeCV
-
-    from lanas.predictor import RIDGE_GRID
 
     return RidgeCV(alphas=RIDGE_GRID).fit(x, y)
 

@@ -25,6 +25,7 @@ import dataclasses
 import importlib
 import io
 import os
+import platform
 import tempfile
 import time
 import warnings
@@ -56,10 +57,19 @@ def runtime_version(runtime: str) -> str:
     return str(getattr(module, "__version__", "unknown"))
 
 
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
 def device_name(target: Target) -> str:
     """The model of the device this process would time ``target`` on."""
-    from lanas.measure import cpu_model
-
     if target.device == "cuda":
         if not torch.cuda.is_available():
             raise RuntimeMissing(f"target {target.spec} needs a CUDA device, and none is visible here")

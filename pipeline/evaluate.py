@@ -46,6 +46,7 @@ from pipeline.measure import measure_into, missing, probe_same_hardware
 from pipeline.predictor_store import StoredPredictor, load_all
 from pipeline.rundir import RunDir, read_jsonl, write_jsonl
 from pipeline.search import method_of
+from pipeline.staleness import mark_done
 
 RANDOM_SEED_OFFSET = 10_000  # random reference architectures use seed + this
 MATCH_SEED_OFFSET = 20_000  # ... and the pool of latency-matched ones seed + this
@@ -304,8 +305,8 @@ def run_evaluate(run: RunDir, progress: bool = True) -> list[dict[str, Any]]:
             )
     write_jsonl(run.stage("evaluate") / "results.jsonl", results)
     print_matrix(cfg, results)
-    run.mark_done(
-        "evaluate", {"candidates": len(cands), "targets": len(cfg.targets), "wall_s": time.perf_counter() - t0}
+    mark_done(
+        run, "evaluate", {"candidates": len(cands), "targets": len(cfg.targets), "wall_s": time.perf_counter() - t0}
     )
     return results
 

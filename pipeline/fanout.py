@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import Any, Callable, Iterable, TypeVar
 
+from pipeline.errors import PipelineError
+
 T = TypeVar("T")
 
 
@@ -50,8 +52,6 @@ def check_resources(what: str, options: dict[str, Any]) -> None:
     """Refuse, in one line, tasks asking for a resource the cluster does not have at all
     (they would wait forever)."""
     import ray
-
-    from pipeline.errors import PipelineError
 
     refusal = lacking(what, options, ray.cluster_resources())
     if refusal:

@@ -43,9 +43,12 @@ from pipeline import dataset as ds
 from pipeline import predictor_store
 from pipeline.errors import PipelineError
 from pipeline.fanout import check_resources
-from pipeline.measure import dataset_dir, select_targets
+from pipeline.measure import select_targets
 from pipeline.predictor_store import PredictorMeta
+from pipeline.ray_env import quiet_ray_data
+from pipeline.rows import dataset_dir
 from pipeline.rundir import RunDir, write_atomic
+from pipeline.staleness import mark_done
 
 MIN_ROWS = {"train": 10, "test": 5}
 COLUMNS = [
@@ -100,8 +103,6 @@ def _read_partition(run: RunDir, target: Target, hardware: str):
     import ray
     from ray.data.expressions import col
 
-    from pipeline.ray_env import quiet_ray_data
-
     quiet_ray_data()
     part = dataset_dir(run) / f"{ds.PARTITION}={hardware}"
     if not part.is_dir():
@@ -149,7 +150,7 @@ def predictor_round(train) -> int:
     return int(rounds.max()) + 1 if len(rounds) else 0
 
 
-def _arrays(frame) -> tuple[torch.Tensor, torch.Tensor]:
+def arrays(frame) -> tuple[torch.Tensor, torch.Tensor]:
     x = torch.tensor(np.stack(frame["encoding"].to_numpy()), dtype=torch.float32)
     y = torch.tensor(frame["latency_ratio"].to_numpy(), dtype=torch.float32)
     return x, y
@@ -237,7 +238,7 @@ def _loop_data(splits: dict[str, dict[str, Any]]) -> dict[str, dict[str, np.ndar
     """Per spec, the training rows as the Train loop reads them: features, labels, folds."""
     data = {}
     for spec, split in splits.items():
-        x, y = _arrays(split["train"])
+        x, y = arrays(split["train"])
         data[spec] = {"x": x.numpy(), "y": y.numpy(), "folds": split["train"]["fold"].to_numpy()}
     return data
 
@@ -317,7 +318,7 @@ def select(run: RunDir, mlp: tuple[LatencyPredictor, np.ndarray], train, referen
     between the additive lookup table (closed form) and additive + MLP (trained by the
     Ray Train job): :func:`lanas.quality.select_model`. Returns it and the selection record."""
     space, sharing, repeats = run.config.space, run.config.fit.model.sharing, run.config.fit.model.repeats
-    x, y = _arrays(train)
+    x, y = arrays(train)
 
     def additive(xa, ya, xb):
         with torch.no_grad():
@@ -335,7 +336,7 @@ def _baselines(run: RunDir, train, flops: dict[str, int]):
     """Name -> predict(frame) of every baseline, fitted on the ``train`` rows. ``flops``
     caches FLOPs by arch_id across targets (the same architectures on each)."""
     cfg = run.config
-    xtr, ytr = (t.numpy() for t in _arrays(train))
+    xtr, ytr = (t.numpy() for t in arrays(train))
     groups = group_matrix(cfg.space).numpy()
     lut, lut_op, trees = (
         quality.fit_lut(xtr, ytr),
@@ -352,7 +353,7 @@ def _baselines(run: RunDir, train, flops: dict[str, int]):
         return np.asarray([flops[a] for a in frame["arch_id"]], dtype=float)
 
     slope, intercept = quality.fit_flops(flops_of(train.iloc[sample]), ytr[sample])
-    x = lambda frame: _arrays(frame)[0].numpy()  # noqa: E731
+    x = lambda frame: arrays(frame)[0].numpy()  # noqa: E731
     return {
         "lut": lambda f: lut.predict(x(f)),
         "lut_op": lambda f: lut_op.predict(x(f) @ groups),
@@ -369,7 +370,7 @@ def score(run: RunDir, model: LatencyPredictor, splits: dict[str, Any], referenc
     models = {"predictor": lambda f: _predict(model, f), **_baselines(run, splits["train"], flops)}
     scores, rel = {}, {}
     for name in (n for n in EVAL_SETS if len(splits[n])):
-        y = _arrays(splits[name])[1].numpy()
+        y = arrays(splits[name])[1].numpy()
         preds = {k: np.asarray(m(splits[name]), dtype=float) for k, m in models.items()}
         scores[name] = {k: quality.regression_metrics(p, y, reference_ms) for k, p in preds.items()}
         if name == "test":
@@ -382,7 +383,7 @@ def score(run: RunDir, model: LatencyPredictor, splits: dict[str, Any], referenc
 
 def _predict(model: LatencyPredictor, frame) -> np.ndarray:
     with torch.no_grad():
-        return model(_arrays(frame)[0]).numpy()
+        return model(arrays(frame)[0]).numpy()
 
 
 def run_fit(run: RunDir, target: str | None = None) -> dict[str, Any]:
@@ -581,7 +582,7 @@ def finish(run: RunDir, summary: dict[str, Any] | None = None) -> None:
     metas = predictor_store.stored_metas(run)
     write_atomic(run.stage("fit") / "metrics.md", side_by_side(run, metas))
     if summary is not None and len(metas) == len(run.config.targets):
-        run.mark_done("fit", summary)
+        mark_done(run, "fit", summary)
 
 
 def _metric_row(label: str, v: dict[str, float]) -> str:

@@ -12,7 +12,6 @@ that target and setting.
 from __future__ import annotations
 
 import json
-import math
 import platform
 import statistics
 import time
@@ -33,11 +32,9 @@ from pipeline import dataset as ds
 from pipeline.config import RunConfig
 from pipeline.errors import PipelineError
 from pipeline.fanout import check_resources, fan_out, slots
+from pipeline.rows import dataset_dir
 from pipeline.rundir import RunDir
-
-
-def dataset_dir(run: RunDir) -> Path:
-    return run.stage("measure") / "dataset"
+from pipeline.staleness import mark_done
 
 
 def _timing_columns(m) -> dict[str, Any]:
@@ -304,23 +301,8 @@ def run_measure(
     summary["sampled"] = max(sampled, run.done_summary("measure").get("sampled", 0))
     print(f"[measure] dataset: {root}", flush=True)
     if target is None:  # one target alone does not complete the stage for `reproduce`
-        run.mark_done("measure", summary)
+        mark_done(run, "measure", summary)
     return summary
-
-
-def _usable(ratio: float | None) -> bool:
-    return ratio is not None and math.isfinite(ratio) and ratio > 0
-
-
-def usable_rows(run: RunDir, target: Target, hardware: str, columns: list[str] | None = None) -> list[dict[str, Any]]:
-    """The rows stage 1 measured on ``target`` at this run's setting with a usable
-    latency (ok, finite, > 0), one per architecture, by arch_id."""
-    setting = run.config.setting(target).columns()
-    read = None if columns is None else [*setting, "arch_id", *columns]
-    rows = ds.read_table(dataset_dir(run), hardware, columns=read).to_pylist()
-    ok = {r["arch_id"]: r for r in rows if r["status"] == "ok" and _usable(r["latency_ratio"])
-          and all(r[c] == v for c, v in setting.items())}  # fmt: skip
-    return [ok[a] for a in sorted(ok)]
 
 
 def summarise_targets(run: RunDir, targets: Sequence[Target], ids: dict[str, str]) -> dict[str, dict[str, Any]]:

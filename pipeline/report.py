@@ -43,6 +43,7 @@ from lanas.transfer import REPEATS
 from pipeline import compare, predictor_store, report_html
 from pipeline import dataset as ds
 from pipeline.rundir import RunDir, read_jsonl, write_atomic
+from pipeline.staleness import mark_done
 
 CSV_FIELDS = [
     "target",
@@ -736,27 +737,17 @@ def run_report(run: RunDir) -> str:
     compare.plot(folder / "methods.png", all_methods, hardware)
     if spec_rows:
         plot_specialisation(folder / "specialisation.png", spec_rows, specs)
-    write_atomic(
-        folder / "analysis.json",
-        json.dumps(
-            {
-                "targets": analyses,
-                "methods": methods,
-                "task_spread": spreads,
-                "specialisation": spec_rows,
-                "budgets": budget_rows,
-            },
-            indent=2,
-        ),  # fmt: skip
-    )
+    analysis = {"targets": analyses, "methods": methods, "task_spread": spreads, "specialisation": spec_rows,
+                "budgets": budget_rows}  # fmt: skip
+    write_atomic(folder / "analysis.json", json.dumps(analysis, indent=2))
     sections = [line for s in specs for line in target_section(s, hardware[s], per_target[s], analyses[s])]
     sections += budget_section(budget_rows)
     sections += methods_section(run, specs, methods, spreads)
     text = markdown(run, sections, cross_target_section(matrix, spec_rows, specs))
     write_atomic(folder / "report.md", text)
     write_atomic(folder / "report.html", report_html.render(folder, text, f"lanas report: {run.config.name}"))
-    run.mark_done(
-        "report", {"front": {s: sum(bool(r.get("on_front")) for r in rows) for s, rows in per_target.items()}}
+    mark_done(
+        run, "report", {"front": {s: sum(bool(r.get("on_front")) for r in rows) for s, rows in per_target.items()}}
     )
     return str(folder / "report.md")
 

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from pipeline.config import RunConfig, load_config
+from pipeline.measure import check_runtimes
 from pipeline.ray_env import check_reachable, init_ray
 from pipeline.rundir import RunDir
 from pipeline.stages import STAGES, Options
@@ -25,7 +26,6 @@ def reproduce(
     options: Options | None = None,
 ) -> str:
     """Run every stage that is not done, in order; returns the report's path."""
-    from pipeline.measure import check_runtimes
 
     options = options or Options()
     cfg = config if isinstance(config, RunConfig) else load_config(config)

@@ -14,7 +14,6 @@ import os
 import platform
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -124,14 +123,6 @@ class RunDir:
 
     def is_done(self, name: str) -> bool:
         return (self.path / name / "DONE.json").is_file()
-
-    def mark_done(self, name: str, summary: dict[str, Any]) -> None:
-        """``<stage>/DONE.json``: the stage's summary and the identity of its inputs (:mod:`pipeline.staleness`)."""
-        from pipeline.staleness import inputs
-
-        self.update_manifest({})  # the code, versions and host that ran the stage
-        marker = {"finished_at": time.time(), **summary, "inputs": inputs(self, name, summary)}
-        write_atomic(self.stage(name) / "DONE.json", json.dumps(marker, indent=2))
 
     def done_summary(self, name: str) -> dict[str, Any]:
         """What a completed stage recorded in its done-marker ({} if not done or unreadable)."""

@@ -54,9 +54,12 @@ from pipeline import predictor_store
 from pipeline.config import RunConfig
 from pipeline.errors import PipelineError
 from pipeline.fanout import check_resources
-from pipeline.measure import dataset_dir, measure_into, missing, probe_same_hardware, usable_rows
+from pipeline.fit import arrays, finish, load_rows, run_fit, write_metrics_md
+from pipeline.measure import measure_into, missing, probe_same_hardware
 from pipeline.predictor_store import StoredPredictor, load_all
+from pipeline.rows import dataset_dir, usable_rows
 from pipeline.rundir import RunDir, read_jsonl, write_jsonl
+from pipeline.staleness import mark_done
 
 CHECKPOINTS_KEPT = 2  # per trial: the last epoch's, and the one before in case the last was cut mid-write
 EXPERIMENT = "sweep"  # Tune experiment of the first sweep; later extensions get a suffix
@@ -215,8 +218,6 @@ def penalties(run: RunDir, stored: dict[str, StoredPredictor]) -> dict[str, tupl
     """Key -> (state_dict, hidden, reference, unit: ``latency_ms`` or ``mflops``) of every penalty model the sweep
     needs: each target's stored predictor (``ladnas:<spec>``), its lookup table fitted on
     the predictor's training rows (``lut:<spec>``), the FLOPs table (``flops:``)."""
-    from pipeline.fit import _arrays as arrays
-    from pipeline.fit import load_rows
 
     cfg = run.config
     out = {
@@ -516,7 +517,6 @@ def run_search(
     and the ``derived`` line of ``fit/metrics.md``), and before the next round every
     predictor is refitted with them. A round whose derived architectures the stored
     predictors were already trained on is done; an interrupted loop continues there."""
-    from pipeline.fit import run_fit
 
     cfg = run.config
     t0 = time.perf_counter()
@@ -537,7 +537,7 @@ def run_search(
         measure_derived(run, r, rows, progress)
         record_derived(run, r, rows, stored)
     rows = read_jsonl(results_path(run, cfg.search.rounds))
-    run.mark_done("search", {"trials": len(rows), "rounds": cfg.search.rounds, "wall_s": time.perf_counter() - t0})
+    mark_done(run, "search", {"trials": len(rows), "rounds": cfg.search.rounds, "wall_s": time.perf_counter() - t0})
     return rows
 
 
@@ -579,7 +579,6 @@ def _standing(meta: predictor_store.PredictorMeta) -> dict[str, Any]:
 def record_derived(run: RunDir, r: int, rows: list[dict[str, Any]], stored: dict[str, StoredPredictor]) -> None:
     """Score the predictors that searched round ``r`` on what it derived: ``search/rounds.jsonl``
     (one line per round and target) and the ``derived-round<r>`` set of each predictor's metadata."""
-    from pipeline.fit import finish, write_metrics_md
 
     cfg = run.config
     wanted = {x["arch_id"] for x in rows}

@@ -33,7 +33,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from lanas.target import Target
-from pipeline.rundir import STAGES, RunDir
+from pipeline.predictor_store import WEIGHTS
+from pipeline.rows import usable_rows
+from pipeline.rundir import STAGES, RunDir, write_atomic
 
 STALE_DIR = "stale"
 
@@ -45,8 +47,6 @@ def _sha(path: Path) -> str:
 def dataset_identity(run: RunDir, target: Target) -> str:
     """``<architectures>:<id>`` of the usable rows fit learns from on ``target`` (every
     sampler but ``derived``: the closed loop adds those within the search)."""
-    from pipeline.measure import usable_rows
-
     hw = run.hardware_ids().get(target.spec)
     if hw is None:
         return "0:none"
@@ -56,13 +56,18 @@ def dataset_identity(run: RunDir, target: Target) -> str:
 
 
 def _predictors(run: RunDir) -> dict[str, str]:
-    from pipeline.predictor_store import WEIGHTS
-
     ids = run.hardware_ids()
     return {
         f"predictor:{t.spec}": _sha(run.path / "fit" / ids[t.spec] / WEIGHTS) if t.spec in ids else "missing"
         for t in run.config.targets
     }
+
+
+def mark_done(run: RunDir, name: str, summary: dict[str, Any]) -> None:
+    """``<stage>/DONE.json``: the stage's summary and the identity of its inputs."""
+    run.update_manifest({})  # the code, versions and host that ran the stage
+    marker = {"finished_at": time.time(), **summary, "inputs": inputs(run, name, summary)}
+    write_atomic(run.stage(name) / "DONE.json", json.dumps(marker, indent=2))
 
 
 def inputs(run: RunDir, stage: str, summary: dict[str, Any] | None = None) -> dict[str, Any]:

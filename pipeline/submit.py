@@ -16,7 +16,9 @@ import sys
 import time
 from pathlib import Path
 
+from pipeline.config import load_config
 from pipeline.errors import PipelineError
+from pipeline.fanout import lacking
 
 EXCLUDES = ["runs/", ".venv/", ".git/", "*.egg-info/", "__pycache__/", ".pytest_cache/", ".whl/", ".gl/"]
 TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
@@ -218,7 +220,6 @@ def cluster_resources(address: str, token: str) -> dict[str, float]:
 
 def check_cluster(cfg, address: str, token: str) -> None:
     """Refuse, before submitting, a profile asking for a resource the cluster has none of."""
-    from pipeline.fanout import lacking
 
     try:
         have = cluster_resources(address, token)
@@ -244,7 +245,6 @@ def submit(
     allow_insecure_http: bool = False,
 ) -> tuple[object, str]:
     """Validate locally (config, token, the cluster's resources), then submit. Returns (client, job id)."""
-    from pipeline.config import load_config
 
     wd = Path(working_dir).resolve()
     cfg_path = Path(config)

@@ -31,8 +31,9 @@ from lanas.runtimes import RuntimeMissing
 from lanas.transfer import Prior, fit_transfer, in_current_layout, predict_np, select_diverse, table_np, transferred
 from pipeline import predictor_store
 from pipeline.errors import PipelineError
-from pipeline.measure import select_targets, usable_rows
+from pipeline.measure import select_targets
 from pipeline.predictor_store import PredictorMeta, StoredPredictor
+from pipeline.rows import usable_rows
 from pipeline.rundir import RunDir, write_atomic
 
 TYPICAL_POOL = 1024  # random architectures whose median prediction is the transferred predictor's typical latency

@@ -13,8 +13,8 @@ from lanas.budget import reachable
 from pipeline import predictor_store
 from pipeline.errors import PipelineError
 from pipeline.evaluate import run_evaluate
-from pipeline.measure import dataset_dir
 from pipeline.report import BUDGET_FIELDS, run_report
+from pipeline.rows import dataset_dir
 from pipeline.rundir import RunDir
 from pipeline.search import measured_ratios, run_search
 

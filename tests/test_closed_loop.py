@@ -12,7 +12,7 @@ from conftest import copy_fitted, smoke_config
 from pipeline import dataset as ds
 from pipeline import fit as fit_stage
 from pipeline import predictor_store
-from pipeline.measure import dataset_dir
+from pipeline.rows import dataset_dir
 from pipeline.rundir import read_jsonl
 from pipeline.search import results_path, run_search
 

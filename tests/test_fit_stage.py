@@ -15,7 +15,7 @@ from pipeline import dataset as ds
 from pipeline import predictor_store
 from pipeline.errors import PipelineError
 from pipeline.fit import run_fit
-from pipeline.measure import dataset_dir
+from pipeline.rows import dataset_dir
 from pipeline.rundir import RunDir
 
 SPEC = "cpu-t1-torch-b1"

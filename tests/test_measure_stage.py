@@ -14,7 +14,8 @@ from conftest import ROOT, kill_worker_while, run_cli, smoke_config
 from lanas.genotype import published
 from pipeline import dataset as ds
 from pipeline.errors import PipelineError
-from pipeline.measure import dataset_dir, published_probes, run_measure
+from pipeline.measure import published_probes, run_measure
+from pipeline.rows import dataset_dir
 from pipeline.rundir import RunDir
 
 PROBES = len(published_probes(smoke_config()))  # the published genotypes stage 1 measures beside the random ones

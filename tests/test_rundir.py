@@ -3,6 +3,7 @@ from conftest import smoke_config
 
 from pipeline.errors import PipelineError
 from pipeline.rundir import RunDir
+from pipeline.staleness import mark_done
 
 
 def test_same_config_reopens_and_other_config_is_refused(tmp_path):
@@ -37,5 +38,5 @@ def test_reopening_keeps_the_manifest_of_the_code_that_ran_and_a_finished_stage_
     monkeypatch.setattr(rundir, "git_sha", lambda: "f" * 40)
     run = RunDir.open(tmp_path / "r", smoke_config())
     assert (tmp_path / "r" / "manifest.json").read_bytes() == before
-    run.mark_done("measure", {})
+    mark_done(run, "measure", {})
     assert json.loads((tmp_path / "r" / "manifest.json").read_text())["git_sha"] == "f" * 40

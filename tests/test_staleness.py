@@ -11,8 +11,9 @@ import pytest
 from conftest import copy_fitted
 
 from pipeline import cli
-from pipeline.measure import dataset_dir, run_measure
+from pipeline.measure import run_measure
 from pipeline.reproduce import reproduce
+from pipeline.rows import dataset_dir
 from pipeline.rundir import STAGES, RunDir
 from pipeline.stages import Options
 from pipeline.staleness import stale_reason, upstream_warning

@@ -1,0 +1,31 @@
+"""A run's measured rows: where stage 1's latency dataset lives, and which of its rows
+the predictors, the transfer and the staleness checks may use."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from lanas.target import Target
+from pipeline import dataset as ds
+from pipeline.rundir import RunDir
+
+
+def dataset_dir(run: RunDir) -> Path:
+    return run.stage("measure") / "dataset"
+
+
+def usable(ratio: float | None) -> bool:
+    return ratio is not None and math.isfinite(ratio) and ratio > 0
+
+
+def usable_rows(run: RunDir, target: Target, hardware: str, columns: list[str] | None = None) -> list[dict[str, Any]]:
+    """The rows stage 1 measured on ``target`` at this run's setting with a usable
+    latency (ok, finite, > 0), one per architecture, by arch_id."""
+    setting = run.config.setting(target).columns()
+    read = None if columns is None else [*setting, "arch_id", *columns]
+    rows = ds.read_table(dataset_dir(run), hardware, columns=read).to_pylist()
+    ok = {r["arch_id"]: r for r in rows if r["status"] == "ok" and usable(r["latency_ratio"])
+          and all(r[c] == v for c, v in setting.items())}  # fmt: skip
+    return [ok[a] for a in sorted(ok)]
