@@ -10,8 +10,9 @@ import pytest
 from conftest import copy_fitted, smoke_config
 
 from pipeline import dataset as ds
-from pipeline import fit as fit_stage
 from pipeline import predictor_store
+from pipeline import search as search_stage
+from pipeline.report import rounds_section
 from pipeline.rows import dataset_dir
 from pipeline.rundir import read_jsonl
 from pipeline.search import results_path, run_search
@@ -39,7 +40,7 @@ def test_a_closed_loop_interrupted_between_rounds_continues(loop_run, monkeypatc
     def killed(*args, **kwargs):
         raise KeyboardInterrupt("killed between rounds")
 
-    monkeypatch.setattr(fit_stage, "run_fit", killed)
+    monkeypatch.setattr(search_stage, "run_fit", killed)  # the refit between rounds
     with pytest.raises(KeyboardInterrupt):
         run_search(run, progress=False)
     round0 = read_jsonl(results_path(run, 0))
@@ -70,8 +71,6 @@ def test_a_closed_loop_interrupted_between_rounds_continues(loop_run, monkeypatc
     assert "derived-round1" in stored.meta.ood and "derived-round0" not in stored.meta.ood
     md = (predictor_store.folder(run, stored.meta.hardware) / "metrics.md").read_text()
     assert "architectures derived by search round1" in md
-    from pipeline.report import rounds_section
-
     table = "\n".join(rounds_section(run))
     assert f"| 0 | {SPEC} |" in table and f"| 1 | {SPEC} |" in table and "search.rounds` = 1" in table
 
