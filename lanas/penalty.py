@@ -13,11 +13,10 @@ architecture loss (:func:`lanas.search.latency_term`); they differ in ``model``:
   network, from a FLOPs table per (edge group, op) (:func:`flops_table`: an op's FLOPs
   depend on its cell's width, resolution and stride, not on its edge, so the table is
   exact), the same for every target;
-* ``random`` -- no gradient on the architecture: random search with weight sharing
-  (Li & Talwalkar, 2019). The supernet is trained with alpha frozen at uniform, then
-  ``N`` random architectures are scored with the shared weights by
-  ``validation CE + lambda * predictor latency term`` and the best is kept
-  (:func:`lanas.search.random_search`).
+* ``random`` -- no supernet: random search (:mod:`lanas.random_search`). Candidates
+  drawn across the latency range are trained from scratch for a few epochs within a time
+  budget, and per target and lambda the one with the lowest
+  ``validation CE + lambda * predictor latency term`` is kept.
 
 All tables are :class:`~lanas.predictor.LatencyPredictor` modules without an MLP, so the
 search loop treats every method alike.

@@ -97,17 +97,16 @@ class SearchState:
     lam: float
     epoch: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
-    train_arch: bool = True  # False: alpha (and beta) stay at their start (random search with weight sharing)
     dual_scale: float = 1.0  # a budget's dual step, as a share of its dual_lr (lanas.budget.Budget.damp)
     last_side: int = 0  # the side of the budget's window the derived architecture was last on (0: not yet)
 
     @classmethod
-    def start(cls, net: SuperNet, settings: SearchSettings, lam: float, train_arch: bool = True) -> SearchState:
+    def start(cls, net: SuperNet, settings: SearchSettings, lam: float) -> SearchState:
         s = settings
         w_opt = torch.optim.SGD(net.weight_parameters(), s.w_lr, momentum=s.w_momentum, weight_decay=s.w_weight_decay)
         w_sched = torch.optim.lr_scheduler.CosineAnnealingLR(w_opt, s.epochs, eta_min=s.w_lr_min)
         a_opt = torch.optim.Adam(net.arch_parameters(), s.a_lr, betas=(0.5, 0.999), weight_decay=s.a_weight_decay)
-        return cls(net, w_opt, a_opt, w_sched, lam, train_arch=train_arch)
+        return cls(net, w_opt, a_opt, w_sched, lam)
 
     def snapshot(self) -> dict[str, Any]:
         """A deep copy (``state_dict()`` tensors are the live ones, changed by later steps)."""
@@ -187,21 +186,18 @@ def search(
     state: dict[str, Any] | None = None,
     seed: int = 0,
     budget: Budget | None = None,
-    train_arch: bool = True,
 ) -> SearchResult:
     """Run (or resume from the snapshot ``state``) one search with coefficient ``lam``,
     or, with a ``budget``, with ``lam`` as the starting multiplier of the budget
     constraint (see :mod:`lanas.budget`). ``on_epoch(metrics, snapshot)`` is called after
     every epoch. Each epoch draws its randomness (the loaders' batch order, Gumbel
     samples) from ``(seed, epoch)`` alone, so a search resumed from an epoch's snapshot
-    is the search that would have run through. ``train_arch=False`` trains the weights
-    only, on paths drawn from alpha as it started (near uniform): the supernet of a random
-    search with weight sharing (:func:`random_search`)."""
+    is the search that would have run through."""
     if not math.isfinite(lam) or (lam < 0 and budget is None):
         raise ValueError(f"lambda must be a finite number >= 0, got {lam}")
     net.to(device)
     predictor.to(device).eval().requires_grad_(False)
-    st = SearchState.start(net, settings, lam, train_arch)
+    st = SearchState.start(net, settings, lam)
     if state is not None:
         st.restore(state)
     last = settings.epochs + (budget.settings.extra_epochs if budget else 0)
@@ -228,7 +224,7 @@ def _search_epoch(
     epoch, net = st.epoch, st.net
     _seed_epoch(seed, epoch, data)
     net.tau = settings.tau_max - (settings.tau_max - settings.tau_min) * min(1.0, epoch / max(1, settings.epochs - 1))
-    update_arch = st.train_arch and epoch >= settings.warmup_epochs
+    update_arch = epoch >= settings.warmup_epochs
     sums, steps, updates = _run_epoch(st, predictor, data, settings, update_arch, budget, device)
     if epoch < settings.epochs:  # extra epochs of a budget search keep the final learning rate
         st.w_sched.step()
