@@ -22,17 +22,16 @@ from lanas.encoding import encode_genotype
 from lanas.genotype import Genotype
 from lanas.network import MacroSettings, Network
 from lanas.predictor import LatencyPredictor
-from lanas.space import SamplingSettings, SearchSpace, sample_mixed
+from lanas.space import LATENCY_RANGE, SearchSpace, sample_mixed
 from lanas.train import TrainSettings, accuracy_and_loss, train_network
 
 POOL_SEED = 30_011  # the candidates of a random search with seed s come from stream s + this
-POOL_SAMPLING = SamplingSettings(coverage_share=0.5, concentration=0.1)  # as the latency-matched partners
 
 
 def candidate_pool(space: SearchSpace, n: int, seed: int) -> list[Genotype]:
     """``n`` distinct genotypes, uniform and coverage samples alternating (so a search
     cut short by its budget has scored both kinds)."""
-    drawn = sample_mixed(space, n, seed + POOL_SEED, POOL_SAMPLING)
+    drawn = sample_mixed(space, n, seed + POOL_SEED, LATENCY_RANGE)
     uniform = [g for g, kind in drawn if kind == "uniform"]
     coverage = [g for g, kind in drawn if kind == "coverage"]
     out = [g for pair in zip(uniform, coverage) for g in pair]

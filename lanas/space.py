@@ -87,6 +87,9 @@ class SamplingSettings:
             raise ValueError(f"concentration must be > 0, got {self.concentration}")
 
 
+# half uniform, half near one op per cell: samples that reach both ends of the latency range (the
+# latency-matched partners' pool and the random-search peer's candidates)
+LATENCY_RANGE = SamplingSettings(coverage_share=0.5, concentration=0.1)
 COVERAGE_SEED_OFFSET = 7919  # coverage samples come from their own stream, so each list extends on its own
 
 

@@ -37,7 +37,7 @@ from lanas.data import load_splits, loader
 from lanas.encoding import encode_genotype
 from lanas.genotype import PUBLISHED, Genotype, published, trivial
 from lanas.network import Network
-from lanas.space import SamplingSettings, SearchSpace, sample_mixed
+from lanas.space import LATENCY_RANGE, SearchSpace, sample_mixed
 from lanas.train import accuracy_and_loss, train_network
 from pipeline import dataset as ds
 from pipeline.config import RunConfig
@@ -51,7 +51,6 @@ from pipeline.staleness import mark_done
 RANDOM_SEED_OFFSET = 10_000  # random reference architectures use seed + this
 MATCH_SEED_OFFSET = 20_000  # ... and the pool of latency-matched ones seed + this
 MATCH_POOL = 4096  # samples the latency-matched random architectures are chosen from
-MATCH_SAMPLING = SamplingSettings(coverage_share=0.5, concentration=0.1)  # half of them near one op per cell
 EVAL_BATCH = 512  # images per forward pass when scoring val and test
 TRAIN_RETRIES = 2  # retries of a training task whose worker died
 METHOD_PREFIX = {"random": "rs"}  # candidate names of other methods: prefix (rs: random search, not the cloud)
@@ -120,15 +119,15 @@ def candidates(run: RunDir, stored: dict[str, StoredPredictor]) -> list[dict[str
 
 
 def match_pool(space: SearchSpace, seed: int) -> list[Genotype]:
-    """The architectures latency-matched partners are chosen from (``MATCH_SAMPLING``)."""
-    return [g for g, _ in sample_mixed(space, MATCH_POOL, seed + MATCH_SEED_OFFSET, MATCH_SAMPLING)]
+    """The architectures latency-matched partners are chosen from (``lanas.space.LATENCY_RANGE``)."""
+    return [g for g, _ in sample_mixed(space, MATCH_POOL, seed + MATCH_SEED_OFFSET, LATENCY_RANGE)]
 
 
 def matched_random(
     cfg: RunConfig, searched: list[dict[str, Any]], stored: dict[str, StoredPredictor]
 ) -> list[dict[str, Any]]:
     """For each searched architecture, the random one (out of ``MATCH_POOL``, drawn by
-    ``MATCH_SAMPLING``) whose predicted latency on the target it was searched for is
+    ``lanas.space.LATENCY_RANGE``) whose predicted latency on the target it was searched for is
     closest to its own."""
     if not searched:
         return []
