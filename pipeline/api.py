@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import csv
 import json
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.config import RunConfig, load_config
@@ -87,9 +87,6 @@ class RunResult:
         if not ok:
             raise PipelineError(f"no architecture measured on {target}" + (f" within {max_ms:g} ms" if max_ms else ""))
         return max(ok, key=lambda c: (c.test_acc, -(c.measured_latency_ms or 0.0)))
-
-
-CANDIDATE_FIELDS = tuple(f.name for f in fields(Candidate))
 
 
 def load(run_dir: str | Path) -> RunResult:
