@@ -13,6 +13,7 @@ C = 16, N = 5 and 10 classes the parameter counts equal the table's ``params_mb`
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 from torch import nn
@@ -74,8 +75,11 @@ class ResidualReduction(nn.Module):
         return self.shortcut(x) + self.conv_b(self.conv_a(x))
 
 
-class Nb201Network(nn.Module):
-    def __init__(self, cell: Cell, macro: Nb201Macro = Nb201Macro()):
+class Skeleton(nn.Module):
+    """Stem, 3 stages of ``make_cell(width)`` joined by residual reductions, and the head:
+    the benchmark's macro structure, for its networks and for the search's supernet."""
+
+    def __init__(self, macro: Nb201Macro, make_cell: Callable[[int], nn.Module]):
         super().__init__()
         c = macro.channels
         self.stem = nn.Sequential(nn.Conv2d(macro.in_channels, c, 3, padding=1, bias=False), nn.BatchNorm2d(c))
@@ -84,11 +88,16 @@ class Nb201Network(nn.Module):
             width = c * 2**stage
             if stage:
                 layers.append(ResidualReduction(width // 2, width))
-            layers += [Nb201Cell(cell, width) for _ in range(macro.cells_per_stage)]
+            layers += [make_cell(width) for _ in range(macro.cells_per_stage)]
         self.cells = nn.Sequential(*layers)
         self.last = nn.Sequential(nn.BatchNorm2d(4 * c), nn.ReLU(inplace=False))
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Linear(4 * c, macro.num_classes)
+
+
+class Nb201Network(Skeleton):
+    def __init__(self, cell: Cell, macro: Nb201Macro = Nb201Macro()):
+        super().__init__(macro, lambda width: Nb201Cell(cell, width))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.last(self.cells(self.stem(x)))

@@ -18,6 +18,18 @@ def pareto_mask(points: Sequence[tuple[float, float]]) -> list[bool]:
     return [not any(dominates(q, p) for q in points) for p in points]
 
 
+def front_indices(points: Sequence[tuple[float, float]]) -> list[int]:
+    """Indices of the points on the Pareto front, by latency ascending, in O(n log n) (one
+    of equal points kept): for sets too large for :func:`pareto_mask`, e.g. a whole space."""
+    order = sorted(range(len(points)), key=lambda i: (points[i][1], -points[i][0]))
+    out, best = [], -math.inf
+    for i in order:
+        if points[i][0] > best:
+            out.append(i)
+            best = points[i][0]
+    return out
+
+
 def hypervolume(points: Sequence[tuple[float, float]], reference: tuple[float, float]) -> float:
     """Area dominated by ``points`` and bounded by ``reference = (min accuracy, max latency)``.
     Points not better than the reference in both coordinates add nothing."""

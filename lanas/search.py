@@ -27,7 +27,6 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from lanas.budget import Budget
-from lanas.encoding import encode_alpha, encode_genotype
 from lanas.genotype import Genotype
 from lanas.network import MacroSettings
 from lanas.predictor import LatencyPredictor
@@ -80,7 +79,9 @@ def build_supernet(space: SearchSpace, macro: MacroSettings, settings: SearchSet
 
 
 def latency_term(net: SuperNet, predictor: LatencyPredictor) -> torch.Tensor:
-    return predictor.latency_term(encode_alpha(net.latency_logits(), net.beta))
+    """The penalty's scale-free latency of the net's relaxed architecture (any supernet with
+    ``relaxed_encoding``: the DARTS one, or NAS-Bench-201's with its exact table term)."""
+    return predictor.latency_term(net.relaxed_encoding())
 
 
 @dataclass
@@ -293,7 +294,7 @@ def derived_latency(net: SuperNet, predictor: LatencyPredictor, device: str, gen
     already derived)."""
     genotype = net.genotype() if genotype is None else genotype
     with torch.no_grad():
-        return float(predictor(encode_genotype(genotype, net.space).to(device).unsqueeze(0)))
+        return float(predictor(net.encode(genotype).to(device).unsqueeze(0)))
 
 
 def _epoch_metrics(
@@ -308,6 +309,6 @@ def _epoch_metrics(
         metrics["val_ce"] = metrics["val_acc"] = float("nan")
     genotype = net.genotype()  # derived once for both
     metrics.update(
-        predicted_latency_ratio=derived_latency(net, predictor, device, genotype), genotype=genotype.to_json()
+        predicted_latency_ratio=derived_latency(net, predictor, device, genotype), genotype=net.arch_text(genotype)
     )
     return metrics

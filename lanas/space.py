@@ -13,17 +13,30 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
+from lanas import nb201
 from lanas.genotype import Genotype
 from lanas.ops import DARTS_OPS, op_names
 from lanas.topology import CELL_TYPES, CONCAT, NODES, NONE
+
+SPACE_NAMES = ("darts", "nb201")
 
 
 @dataclass(frozen=True)
 class SearchSpace:
     # candidate ops on every edge; 'none' may be listed (used by the supernet, never chosen)
     ops: tuple[str, ...] = DARTS_OPS
+    # darts: the DARTS cell (ops above); nb201: NAS-Bench-201's cell, whose five ops are fixed (lanas.nb201)
+    name: str = "darts"
 
     def __post_init__(self) -> None:
+        if self.name not in SPACE_NAMES:
+            raise ValueError(f"space.name must be one of {SPACE_NAMES}, got {self.name!r}")
+        if self.name == "nb201":
+            if self.ops == DARTS_OPS:  # left at its default: the benchmark's ops
+                object.__setattr__(self, "ops", nb201.OPS)
+            if tuple(self.ops) != nb201.OPS:
+                raise ValueError(f"space.ops: NAS-Bench-201's ops are fixed ({', '.join(nb201.OPS)})")
+            return
         unknown = [o for o in self.ops if o not in op_names()]
         if unknown:
             raise ValueError(f"space.ops: unknown ops {unknown}; known: {', '.join(op_names())}")

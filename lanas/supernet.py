@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from lanas.encoding import derive_genotype, edge_softmax
+from lanas.encoding import derive_genotype, edge_softmax, encode_alpha, encode_genotype
 from lanas.genotype import Genotype
 from lanas.network import Backbone, MacroSettings, Preprocess
 from lanas.ops import build_op
@@ -130,6 +130,16 @@ class SuperNet(Backbone):
     def genotype(self) -> Genotype:
         """The discrete architecture the search state derives (lanas.encoding.derive_genotype)."""
         return derive_genotype(self.alpha.detach(), None if self.beta is None else self.beta.detach(), self.space)
+
+    def relaxed_encoding(self) -> torch.Tensor:
+        """What the latency penalty sees of alpha and beta (lanas.encoding.encode_alpha)."""
+        return encode_alpha(self.latency_logits(), self.beta)
+
+    def encode(self, genotype: Genotype) -> torch.Tensor:
+        return encode_genotype(genotype, self.space)
+
+    def arch_text(self, genotype: Genotype) -> str:
+        return genotype.to_json()
 
     def latency_logits(self) -> torch.Tensor:
         """alpha with 'none' masked out: derivation never picks 'none', so the latency

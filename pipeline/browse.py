@@ -17,7 +17,7 @@ import yaml
 
 from lanas.target import Target
 from pipeline.errors import PipelineError
-from pipeline.rundir import STAGES
+from pipeline.rundir import STAGES, read_jsonl
 
 
 @dataclass(frozen=True)
@@ -39,12 +39,13 @@ class RunSummary:
 def summary(path: Path) -> RunSummary:
     cfg = yaml.safe_load((path / "config.yaml").read_text(encoding="utf-8")) or {}
     targets = (cfg.get("measure") or {}).get("targets") or []
+    devices = (cfg.get("search") or {}).get("devices") or []  # a space of tables searches for imported devices
     markers = [path / "config.yaml"] + [path / s / "DONE.json" for s in STAGES]
     return RunSummary(
         name=str(cfg.get("name", path.name)),
         path=path,
         stages={s: (path / s / "DONE.json").is_file() for s in STAGES},
-        targets=tuple(_spec(t) for t in targets if isinstance(t, dict)),
+        targets=tuple(map(str, devices)) or tuple(_spec(t) for t in targets if isinstance(t, dict)),
         modified=max(m.stat().st_mtime for m in markers if m.exists()),
     )
 
@@ -90,6 +91,8 @@ def _num(value: str, spec: str, scale: float = 1.0) -> str:
 def front_text(run: Path) -> list[str]:
     """Per target, the searched architectures on its front, then the references."""
     path = run / "report" / "pareto.csv"
+    if (run / "report" / "fronts.json").is_file():
+        return true_front_text(run)
     if not path.is_file():
         return ["No report yet: run `lanas report` (or `lanas reproduce`) to see the fronts."]
     rows = list(csv.DictReader(path.open(encoding="utf-8")))
@@ -106,10 +109,40 @@ def front_text(run: Path) -> list[str]:
     return out
 
 
+def true_front_text(run: Path) -> list[str]:
+    """A lookup-evaluated run (space nb201): per device its share of the true front and the searched cells."""
+    fronts = json.loads((run / "report" / "fronts.json").read_text(encoding="utf-8"))
+    rows = read_jsonl(run / "evaluate" / "results.jsonl")
+    out = []
+    for device, f in fronts.items():
+        share = f["hypervolume_share"]
+        mine = sorted((r for r in rows if r["device"] == device == r["searched_for"]), key=lambda r: r["latency_ms"])
+        out += [f"{device}: the searched front's hypervolume is {_num(share, '.1f', 100)} % of the true front's "
+                f"({len(f['front'])} of 15,625 architectures on it)", table(
+            ["λ", "seed", "accuracy % (lookup)", "latency ms", "source", "architecture"],
+            [[_num(r["lam"], "g"), str(r["seed"]), f"{r['accuracy']:.2f}", f"{r['latency_ms']:.4g}",
+              r["latency_source"], r["arch"]] for r in mine],
+        ), ""]  # fmt: skip
+    return out
+
+
+def crossdevice_text(run: Path) -> list[str]:
+    files = sorted((run / "fit").glob("*/crossdevice.json"))
+    rows = []
+    for f in files:
+        m = json.loads(f.read_text(encoding="utf-8"))
+        sources = ", ".join(m["sources"]) if len(m["sources"]) <= 4 else f"{len(m['sources'])} devices"
+        rows.append([m["target"], str(m["timed"]), sources, _num(m["loo_mape"], ".1f", 100),
+                     _num(m["loo_spearman"] if m["loo_spearman"] is not None else "", ".3f")])  # fmt: skip
+    head = ["device", "timings", "sources", "leave-one-out MAPE %", "Spearman ρ"]
+    return ["Cross-device fits (devices outside the cluster):", table(head, rows), ""] if rows else []
+
+
 def predictors_text(run: Path) -> list[str]:
     files = sorted((run / "fit").glob("*/predictor.json"))
     if not files:
-        return ["No predictors yet: run `lanas fit`."]
+        unfitted = [] if (run / "fit" / "DONE.json").is_file() else ["No predictors yet: run `lanas fit`."]
+        return crossdevice_text(run) or unfitted
     rows = []
     for f in files:
         p = json.loads(f.read_text(encoding="utf-8"))
@@ -119,7 +152,7 @@ def predictors_text(run: Path) -> list[str]:
                      _num(test.get("mape", ""), ".2f", 100), _num(test.get("kendall_tau", ""), ".3f"),
                      str(p.get("transferred_from") or "")])  # fmt: skip
     return ["Predictors:", table(["hardware", "model", "train rows", "test MAPE %", "Kendall τ", "transferred from"],
-                                 rows), ""]  # fmt: skip
+                                 rows), ""] + crossdevice_text(run)  # fmt: skip
 
 
 def budgets_text(run: Path) -> list[str]:

@@ -19,7 +19,7 @@ from pipeline.errors import PipelineError
 
 EXIT_USAGE = 2
 RUNTIME_COMMANDS = ("measure", "evaluate")  # stages that time networks: their runtimes must be installed
-CREATING_COMMANDS = ("measure",)  # the stage that may start a run directory (reproduce opens its own)
+CREATING_COMMANDS = ("measure", "import")  # commands that may start a run directory (reproduce opens its own)
 
 
 def _common(p: argparse.ArgumentParser, config_required: bool = True) -> None:
@@ -87,13 +87,29 @@ def _open_run(args: argparse.Namespace, write_config: bool = True):
     check_reachable(getattr(args, "address", None))  # before anything is written
     path = Path(args.run_dir or Path("runs") / cfg.name)
     target = getattr(args, "target", None)
-    if target and not (path / "config.yaml").is_file():
+    if target and args.command != "import" and not (path / "config.yaml").is_file():
         from pipeline.measure import select_targets
 
         select_targets(cfg, target)  # a new run knows its specs alone (hardware ids come with measuring)
     return RunDir.open(
         path, cfg, overwrite=args.overwrite, create=args.command in CREATING_COMMANDS, write_config=write_config
     )
+
+
+def _run_of(args: argparse.Namespace):
+    """The run a command works on: opened with ``--config`` when given, else the existing
+    ``--run-dir`` with the config stored there."""
+    from pipeline.rundir import RunDir
+
+    if args.config:
+        return _open_run(args)
+    if not args.run_dir:
+        raise PipelineError(f"lanas {args.command} needs --config, or --run-dir of an existing run")
+    return RunDir.existing(args.run_dir)
+
+
+def _sources(text: str) -> list[str]:
+    return [s for s in (x.strip() for x in text.split(",")) if s]
 
 
 def cmd_measure(args: argparse.Namespace) -> None:
@@ -104,7 +120,14 @@ def cmd_measure(args: argparse.Namespace) -> None:
         raise PipelineError(f"--num-archs must be > 0, got {args.num_archs}")
     if args.select == "diverse" and (args.target is None or args.num_archs is None or args.genotypes):
         raise PipelineError("--select diverse picks --num-archs architectures for one --target (not with --genotypes)")
+    plain = (args.num_archs, args.genotypes, args.select, args.target) == (None, None, "random", None)
+    if not plain:
+        from pipeline.config import load_config
+
+        load_config(args.config).require_sampled("lanas measure --num-archs, --genotypes, --select and --target")
     run = _open_run(args)
+    if plain:
+        return _run_stage(run, "measure", args)  # the run's space's own stage 1
     genotypes = args.genotypes
     if args.select == "diverse":
         from pipeline.measure import measure_jsonl_path
@@ -125,24 +148,85 @@ def cmd_fit(args: argparse.Namespace) -> None:
     if args.transfer_from is None and args.samples is not None:
         raise PipelineError("--samples needs --transfer-from")
     if args.transfer_from is not None:
+        if args.target is None:
+            raise PipelineError("--transfer-from needs --target: the new target whose predictor is transferred")
+        run = _run_of(args)
+        if run.config.imported_device(args.target) is not None:
+            return _fit_imported(run, args)
         from pipeline.fit import finish
         from pipeline.transfer import run_transfer
 
-        if args.target is None:
-            raise PipelineError("--transfer-from needs --target: the new target whose predictor is transferred")
-        run = _open_run(args)
         meta = run_transfer(run, args.target, args.transfer_from, args.samples)
         finish(run, {"transferred": {meta.target.spec: meta.transferred_from}})
         return
-    run = _open_run(args)
+    run = _run_of(args)
     _stale_inputs(run, "fit")
+    if args.target is None:
+        return _run_stage(run, "fit", args)
+    run.config.require_sampled("lanas fit --target without --transfer-from")
     init_ray(args.address, verbose=args.verbose)
     run_fit(run, target=args.target)
 
 
-def cmd_predict(args: argparse.Namespace) -> None:
-    from pipeline.fit import predict_genotypes
+def _fit_imported(run, args: argparse.Namespace) -> None:
+    from pipeline.imported import fit_cross_device
 
+    if args.samples is not None:
+        raise PipelineError(f"--samples: {args.target} is an imported device; its fit uses every timing imported")
+    r = fit_cross_device(run, args.target, _sources(args.transfer_from))
+    rho = "n/a" if r["loo_spearman"] is None else f"{r['loo_spearman']:.3f}"
+    print(
+        f"[fit] {args.target} from {r['timed']} timings and {len(r['sources'])} sources over {r['candidates']} "
+        f"candidates: leave-one-out MAPE {100 * r['loo_mape']:.1f} %, Spearman {rho} -> "
+        f"{run.path / 'fit' / args.target / 'crossdevice.json'}",
+        flush=True,
+    )
+
+
+def cmd_import(args: argparse.Namespace) -> None:
+    from pipeline.config import ImportedDevice
+    from pipeline.imported import import_listed, import_table, read_table_file
+
+    if (args.target is None) != (args.table is None):
+        raise PipelineError("--target and --table go together (without both: import the config's imported devices)")
+    run = _run_of(args)
+    if args.target is None:
+        done = import_listed(run)
+        for name, n in done:
+            print(f"[import] {name}: {n} rows added", flush=True)
+        if not done:
+            print("[import] the config lists no imported device with a table; nothing to do", flush=True)
+        return
+    try:
+        device = run.config.imported_device(args.target) or ImportedDevice(args.target, args.table, args.source or "")
+    except ValueError as exc:
+        raise PipelineError(f"--target: {exc}") from None
+    n = import_table(run, device, read_table_file(args.table), args.table)
+    print(f"[import] {args.target}: {n} rows added to {run.path / 'measure' / 'dataset'}", flush=True)
+
+
+def cmd_select(args: argparse.Namespace) -> None:
+    from pipeline.imported import select
+    from pipeline.rundir import RunDir
+
+    run = RunDir.existing(args.run_dir)
+    seed = run.config.seed if args.seed is None else args.seed
+    picked = select(run, args.target, args.num_archs, _sources(args.transfer_from), Path(args.out), seed)
+    print(f"[select] {len(picked)} architectures for {args.target} to time: {args.out}", flush=True)
+
+
+def cmd_predict(args: argparse.Namespace) -> None:
+    import json
+
+    from pipeline.fit import predict_genotypes
+    from pipeline.imported import predict
+    from pipeline.rundir import RunDir
+
+    run = RunDir.existing(args.run_dir)
+    if args.target is not None and run.config.imported_device(args.target) is not None:
+        for row in predict(run, args.target, args.genotypes):
+            print(json.dumps(row))
+        return
     for line in predict_genotypes(args.run_dir, args.genotypes, args.target):
         print(line)
 
@@ -197,6 +281,15 @@ def cmd_stage(args: argparse.Namespace) -> None:
         print(out)
 
 
+def _run_stage(run, name: str, args: argparse.Namespace) -> None:
+    from pipeline.ray_env import init_ray
+    from pipeline.stages import BY_NAME
+
+    if BY_NAME[name].needs_ray:
+        init_ray(args.address, verbose=args.verbose)
+    BY_NAME[name].run(run, _options(args))
+
+
 def cmd_runs(args: argparse.Namespace) -> None:
     print(browse.runs_text(Path(args.dir)))
 
@@ -230,8 +323,10 @@ SELECT_HELP = (
 PICKER_HELP = "with --select diverse: the target whose predictor picks (default: the first other target with one)"
 TRANSFER_HELP = (
     "fit --target's predictor by transfer from SRC's (a target of the run, or a predictor folder "
-    "fit/<hardware> of another run) instead of from scratch"
+    "fit/<hardware> of another run) instead of from scratch; for an imported --target, SRC[,SRC...]: "
+    "devices of the run whose latencies its timings are mapped from"
 )
+SOURCES_HELP = "devices of the run (imported names, target specs or hardware ids) whose latencies the pick spreads over"
 SAMPLES_HELP = "with --transfer-from: fit on K of the target's measured architectures (default: all), the rest test"
 BUDGET_HELP = (
     "also search for the most accurate architecture under MS ms on TARGET (a target spec); repeatable; "
@@ -249,7 +344,7 @@ def _measure_flags(p: argparse.ArgumentParser) -> None:
 
 
 def _fit_flags(p: argparse.ArgumentParser) -> None:
-    _common(p)
+    _common(p, config_required=False)
     _target_flag(p)
     p.add_argument("--transfer-from", metavar="SRC", help=TRANSFER_HELP)
     p.add_argument("--samples", type=int, metavar="K", help=SAMPLES_HELP)
@@ -264,6 +359,25 @@ def _predict_flags(p: argparse.ArgumentParser) -> None:
         help="only this target: its spec (e.g. cpu-t1-onnxruntime-b1) or hardware id "
         "(default: every target the run fitted)",
     )
+
+
+def _import_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--run-dir", required=True, help="the run directory (created from --config if new)")
+    p.add_argument("--config", help="YAML run profile: needed to create the run; default: the run's own config")
+    p.add_argument("--target", metavar="NAME", help="the device the table times (added to the run if new)")
+    p.add_argument("--table", help="CSV or Parquet: an arch / arch_str / genotype column and latency_ms")
+    p.add_argument("--source", help="who timed the table and how (kept in every row; default: the table's path)")
+    p.add_argument("--overwrite", action="store_true", help="accept a run directory made with another config")
+    p.set_defaults(address=None, quiet=False, verbose=False)
+
+
+def _select_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--run-dir", required=True, help="a run directory holding the sources' latencies")
+    p.add_argument("--target", required=True, metavar="NAME", help="the device to be timed")
+    p.add_argument("--num-archs", required=True, type=int, metavar="K", help="architectures to time")
+    p.add_argument("--transfer-from", required=True, metavar="SRC[,SRC...]", help=SOURCES_HELP)
+    p.add_argument("--out", required=True, help="JSON lines file to write (an existing file is not overwritten)")
+    p.add_argument("--seed", type=int, help="seed of the pick (default: the run's seed)")
 
 
 def _runs_flags(p: argparse.ArgumentParser) -> None:
@@ -324,6 +438,13 @@ def build_parser() -> argparse.ArgumentParser:
     commands: list[tuple[str, Callable, str, Callable[[argparse.ArgumentParser], None]]] = [
         ("measure", cmd_measure, BY_NAME["measure"].help, _measure_flags),
         ("fit", cmd_fit, BY_NAME["fit"].help, _fit_flags),
+        ("import", cmd_import, "add a timed table of a device outside the cluster to the run", _import_flags),
+        (
+            "select",
+            cmd_select,
+            "which architectures a new device should time (diverse under other devices)",
+            _select_flags,
+        ),
         ("predict", cmd_predict, "predict the latency of genotypes with a run's fitted predictors", _predict_flags),
         ("export", cmd_export, "write an evaluated candidate as an ONNX file for deployment", _export_flags),
         ("search", cmd_stage, BY_NAME["search"].help, _budget_flags),

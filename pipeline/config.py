@@ -49,6 +49,9 @@ NEWER_KEYS = (
     ("fit", "model", "repeats"),  # a run fitted before keeps its predictors (they load with their own table)
     ("data", "image_size"),
     ("measure", "protocol", "onnx_build"),
+    ("space", "name"),
+    ("search", "devices"),
+    ("evaluate", "accuracy"),
 )
 
 
@@ -170,6 +173,9 @@ class SearchConfig:
     # closed loop: after a round's sweep, its derived architectures are measured and added to the dataset, the
     # predictors refitted, and the sweep run again; 0 = one sweep (its derived architectures are still measured)
     rounds: int = 0
+    # space nb201: the imported devices searched for, each with its latency over the whole space (a published
+    # table, or a cross-device fit from a few timings); the search's latency term is then exact (lanas.nb201_supernet)
+    devices: tuple[str, ...] = ()
     settings: SearchSettings = SearchSettings()
     max_failures: int = 2  # retries of a failed trial (Tune FailureConfig)
     resources: Resources = Resources()
@@ -212,6 +218,9 @@ class EvaluateConfig:
     trivial: bool = True  # also train the no-convolution baseline (skip / max-pool cells; lanas.genotype.trivial)
     matched_random: bool = True  # per searched lambda > 0 architecture, a random one of the same predicted latency
     seeds: tuple[int, ...] = ()  # training seeds of every candidate (accuracy: mean +- std); () = the run's seed
+    # train: from scratch (evaluate.train); lookup: the space's published accuracy (space nb201: 200-epoch NATS-Bench
+    # validation accuracy on data.dataset), and latency looked up too: nothing trained or timed
+    accuracy: str = "train"
     max_in_flight: int = 0  # training tasks in flight at once; 0 = as many as the cluster fits
     resources: Resources = Resources()
 
@@ -222,6 +231,26 @@ class EvaluateConfig:
             )
         if len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"seeds must be distinct, got {list(self.seeds)}")
+        if self.accuracy not in ("train", "lookup"):
+            raise ValueError(f"accuracy must be train or lookup, got {self.accuracy!r}")
+
+
+DEVICE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+VENDORED = "nb201:"  # ImportedDevice.table prefix: a device of the vendored NAS-Bench-201 tables
+
+
+@dataclass(frozen=True)
+class ImportedDevice:
+    """A device that cannot join the cluster: its latencies come as a timed table
+    (``lanas import``), stored in the dataset as partition ``hardware=<name>``."""
+
+    name: str  # the partition and the name commands take (--target NAME)
+    table: str = ""  # where `lanas import` reads it: a CSV / Parquet path, or nb201:<device> (vendored)
+    source: str = ""  # who timed it and how (free text, kept in every row)
+
+    def __post_init__(self) -> None:
+        if not DEVICE_NAME.fullmatch(self.name):
+            raise ValueError(f"imported device name {self.name!r}: use letters, digits, '.', '_', '-'")
 
 
 RUN_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")  # runs/<name>: never a path out of runs/
@@ -238,8 +267,22 @@ class RunConfig:
     fit: FitConfig = FitConfig()
     search: SearchConfig = SearchConfig()
     evaluate: EvaluateConfig = EvaluateConfig()
+    # devices timed outside the cluster (`lanas import`); an import of a device not listed adds it here
+    imported: tuple[ImportedDevice, ...] = ()
 
     def __post_init__(self) -> None:
+        names = [d.name for d in self.imported]
+        if len(set(names)) != len(names):
+            raise ValueError(f"imported: device names must be distinct, got {names}")
+        if (self.evaluate.accuracy == "lookup") != (self.space.name == "nb201"):
+            raise ValueError(
+                f"evaluate.accuracy: {self.evaluate.accuracy} with space {self.space.name}: the nb201 space is "
+                "evaluated by lookup (its published accuracies), the darts space by training"
+            )
+        if self.space.name == "nb201" and self.data.dataset != "cifar10":
+            raise ValueError(
+                f"data.dataset: space nb201 searches on cifar10 (its accuracy table's), not {self.data.dataset}"
+            )
         if not RUN_NAME.fullmatch(self.name):
             raise ValueError(
                 f"name must be a plain folder name (letters, digits, '.', '_', '-'; not starting with '.'), "
@@ -260,6 +303,20 @@ class RunConfig:
             return dataclasses.replace(self, search=dataclasses.replace(self.search, budgets_ms=merged))
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
+
+    def require_sampled(self, what: str) -> None:
+        """Refuse ``what``, an option of a space sampled and timed here, in a space of tables."""
+        if self.space.name != "darts":
+            raise ConfigError(f"{what}: for the darts space; a space {self.space.name} run takes its latencies from "
+                              "tables (`lanas import`) and its stages from `lanas reproduce`")  # fmt: skip
+
+    def with_imported(self, devices: tuple[ImportedDevice, ...]) -> "RunConfig":
+        """This config with ``devices`` added to ``imported`` (a name listed already keeps its entry)."""
+        known = {d.name for d in self.imported}
+        return dataclasses.replace(self, imported=self.imported + tuple(d for d in devices if d.name not in known))
+
+    def imported_device(self, name: str) -> ImportedDevice | None:
+        return next((d for d in self.imported if d.name == name), None)
 
     def macro(self) -> MacroSettings:
         n = self.network
@@ -305,6 +362,7 @@ class RunConfig:
         d["measure"].pop("num_archs")
         d["search"].pop("budgets_ms")
         d["search"].pop("loggers")  # what Tune logs to, not what the search does
+        d.pop("imported")  # devices join a run by import (the dataset holds their rows)
         d.pop("name")
         defaults = RunConfig()
         for *parents, key in NEWER_KEYS:  # at their default, as runs made before them were

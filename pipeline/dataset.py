@@ -73,10 +73,12 @@ FILE_SCHEMA = pa.schema(
         # how the network got into its runtime: eager (torch), direct (ONNX written from the modules,
         # lanas.onnx_graph) or traced (the TorchScript exporter); null in shards written before the column existed
         ("build_path", pa.string()),
+        # rows of an imported device (runtime "imported", sampler "imported"): who timed the table and how
+        ("source", pa.string()),
     ]
 )
 # columns added after the first release: a shard without them is read with nulls ("uniform", no round)
-OPTIONAL_COLUMNS = ("sampler", "round", "build_path")
+OPTIONAL_COLUMNS = ("sampler", "round", "build_path", "source")
 
 
 @dataclass(frozen=True)

@@ -46,7 +46,8 @@ def reproduce(
         stage.run(run, options)
         print(f"[reproduce] {stage.name}: done in {time.perf_counter() - t:.0f} s", flush=True)
     report = run.path / "report" / "report.md"
-    print_summary(run)
+    if run.config.evaluate.accuracy == "train":  # a lookup evaluation's report stage prints its own summary
+        print_summary(run)
     print(f"[reproduce] finished in {time.perf_counter() - t0:.0f} s; report: {report}", flush=True)
     return str(report)
 

@@ -186,7 +186,7 @@ def _reopened(root: Path, config: RunConfig) -> RunConfig:
             f"run directory {root} was created with a different config ({diff}); use another --run-dir or pass "
             "--overwrite"
         )
-    return config.with_budgets(old.search.budgets_ms)
+    return config.with_budgets(old.search.budgets_ms).with_imported(old.imported)
 
 
 def _first_difference(a: Any, b: Any, path: str = "") -> str:

@@ -62,14 +62,55 @@ def _report(run: RunDir, o: Options) -> Any:
     return run_report(run)
 
 
+def _nb201(name: str, **options: Callable[[Options], Any]) -> Callable[[RunDir, Options], Any]:
+    """``pipeline.nb201_stages.<name>(run, **options)``, imported when it runs."""
+
+    def run_stage(run: RunDir, o: Options) -> Any:
+        from pipeline import nb201_stages
+
+        return getattr(nb201_stages, name)(run, **{k: get(o) for k, get in options.items()})
+
+    return run_stage
+
+
+# what each stage runs, per space (space.name): the one place that knows a space's stages
+RUNNERS: dict[str, dict[str, Callable[[RunDir, Options], Any]]] = {
+    "darts": {"measure": _measure, "fit": _fit, "search": _search, "evaluate": _evaluate, "report": _report},
+    "nb201": {
+        "measure": _nb201("run_import"),  # its latencies are tables: imported, not timed
+        "fit": _nb201("run_space_latency"),  # each searched device's latency of the whole space
+        "search": _nb201("run_search", verbose=lambda o: o.verbose),
+        "evaluate": _nb201("run_lookup"),  # accuracy and latency looked up
+        "report": _nb201("run_report"),  # with the true front of the whole space
+    },
+}
+
+
+def _dispatch(name: str) -> Callable[[RunDir, Options], Any]:
+    return lambda run, o: RUNNERS[run.config.space.name][name](run, o)
+
+
 STAGES = (
-    Stage("measure", _measure, True, "stage 1: measure the latency of sampled (or given) architectures into Parquet"),
-    Stage("fit", _fit, True, "stage 2: fit the latency predictors with Ray Train, against baselines"),
     Stage(
-        "search", _search, True, "stage 3: Ray Tune sweep of lambda (and latency budgets) over differentiable searches"
+        "measure",
+        _dispatch("measure"),
+        True,
+        "stage 1: measure the latency of sampled (or given) architectures into Parquet",
     ),
-    Stage("evaluate", _evaluate, True, "stage 4: train derived architectures from scratch, measure real latency"),
-    Stage("report", _report, False, "stage 5: Pareto front, hypervolume, plots and report.md"),
+    Stage("fit", _dispatch("fit"), True, "stage 2: fit the latency predictors with Ray Train, against baselines"),
+    Stage(
+        "search",
+        _dispatch("search"),
+        True,
+        "stage 3: Ray Tune sweep of lambda (and latency budgets) over differentiable searches",
+    ),
+    Stage(
+        "evaluate",
+        _dispatch("evaluate"),
+        True,
+        "stage 4: train derived architectures from scratch, measure real latency",
+    ),
+    Stage("report", _dispatch("report"), False, "stage 5: Pareto front, hypervolume, plots and report.md"),
 )
 BY_NAME = {s.name: s for s in STAGES}
 assert tuple(BY_NAME) == NAMES, "the stage table and the run directory's stage names must agree"

@@ -187,3 +187,24 @@ def lanas(capsys, *args, cwd=ROOT):
         os.chdir(before)
     out = capsys.readouterr()
     return SimpleNamespace(returncode=code, stdout=out.out, stderr=out.err)
+
+
+NB201_SOURCES = ("titanx_1", "titanxp_1", "2080ti_32", "gold_6240")  # none of the benchmarks' held-out devices
+
+
+def nb201_config_text(devices=NB201_SOURCES) -> str:
+    """configs/nb201.yaml with only ``devices`` in its imported list."""
+    lines = (ROOT / "configs" / "nb201.yaml").read_text().splitlines(keepends=True)
+    return "".join(x for x in lines if "table: " not in x or any(f"name: {d}," in x for d in devices))
+
+
+@pytest.fixture(scope="session")
+def nb201_run(tmp_path_factory):
+    """A NAS-Bench-201 run with the published tables of NB201_SOURCES imported (no Ray);
+    tests that change it work on a copy."""
+    from pipeline import cli
+
+    where = tmp_path_factory.mktemp("nb201")
+    (where / "nb201.yaml").write_text(nb201_config_text())
+    assert cli.main(["import", "--config", str(where / "nb201.yaml"), "--run-dir", str(where / "run")]) == 0
+    return where / "run"

@@ -94,14 +94,27 @@ GOOD_GENOTYPE = json.dumps(
 )
 
 
+ARCH = "|nor_conv_3x3~0|+|none~0|skip_connect~1|+|avg_pool_3x3~0|none~1|nor_conv_1x1~2|"
+
+
+BAD_OP_ARCH = ARCH.replace("skip_connect~1", "conv_5x5~1")
+QUOTED_GENOTYPE = '"' + GOOD_GENOTYPE.replace('"', '""') + '"'  # one CSV cell
+
+
+def _csv(text: str) -> Callable[[Path], None]:
+    return lambda t: _write(t / "t.csv", text)
+
+
 @dataclass(frozen=True)
 class Case:
     id: str
     what: str  # config, genotypes, parquet, predictor, run, cluster, token, cli
     argv: tuple[str, ...]  # {run} is the run folder, {tmp} the test's folder
-    base: str = "fresh"  # fresh | measured | fitted: what {run} starts as
+    base: str = "fresh"  # fresh | measured | fitted | nb201 (tables imported, conftest.nb201_run): what {run} starts as
     setup: Callable[[Path], None] = field(default=lambda t: None)
 
+
+IMPORT = ("import", "--run-dir", "{run}", "--target", "phone", "--table", "{tmp}/t.csv")
 
 CASES = [
     Case("config-missing", "config", ("measure", "--config", "{tmp}/nope.yaml", "--run-dir", "{run}")),
@@ -180,6 +193,26 @@ CASES = [
          "tpu-v9")),
     Case("cli-samples", "cli", ("fit", "--config", SMOKE, "--run-dir", "{run}", "--samples", "5")),
     Case("cli-diverse", "cli", ("measure", "--config", SMOKE, "--run-dir", "{run}", "--select", "diverse")),
+    Case("config-space", "config", ("measure", "--config", "{tmp}/bad.yaml", "--run-dir", "{run}"),
+         setup=_smoke_with("space:\n", "space:\n  name: nasnet\n")),
+    Case("table-unknown-op", "table", IMPORT, "nb201", _csv(f"arch,latency_ms\n{BAD_OP_ARCH},2\n")),
+    Case("table-other-space", "table", IMPORT, "nb201", _csv(f"genotype,latency_ms\n{QUOTED_GENOTYPE},2\n")),
+    Case("table-duplicate", "table", IMPORT, "nb201", _csv(f"arch,latency_ms\n{ARCH},2.0\n{ARCH},2.5\n")),
+    Case("table-zero-latency", "table", IMPORT, "nb201", _csv(f"arch,latency_ms\n{ARCH},0\n")),
+    Case("table-nan-latency", "table", IMPORT, "nb201", _csv(f"arch,latency_ms\n{ARCH},NaN\n")),
+    Case("table-columns", "table", IMPORT, "nb201", _csv(f"arch,ms\n{ARCH},2\n")),
+    Case("table-missing", "table", IMPORT, "nb201"),
+    Case("table-conflict", "table", ("import", "--run-dir", "{run}", "--target", "titanx_1", "--table", "{tmp}/t.csv"),
+         "nb201", _csv(f"arch,latency_ms\n{ARCH},999\n")),
+    Case("cli-table-alone", "cli", ("import", "--run-dir", "{run}", "--table", "{tmp}/t.csv"), "nb201"),
+    Case("cli-select-source", "cli", ("select", "--run-dir", "{run}", "--target", "phone", "--num-archs", "10",
+         "--transfer-from", "titanx_1,tpu_v9", "--out", "{tmp}/pick.jsonl"), "nb201"),
+    Case("cli-select-out-exists", "cli", ("select", "--run-dir", "{run}", "--target", "phone", "--num-archs", "10",
+         "--transfer-from", "titanx_1", "--out", "{tmp}/pick.jsonl"), "nb201", lambda t: _write(t / "pick.jsonl", "x")),
+    Case("cli-predict-unfitted", "cli", ("predict", "--run-dir", "{run}", "--target", "titanx_1", "--genotypes",
+         "{tmp}/g.jsonl"), "nb201", _genotypes([json.dumps(ARCH)])),
+    Case("cli-nb201-sampling", "cli", ("measure", "--config", "configs/nb201.yaml", "--run-dir", "{run}",
+         "--num-archs", "5"), "nb201"),
 ]  # fmt: skip
 
 
@@ -210,7 +243,9 @@ def test_a_bad_input_is_one_line_exit_2_and_nothing_written(case, tmp_path, requ
     from pipeline import cli
 
     run = tmp_path / "run"
-    if case.base != "fresh":
+    if case.base == "nb201":
+        shutil.copytree(request.getfixturevalue("nb201_run"), run)
+    elif case.base != "fresh":
         from conftest import copy_fitted
 
         source = request.getfixturevalue("fitted")[0] if case.base == "fitted" else None
@@ -230,7 +265,8 @@ def test_a_bad_input_is_one_line_exit_2_and_nothing_written(case, tmp_path, requ
     assert _snapshot(tmp_path) == before, "a refused command wrote, moved or deleted a file"
     message = err[0].removeprefix("lanas: error: ").replace(str(run), "<run>").replace(str(tmp_path), "<tmp>")
     message = message.replace(str(ROOT), "<repo>")
-    for part in (run / "measure" / "dataset").glob("hardware=*"):  # the host's CPU is in the hardware id
+    measured = [] if case.base == "nb201" else (run / "measure" / "dataset").glob("hardware=*")
+    for part in measured:  # the host's CPU is in the hardware id
         message = message.replace(part.name.split("=", 1)[1], "<hardware>")
     if os.environ.get("LANAS_BAD_INPUTS_ROWS"):
         with open(os.environ["LANAS_BAD_INPUTS_ROWS"], "a", encoding="utf-8") as fh:

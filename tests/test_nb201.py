@@ -102,3 +102,45 @@ def test_tables_ship_with_their_licences(tables):
     best = int(np.argmax(tables.accuracy["cifar10"]))
     assert best == 6111 and tables.accuracy["cifar10"][best] == pytest.approx(91.61, abs=0.01)
     assert int(np.argmax(tables.accuracy["cifar100"])) == 9930
+
+
+def test_the_space_latency_term_is_the_table_on_cells_and_the_exact_expectation_on_alpha(tables):
+    from lanas.nb201_supernet import space_latency
+
+    ms = tables.latency_ms["gold_6240"]
+    term = space_latency(tables.cells(), list(ms))
+    picks = [0, 77, 15624]
+    assert torch.allclose(term(nb201.encode_many([tables.cells()[i] for i in picks])).double(),
+                          torch.tensor(ms[picks]), rtol=1e-5)  # fmt: skip
+    uniform = torch.full((1, nb201.ENCODING_SIZE), 1 / len(nb201.OPS))
+    assert float(term(uniform)) == pytest.approx(ms.mean(), rel=1e-6)  # every cell equally likely
+    # a skewed alpha: the expectation over its 15,625 cells, summed by brute force
+    alpha = torch.randn(len(nb201.EDGES), len(nb201.OPS), requires_grad=True)
+    p = torch.softmax(alpha, -1).detach().numpy()
+    brute = sum(np.prod([p[e, nb201.OPS.index(op)] for e, op in enumerate(c.ops)]) * m
+                for c, m in zip(tables.cells(), ms))  # fmt: skip
+    value = term.latency_term(nb201.encode_alpha(alpha)) * term.typical
+    assert value.item() == pytest.approx(brute, rel=1e-5)
+    value.backward()
+    assert torch.isfinite(alpha.grad).all() and alpha.grad.abs().sum() > 0
+
+
+def test_the_supernet_searches_and_a_large_lambda_picks_a_faster_cell(tables):
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from lanas.nb201_network import Nb201Macro
+    from lanas.nb201_supernet import Nb201SuperNet, space_latency
+    from lanas.search import SearchSettings, search
+
+    term = space_latency(tables.cells(), list(tables.latency_ms["titanx_1"]))
+    torch.manual_seed(0)
+    data = TensorDataset(torch.randn(64, 3, 16, 16), torch.randint(0, 10, (64,)))
+    picked = {}
+    for mode in ("darts", "gdas"):
+        for lam in (0.0, 5.0):
+            dl = DataLoader(data, batch_size=16, shuffle=True, generator=torch.Generator().manual_seed(0))
+            net = Nb201SuperNet(Nb201Macro(channels=4, cells_per_stage=1), mode)
+            s = SearchSettings(mode="gdas", epochs=2, batch_size=16, a_lr=0.1)
+            picked[mode, lam] = search(net, term, dl, dl, s, lam).genotype
+        fast, free = (float(term(nb201.encode(picked[mode, lam]).unsqueeze(0))) for lam in (5.0, 0.0))
+        assert isinstance(picked[mode, 5.0], Cell) and fast < free

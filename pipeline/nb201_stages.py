@@ -1,0 +1,281 @@
+"""The five stages of a NAS-Bench-201 run (``space: nb201``), where latency and accuracy
+come from tables instead of timings and training:
+
+* measure -- import the tables the config lists (:func:`pipeline.imported.import_listed`);
+* fit -- each searched device's latency over the whole space, 15,625 values: its own
+  table, or its cross-device fit (``lanas fit --transfer-from``) predicting every
+  architecture; written to ``fit/<device>/space_latency.parquet``;
+* search -- a Ray Tune sweep of device x λ x seed, each trial a differentiable search of
+  the NAS-Bench-201 supernet on CIFAR-10 (``lanas.search.search``) whose latency term is
+  the *exact* expected latency of the cells ``alpha`` draws (``lanas.nb201_supernet``);
+* evaluate -- by lookup: every searched cell's published 200-epoch accuracy and its latency
+  on every searched device (table, or predicted where the device was fitted from a few
+  timings: the rows say which), nothing trained or timed;
+* report -- per device the *true* Pareto front of all 15,625 architectures (table accuracy
+  x latency) beside the searched ones, and the searched front's hypervolume as a share of
+  the true front's: how close the search got.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any
+
+import matplotlib
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+
+from lanas import nb201_tables
+from lanas.data import load_splits, loader
+from lanas.nb201 import Cell
+from lanas.nb201_network import Nb201Macro
+from lanas.nb201_supernet import Nb201SuperNet, space_latency
+from lanas.pareto import front_indices, hypervolume
+from lanas.search import search
+from pipeline.errors import PipelineError
+from pipeline.imported import import_listed, partition_rows, predicted
+from pipeline.rundir import RunDir, read_jsonl, write_atomic, write_jsonl
+from pipeline.staleness import mark_done
+
+matplotlib.use("Agg")
+from matplotlib import pyplot as plt  # noqa: E402 - after choosing the file backend
+from matplotlib.ticker import ScalarFormatter  # noqa: E402
+
+SPACE_LATENCY = "space_latency.parquet"
+
+
+def run_import(run: RunDir) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    added = dict(import_listed(run))
+    for name, n in added.items():
+        print(f"[measure] {name}: {n} rows imported", flush=True)
+    summary = {"imported": added, "wall_s": time.perf_counter() - t0}
+    mark_done(run, "measure", summary)
+    return summary
+
+
+def search_devices(run: RunDir) -> tuple[str, ...]:
+    devices = run.config.search.devices
+    if not devices:
+        raise PipelineError("search.devices: list the imported devices to search for (space nb201)")
+    unknown = [d for d in devices if run.config.imported_device(d) is None]
+    if unknown:
+        names = ", ".join(d.name for d in run.config.imported)
+        raise PipelineError(f"search.devices: {unknown[0]} is not an imported device of the run ({names})")
+    return devices
+
+
+def _whole_space(run: RunDir, device: str, arch_strs: tuple[str, ...]) -> tuple[np.ndarray, str]:
+    """``device``'s ms for every architecture (official order) and where they come from."""
+    rows = partition_rows(run, device)
+    ids = [Cell.from_arch_str(s).arch_id for s in arch_strs]
+    if all(a in rows for a in ids):
+        return np.array([rows[a]["latency_ms"] for a in ids]), "table"
+    if (run.path / "fit" / device / "crossdevice.json").is_file():
+        index, point, _, _ = predicted(run, device)
+        if all(a in index for a in ids):
+            return np.array([point[index[a]] for a in ids]), "predicted"
+    raise PipelineError(
+        f"{device} has {len(rows)} of {len(ids)} latencies and no cross-device fit over the whole space: import its "
+        f"full table, or time a few and run `lanas fit --target {device} --transfer-from SRC[,SRC...]`"
+    )
+
+
+def run_space_latency(run: RunDir) -> dict[str, Any]:
+    """The fit stage: each searched device's latency over the whole space, to a Parquet file."""
+    arch_strs = nb201_tables.load().arch_strs
+    sources = {}
+    for device in search_devices(run):
+        ms, sources[device] = _whole_space(run, device, arch_strs)
+        where = run.stage("fit") / device
+        where.mkdir(parents=True, exist_ok=True)
+        table = pa.table({"arch": list(arch_strs), "latency_ms": ms, "source": [sources[device]] * len(ms)})
+        pq.write_table(table, where / f".{SPACE_LATENCY}.tmp")
+        (where / f".{SPACE_LATENCY}.tmp").replace(where / SPACE_LATENCY)
+        print(f"[fit] {device}: latency of all {len(ms)} architectures from its {sources[device]}", flush=True)
+    mark_done(run, "fit", {"devices": sources})
+    return sources
+
+
+def load_space_latency(run: RunDir, device: str) -> tuple[list[str], np.ndarray, str]:
+    f = run.path / "fit" / device / SPACE_LATENCY
+    if not f.is_file():
+        raise PipelineError(f"no latency of the whole space for {device} in {run.path}: run `lanas fit` first")
+    t = pq.read_table(f).to_pydict()
+    return t["arch"], np.array(t["latency_ms"]), t["source"][0]
+
+
+def plan(run: RunDir) -> list[dict[str, Any]]:
+    s = run.config.search
+    return [
+        {"device": d, "lam": lam, "seed": seed} for d in search_devices(run) for lam in s.lambdas for seed in s.seeds
+    ]
+
+
+def _key(trial: dict[str, Any]) -> tuple:
+    return trial["device"], float(trial["lam"]), int(trial["seed"])
+
+
+def _trainable(config: dict[str, Any], cfg, trials: list[dict[str, Any]], latency: dict) -> None:
+    """One Tune trial: one search of the NAS-Bench-201 supernet with the device's exact latency term."""
+    from ray import tune
+
+    trial, s = trials[int(config["trial"])], cfg.search.settings
+    torch.set_num_threads(max(1, int(cfg.search.resources.num_cpus)))
+    splits = load_splits(cfg.data)
+    train = loader(splits.train, s.batch_size, True, trial["seed"])
+    val = loader(splits.val, s.batch_size, True, trial["seed"] + 1)
+    torch.manual_seed(trial["seed"])
+    macro = Nb201Macro(s.channels, s.layers, cfg.data.in_channels, cfg.data.num_classes)
+    net = Nb201SuperNet(macro, s.mode)
+    arch_strs, ms = latency[trial["device"]]
+    term = space_latency([Cell.from_arch_str(a) for a in arch_strs], list(ms))
+
+    def on_epoch(metrics: dict[str, Any], snapshot: dict[str, Any]) -> None:
+        tune.report({k: v for k, v in metrics.items() if isinstance(v, (int, float, str))})
+
+    search(net, term, train, val, s, trial["lam"], on_epoch=on_epoch, seed=trial["seed"])
+
+
+def _sweep(run: RunDir, todo: list[dict[str, Any]], verbose: bool) -> list[dict[str, Any]]:
+    from ray import tune
+
+    cfg = run.config
+    latency = {d: load_space_latency(run, d)[:2] for d in {t["device"] for t in todo}}
+    os.environ["RAY_AIR_NEW_OUTPUT"] = "1" if verbose else "0"
+    tuner = tune.Tuner(
+        tune.with_resources(
+            tune.with_parameters(_trainable, cfg=cfg, trials=todo, latency=latency), cfg.search.resources.as_bundle()
+        ),
+        param_space={"trial": tune.grid_search(list(range(len(todo))))},
+        tune_config=tune.TuneConfig(trial_dirname_creator=lambda t: f"trial{t.config['trial']:03d}"),
+        run_config=tune.RunConfig(
+            name=f"nb201-{time.strftime('%Y%m%dT%H%M%S')}",
+            storage_path=str((run.stage("search") / "tune").resolve()),
+            verbose=1 if verbose else 0,
+            failure_config=tune.FailureConfig(max_failures=cfg.search.max_failures),
+        ),
+    )
+    rows = []
+    for result in tuner.fit():
+        if result.error is not None:
+            raise PipelineError(f"a search trial failed: {str(result.error).splitlines()[0]}")
+        trial, m = todo[int(result.config["trial"])], result.metrics
+        rows.append({**trial, "arch": json.loads(m["genotype"]), "predicted_latency_ms": m["predicted_latency_ratio"],
+                     "val_acc": m["val_acc"], "epochs": m["epoch"]})  # fmt: skip
+    return rows
+
+
+def run_search(run: RunDir, verbose: bool = False) -> list[dict[str, Any]]:
+    """The search stage: every (device, λ, seed) trial not in ``search/results.jsonl`` yet."""
+    t0, results = time.perf_counter(), run.stage("search") / "results.jsonl"
+    done = {_key(r): r for r in read_jsonl(results)}
+    todo = [t for t in plan(run) if _key(t) not in done]
+    print(f"[search] {len(todo)} NAS-Bench-201 searches to run ({len(done)} done)", flush=True)
+    for r in _sweep(run, todo, verbose) if todo else []:
+        done[_key(r)] = r
+        print(f"[search] {r['device']} λ={r['lam']:g} seed {r['seed']}: {r['arch']} "
+              f"(expected {r['predicted_latency_ms']:.3g} ms)", flush=True)  # fmt: skip
+    rows = [done[_key(t)] for t in plan(run)]
+    write_jsonl(results, rows)
+    mark_done(run, "search", {"trials": len(rows), "wall_s": time.perf_counter() - t0})
+    return rows
+
+
+def run_lookup(run: RunDir) -> list[dict[str, Any]]:
+    """The evaluate stage: each searched cell's table accuracy and its latency on every searched device."""
+    tables, cfg = nb201_tables.load(), run.config
+    index = {a: i for i, a in enumerate(tables.arch_strs)}
+    accuracy = tables.accuracy[cfg.data.dataset]
+    latency = {d: load_space_latency(run, d) for d in search_devices(run)}
+    out = []
+    for r in run.stage_results("search"):
+        i = index[r["arch"]]
+        for device, (_, ms, source) in latency.items():
+            out.append({"kind": "searched", "searched_for": r["device"], "device": device, "lam": r["lam"],
+                        "seed": r["seed"], "arch": r["arch"], "accuracy": float(accuracy[i]), "accuracy_source":
+                        "lookup", "latency_ms": float(ms[i]), "latency_source": source})  # fmt: skip
+    write_jsonl(run.stage("evaluate") / "results.jsonl", out)
+    mark_done(run, "evaluate", {"candidates": len(out)})
+    return out
+
+
+def device_front(accuracy: np.ndarray, ms: np.ndarray, searched: list[tuple[float, float]]) -> dict[str, Any]:
+    """The true front of the whole space and the searched points' hypervolume as a share of
+    its own, both bounded by the space's worst accuracy and slowest latency."""
+    points = list(zip(accuracy.tolist(), ms.tolist()))
+    front = [points[i] for i in front_indices(points)]
+    reference = (float(accuracy.min()), float(ms.max()))
+    true_hv = hypervolume(front, reference)
+    share = hypervolume(searched, reference) / true_hv if searched and true_hv > 0 else None
+    return {"front": front, "reference": reference, "hypervolume_share": share}
+
+
+def _plot(path, fronts: dict[str, dict[str, Any]], spaces: dict[str, tuple], rows: list[dict[str, Any]]) -> None:
+    fig, axes = plt.subplots(1, len(fronts), figsize=(5.5 * len(fronts), 4.2), squeeze=False)
+    for ax, (device, f) in zip(axes[0], fronts.items()):
+        acc, ms = spaces[device]
+        ax.scatter(ms, acc, s=2, c="0.8", label="all 15,625 (tables)")
+        fx, fy = zip(*[(p[1], p[0]) for p in f["front"]])
+        ax.step(fx, fy, where="post", c="k", lw=1, label="true front")
+        mine = [r for r in rows if r["device"] == device and r["searched_for"] == device]
+        sc = ax.scatter([r["latency_ms"] for r in mine], [r["accuracy"] for r in mine], c=[r["lam"] for r in mine],
+                        cmap="viridis", marker="*", s=120, edgecolors="k", zorder=3, label="searched")  # fmt: skip
+        fig.colorbar(sc, ax=ax, label="λ")
+        low = min([80.0] + [r["accuracy"] for r in mine]) - 2
+        ax.set(xscale="log", xlabel=f"latency on {device} (ms, {mine[0]['latency_source'] if mine else 'table'})",
+               ylabel="accuracy (%, lookup)", ylim=(max(acc.min(), low), acc.max() + 0.5))  # fmt: skip
+        ax.xaxis.set_major_formatter(ScalarFormatter())
+        ax.xaxis.set_minor_formatter(ScalarFormatter())
+        share = f["hypervolume_share"]
+        ax.set_title(f"{device}: searched front {100 * share:.1f} % of the true one" if share else device)
+        ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def run_report(run: RunDir) -> str:
+    """The report stage: report/report.md, pareto.png and fronts.json."""
+    tables, rows = nb201_tables.load(), run.stage_results("evaluate")
+    accuracy = tables.accuracy[run.config.data.dataset]
+    spaces = {d: (accuracy, load_space_latency(run, d)[1]) for d in search_devices(run)}
+    fronts = {}
+    for device, (acc, ms) in spaces.items():
+        mine = [(r["accuracy"], r["latency_ms"]) for r in rows if r["device"] == device and r["searched_for"] == device]
+        fronts[device] = {**device_front(acc, ms, mine), "latency_source": load_space_latency(run, device)[2]}
+    out = run.stage("report")
+    _plot(out / "pareto.png", fronts, spaces, rows)
+    write_atomic(out / "fronts.json", json.dumps(fronts, indent=1))
+    write_atomic(out / "report.md", _markdown(run, fronts, rows))
+    mark_done(run, "report", {"devices": {d: f["hypervolume_share"] for d, f in fronts.items()}})
+    for d, f in fronts.items():
+        share = "n/a" if f["hypervolume_share"] is None else f"{100 * f['hypervolume_share']:.1f} %"
+        print(f"[report] {d}: the searched front's hypervolume is {share} of the true front's "
+              f"({len(f['front'])} architectures)", flush=True)  # fmt: skip
+    return str(out / "report.md")
+
+
+def _markdown(run: RunDir, fronts: dict[str, dict[str, Any]], rows: list[dict[str, Any]]) -> str:
+    lines = [f"# {run.config.name}: NAS-Bench-201 search against the true front", "",
+             f"Accuracies are looked up ({run.config.data.dataset}, NAS-Bench-201's 200-epoch validation accuracy), "
+             "never trained here; latencies are the devices' published tables (or a cross-device prediction where "
+             "the row says `predicted`), never timed here.", "", "![fronts](pareto.png)", ""]  # fmt: skip
+    for device, f in fronts.items():
+        share = "n/a" if f["hypervolume_share"] is None else f"{100 * f['hypervolume_share']:.1f} %"
+        what = "True front" if f["latency_source"] == "table" else "Front by the predicted latencies"
+        lines += [f"## {device}", "", f"{what}: {len(f['front'])} of 15,625 architectures; the searched "
+                  f"front's hypervolume is {share} of its hypervolume.", "",
+                  "| λ | seed | architecture | accuracy (%) | latency (ms) | source | on the true front |",
+                  "|---|---|---|---|---|---|---|"]  # fmt: skip
+        on_front = {(a, ms) for a, ms in f["front"]}
+        for r in (r for r in rows if r["device"] == device and r["searched_for"] == device):
+            front = "yes" if (r["accuracy"], r["latency_ms"]) in on_front else "no"
+            lines.append(f"| {r['lam']:g} | {r['seed']} | `{r['arch']}` | {r['accuracy']:.2f} | "
+                         f"{r['latency_ms']:.4g} | {r['latency_source']} | {front} |")  # fmt: skip
+        lines.append("")
+    return "\n".join(lines)
