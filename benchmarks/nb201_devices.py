@@ -47,20 +47,18 @@ from pathlib import Path
 import numpy as np
 import torch
 from scipy.stats import kendalltau, spearmanr
-from sklearn.linear_model import RidgeCV
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import record, t_half_width  # noqa: E402
 
 from lanas import fewshot, nb201, nb201_tables  # noqa: E402
-from lanas.predictor import LatencyPredictor, PredictorSettings, fit_additive, train_predictor  # noqa: E402
-from lanas.quality import select_model  # noqa: E402
+from lanas.nb201_predictor import features, fit_predictor  # noqa: E402
+from lanas.predictor import LatencyPredictor, fit_additive  # noqa: E402
 
 HOLDOUT_SEED = 201
 KS = (5, 10, 20, 50)
 QUANTILES = (0.2, 0.5, 0.8)
 RULES = ("upper", "upper_z2", "point")
-MLP = PredictorSettings(hidden=(64,), epochs=200, batch_size=64)
 
 
 def holdout(devices: tuple[str, ...]) -> tuple[str, ...]:
@@ -96,41 +94,6 @@ def group_means(per_device: dict[str, dict], held: tuple[str, ...], key) -> dict
 
 
 # --- a. the predictor from 900 rows ------------------------------------------------------
-
-
-def log_table(f: np.ndarray, y: np.ndarray) -> RidgeCV:
-    """The lookup table fitted on log latency over the encoding and the cell's
-    disconnection flag (``lanas.nb201.disconnected``): a constant-folded network is a
-    factor, not a sum, of its ops' costs."""
-    return RidgeCV(alphas=fewshot.RIDGE_ALPHAS).fit(f, np.log(y))
-
-
-def fit_predictor(f: np.ndarray, y: np.ndarray, tr: np.ndarray, va: np.ndarray, seed: int):
-    """Three candidates on rows ``tr`` of ``f`` (the encoding, then the disconnection flag):
-    the relative-error table, the log table with the flag, the table + MLP; the one the
-    validation rows ``va`` choose (simplest first). Returns a predict function and its name."""
-    x, yt = torch.as_tensor(f[:, :-1], dtype=torch.float32), torch.as_tensor(y, dtype=torch.float32)
-    table = LatencyPredictor(x.shape[1], hidden=())
-    table.set_target_stats(yt[tr])
-    fit_additive(table, x[tr], yt[tr])
-    mlp = LatencyPredictor(x.shape[1], hidden=MLP.hidden)
-    train_predictor(mlp, (x[tr], yt[tr]), (x[va], yt[va]), MLP, seed=seed)
-    logt = log_table(f[tr], y[tr])
-
-    def torch_predict(model):
-        def run(rows):
-            with torch.no_grad():
-                return model.eval()(x[rows]).double().numpy()
-
-        return run
-
-    candidates = {
-        "table": torch_predict(table),
-        "log_table": lambda rows: np.exp(logt.predict(f[rows])),
-        "table+mlp": torch_predict(mlp),
-    }
-    choice = select_model({k: c(va) for k, c in candidates.items()}, y[va], seed=seed)["chosen"]
-    return candidates[choice], choice
 
 
 def part_predictor(tb, f: np.ndarray, held: tuple[str, ...], repeats: int) -> dict:
@@ -300,8 +263,7 @@ def main() -> None:
         t0 = time.perf_counter()
         print(f"{part}:", flush=True)
         if part == "predictor":
-            flag = np.array([[float(nb201.disconnected(c))] for c in tb.cells()])
-            out = part_predictor(tb, np.column_stack([x.numpy(), flag]), held, args.repeats)
+            out = part_predictor(tb, features(tb.cells()), held, args.repeats)
         elif part == "transfer":
             out = part_transfer(tb, x.numpy().astype(np.float64), held, args.repeats)
         else:

@@ -3,8 +3,10 @@ come from tables instead of timings and training:
 
 * measure -- import the tables the config lists (:func:`pipeline.imported.import_listed`);
 * fit -- each searched device's latency over the whole space, 15,625 values: its own
-  table, or its cross-device fit (``lanas fit --transfer-from``) predicting every
-  architecture; written to ``fit/<device>/space_latency.parquet``;
+  table; else its cross-device fit (``lanas fit --transfer-from``) predicting every
+  architecture; else, from 100 or more of its own timings, the pipeline's predictor design
+  (:mod:`lanas.nb201_predictor`: lookup tables or a table + MLP, chosen on held-out
+  timings); written to ``fit/<device>/space_latency.parquet``;
 * search -- a Ray Tune sweep of device x λ x seed, each trial a differentiable search of
   the NAS-Bench-201 supernet on CIFAR-10 (``lanas.search.search``) whose latency term is
   the *exact* expected latency of the cells ``alpha`` draws (``lanas.nb201_supernet``);
@@ -33,6 +35,7 @@ from lanas import nb201_tables
 from lanas.data import load_splits, loader
 from lanas.nb201 import Cell
 from lanas.nb201_network import Nb201Macro
+from lanas.nb201_predictor import features, fit_predictor
 from lanas.nb201_supernet import Nb201SuperNet, space_latency
 from lanas.pareto import front_indices, hypervolume
 from lanas.search import search
@@ -69,34 +72,54 @@ def search_devices(run: RunDir) -> tuple[str, ...]:
     return devices
 
 
-def _whole_space(run: RunDir, device: str, arch_strs: tuple[str, ...]) -> tuple[np.ndarray, str]:
-    """``device``'s ms for every architecture (official order) and where they come from."""
+MIN_OWN_ROWS = 100  # timings of its own from which a device's latency of the whole space is predicted
+VAL_SHARE = 0.1  # of them, held out to choose the predictor (lanas.nb201_predictor)
+
+
+def _own_predictor(rows: dict[str, dict[str, Any]], cells: list[Cell], seed: int) -> tuple[np.ndarray, str]:
+    ids = [c.arch_id for c in cells]
+    have = np.array([i for i, a in enumerate(ids) if a in rows])
+    y = np.full(len(cells), np.nan)
+    y[have] = [rows[ids[i]]["latency_ms"] for i in have]
+    perm = np.random.default_rng(seed).permutation(have)
+    n_val = max(1, round(VAL_SHARE * len(perm)))
+    predict, name = fit_predictor(features(cells), y, perm[n_val:], perm[:n_val], seed)
+    return predict(np.arange(len(cells))), name
+
+
+def _whole_space(run: RunDir, device: str, cells: list[Cell]) -> tuple[np.ndarray, str, str]:
+    """``device``'s ms for every architecture (official order), where they come from
+    (``table`` or ``predicted``) and how, in words."""
     rows = partition_rows(run, device)
-    ids = [Cell.from_arch_str(s).arch_id for s in arch_strs]
+    ids = [c.arch_id for c in cells]
     if all(a in rows for a in ids):
-        return np.array([rows[a]["latency_ms"] for a in ids]), "table"
+        return np.array([rows[a]["latency_ms"] for a in ids]), "table", "its table"
     if (run.path / "fit" / device / "crossdevice.json").is_file():
         index, point, _, _ = predicted(run, device)
         if all(a in index for a in ids):
-            return np.array([point[index[a]] for a in ids]), "predicted"
+            return np.array([point[index[a]] for a in ids]), "predicted", "its cross-device fit"
+    if len(rows) >= MIN_OWN_ROWS:
+        ms, name = _own_predictor(rows, cells, run.config.seed)
+        return ms, "predicted", f"a predictor ({name}) fitted on its {len(rows)} timings"
     raise PipelineError(
         f"{device} has {len(rows)} of {len(ids)} latencies and no cross-device fit over the whole space: import its "
-        f"full table, or time a few and run `lanas fit --target {device} --transfer-from SRC[,SRC...]`"
+        f"full table or {MIN_OWN_ROWS}+ timings, or time a few and run `lanas fit --target {device} --transfer-from "
+        "SRC[,SRC...]`"
     )
 
 
 def run_space_latency(run: RunDir) -> dict[str, Any]:
     """The fit stage: each searched device's latency over the whole space, to a Parquet file."""
     arch_strs = nb201_tables.load().arch_strs
-    sources = {}
+    cells, sources = [Cell.from_arch_str(a) for a in arch_strs], {}
     for device in search_devices(run):
-        ms, sources[device] = _whole_space(run, device, arch_strs)
+        ms, sources[device], how = _whole_space(run, device, cells)
         where = run.stage("fit") / device
         where.mkdir(parents=True, exist_ok=True)
         table = pa.table({"arch": list(arch_strs), "latency_ms": ms, "source": [sources[device]] * len(ms)})
         pq.write_table(table, where / f".{SPACE_LATENCY}.tmp")
         (where / f".{SPACE_LATENCY}.tmp").replace(where / SPACE_LATENCY)
-        print(f"[fit] {device}: latency of all {len(ms)} architectures from its {sources[device]}", flush=True)
+        print(f"[fit] {device}: latency of all {len(ms)} architectures from {how}", flush=True)
     mark_done(run, "fit", {"devices": sources})
     return sources
 

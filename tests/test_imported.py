@@ -132,3 +132,23 @@ def test_a_darts_run_takes_imported_genotype_tables_too(tmp_path, capsys):
               tmp_path / "g.jsonl")  # fmt: skip
     out = [json.loads(x)["predicted_latency_ms"] for x in r.stdout.splitlines()]
     assert r.returncode == 0 and np.allclose(out, 2.5 * base, rtol=1e-3)  # an exact multiple is learnt exactly
+
+
+def test_a_device_with_a_few_hundred_timings_gets_the_whole_space_from_its_own_predictor(run, tmp_path, capsys, tables):
+    import dataclasses
+
+    from pipeline.nb201_stages import load_space_latency, run_space_latency
+    from pipeline.rundir import RunDir
+
+    rng = np.random.default_rng(1)
+    picked = [tables.arch_strs[i] for i in rng.choice(len(tables.arch_strs), 300, replace=False)]
+    _timed_csv(tmp_path / "t.csv", picked, tables)
+    assert lanas(capsys, "import", "--run-dir", run, "--target", NEW, "--table", tmp_path / "t.csv").returncode == 0
+    stored = RunDir.existing(run)
+    search = dataclasses.replace(stored.config.search, devices=(NEW, "titanx_1"))
+    sources = run_space_latency(RunDir(run, dataclasses.replace(stored.config, search=search)))
+    assert sources == {NEW: "predicted", "titanx_1": "table"}
+    arch, ms, source = load_space_latency(stored, NEW)
+    assert arch == list(tables.arch_strs) and source == "predicted"
+    assert spearmanr(ms, tables.latency_ms[NEW]).statistic > 0.95  # 300 timings of its own
+    assert np.allclose(load_space_latency(stored, "titanx_1")[1], tables.latency_ms["titanx_1"])
