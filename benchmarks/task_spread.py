@@ -3,9 +3,11 @@ against the seed-to-seed noise of one architecture, per data regime.
 
     .venv/bin/python benchmarks/task_spread.py [--limits 0 400 200 100] [--archs 6] [--seeds 3] [--epochs 10]
         [--layers 5 --channels 16] [--config configs/demo.yaml] [--image-size 14] [--name task_spread_e10]
+        [--sampling uniform|latency-range]
 
 For each ``data.limit`` (training images kept; 0 = all of the config's training split),
-``--archs`` uniform random architectures of the demo profile's deployed network are each
+``--archs`` random architectures (uniform, or ``--sampling latency-range``: across the
+latency range, as the latency-matched partners are drawn) of the deployed network are each
 trained from scratch with ``--seeds`` training seeds (the demo's evaluation settings:
 10 epochs, batch 64, lr 0.05) and scored on the config's test split; the trivial
 (convolution-free) network beside them, with the same seeds. *Spread*: the standard
@@ -72,11 +74,22 @@ def main() -> None:
     ap.add_argument("--config", default="configs/demo.yaml", help="the profile whose data and training are used")
     ap.add_argument("--image-size", type=int, default=None, help="data.image_size (animal-mnist; default: config's)")
     ap.add_argument("--name", default="task_spread", help="record results/<name>.json")
+    ap.add_argument(
+        "--sampling",
+        choices=("uniform", "latency-range"),
+        default="uniform",
+        help="uniform random architectures, or drawn across the latency range as the latency-matched partners and "
+        "the random-search peer draw them (lanas.space.LATENCY_RANGE: half uniform, half one op per cell)",
+    )
     args = ap.parse_args()
     from lanas.genotype import trivial
+    from lanas.space import LATENCY_RANGE, sample_mixed
 
     cfg = load_config(Path(__file__).resolve().parents[1] / args.config)
-    archs = [g.to_json() for g in cfg.space.sample_unique(args.archs, 12345)]
+    if args.sampling == "uniform":
+        archs = [g.to_json() for g in cfg.space.sample_unique(args.archs, 12345)]
+    else:
+        archs = [g.to_json() for g, _ in sample_mixed(cfg.space, args.archs, 12345, LATENCY_RANGE)]
     triv = trivial().to_json()
     jobs = [
         (lim, g, s, args.epochs, args.layers, args.channels, args.noise, args.config, args.image_size)
@@ -116,11 +129,11 @@ def main() -> None:
         f"--seeds {args.seeds} --epochs {args.epochs} --layers {args.layers} --channels {args.channels} "
         f"--noise {args.noise:g} --config {args.config}"
         + (f" --image-size {args.image_size}" if args.image_size is not None else "")
-        + f" --name {args.name}"
+        + f" --name {args.name} --sampling {args.sampling}"
     )
-    figures = {"archs": args.archs, "seeds": args.seeds, "epochs": args.epochs, "layers": args.layers,
-               "channels": args.channels, "noise": args.noise, "config": args.config, "image_size": args.image_size,
-               "wall_s": time.perf_counter() - t0,
+    figures = {"archs": args.archs, "sampling": args.sampling, "seeds": args.seeds, "epochs": args.epochs,
+               "layers": args.layers, "channels": args.channels, "noise": args.noise, "config": args.config,
+               "image_size": args.image_size, "wall_s": time.perf_counter() - t0,
                "regimes": regimes}  # fmt: skip
     record(args.name, figures, cmd)
 

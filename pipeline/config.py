@@ -154,8 +154,8 @@ class FitConfig:
 @dataclass(frozen=True)
 class SearchConfig:
     lambdas: tuple[float, ...] = (0.0, 1.0)  # the lambda grid, one Tune trial per (lambda, seed)
-    # latency budgets (ms) per target spec, one Tune trial per (budget, seed): the most accurate
-    # architecture under each (lanas.budget); `lanas search --budget-ms TARGET=T` adds more
+    # latency budgets (ms) per target spec (space nb201: per searched device), one Tune trial per (budget, seed): the
+    # most accurate architecture under each (lanas.budget); `lanas search --budget-ms TARGET=T` adds more
     budgets_ms: dict[str, tuple[float, ...]] = field(default_factory=dict)
     budget: BudgetSettings = BudgetSettings()  # how a budget search lands inside its budget
     seeds: tuple[int, ...] = (0,)
@@ -288,7 +288,7 @@ class RunConfig:
                 f"name must be a plain folder name (letters, digits, '.', '_', '-'; not starting with '.'), "
                 f"got {self.name!r}"
             )
-        specs = [t.spec for t in self.targets]
+        specs = [t.spec for t in self.targets] if self.space.name == "darts" else list(self.search.devices)
         unknown = [spec for spec in self.search.budgets_ms if spec not in specs]
         if unknown:
             raise ValueError(

@@ -32,6 +32,7 @@ import pyarrow.parquet as pq
 import torch
 
 from lanas import nb201_tables
+from lanas.budget import Budget
 from lanas.data import load_splits, loader
 from lanas.nb201 import Cell
 from lanas.nb201_network import Nb201Macro
@@ -133,14 +134,17 @@ def load_space_latency(run: RunDir, device: str) -> tuple[list[str], np.ndarray,
 
 
 def plan(run: RunDir) -> list[dict[str, Any]]:
-    s = run.config.search
-    return [
-        {"device": d, "lam": lam, "seed": seed} for d in search_devices(run) for lam in s.lambdas for seed in s.seeds
-    ]
+    """Per device: a trial per (λ, seed), then per (latency budget, seed) one whose λ starts
+    at 0 and moves to land the derived cell inside the budget (:mod:`lanas.budget`)."""
+    s, devices = run.config.search, search_devices(run)
+    out = [{"device": d, "lam": lam, "seed": n, "budget_ms": None} for d in devices for lam in s.lambdas
+           for n in s.seeds]  # fmt: skip
+    return out + [{"device": d, "lam": 0.0, "seed": n, "budget_ms": t} for d, t in s.budget_list() for n in s.seeds]
 
 
 def _key(trial: dict[str, Any]) -> tuple:
-    return trial["device"], float(trial["lam"]), int(trial["seed"])
+    budget = trial.get("budget_ms")
+    return trial["device"], float(trial["lam"]), int(trial["seed"]), None if budget is None else float(budget)
 
 
 def _trainable(config: dict[str, Any], cfg, trials: list[dict[str, Any]], latency: dict) -> None:
@@ -161,7 +165,8 @@ def _trainable(config: dict[str, Any], cfg, trials: list[dict[str, Any]], latenc
     def on_epoch(metrics: dict[str, Any], snapshot: dict[str, Any]) -> None:
         tune.report({k: v for k, v in metrics.items() if isinstance(v, (int, float, str))})
 
-    search(net, term, train, val, s, trial["lam"], on_epoch=on_epoch, seed=trial["seed"])
+    budget = None if trial["budget_ms"] is None else Budget(trial["budget_ms"], cfg.search.budget)  # term is in ms
+    search(net, term, train, val, s, trial["lam"], on_epoch=on_epoch, seed=trial["seed"], budget=budget)
 
 
 def _sweep(run: RunDir, todo: list[dict[str, Any]], verbose: bool) -> list[dict[str, Any]]:
@@ -189,7 +194,7 @@ def _sweep(run: RunDir, todo: list[dict[str, Any]], verbose: bool) -> list[dict[
             raise PipelineError(f"a search trial failed: {str(result.error).splitlines()[0]}")
         trial, m = todo[int(result.config["trial"])], result.metrics
         rows.append({**trial, "arch": json.loads(m["genotype"]), "predicted_latency_ms": m["predicted_latency_ratio"],
-                     "val_acc": m["val_acc"], "epochs": m["epoch"]})  # fmt: skip
+                     "val_acc": m["val_acc"], "epochs": m["epoch"], "final_lam": m["lam"]})  # fmt: skip
     return rows
 
 
@@ -201,7 +206,8 @@ def run_search(run: RunDir, verbose: bool = False) -> list[dict[str, Any]]:
     print(f"[search] {len(todo)} NAS-Bench-201 searches to run ({len(done)} done)", flush=True)
     for r in _sweep(run, todo, verbose) if todo else []:
         done[_key(r)] = r
-        print(f"[search] {r['device']} λ={r['lam']:g} seed {r['seed']}: {r['arch']} "
+        what = f"λ={r['lam']:g}" if r.get("budget_ms") is None else f"budget {r['budget_ms']:g} ms"
+        print(f"[search] {r['device']} {what} seed {r['seed']}: {r['arch']} "
               f"(expected {r['predicted_latency_ms']:.3g} ms)", flush=True)  # fmt: skip
     rows = [done[_key(t)] for t in plan(run)]
     write_jsonl(results, rows)
@@ -218,10 +224,13 @@ def run_lookup(run: RunDir) -> list[dict[str, Any]]:
     out = []
     for r in run.stage_results("search"):
         i = index[r["arch"]]
+        budget = r.get("budget_ms")
         for device, (_, ms, source) in latency.items():
-            out.append({"kind": "searched", "searched_for": r["device"], "device": device, "lam": r["lam"],
-                        "seed": r["seed"], "arch": r["arch"], "accuracy": float(accuracy[i]), "accuracy_source":
-                        "lookup", "latency_ms": float(ms[i]), "latency_source": source})  # fmt: skip
+            out.append({"kind": "searched" if budget is None else "budget", "searched_for": r["device"],
+                        "device": device, "lam": r["lam"], "seed": r["seed"], "budget_ms": budget, "arch": r["arch"],
+                        "accuracy": float(accuracy[i]), "accuracy_source": "lookup", "latency_ms": float(ms[i]),
+                        "latency_source": source,
+                        "meets_budget": None if budget is None else bool(ms[i] <= budget)})  # fmt: skip
     write_jsonl(run.stage("evaluate") / "results.jsonl", out)
     mark_done(run, "evaluate", {"candidates": len(out)})
     return out
@@ -242,20 +251,27 @@ def _plot(path, fronts: dict[str, dict[str, Any]], spaces: dict[str, tuple], row
     fig, axes = plt.subplots(1, len(fronts), figsize=(5.5 * len(fronts), 4.2), squeeze=False)
     for ax, (device, f) in zip(axes[0], fronts.items()):
         acc, ms = spaces[device]
-        ax.scatter(ms, acc, s=2, c="0.8", label="all 15,625 (tables)")
+        true = f["latency_source"] == "table"
+        ax.scatter(ms, acc, s=2, c="0.8", label=f"all 15,625 ({'tables' if true else 'predicted latency'})")
         fx, fy = zip(*[(p[1], p[0]) for p in f["front"]])
-        ax.step(fx, fy, where="post", c="k", lw=1, label="true front")
+        ax.step(fx, fy, where="post", c="k", lw=1, label="true front" if true else "front (predicted latency)")
         mine = [r for r in rows if r["device"] == device and r["searched_for"] == device]
-        sc = ax.scatter([r["latency_ms"] for r in mine], [r["accuracy"] for r in mine], c=[r["lam"] for r in mine],
-                        cmap="viridis", marker="*", s=120, edgecolors="k", zorder=3, label="searched")  # fmt: skip
+        lams = [r for r in mine if r.get("budget_ms") is None]
+        sc = ax.scatter([r["latency_ms"] for r in lams], [r["accuracy"] for r in lams], c=[r["lam"] for r in lams],
+                        cmap="viridis", marker="*", s=120, edgecolors="k", zorder=3, label="searched (λ)")  # fmt: skip
         fig.colorbar(sc, ax=ax, label="λ")
+        for i, r in enumerate(r for r in mine if r.get("budget_ms") is not None):
+            ax.axvline(r["budget_ms"], c="tab:red", ls=":", lw=1)
+            ax.scatter([r["latency_ms"]], [r["accuracy"]], c="tab:red", marker="D", s=50, edgecolors="k", zorder=3,
+                       label=None if i else "searched (budget, dotted)")  # fmt: skip
         low = min([80.0] + [r["accuracy"] for r in mine]) - 2
         ax.set(xscale="log", xlabel=f"latency on {device} (ms, {mine[0]['latency_source'] if mine else 'table'})",
                ylabel="accuracy (%, lookup)", ylim=(max(acc.min(), low), acc.max() + 0.5))  # fmt: skip
         ax.xaxis.set_major_formatter(ScalarFormatter())
         ax.xaxis.set_minor_formatter(ScalarFormatter())
         share = f["hypervolume_share"]
-        ax.set_title(f"{device}: searched front {100 * share:.1f} % of the true one" if share else device)
+        front = "true front" if true else "front"
+        ax.set_title(f"{device}: searched {100 * share:.1f} % of the {front}" if share else device)
         ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -293,12 +309,14 @@ def _markdown(run: RunDir, fronts: dict[str, dict[str, Any]], rows: list[dict[st
         what = "True front" if f["latency_source"] == "table" else "Front by the predicted latencies"
         lines += [f"## {device}", "", f"{what}: {len(f['front'])} of 15,625 architectures; the searched "
                   f"front's hypervolume is {share} of its hypervolume.", "",
-                  "| λ | seed | architecture | accuracy (%) | latency (ms) | source | on the true front |",
+                  "| λ or budget | seed | architecture | accuracy (%) | latency (ms) | source | on the true front |",
                   "|---|---|---|---|---|---|---|"]  # fmt: skip
         on_front = {(a, ms) for a, ms in f["front"]}
         for r in (r for r in rows if r["device"] == device and r["searched_for"] == device):
             front = "yes" if (r["accuracy"], r["latency_ms"]) in on_front else "no"
-            lines.append(f"| {r['lam']:g} | {r['seed']} | `{r['arch']}` | {r['accuracy']:.2f} | "
+            what = f"{r['lam']:g}" if r.get("budget_ms") is None else (
+                f"≤ {r['budget_ms']:g} ms: {'met' if r['meets_budget'] else 'MISSED'}")  # fmt: skip
+            lines.append(f"| {what} | {r['seed']} | `{r['arch']}` | {r['accuracy']:.2f} | "
                          f"{r['latency_ms']:.4g} | {r['latency_source']} | {front} |")  # fmt: skip
         lines.append("")
     return "\n".join(lines)

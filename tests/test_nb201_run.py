@@ -24,7 +24,7 @@ def _profile(tmp_path) -> str:
     swaps = {
         "root: data/cifar10": f"root: {root}\n  verify_checksums: false",
         "devices: [pixel3, titanx_1, gold_6240]": f"devices: [titanx_1, {NEW}]",
-        "lambdas: [0.0, 0.3, 1.0, 3.0]": "lambdas: [0.0, 5.0]",
+        "lambdas: [0.0, 0.3, 1.0, 3.0]": "lambdas: [0.0, 5.0]\n  budgets_ms: {titanx_1: [6.0]}",
         "layers: 5                # cells": "layers: 1                # cells",
         "channels: 16\n    epochs: 50": "channels: 4\n    epochs: 2",
         "batch_size: 64": "batch_size: 16",
@@ -60,8 +60,8 @@ def test_reproduce_searches_nb201_and_reports_the_true_front(ray_start, tmp_path
     assert r.returncode == 0, r.stderr
     assert "of the true front's" in r.stdout
     searched = [json.loads(x) for x in (run / "search" / "results.jsonl").read_text().splitlines()]
-    assert sorted((s["device"], s["lam"]) for s in searched) == sorted(
-        (d, lam) for d in ("titanx_1", NEW) for lam in (0.0, 5.0)
+    assert sorted((s["device"], s["lam"], s["budget_ms"] or 0) for s in searched) == sorted(
+        [(d, lam, 0) for d in ("titanx_1", NEW) for lam in (0.0, 5.0)] + [("titanx_1", 0.0, 6.0)]
     )
     rows = [json.loads(x) for x in (run / "evaluate" / "results.jsonl").read_text().splitlines()]
     acc = tables.accuracy["cifar10"]
@@ -70,8 +70,11 @@ def test_reproduce_searches_nb201_and_reports_the_true_front(ray_start, tmp_path
         assert row["latency_source"] == ("table" if row["device"] == "titanx_1" else "predicted")
         if row["device"] == "titanx_1":
             assert row["latency_ms"] == pytest.approx(tables.latency_ms["titanx_1"][index[row["arch"]]])
-    mine = {r["lam"]: r["latency_ms"] for r in rows if r["device"] == r["searched_for"] == "titanx_1"}
+    mine = {r["lam"]: r["latency_ms"] for r in rows if r["device"] == r["searched_for"] == "titanx_1" and
+            r["kind"] == "searched"}  # fmt: skip
     assert mine[5.0] < mine[0.0]  # a large λ finds a faster cell
+    (budget,) = [r for r in rows if r["kind"] == "budget" and r["device"] == "titanx_1"]
+    assert budget["budget_ms"] == 6.0 and budget["meets_budget"] == (budget["latency_ms"] <= 6.0)
     fronts = json.loads((run / "report" / "fronts.json").read_text())
     for device in ("titanx_1", NEW):
         front = np.array(fronts[device]["front"])
