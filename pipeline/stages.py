@@ -95,9 +95,14 @@ STAGES = (
         "measure",
         _dispatch("measure"),
         True,
-        "stage 1: measure the latency of sampled (or given) architectures into Parquet",
+        "stage 1: measure the latency of sampled (or given) architectures into Parquet (nb201: import tables)",
     ),
-    Stage("fit", _dispatch("fit"), True, "stage 2: fit the latency predictors with Ray Train, against baselines"),
+    Stage(
+        "fit",
+        _dispatch("fit"),
+        True,
+        "stage 2: fit the latency predictors with Ray Train, against baselines (nb201: latency of the whole space)",
+    ),
     Stage(
         "search",
         _dispatch("search"),
@@ -108,7 +113,7 @@ STAGES = (
         "evaluate",
         _dispatch("evaluate"),
         True,
-        "stage 4: train derived architectures from scratch, measure real latency",
+        "stage 4: train derived architectures from scratch, measure real latency (nb201: look both up)",
     ),
     Stage("report", _dispatch("report"), False, "stage 5: Pareto front, hypervolume, plots and report.md"),
 )
