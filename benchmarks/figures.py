@@ -156,6 +156,34 @@ def task_spread_animal() -> str:
     return "\n".join(rows) + "\n" + _source(*names)
 
 
+def task_spread_demo() -> str:
+    """The demo's own regime: is random architectures' accuracy spread several times one
+    architecture's seed noise (issue 33 asks 3x)?"""
+    rows = [
+        "| random architectures | their accuracy | spread / seed noise (points) | ratio (target 3) | trivial network "
+        "| best random − trivial |",
+        "|---|---|---|---|---|---|",
+    ]
+    names = ("task_spread_demo_range", "task_spread_demo_uniform")
+    for name in names:
+        d = _load(name)
+        r = d["regimes"][0]
+        drawn = {"latency-range": "across the latency range", "uniform": "uniform"}[d.get("sampling", "uniform")]
+        rows.append(
+            f"| {d['archs']} {drawn} | {100 * r['min_arch_acc']:.1f}-{100 * r['max_arch_acc']:.1f} % | "
+            f"{100 * r['spread_sd']:.2f} / {100 * r['noise_sd']:.2f} | {r['ratio']:.1f}: {_verdict(r['ratio'], 3.0)} | "
+            f"{100 * r['trivial_acc']:.1f} % | {100 * (r['max_arch_acc'] - r['trivial_acc']):+.1f} |"
+        )
+    d = _load(names[0])
+    r = d["regimes"][0]
+    rows.append(
+        f"\nThe demo's data and training: {d['image_size']}x{d['image_size']} Animal-MNIST, {r['train_images']} "
+        f"training images, {d['epochs']} epochs, {d['layers']} cells of {d['channels']} channels; {d['seeds']} "
+        f"training seeds per architecture; median training {r['median_train_s']:.0f} s, two at a time on 2 cores."
+    )
+    return "\n".join(rows) + "\n" + _source(*names)
+
+
 def measure_builds() -> str:
     """Stage 1 with the traced and the directly written ONNX graph, side by side."""
     d = _load("measure_throughput_builds")
@@ -336,6 +364,7 @@ RENDERERS: dict[str, Callable[[], str]] = {
     "benchmarks-index": benchmarks_index,
     "measure-builds": measure_builds,
     "task-spread-animal": task_spread_animal,
+    "task-spread-demo": task_spread_demo,
     "nb201-headline": nb201_headline,
     "nb201-predictor": nb201_predictor,
     "nb201-transfer": nb201_transfer,
