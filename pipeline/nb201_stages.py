@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from typing import Any
+from typing import Any, Callable
 
 import matplotlib
 import numpy as np
@@ -169,8 +169,20 @@ def _trainable(config: dict[str, Any], cfg, trials: list[dict[str, Any]], latenc
     search(net, term, train, val, s, trial["lam"], on_epoch=on_epoch, seed=trial["seed"], budget=budget)
 
 
-def _sweep(run: RunDir, todo: list[dict[str, Any]], verbose: bool) -> list[dict[str, Any]]:
+def _row(trial: dict[str, Any], m: dict[str, Any]) -> dict[str, Any]:
+    """A finished trial's result row from its last reported metrics."""
+    return {**trial, "arch": json.loads(m["genotype"]), "predicted_latency_ms": m["predicted_latency_ratio"],
+            "val_acc": m["val_acc"], "epochs": m["epoch"], "final_lam": m["lam"]}  # fmt: skip
+
+
+def _sweep(run: RunDir, todo: list[dict[str, Any]], verbose: bool, keep: Callable[[dict[str, Any]], None]) -> None:
+    """Run ``todo`` as one Tune sweep; ``keep(row)`` as each trial completes (in the driver),
+    so a sweep that dies keeps the trials it finished."""
     from ray import tune
+
+    class Keep(tune.Callback):
+        def on_trial_complete(self, iteration: int, trials: list, trial, **info: Any) -> None:
+            keep(_row(todo[int(trial.config["trial"])], trial.last_result))
 
     cfg = run.config
     latency = {d: load_space_latency(run, d)[:2] for d in {t["device"] for t in todo}}
@@ -186,29 +198,32 @@ def _sweep(run: RunDir, todo: list[dict[str, Any]], verbose: bool) -> list[dict[
             storage_path=str((run.stage("search") / "tune").resolve()),
             verbose=1 if verbose else 0,
             failure_config=tune.FailureConfig(max_failures=cfg.search.max_failures),
+            callbacks=[Keep()],
         ),
     )
-    rows = []
     for result in tuner.fit():
         if result.error is not None:
             raise PipelineError(f"a search trial failed: {str(result.error).splitlines()[0]}")
-        trial, m = todo[int(result.config["trial"])], result.metrics
-        rows.append({**trial, "arch": json.loads(m["genotype"]), "predicted_latency_ms": m["predicted_latency_ratio"],
-                     "val_acc": m["val_acc"], "epochs": m["epoch"], "final_lam": m["lam"]})  # fmt: skip
-    return rows
 
 
 def run_search(run: RunDir, verbose: bool = False) -> list[dict[str, Any]]:
-    """The search stage: every (device, λ, seed) trial not in ``search/results.jsonl`` yet."""
+    """The search stage: every (device, λ or budget, seed) trial not in ``search/results.jsonl``
+    yet; each finished trial is added to the file at once, so a re-run after a crash runs
+    only the trials that had not finished."""
     t0, results = time.perf_counter(), run.stage("search") / "results.jsonl"
     done = {_key(r): r for r in read_jsonl(results)}
     todo = [t for t in plan(run) if _key(t) not in done]
     print(f"[search] {len(todo)} NAS-Bench-201 searches to run ({len(done)} done)", flush=True)
-    for r in _sweep(run, todo, verbose) if todo else []:
+
+    def keep(r: dict[str, Any]) -> None:
         done[_key(r)] = r
+        write_jsonl(results, list(done.values()))
         what = f"λ={r['lam']:g}" if r.get("budget_ms") is None else f"budget {r['budget_ms']:g} ms"
         print(f"[search] {r['device']} {what} seed {r['seed']}: {r['arch']} "
               f"(expected {r['predicted_latency_ms']:.3g} ms)", flush=True)  # fmt: skip
+
+    if todo:
+        _sweep(run, todo, verbose, keep)
     rows = [done[_key(t)] for t in plan(run)]
     write_jsonl(results, rows)
     mark_done(run, "search", {"trials": len(rows), "wall_s": time.perf_counter() - t0})

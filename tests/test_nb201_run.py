@@ -85,3 +85,11 @@ def test_reproduce_searches_nb201_and_reports_the_true_front(ray_start, tmp_path
     assert yaml.safe_load((run / "config.yaml").read_text())["search"]["devices"] == ["titanx_1", NEW]
     r = lanas(capsys, "show", run)
     assert r.returncode == 0 and f"{NEW}: the searched front's hypervolume" in r.stdout
+    # a search that died after some trials: a re-run runs only the missing one, keeps the others' rows
+    kept = (run / "search" / "results.jsonl").read_text().splitlines()
+    (run / "search" / "results.jsonl").write_text("\n".join(kept[1:]) + "\n")
+    (run / "search" / "DONE.json").unlink()
+    r = lanas(capsys, "search", "--config", cfg, "--run-dir", run, "--quiet")
+    assert r.returncode == 0 and f"1 NAS-Bench-201 searches to run ({len(kept) - 1} done)" in r.stdout, r.stderr
+    again = (run / "search" / "results.jsonl").read_text().splitlines()
+    assert len(again) == len(kept) and set(again[1:]) == set(kept[1:])
