@@ -24,6 +24,7 @@ import yaml
 from lanas.budget import BudgetSettings
 from lanas.data import DataSettings
 from lanas.measure import MeasureSettings
+from lanas.nb201_supernet import MODES as NB201_MODES
 from lanas.network import MacroSettings
 from lanas.penalty import METHODS
 from lanas.predictor import PredictorSettings
@@ -283,6 +284,9 @@ class RunConfig:
             raise ValueError(
                 f"data.dataset: space nb201 searches on cifar10 (its accuracy table's), not {self.data.dataset}"
             )
+        if self.space.name == "nb201" and self.search.settings.mode not in NB201_MODES:
+            raise ValueError(f"search.settings.mode: space nb201 searches with {' or '.join(NB201_MODES)}, not "
+                             f"{self.search.settings.mode}")  # fmt: skip
         if not RUN_NAME.fullmatch(self.name):
             raise ValueError(
                 f"name must be a plain folder name (letters, digits, '.', '_', '-'; not starting with '.'), "

@@ -109,26 +109,33 @@ def _whole_space(run: RunDir, device: str, cells: list[Cell]) -> tuple[np.ndarra
     )
 
 
+def write_space_latency(run: RunDir, device: str, cells: list[Cell] | None = None) -> str:
+    """Write ``fit/<device>/space_latency.parquet`` (atomically); returns where it came from."""
+    cells = cells or nb201_tables.load().cells()
+    ms, source, how = _whole_space(run, device, cells)
+    where = run.stage("fit") / device
+    where.mkdir(parents=True, exist_ok=True)
+    table = pa.table({"arch": [c.arch_str() for c in cells], "latency_ms": ms, "source": [source] * len(ms)})
+    pq.write_table(table, where / f".{SPACE_LATENCY}.tmp")
+    (where / f".{SPACE_LATENCY}.tmp").replace(where / SPACE_LATENCY)
+    print(f"[fit] {device}: latency of all {len(ms)} architectures from {how}", flush=True)
+    return source
+
+
 def run_space_latency(run: RunDir) -> dict[str, Any]:
     """The fit stage: each searched device's latency over the whole space, to a Parquet file."""
-    arch_strs = nb201_tables.load().arch_strs
-    cells, sources = [Cell.from_arch_str(a) for a in arch_strs], {}
-    for device in search_devices(run):
-        ms, sources[device], how = _whole_space(run, device, cells)
-        where = run.stage("fit") / device
-        where.mkdir(parents=True, exist_ok=True)
-        table = pa.table({"arch": list(arch_strs), "latency_ms": ms, "source": [sources[device]] * len(ms)})
-        pq.write_table(table, where / f".{SPACE_LATENCY}.tmp")
-        (where / f".{SPACE_LATENCY}.tmp").replace(where / SPACE_LATENCY)
-        print(f"[fit] {device}: latency of all {len(ms)} architectures from {how}", flush=True)
+    cells = nb201_tables.load().cells()
+    sources = {device: write_space_latency(run, device, cells) for device in search_devices(run)}
     mark_done(run, "fit", {"devices": sources})
     return sources
 
 
 def load_space_latency(run: RunDir, device: str) -> tuple[list[str], np.ndarray, str]:
+    """``device``'s latency of the whole space, as the fit stage wrote it (written now for a
+    device the search list gained since)."""
     f = run.path / "fit" / device / SPACE_LATENCY
     if not f.is_file():
-        raise PipelineError(f"no latency of the whole space for {device} in {run.path}: run `lanas fit` first")
+        write_space_latency(run, device)
     t = pq.read_table(f).to_pydict()
     return t["arch"], np.array(t["latency_ms"]), t["source"][0]
 
