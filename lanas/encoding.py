@@ -210,12 +210,9 @@ def repeat_matrices(space: SearchSpace) -> tuple[torch.Tensor, torch.Tensor]:
     A runtime that compiles a kernel per distinct op and shape runs a cell of four
     ``sep_conv_3x3`` through one kernel and a cell of four different ops through four:
     OpenVINO's JIT-generated kernels then (our reading, not measured) compete for the
-    instruction cache, and cells that repeat ops run faster than the sum of their ops says. (On the 250 held-out
-    architectures of ``benchmarks/README.md``, the lookup table over op counts
-    under-predicted OpenVINO's latency on uniformly sampled architectures by 1.7 % and
-    over-predicted it on the Dirichlet-concentrated ones by 1.6 %; with these features its
-    error fell by 0.6-1.0 points, ONNX Runtime's, whose kernels are precompiled, not at
-    all: ``predictor_sharing.py --compare repeats``.) On relaxed encodings it is
+    instruction cache, and cells that repeat ops run faster than the sum of their ops says
+    (measured: ``docs/research.md``, "Predictor transfer across runtimes";
+    ``predictor_sharing.py --compare repeats``). On relaxed encodings it is
     ``relu(E[count] - 1)``, like the sharing features."""
     ops = [o for o, op in enumerate(space.ops) if op != NONE]
     columns = [group * len(space.ops) + o for group in range(len(EDGE_GROUPS)) for o in ops]

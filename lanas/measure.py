@@ -11,8 +11,7 @@ latency ratio is, by default (``statistic: pair_median``), the median of the per
 ratios ``arch_i / ref_i`` (the pairs are what the interleaving buys; the ratio of the two
 medians throws the pairing away). ``statistic: p10s`` takes the ratio of the two
 networks' 10th-percentile times instead, for runtimes whose calls are now and then
-slowed outside their kernels (OpenVINO's median re-measurement difference fell from 3.5 %
-to 1.0 % on one machine, from 2.7 % to 1.8 % on a noisier one, where eager's doubled:
+slowed outside their kernels (OpenVINO's timings repeat better with it, eager's worse:
 ``benchmarks/measure_noise.py`` tells which repeats better on a given machine).
 ``builds: B`` shares the pairs over B independent builds of the architecture and of the
 reference (:class:`LatencyMeter`): a compiled runtime's builds of one network can differ

@@ -28,32 +28,14 @@ costs and corrections folded into its additive table, and the search and everyth
 after it use it unchanged. Its leave-one-out MAPE on the samples is its validation
 figure.
 
-(``benchmarks/transfer.py`` chose this design: on the 503 architectures measured on
-three CPU runtimes, the costs cut the K = 20 error from 4.4 % to 2.6 % (mean of the six
-ordered pairs); most of that the costs give from scratch too, the source adds the rest.
-Choosing among simpler models by leave-one-out, as before, did worse than always fitting
-this one: with 20 samples the choice is noisy. The per-kind node counts were added for
-OpenVINO, whose latency the table-linear model fitted on every row ranks at tau ~0.90
-against a label-noise ceiling of 0.94: how many Convolution, Subgraph (fused element-wise
-ops) or Reorder nodes a network compiles to tells a few samples which ops the runtime
-makes expensive. What that model still missed was the repeats: OpenVINO compiles a
-kernel per distinct op, and the table over op counts under-predicted uniformly sampled
-architectures by 1.7 % and over-predicted Dirichlet-concentrated ones by 1.6 %; with the
-repeat features, at K = 20 eager -> OpenVINO rose from tau 0.842 to 0.880 and ONNX
-Runtime -> OpenVINO from 0.834 to 0.884 on 250 architectures of a second run, on the
-same picks +0.046 [+0.013, +0.079] and +0.072 [-0.022, +0.166]; see
-``benchmarks/README.md``.)
+Why this design and not a simpler one: ``docs/research.md``, "Predictor transfer across
+runtimes".
 
 :func:`select_diverse` picks which K architectures to measure on the new target: one
 per k-means cluster of the source's predicted latency, the network's costs and the
-table's features, so a few measurements cover where the architectures are.
-(Farthest-point picks, used before, spread further but over-weight the extremes, as
-does a D-optimal design on the table's features; adding the costs to the clustered
-features cut the K = 20 error by 0.1-0.25 points. The source's predicted latency is one
-feature among the rest: weighing it as much as all the others together, as before,
-spread the picks over what the source thinks is slow, which for eager torch into a
-compiled runtime is the wrong thing; as one feature, Kendall tau rose in all four
-K x protocol settings measured, eager -> OpenVINO most.)
+table's features, each standardised feature weighing the same, so a few measurements
+cover where the architectures are (the alternatives tried: the same entry of
+``docs/research.md``).
 """
 
 from __future__ import annotations
