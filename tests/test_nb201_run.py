@@ -67,6 +67,8 @@ def test_reproduce_searches_nb201_and_reports_the_true_front(ray_start, tmp_path
     acc = tables.accuracy["cifar10"]
     for row in rows:  # looked up, never trained or timed: the table's accuracy, the device's table or prediction
         assert row["accuracy"] == pytest.approx(acc[index[row["arch"]]]) and row["accuracy_source"] == "lookup"
+        other = tables.accuracy["imagenet16-120"][index[row["arch"]]]
+        assert row["accuracy_by_dataset"]["imagenet16-120"] == pytest.approx(other)
         assert row["latency_source"] == ("table" if row["device"] == "titanx_1" else "predicted")
         if row["device"] == "titanx_1":
             assert row["latency_ms"] == pytest.approx(tables.latency_ms["titanx_1"][index[row["arch"]]])
