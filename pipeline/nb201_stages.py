@@ -85,7 +85,8 @@ def _own_predictor(rows: dict[str, dict[str, Any]], cells: list[Cell], seed: int
     perm = np.random.default_rng(seed).permutation(have)
     n_val = max(1, round(VAL_SHARE * len(perm)))
     predict, name = fit_predictor(features(cells), y, perm[n_val:], perm[:n_val], seed)
-    return predict(np.arange(len(cells))), name
+    floor = 0.01 * float(np.nanmin(y))  # an additive table may extrapolate below zero; a latency cannot
+    return np.maximum(predict(np.arange(len(cells))), floor), name
 
 
 def _whole_space(run: RunDir, device: str, cells: list[Cell]) -> tuple[np.ndarray, str, str]:
