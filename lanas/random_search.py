@@ -30,12 +30,13 @@ POOL_SEED = 30_011  # the candidates of a random search with seed s come from st
 
 def candidate_pool(space: SearchSpace, n: int, seed: int) -> list[Genotype]:
     """``n`` distinct genotypes, uniform and coverage samples alternating (so a search
-    cut short by its budget has scored both kinds)."""
-    drawn = sample_mixed(space, n, seed + POOL_SEED, LATENCY_RANGE)
+    cut short by its budget has scored both kinds). A smaller ``n`` gives a prefix of a
+    larger one's pool: both kinds are drawn ``ceil(n / 2)`` deep before the cut."""
+    drawn = sample_mixed(space, 2 * ((n + 1) // 2), seed + POOL_SEED, LATENCY_RANGE)
     uniform = [g for g, kind in drawn if kind == "uniform"]
     coverage = [g for g, kind in drawn if kind == "coverage"]
     out = [g for pair in zip(uniform, coverage) for g in pair]
-    return out + uniform[len(coverage) :] + coverage[len(uniform) :]
+    return (out + uniform[len(coverage) :] + coverage[len(uniform) :])[:n]
 
 
 def score_candidate(

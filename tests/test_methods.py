@@ -55,6 +55,8 @@ def test_random_search_draws_across_the_latency_range_and_a_large_lambda_picks_a
     table, _ = flops_table(SPACE, MacroSettings(5, 16, 3, 1, 10), 8, SPACE.sample_unique(30, 1))
     pool = candidate_pool(SPACE, 40, seed=0)
     assert len({g.arch_id for g in pool}) == 40 and pool == candidate_pool(SPACE, 40, seed=0)
+    # a search cut short by its budget scored a prefix of the pool a larger one would score, odd counts too
+    assert all(candidate_pool(SPACE, n, seed=0) == pool[:n] for n in (1, 6, 7, 13))
     with torch.no_grad():
         ratio = table.latency_term(torch.stack([encode_genotype(g, SPACE) for g in pool]))
         uniform = table.latency_term(torch.stack([encode_genotype(g, SPACE) for g in SPACE.sample_unique(40, 5)]))
