@@ -56,7 +56,6 @@ class Nb201SuperNet(Skeleton):
         super().__init__(macro, MixedNb201Cell)
         self.mode = mode
         self.alpha = nn.Parameter(1e-3 * torch.randn(len(EDGES), len(OPS)))
-        self.beta = None  # no edge weights: every NAS-Bench-201 edge is kept
         self.tau = 1.0  # Gumbel temperature, set by the search loop in gdas mode
 
     def arch_parameters(self) -> list[nn.Parameter]:

@@ -14,7 +14,6 @@ whose SHA-1 is the ``arch_id`` the latency dataset keys rows by.
 
 from __future__ import annotations
 
-import itertools
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -33,7 +32,7 @@ class ArchError(ValueError):
 
 @dataclass(frozen=True)
 class ArchSpace:
-    """What the stages need of a space: read, write, key, encode and enumerate architectures."""
+    """What the stages need of a space: read, write, key and encode architectures."""
 
     settings: SearchSpace
 
@@ -57,10 +56,6 @@ class ArchSpace:
     def encode(self, arch: Any) -> torch.Tensor:
         raise NotImplementedError
 
-    def candidates(self, n: int, seed: int) -> list[Any]:
-        """``n`` distinct architectures (all of a finite space when ``n`` covers it), seeded."""
-        raise NotImplementedError
-
 
 class DartsSpace(ArchSpace):
     def parse(self, text: str) -> Genotype:
@@ -77,13 +72,8 @@ class DartsSpace(ArchSpace):
     def encode(self, arch: Genotype) -> torch.Tensor:
         return encode_genotype(arch, self.settings)
 
-    def candidates(self, n: int, seed: int) -> list[Genotype]:
-        return self.settings.sample_unique(n, seed)
-
 
 class Nb201Space(ArchSpace):
-    SIZE = len(nb201.OPS) ** len(nb201.EDGES)
-
     @property
     def layout_version(self) -> int:
         return nb201.LAYOUT_VERSION
@@ -104,11 +94,6 @@ class Nb201Space(ArchSpace):
 
     def encode(self, arch: nb201.Cell) -> torch.Tensor:
         return nb201.encode(arch)
-
-    def candidates(self, n: int, seed: int) -> list[nb201.Cell]:
-        if n >= self.SIZE:  # the whole space, in a fixed order
-            return [nb201.Cell(ops) for ops in itertools.product(nb201.OPS, repeat=len(nb201.EDGES))]
-        return nb201.sample(n, seed)
 
 
 def _short(text: str, n: int = 40) -> str:

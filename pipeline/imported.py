@@ -185,10 +185,9 @@ def import_listed(run: RunDir) -> list[tuple[str, int]]:
 
 def _resolve(run: RunDir, name: str) -> str:
     """The dataset partition ``name`` means: an imported device, a hardware id or a target spec."""
-    ids = run.hardware_ids()
-    hw = ids.get(name, name)
-    if hw not in ds.hardware_partitions(dataset_dir(run)):
-        known = sorted(ds.hardware_partitions(dataset_dir(run)))
+    hw = run.hardware_ids().get(name, name)
+    known = ds.hardware_partitions(dataset_dir(run))
+    if hw not in known:
         raise PipelineError(f"{name!r} has no latencies in {run.path}; devices there: {', '.join(known) or 'none'}")
     return hw
 
