@@ -19,14 +19,11 @@ import argparse
 import csv
 import json
 import shutil
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import lanas, record  # noqa: E402
+from common import lanas, record
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 SPREAD = (0.2, 0.5, 0.8)  # where the budgets sit between the fastest known and the slowest measured latency
 NOT_WASTEFUL = 0.85  # a met budget should use at least this share of it
 
@@ -35,10 +32,10 @@ def budgets_of(run: Path, config: str) -> dict[str, list[float]]:
     """Per target: budgets (ms, 3 significant digits) at SPREAD of the way from the fastest
     known architecture to the slowest measured one."""
     from lanas.budget import reachable
-    from pipeline.config import load_config
-    from pipeline.predictor_store import load_for
-    from pipeline.rundir import RunDir
-    from pipeline.search import measured_ratios
+    from lanas_pipeline.config import load_config
+    from lanas_pipeline.predictor_store import load_for
+    from lanas_pipeline.rundir import RunDir
+    from lanas_pipeline.search.penalties import measured_ratios
 
     cfg = load_config(ROOT / config)
     rd = RunDir(run, cfg)

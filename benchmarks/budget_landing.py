@@ -16,22 +16,18 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import torch
+from common import record
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import record  # noqa: E402
-
-from lanas.budget import Budget, BudgetSettings, reachable  # noqa: E402
-from lanas.data import DataSettings, load_splits, loader  # noqa: E402
-from lanas.encoding import encode_genotype, encoding_size  # noqa: E402
-from lanas.network import MacroSettings  # noqa: E402
-from lanas.predictor import LatencyPredictor  # noqa: E402
-from lanas.search import SearchSettings, build_supernet, search  # noqa: E402
-from lanas.space import SearchSpace  # noqa: E402
+from lanas.budget import Budget, BudgetSettings, reachable
+from lanas.data import DataSettings, load_splits, loader
+from lanas.encoding import encode_genotype, encoding_size
+from lanas.network import MacroSettings
+from lanas.predictor import LatencyPredictor
+from lanas.search import SearchSettings, build_supernet, search
+from lanas.space import SearchSpace
 
 SPACE = SearchSpace()
 SETTINGS = SearchSettings(mode="gdas", layers=2, channels=8, epochs=2, batch_size=32, a_lr=0.05)

@@ -19,15 +19,12 @@ from __future__ import annotations
 import argparse
 import multiprocessing as mp
 import statistics
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import PROTOCOLS, cpu_meter, record  # noqa: E402
+from common import PROTOCOLS, cpu_meter, record
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 RUNTIMES = ("torch", "onnxruntime", "openvino")
 
 
@@ -58,7 +55,7 @@ def _measure(job):
 
 def main() -> None:
     from lanas.space import SearchSpace
-    from pipeline.config import load_config
+    from lanas_pipeline.config import load_config
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--archs", type=int, default=16)

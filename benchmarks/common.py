@@ -38,7 +38,7 @@ def cpu_meter(config: str, runtime: str, protocol: dict | None = None):
 
     from lanas.measure import LatencyMeter, MeasureSettings
     from lanas.target import Target
-    from pipeline.config import load_config
+    from lanas_pipeline.config import load_config
 
     torch.set_num_threads(1)
     cfg = load_config(config)
@@ -62,7 +62,7 @@ def run(args: list[str], env: dict[str, str] | None = None) -> tuple[float, str]
 def lanas(*args: str) -> float:
     """Run one ``lanas`` command quietly from the repository root (:func:`run`). Returns
     its wall time in seconds."""
-    return run([sys.executable, "-m", "pipeline", *args, "--quiet"])[0]
+    return run([sys.executable, "-m", "lanas_pipeline", *args, "--quiet"])[0]
 
 
 def commit() -> str:

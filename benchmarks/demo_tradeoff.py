@@ -20,8 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import record  # noqa: E402
+from common import record
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -37,7 +36,17 @@ def main() -> None:
         shutil.rmtree(run)
     t0 = time.perf_counter()
     r = subprocess.run(
-        [sys.executable, "-m", "pipeline", "reproduce", "--config", args.config, "--run-dir", str(run), "--quiet"],
+        [
+            sys.executable,
+            "-m",
+            "lanas_pipeline",
+            "reproduce",
+            "--config",
+            args.config,
+            "--run-dir",
+            str(run),
+            "--quiet",
+        ],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -24,18 +24,15 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-from pathlib import Path
 
 import torch
+from common import record
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import record  # noqa: E402
-
-from lanas.encoding import derive_genotype, encode_genotype, encode_relaxed, normalised_edge_weights  # noqa: E402
-from lanas.space import SearchSpace  # noqa: E402
-from lanas.topology import CELL_TYPES, NODES, NONE, NUM_EDGES, node_edges  # noqa: E402
-from pipeline import predictor_store  # noqa: E402
-from pipeline.rundir import RunDir  # noqa: E402
+from lanas.encoding import derive_genotype, encode_genotype, encode_relaxed, normalised_edge_weights
+from lanas.space import SearchSpace
+from lanas.topology import CELL_TYPES, NODES, NONE, NUM_EDGES, node_edges
+from lanas_pipeline import predictor_store
+from lanas_pipeline.rundir import RunDir
 
 MODES = ("darts", "gdas", "pcdarts")
 SCALES = (0.001, 1.0, 3.0, 10.0)

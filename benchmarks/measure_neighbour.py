@@ -30,15 +30,12 @@ import argparse
 import dataclasses
 import multiprocessing as mp
 import statistics
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import cpu_meter, record  # noqa: E402
+from common import cpu_meter, record
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 RUNTIMES = ("openvino", "onnxruntime")
 CONDITIONS = ("same", "beside_eager", "alone")
 NEIGHBOUR = "torch"
@@ -90,7 +87,7 @@ def main() -> None:
 
     from lanas.quality import paired_bootstrap
     from lanas.space import SearchSpace
-    from pipeline.config import load_config
+    from lanas_pipeline.config import load_config
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--archs", type=int, default=40)

@@ -28,15 +28,12 @@ import argparse
 import itertools
 import multiprocessing as mp
 import statistics
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import PROTOCOLS, cpu_meter, record  # noqa: E402
+from common import PROTOCOLS, cpu_meter, record
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 RUNTIMES = ("torch", "onnxruntime", "openvino")
 STATISTICS = ("pair_median", "medians", "p10s")  # lanas.measure's, and the ratio of the two medians
 
@@ -64,7 +61,7 @@ def main() -> None:
 
     from lanas.quality import paired_bootstrap
     from lanas.space import SearchSpace
-    from pipeline.config import load_config
+    from lanas_pipeline.config import load_config
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--archs", type=int, default=24)

@@ -25,19 +25,17 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import record  # noqa: E402
+from common import record
 
-from pipeline import dataset as ds  # noqa: E402
-from pipeline.config import load_config  # noqa: E402
-from pipeline.measure import run_measure  # noqa: E402
-from pipeline.ray_env import init_ray  # noqa: E402
-from pipeline.rows import dataset_dir  # noqa: E402
-from pipeline.rundir import RunDir  # noqa: E402
+from lanas_pipeline import dataset as ds
+from lanas_pipeline.config import load_config
+from lanas_pipeline.measure import run_measure
+from lanas_pipeline.ray_env import init_ray
+from lanas_pipeline.rows import dataset_dir
+from lanas_pipeline.rundir import RunDir
 
 PATHS = ("traced", "direct", "direct", "traced")  # ABBA: drift hits both paths alike
 

@@ -40,20 +40,16 @@ from __future__ import annotations
 
 import argparse
 import random
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
+from common import record, t_half_width
 from scipy.stats import kendalltau, spearmanr
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import record, t_half_width  # noqa: E402
-
-from lanas import fewshot, nb201, nb201_tables  # noqa: E402
-from lanas.nb201_predictor import features, fit_predictor  # noqa: E402
-from lanas.predictor import LatencyPredictor, fit_additive  # noqa: E402
+from lanas import fewshot, nb201, nb201_tables
+from lanas.nb201_predictor import features, fit_predictor
+from lanas.predictor import LatencyPredictor, fit_additive
 
 HOLDOUT_SEED = 201
 KS = (5, 10, 20, 50)

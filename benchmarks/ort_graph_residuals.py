@@ -18,17 +18,13 @@ from __future__ import annotations
 
 import argparse
 import collections
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import record  # noqa: E402
+from common import record
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 
 def optimised_node_counts(genotype_json: str, cfg) -> collections.Counter:
@@ -67,7 +63,7 @@ def main() -> None:
 
     from lanas.encoding import sharing_features
     from lanas.predictor import LatencyPredictor
-    from pipeline.rundir import RunDir
+    from lanas_pipeline.rundir import RunDir
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--run", default="runs/bench-targets-long/main")

@@ -22,15 +22,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from common import RESULTS, ROOT, record
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, ROOT, record  # noqa: E402
-
-from lanas.encoding import encode_genotype  # noqa: E402
-from lanas.genotype import Genotype  # noqa: E402
-from pipeline.compare import section  # noqa: E402
-from pipeline.predictor_store import load_all  # noqa: E402
-from pipeline.rundir import RunDir, read_jsonl  # noqa: E402
+from lanas.encoding import encode_genotype
+from lanas.genotype import Genotype
+from lanas_pipeline.compare import section
+from lanas_pipeline.predictor_store import load_all
+from lanas_pipeline.rundir import RunDir, read_jsonl
 
 
 def random_search_diagnosis(run: Path) -> list[dict]:
@@ -70,7 +68,7 @@ def main() -> None:
     stages: list[str] = []
     wall = None
     if args.report_only:
-        from pipeline.report import run_report
+        from lanas_pipeline.report.stage import run_report
 
         run_report(RunDir.existing(run))
         done = {s: json.loads((run / s / "DONE.json").read_text()) for s in ("measure", "fit", "search", "evaluate")}
@@ -79,7 +77,17 @@ def main() -> None:
         if run.exists():
             shutil.rmtree(run)
         t0 = time.perf_counter()
-        cmd = [sys.executable, "-m", "pipeline", "reproduce", "--config", args.config, "--run-dir", str(run), "--quiet"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "lanas_pipeline",
+            "reproduce",
+            "--config",
+            args.config,
+            "--run-dir",
+            str(run),
+            "--quiet",
+        ]
         r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
         wall = time.perf_counter() - t0
         if r.returncode != 0:

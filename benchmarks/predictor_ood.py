@@ -23,13 +23,10 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import yaml
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import lanas, record  # noqa: E402
+from common import lanas, record
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARES = {"uniform": 0.0, "coverage": 0.5}
@@ -79,9 +76,9 @@ def intervals(run: Path, rounds: int) -> list[dict]:
 
     from lanas.predictor import additive_predictor
     from lanas.quality import paired_bootstrap
-    from pipeline.fit import split_row
-    from pipeline.rundir import RunDir, read_jsonl
-    from pipeline.search import results_path
+    from lanas_pipeline.closed_loop import results_path
+    from lanas_pipeline.fit.data import split_row
+    from lanas_pipeline.rundir import RunDir, read_jsonl
 
     rd = RunDir.existing(run)
     cfg = rd.config

@@ -16,26 +16,22 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
-from pathlib import Path
 
 import numpy as np
 import torch
+from common import RESULTS, record
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, record  # noqa: E402
-
-from lanas import quality  # noqa: E402
-from lanas.encoding import group_matrix  # noqa: E402
-from lanas.genotype import Genotype  # noqa: E402
-from lanas.predictor import LatencyPredictor, train_predictor  # noqa: E402
-from pipeline import dataset as ds  # noqa: E402
-from pipeline.config import load_config  # noqa: E402
-from pipeline.fit import split_of  # noqa: E402
-from pipeline.measure import measure_jsonl_path, run_measure  # noqa: E402
-from pipeline.ray_env import init_ray  # noqa: E402
-from pipeline.rows import dataset_dir  # noqa: E402
-from pipeline.rundir import RunDir  # noqa: E402
+from lanas import quality
+from lanas.encoding import group_matrix
+from lanas.genotype import Genotype
+from lanas.predictor import LatencyPredictor, train_predictor
+from lanas_pipeline import dataset as ds
+from lanas_pipeline.config import load_config
+from lanas_pipeline.fit.data import split_of
+from lanas_pipeline.measure import measure_jsonl_path, run_measure
+from lanas_pipeline.ray_env import init_ray
+from lanas_pipeline.rows import dataset_dir
+from lanas_pipeline.rundir import RunDir
 
 
 def arrays(rows):

@@ -26,17 +26,13 @@ Recorded as ``results/predictor_<compare>.json`` and ``.md``.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import record  # noqa: E402
+from common import record
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 FOLDS = 5
 TABLES = {"plain": (False, False), "sharing": (True, False), "repeats": (True, True)}  # (sharing, repeats)
 COMPARE = {"sharing": ("sharing", "plain"), "repeats": ("repeats", "sharing")}  # (with, without)
@@ -148,7 +144,7 @@ def evaluate(rand, ood, space, seeds: int, arms: tuple[str, str]):
 
 
 def main() -> None:
-    from pipeline.config import load_config
+    from lanas_pipeline.config import load_config
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", nargs="+", default=["runs/bench-peers", "runs/demo"])

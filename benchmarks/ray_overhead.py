@@ -25,8 +25,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import lanas, record, run  # noqa: E402
+from common import lanas, record, run
 
 POLL = "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"
 FIT = {"poll 2 s (Ray's default)": "2.0", "poll 0.5 s (pipeline default)": "0.5"}
@@ -37,7 +36,7 @@ def _child_search(run_dir: str, config: str, reuse: bool) -> None:
     """Run `lanas search` in this process with Tune's reuse_actors forced to ``reuse``."""
     from ray import tune
 
-    from pipeline import cli
+    from lanas_pipeline import cli
 
     class Forced(tune.TuneConfig):
         def __init__(self, *a, **kw):
@@ -76,8 +75,8 @@ def main() -> None:
         order = [k for _ in range(args.rounds) for k in (*FIT, *reversed(FIT))]
         for i, name in enumerate(order):
             copy = _copy(base, Path(tmp) / f"fit{i}", ("measure",))
-            s, out = run([*py, "-m", "pipeline", "fit", "--config", args.config, "--run-dir", str(copy), "--quiet"],
-                          {POLL: FIT[name]})  # fmt: skip
+            cmd = [*py, "-m", "lanas_pipeline", "fit", "--config", args.config, "--run-dir", str(copy), "--quiet"]
+            s, out = run(cmd, {POLL: FIT[name]})
             seconds = float(re.search(r"Ray Train job ([\d.]+) s", out).group(1))
             job[name].append(seconds)
             wall[name].append(s)

@@ -14,19 +14,15 @@ from __future__ import annotations
 import argparse
 import itertools
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import torch
+from common import record
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import record  # noqa: E402
-
-from lanas.data import load_splits, loader  # noqa: E402
-from lanas.predictor import LatencyPredictor  # noqa: E402
-from lanas.search import SearchState, arch_step, build_supernet, search, weight_step  # noqa: E402
-from pipeline.config import load_config  # noqa: E402
+from lanas.data import load_splits, loader
+from lanas.predictor import LatencyPredictor
+from lanas.search import SearchState, arch_step, build_supernet, search, weight_step
+from lanas_pipeline.config import load_config
 
 
 def main() -> None:

@@ -29,22 +29,20 @@ import itertools
 import json
 import shutil
 import statistics
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import PROTOCOLS, record  # noqa: E402
-from scipy import stats  # noqa: E402
+from common import PROTOCOLS, record
+from scipy import stats
 
-from lanas.measure import STATISTICS  # noqa: E402
-from pipeline import dataset as ds  # noqa: E402
-from pipeline.config import load_config  # noqa: E402
-from pipeline.fit import run_fit  # noqa: E402
-from pipeline.measure import run_measure  # noqa: E402
-from pipeline.predictor_store import load_for  # noqa: E402
-from pipeline.ray_env import init_ray  # noqa: E402
-from pipeline.rows import dataset_dir  # noqa: E402
-from pipeline.rundir import RunDir  # noqa: E402
+from lanas.measure import STATISTICS
+from lanas_pipeline import dataset as ds
+from lanas_pipeline.config import load_config
+from lanas_pipeline.fit.stage import run_fit
+from lanas_pipeline.measure import run_measure
+from lanas_pipeline.predictor_store import load_for
+from lanas_pipeline.ray_env import init_ray
+from lanas_pipeline.rows import dataset_dir
+from lanas_pipeline.rundir import RunDir
 
 TARGETS = [{"device": "cpu", "runtime": r, "batch_size": 1, "threads": 1} for r in ("torch", "onnxruntime", "openvino")]
 

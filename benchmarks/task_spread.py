@@ -21,13 +21,11 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import record  # noqa: E402
+from common import record
 
 
 def train_one(job: tuple) -> tuple[int, str, int, float, float]:
@@ -39,7 +37,7 @@ def train_one(job: tuple) -> tuple[int, str, int, float, float]:
     from lanas.genotype import Genotype
     from lanas.network import Network
     from lanas.train import accuracy_and_loss, train_network
-    from pipeline.config import load_config
+    from lanas_pipeline.config import load_config
 
     limit, genotype_json, seed, epochs, layers, channels, noise, config, image_size = job
     torch.set_num_threads(1)
@@ -60,7 +58,7 @@ def train_one(job: tuple) -> tuple[int, str, int, float, float]:
 
 
 def main() -> None:
-    from pipeline.config import load_config
+    from lanas_pipeline.config import load_config
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--limits", type=int, nargs="+", default=[0, 400, 200, 100])

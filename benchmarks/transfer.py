@@ -50,17 +50,13 @@ import argparse
 import dataclasses
 import functools
 import itertools
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import record, t_half_width  # noqa: E402
+from common import record, t_half_width
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 KS = (5, 10, 20, 50, 100)
 METHODS = ("transfer", "costs", "scratch", "lut", "src_rescaled")
 SCRATCH = ("costs", "scratch", "lut")  # the models fitted on NEW's K rows alone
@@ -73,8 +69,8 @@ def load(run_dir: Path):
     import pandas as pd
     import torch
 
-    from pipeline.rundir import RunDir
-    from pipeline.transfer import source_predictor
+    from lanas_pipeline.rundir import RunDir
+    from lanas_pipeline.transfer import source_predictor
 
     run = RunDir.existing(run_dir)
     df = pd.read_parquet(run_dir / "measure" / "dataset")
@@ -184,7 +180,7 @@ def main() -> None:
     if args.new_labels:
         from targets import ratios
 
-        from pipeline.rundir import RunDir
+        from lanas_pipeline.rundir import RunDir
 
         other = ratios(RunDir.existing(ROOT / args.new_labels))
         into = {spec for spec in data if other.get(spec)}
@@ -275,7 +271,7 @@ def repeat_labels(repeat_dir: Path) -> dict:
     again); {} when there is none."""
     from targets import ratios
 
-    from pipeline.rundir import RunDir
+    from lanas_pipeline.rundir import RunDir
 
     if not (repeat_dir / "config.yaml").exists():
         print(f"no repeat run at {repeat_dir}: no label-noise ceilings", flush=True)
@@ -301,7 +297,7 @@ def with_fresh_rows(data: dict, fresh_dir: Path) -> tuple[dict, set]:
     import pandas as pd
     import torch
 
-    from pipeline.rundir import RunDir
+    from lanas_pipeline.rundir import RunDir
 
     fresh = RunDir.existing(fresh_dir)
     df = pd.read_parquet(fresh_dir / "measure" / "dataset")
