@@ -4,8 +4,8 @@ A run from a profile (a path, or a :class:`pipeline.config.RunConfig` built in c
 what it found, per target (``tests/test_api.py`` runs this example)::
 
     >>> import tempfile
-    >>> from pipeline import api
-    >>> from pipeline.config import load_config
+    >>> from lanas_pipeline import api
+    >>> from lanas_pipeline.config import load_config
     >>> cfg = load_config("configs/smoke.yaml", {"search.lambdas": [0.0, 2.0]})
     >>> result = api.reproduce(cfg, run_dir=tempfile.mkdtemp() + "/run", progress=False)  # doctest: +ELLIPSIS
     [reproduce] ...
@@ -29,12 +29,12 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.config import RunConfig, load_config
-from pipeline.errors import PipelineError
-from pipeline.ray_env import init_ray
-from pipeline.reproduce import reproduce as _reproduce
-from pipeline.rundir import RunDir
-from pipeline.stages import BY_NAME, Options
+from .config import RunConfig, load_config
+from .errors import PipelineError
+from .ray_env import init_ray
+from .reproduce import reproduce as _reproduce
+from .rundir import RunDir
+from .stages import BY_NAME, Options
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,9 @@ from pathlib import Path
 import yaml
 
 from lanas.target import Target
-from pipeline.errors import PipelineError
-from pipeline.rundir import STAGES, read_jsonl
+
+from .errors import PipelineError
+from .rundir import STAGES, read_jsonl
 
 
 @dataclass(frozen=True)

@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import Callable
 
 from lanas.genotype import GenotypeError
-from pipeline import browse
-from pipeline.config import ConfigError
-from pipeline.errors import PipelineError
+
+from . import browse
+from .config import ConfigError
+from .errors import PipelineError
 
 EXIT_USAGE = 2
 RUNTIME_COMMANDS = ("measure", "evaluate")  # stages that time networks: their runtimes must be installed
@@ -72,23 +73,23 @@ def parse_budgets(values: list[str] | None) -> dict[str, tuple[float, ...]]:
 
 
 def _open_run(args: argparse.Namespace, write_config: bool = True):
-    from pipeline.config import load_config
-    from pipeline.ray_env import check_reachable
-    from pipeline.rundir import RunDir
+    from .config import load_config
+    from .ray_env import check_reachable
+    from .rundir import RunDir
 
     cfg = load_config(args.config)
     budgets = parse_budgets(getattr(args, "budget_ms", None))
     if budgets:
         cfg = cfg.with_budgets(budgets)
     if args.command in RUNTIME_COMMANDS:
-        from pipeline.measure import check_runtimes
+        from .measure import check_runtimes
 
         check_runtimes(cfg.targets)
     check_reachable(getattr(args, "address", None))  # before anything is written
     path = Path(args.run_dir or Path("runs") / cfg.name)
     target = getattr(args, "target", None)
     if target and args.command != "import" and not (path / "config.yaml").is_file():
-        from pipeline.measure import select_targets
+        from .measure import select_targets
 
         select_targets(cfg, target)  # a new run knows its specs alone (hardware ids come with measuring)
     return RunDir.open(
@@ -99,7 +100,7 @@ def _open_run(args: argparse.Namespace, write_config: bool = True):
 def _run_of(args: argparse.Namespace):
     """The run a command works on: opened with ``--config`` when given, else the existing
     ``--run-dir`` with the config stored there."""
-    from pipeline.rundir import RunDir
+    from .rundir import RunDir
 
     if args.config:
         return _open_run(args)
@@ -113,8 +114,8 @@ def _sources(text: str) -> list[str]:
 
 
 def cmd_measure(args: argparse.Namespace) -> None:
-    from pipeline.measure import run_measure
-    from pipeline.ray_env import init_ray
+    from .measure import run_measure
+    from .ray_env import init_ray
 
     if args.num_archs is not None and args.num_archs <= 0:
         raise PipelineError(f"--num-archs must be > 0, got {args.num_archs}")
@@ -122,7 +123,7 @@ def cmd_measure(args: argparse.Namespace) -> None:
         raise PipelineError("--select diverse picks --num-archs architectures for one --target (not with --genotypes)")
     plain = (args.num_archs, args.genotypes, args.select, args.target) == (None, None, "random", None)
     if not plain:
-        from pipeline.config import load_config
+        from .config import load_config
 
         load_config(args.config).require_sampled("lanas measure --num-archs, --genotypes, --select and --target")
     run = _open_run(args)
@@ -130,8 +131,8 @@ def cmd_measure(args: argparse.Namespace) -> None:
         return _run_stage(run, "measure", args)  # the run's space's own stage 1
     genotypes = args.genotypes
     if args.select == "diverse":
-        from pipeline.measure import measure_jsonl_path
-        from pipeline.transfer import default_source, diverse_genotypes
+        from .measure import measure_jsonl_path
+        from .transfer import default_source, diverse_genotypes
 
         source = args.transfer_from or default_source(run, args.target)
         picked = diverse_genotypes(run, source, args.target, args.num_archs)
@@ -142,8 +143,8 @@ def cmd_measure(args: argparse.Namespace) -> None:
 
 
 def cmd_fit(args: argparse.Namespace) -> None:
-    from pipeline.fit import run_fit
-    from pipeline.ray_env import init_ray
+    from .fit import run_fit
+    from .ray_env import init_ray
 
     if args.transfer_from is None and args.samples is not None:
         raise PipelineError("--samples needs --transfer-from")
@@ -153,8 +154,8 @@ def cmd_fit(args: argparse.Namespace) -> None:
         run = _run_of(args)
         if run.config.imported_device(args.target) is not None:
             return _fit_imported(run, args)
-        from pipeline.fit import finish
-        from pipeline.transfer import run_transfer
+        from .fit import finish
+        from .transfer import run_transfer
 
         meta = run_transfer(run, args.target, args.transfer_from, args.samples)
         finish(run, {"transferred": {meta.target.spec: meta.transferred_from}})
@@ -169,7 +170,7 @@ def cmd_fit(args: argparse.Namespace) -> None:
 
 
 def _fit_imported(run, args: argparse.Namespace) -> None:
-    from pipeline.imported import fit_cross_device
+    from .imported import fit_cross_device
 
     if args.samples is not None:
         raise PipelineError(f"--samples: {args.target} is an imported device; its fit uses every timing imported")
@@ -184,8 +185,8 @@ def _fit_imported(run, args: argparse.Namespace) -> None:
 
 
 def cmd_import(args: argparse.Namespace) -> None:
-    from pipeline.config import ImportedDevice
-    from pipeline.imported import import_listed, import_table, read_table_file
+    from .config import ImportedDevice
+    from .imported import import_listed, import_table, read_table_file
 
     if (args.target is None) != (args.table is None):
         raise PipelineError("--target and --table go together (without both: import the config's imported devices)")
@@ -206,8 +207,8 @@ def cmd_import(args: argparse.Namespace) -> None:
 
 
 def cmd_select(args: argparse.Namespace) -> None:
-    from pipeline.imported import select
-    from pipeline.rundir import RunDir
+    from .imported import select
+    from .rundir import RunDir
 
     run = RunDir.existing(args.run_dir)
     seed = run.config.seed if args.seed is None else args.seed
@@ -218,9 +219,9 @@ def cmd_select(args: argparse.Namespace) -> None:
 def cmd_predict(args: argparse.Namespace) -> None:
     import json
 
-    from pipeline.fit import predict_genotypes
-    from pipeline.imported import predict
-    from pipeline.rundir import RunDir
+    from .fit import predict_genotypes
+    from .imported import predict
+    from .rundir import RunDir
 
     run = RunDir.existing(args.run_dir)
     if args.target is not None and run.config.imported_device(args.target) is not None:
@@ -232,13 +233,13 @@ def cmd_predict(args: argparse.Namespace) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> None:
-    from pipeline.export import export_candidate
+    from .export import export_candidate
 
     print(export_candidate(args.run_dir, args.candidate, args.onnx))
 
 
 def _options(args: argparse.Namespace):
-    from pipeline.stages import Options
+    from .stages import Options
 
     return Options(
         progress=not args.quiet,
@@ -250,7 +251,7 @@ def _options(args: argparse.Namespace):
 
 def _stale_inputs(run, stage: str) -> None:
     """A stage run alone says so, in one line, when a stage before it is stale."""
-    from pipeline.staleness import upstream_warning
+    from .staleness import upstream_warning
 
     line = upstream_warning(run, stage)
     if line:
@@ -259,16 +260,16 @@ def _stale_inputs(run, stage: str) -> None:
 
 def cmd_stage(args: argparse.Namespace) -> None:
     """``lanas search|evaluate|report``: the stage of that name, from the stage table."""
-    from pipeline.ray_env import init_ray
-    from pipeline.stages import BY_NAME
-    from pipeline.staleness import refresh
+    from .ray_env import init_ray
+    from .stages import BY_NAME
+    from .staleness import refresh
 
     stage = BY_NAME[args.command]
     budgets = bool(getattr(args, "budget_ms", None))
     run = _open_run(args, write_config=not budgets)
     if budgets:  # refused budgets leave the run's config as it was
-        from pipeline.predictor_store import load_all
-        from pipeline.search import check_budgets
+        from .predictor_store import load_all
+        from .search import check_budgets
 
         check_budgets(run, load_all(run, force=args.force_predictor))
         run.save_config()
@@ -282,8 +283,8 @@ def cmd_stage(args: argparse.Namespace) -> None:
 
 
 def _run_stage(run, name: str, args: argparse.Namespace) -> None:
-    from pipeline.ray_env import init_ray
-    from pipeline.stages import BY_NAME
+    from .ray_env import init_ray
+    from .stages import BY_NAME
 
     if BY_NAME[name].needs_ray:
         init_ray(args.address, verbose=args.verbose)
@@ -299,19 +300,19 @@ def cmd_show(args: argparse.Namespace) -> None:
 
 
 def cmd_reproduce(args: argparse.Namespace) -> None:
-    from pipeline.reproduce import reproduce
+    from .reproduce import reproduce
 
     reproduce(args.config, args.run_dir, args.address, args.overwrite, _options(args))
 
 
 def cmd_submit(args: argparse.Namespace) -> None:
-    from pipeline.submit import submit_command
+    from .submit import submit_command
 
     submit_command(args)
 
 
 def cmd_job(args: argparse.Namespace) -> None:
-    from pipeline.submit import job_command
+    from .submit import job_command
 
     job_command(args)
 
@@ -406,13 +407,13 @@ def _reproduce_flags(p: argparse.ArgumentParser) -> None:
 
 
 def _submit_flags(p: argparse.ArgumentParser) -> None:
-    from pipeline.submit import add_arguments
+    from .submit import add_arguments
 
     add_arguments(p)
 
 
 def _job_flags(p: argparse.ArgumentParser) -> None:
-    from pipeline.submit import add_job_arguments
+    from .submit import add_job_arguments
 
     add_job_arguments(p)
 
@@ -427,7 +428,7 @@ def _version() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from pipeline.stages import BY_NAME
+    from .stages import BY_NAME
 
     parser = argparse.ArgumentParser(
         prog="lanas",

@@ -32,7 +32,8 @@ from lanas.search import SearchSettings
 from lanas.space import SamplingSettings, SearchSpace
 from lanas.target import Target
 from lanas.train import TrainSettings
-from pipeline.dataset import Setting
+
+from .dataset import Setting
 
 LOGGERS = ("tensorboard", "csv", "mlflow")  # search.loggers: Tune's experiment loggers
 

@@ -24,7 +24,8 @@ import pyarrow.parquet as pq
 
 from lanas.network import MacroSettings
 from lanas.target import Target
-from pipeline.errors import PipelineError
+
+from .errors import PipelineError
 
 PARTITION = "hardware"
 

@@ -39,14 +39,15 @@ from lanas.genotype import PUBLISHED, Genotype, published, trivial
 from lanas.network import Network
 from lanas.space import LATENCY_RANGE, SearchSpace, sample_mixed
 from lanas.train import accuracy_and_loss, train_network
-from pipeline import dataset as ds
-from pipeline.config import RunConfig
-from pipeline.fanout import check_resources, fan_out, slots
-from pipeline.measure import measure_into, missing, probe_same_hardware
-from pipeline.predictor_store import StoredPredictor, load_all
-from pipeline.rundir import RunDir, read_jsonl, write_jsonl
-from pipeline.search import method_of
-from pipeline.staleness import mark_done
+
+from . import dataset as ds
+from .config import RunConfig
+from .fanout import check_resources, fan_out, slots
+from .measure import measure_into, missing, probe_same_hardware
+from .predictor_store import StoredPredictor, load_all
+from .rundir import RunDir, read_jsonl, write_jsonl
+from .search import method_of
+from .staleness import mark_done
 
 RANDOM_SEED_OFFSET = 10_000  # random reference architectures use seed + this
 MATCH_SEED_OFFSET = 20_000  # ... and the pool of latency-matched ones seed + this

@@ -18,9 +18,10 @@ import torch
 from lanas.genotype import Genotype
 from lanas.network import Network
 from lanas.runtimes import export_onnx
-from pipeline.errors import PipelineError
-from pipeline.evaluate import weights_path
-from pipeline.rundir import RunDir
+
+from .errors import PipelineError
+from .evaluate import weights_path
+from .rundir import RunDir
 
 
 def find_candidate(run: RunDir, name: str) -> dict:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Iterable, TypeVar
 
-from pipeline.errors import PipelineError
+from .errors import PipelineError
 
 T = TypeVar("T")
 

@@ -38,11 +38,12 @@ from lanas import fewshot
 from lanas.nb201_tables import Nb201Tables
 from lanas.nb201_tables import load as load_nb201
 from lanas.spaces import ArchError, ArchSpace, space_of
-from pipeline import dataset as ds
-from pipeline.config import VENDORED, ImportedDevice
-from pipeline.errors import PipelineError
-from pipeline.rows import dataset_dir
-from pipeline.rundir import RunDir, write_atomic, write_jsonl
+
+from . import dataset as ds
+from .config import VENDORED, ImportedDevice
+from .errors import PipelineError
+from .rows import dataset_dir
+from .rundir import RunDir, write_atomic, write_jsonl
 
 ARCH_COLUMNS = ("arch", "arch_str", "genotype")  # the architecture column of a table, first found
 RUNTIME = "imported"

@@ -28,13 +28,14 @@ from lanas.measure import LatencyMeter, MeasureSettings, hardware_id
 from lanas.runtimes import RuntimeMissing, device_name, runtime_version
 from lanas.space import SearchSpace, sample_mixed
 from lanas.target import Target, pick
-from pipeline import dataset as ds
-from pipeline.config import RunConfig
-from pipeline.errors import PipelineError
-from pipeline.fanout import check_resources, fan_out, slots
-from pipeline.rows import dataset_dir
-from pipeline.rundir import RunDir
-from pipeline.staleness import mark_done
+
+from . import dataset as ds
+from .config import RunConfig
+from .errors import PipelineError
+from .fanout import check_resources, fan_out, slots
+from .rows import dataset_dir
+from .rundir import RunDir
+from .staleness import mark_done
 
 
 def _timing_columns(m) -> dict[str, Any]:

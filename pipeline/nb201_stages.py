@@ -40,10 +40,11 @@ from lanas.nb201_predictor import features, fit_predictor
 from lanas.nb201_supernet import Nb201SuperNet, space_latency
 from lanas.pareto import front_indices, hypervolume
 from lanas.search import search
-from pipeline.errors import PipelineError
-from pipeline.imported import import_listed, partition_rows, predicted
-from pipeline.rundir import RunDir, read_jsonl, write_atomic, write_jsonl
-from pipeline.staleness import mark_done
+
+from .errors import PipelineError
+from .imported import import_listed, partition_rows, predicted
+from .rundir import RunDir, read_jsonl, write_atomic, write_jsonl
+from .staleness import mark_done
 
 matplotlib.use("Agg")
 from matplotlib import pyplot as plt  # noqa: E402 - after choosing the file backend
@@ -155,11 +156,11 @@ def _key(trial: dict[str, Any]) -> tuple:
     return trial["device"], float(trial["lam"]), int(trial["seed"]), None if budget is None else float(budget)
 
 
-def _trainable(config: dict[str, Any], cfg, trials: list[dict[str, Any]], latency: dict) -> None:
+def _trainable(config: dict[str, Any], cfg, latency: dict) -> None:
     """One Tune trial: one search of the NAS-Bench-201 supernet with the device's exact latency term."""
     from ray import tune
 
-    trial, s = trials[int(config["trial"])], cfg.search.settings
+    trial, s = config["trial"], cfg.search.settings
     torch.set_num_threads(max(1, int(cfg.search.resources.num_cpus)))
     splits = load_splits(cfg.data)
     train = loader(splits.train, s.batch_size, True, trial["seed"])
@@ -190,17 +191,17 @@ def _sweep(run: RunDir, todo: list[dict[str, Any]], verbose: bool, keep: Callabl
 
     class Keep(tune.Callback):
         def on_trial_complete(self, iteration: int, trials: list, trial, **info: Any) -> None:
-            keep(_row(todo[int(trial.config["trial"])], trial.last_result))
+            keep(_row(todo[int(trial.config["trial"]["index"])], trial.last_result))
 
     cfg = run.config
     latency = {d: load_space_latency(run, d)[:2] for d in {t["device"] for t in todo}}
     os.environ["RAY_AIR_NEW_OUTPUT"] = "1" if verbose else "0"
     tuner = tune.Tuner(
         tune.with_resources(
-            tune.with_parameters(_trainable, cfg=cfg, trials=todo, latency=latency), cfg.search.resources.as_bundle()
+            tune.with_parameters(_trainable, cfg=cfg, latency=latency), cfg.search.resources.as_bundle()
         ),
-        param_space={"trial": tune.grid_search(list(range(len(todo))))},
-        tune_config=tune.TuneConfig(trial_dirname_creator=lambda t: f"trial{t.config['trial']:03d}"),
+        param_space={"trial": tune.grid_search([{**t, "index": i} for i, t in enumerate(todo)])},
+        tune_config=tune.TuneConfig(trial_dirname_creator=lambda t: f"trial{t.config['trial']['index']:03d}"),
         run_config=tune.RunConfig(
             name=f"nb201-{time.strftime('%Y%m%dT%H%M%S')}",
             storage_path=str((run.stage("search") / "tune").resolve()),

@@ -22,9 +22,10 @@ from lanas.network import MacroSettings
 from lanas.predictor import LatencyPredictor
 from lanas.space import SearchSpace
 from lanas.target import Target
-from pipeline.config import ConfigError, RunConfig, build
-from pipeline.errors import PipelineError
-from pipeline.rundir import RunDir, write_atomic
+
+from .config import ConfigError, RunConfig, build
+from .errors import PipelineError
+from .rundir import RunDir, write_atomic
 
 WEIGHTS, META = "predictor.pt", "predictor.json"
 

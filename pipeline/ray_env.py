@@ -6,7 +6,7 @@ import logging
 import os
 import socket
 
-from pipeline.errors import PipelineError
+from .errors import PipelineError
 
 # Ray Train V2 keeps one `ray.train.report` per worker until its controller polls the
 # workers, every 2 s by default, so a report waits up to that long: a predictor fit of

@@ -10,12 +10,12 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from pipeline.config import RunConfig, load_config
-from pipeline.measure import check_runtimes
-from pipeline.ray_env import check_reachable, init_ray
-from pipeline.rundir import RunDir
-from pipeline.stages import STAGES, Options
-from pipeline.staleness import refresh
+from .config import RunConfig, load_config
+from .measure import check_runtimes
+from .ray_env import check_reachable, init_ray
+from .rundir import RunDir
+from .stages import STAGES, Options
+from .staleness import refresh
 
 
 def reproduce(

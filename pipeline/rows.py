@@ -8,8 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from lanas.target import Target
-from pipeline import dataset as ds
-from pipeline.rundir import RunDir
+
+from . import dataset as ds
+from .rundir import RunDir
 
 
 def dataset_dir(run: RunDir) -> Path:

@@ -21,8 +21,8 @@ from typing import Any
 
 import yaml
 
-from pipeline.config import RunConfig, config_from_dict, dump_config
-from pipeline.errors import PipelineError
+from .config import RunConfig, config_from_dict, dump_config
+from .errors import PipelineError
 
 STAGES = ("measure", "fit", "search", "evaluate", "report")
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from pipeline.rundir import STAGES as NAMES
-from pipeline.rundir import RunDir
+from .rundir import STAGES as NAMES
+from .rundir import RunDir
 
 
 @dataclass(frozen=True)
@@ -33,31 +33,31 @@ class Stage:
 
 
 def _measure(run: RunDir, o: Options) -> Any:
-    from pipeline.measure import run_measure
+    from .measure import run_measure
 
     return run_measure(run, progress=o.progress)
 
 
 def _fit(run: RunDir, o: Options) -> Any:
-    from pipeline.fit import run_fit
+    from .fit import run_fit
 
     return run_fit(run)
 
 
 def _search(run: RunDir, o: Options) -> Any:
-    from pipeline.search import run_search
+    from .search import run_search
 
     return run_search(run, resume=o.resume, force_predictor=o.force_predictor, progress=o.progress, verbose=o.verbose)
 
 
 def _evaluate(run: RunDir, o: Options) -> Any:
-    from pipeline.evaluate import run_evaluate
+    from .evaluate import run_evaluate
 
     return run_evaluate(run, progress=o.progress)
 
 
 def _report(run: RunDir, o: Options) -> Any:
-    from pipeline.report import run_report
+    from .report import run_report
 
     return run_report(run)
 
@@ -66,7 +66,7 @@ def _nb201(name: str, **options: Callable[[Options], Any]) -> Callable[[RunDir, 
     """``pipeline.nb201_stages.<name>(run, **options)``, imported when it runs."""
 
     def run_stage(run: RunDir, o: Options) -> Any:
-        from pipeline import nb201_stages
+        from . import nb201_stages
 
         return getattr(nb201_stages, name)(run, **{k: get(o) for k, get in options.items()})
 

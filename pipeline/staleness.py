@@ -33,9 +33,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 from lanas.target import Target
-from pipeline.predictor_store import WEIGHTS
-from pipeline.rows import usable_rows
-from pipeline.rundir import STAGES, RunDir, write_atomic
+
+from .predictor_store import WEIGHTS
+from .rows import usable_rows
+from .rundir import STAGES, RunDir, write_atomic
 
 STALE_DIR = "stale"
 

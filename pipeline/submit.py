@@ -16,9 +16,9 @@ import sys
 import time
 from pathlib import Path
 
-from pipeline.config import load_config
-from pipeline.errors import PipelineError
-from pipeline.fanout import lacking
+from .config import load_config
+from .errors import PipelineError
+from .fanout import lacking
 
 EXCLUDES = ["runs/", ".venv/", ".git/", "*.egg-info/", "__pycache__/", ".pytest_cache/", ".whl/", ".gl/"]
 TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}

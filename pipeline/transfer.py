@@ -29,12 +29,13 @@ from lanas.encoding import encode_genotype
 from lanas.genotype import Genotype
 from lanas.runtimes import RuntimeMissing
 from lanas.transfer import Prior, fit_transfer, in_current_layout, predict_np, select_diverse, table_np, transferred
-from pipeline import predictor_store
-from pipeline.errors import PipelineError
-from pipeline.measure import select_targets
-from pipeline.predictor_store import PredictorMeta, StoredPredictor
-from pipeline.rows import usable_rows
-from pipeline.rundir import RunDir, write_atomic
+
+from . import predictor_store
+from .errors import PipelineError
+from .measure import select_targets
+from .predictor_store import PredictorMeta, StoredPredictor
+from .rows import usable_rows
+from .rundir import RunDir, write_atomic
 
 TYPICAL_POOL = 1024  # random architectures whose median prediction is the transferred predictor's typical latency
 TYPICAL_SEED_OFFSET = 40_000

@@ -78,7 +78,7 @@ def ray_start():
     """A real local Ray with 2 CPUs for the whole session (tests that use it only)."""
     import ray
 
-    from pipeline.ray_env import init_ray
+    from lanas_pipeline.ray_env import init_ray
 
     init_ray(num_cpus=2)
     yield ray
@@ -86,7 +86,7 @@ def ray_start():
 
 
 def smoke_config(**overrides):
-    from pipeline.config import load_config
+    from lanas_pipeline.config import load_config
 
     return load_config(SMOKE, overrides)
 
@@ -94,8 +94,8 @@ def smoke_config(**overrides):
 @pytest.fixture(scope="session")
 def measured_run(ray_start, tmp_path_factory):
     """A smoke run directory whose stage 1 has measured the smoke profile's 60 architectures."""
-    from pipeline.measure import run_measure
-    from pipeline.rundir import RunDir
+    from lanas_pipeline.measure import run_measure
+    from lanas_pipeline.rundir import RunDir
 
     run = RunDir.open(tmp_path_factory.mktemp("measured") / "run", smoke_config())
     run_measure(run, progress=False)
@@ -106,7 +106,7 @@ def measured_run(ray_start, tmp_path_factory):
 def fitted(measured_run):
     """The measured smoke run with its stage 2 done (predictor fitted by Ray Train); tests
     that change a run work on a copy."""
-    from pipeline.fit import run_fit
+    from lanas_pipeline.fit.stage import run_fit
 
     summary = run_fit(measured_run)
     return measured_run, summary
@@ -117,8 +117,8 @@ def copy_fitted(run, dst, config=None):
     config): the run directory of a test that searches on."""
     import shutil
 
-    from pipeline.config import dump_config
-    from pipeline.rundir import RunDir
+    from lanas_pipeline.config import dump_config
+    from lanas_pipeline.rundir import RunDir
 
     shutil.copytree(run.path, dst, ignore=shutil.ignore_patterns("search", "evaluate", "report"))
     if config is not None:
@@ -131,7 +131,7 @@ def run_cli(*args, cwd=ROOT, timeout=600):
     import sys
 
     return subprocess.run(
-        [sys.executable, "-m", "pipeline", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout
+        [sys.executable, "-m", "lanas_pipeline", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout
     )
 
 
@@ -176,7 +176,7 @@ def lanas(capsys, *args, cwd=ROOT):
     import os
     from types import SimpleNamespace
 
-    from pipeline import cli
+    from lanas_pipeline import cli
 
     before = os.getcwd()
     capsys.readouterr()
@@ -202,7 +202,7 @@ def nb201_config_text(devices=NB201_SOURCES) -> str:
 def nb201_run(tmp_path_factory):
     """A NAS-Bench-201 run with the published tables of NB201_SOURCES imported (no Ray);
     tests that change it work on a copy."""
-    from pipeline import cli
+    from lanas_pipeline import cli
 
     where = tmp_path_factory.mktemp("nb201")
     (where / "nb201.yaml").write_text(nb201_config_text())

@@ -5,15 +5,15 @@ import doctest
 
 import pytest
 
-import pipeline.api
-from pipeline.api import Candidate, load
-from pipeline.errors import PipelineError
+import lanas_pipeline.api
+from lanas_pipeline.api import Candidate, load
+from lanas_pipeline.errors import PipelineError
 
 
 @pytest.mark.slow
 def test_the_documented_example_runs(ray_start, monkeypatch, tmp_path):
-    monkeypatch.chdir(pipeline.api.__file__.rsplit("/pipeline/", 1)[0])  # the example names configs/smoke.yaml
-    result = doctest.testmod(pipeline.api, optionflags=doctest.ELLIPSIS)
+    monkeypatch.chdir(lanas_pipeline.api.__file__.rsplit("/pipeline/", 1)[0])  # the example names configs/smoke.yaml
+    result = doctest.testmod(lanas_pipeline.api, optionflags=doctest.ELLIPSIS)
     assert result.attempted >= 8 and result.failed == 0
 
 

@@ -240,7 +240,7 @@ def test_the_docs_table_lists_every_case_and_at_least_25():
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
 def test_a_bad_input_is_one_line_exit_2_and_nothing_written(case, tmp_path, request, capsys, monkeypatch):
-    from pipeline import cli
+    from lanas_pipeline import cli
 
     run = tmp_path / "run"
     if case.base == "nb201":

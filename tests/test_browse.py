@@ -4,9 +4,9 @@ import json
 
 from conftest import smoke_config
 
-from pipeline.cli import main
-from pipeline.config import dump_config
-from pipeline.report import write_csv
+from lanas_pipeline.cli import main
+from lanas_pipeline.config import dump_config
+from lanas_pipeline.report.tables import write_csv
 
 
 def _row(name, kind, lam, acc, ms, on_front=False):

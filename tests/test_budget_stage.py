@@ -10,13 +10,15 @@ import pytest
 from conftest import copy_fitted, lanas, smoke_config
 
 from lanas.budget import reachable
-from pipeline import predictor_store
-from pipeline.errors import PipelineError
-from pipeline.evaluate import run_evaluate
-from pipeline.report import BUDGET_FIELDS, run_report
-from pipeline.rows import dataset_dir
-from pipeline.rundir import RunDir
-from pipeline.search import measured_ratios, run_search
+from lanas_pipeline import predictor_store
+from lanas_pipeline.errors import PipelineError
+from lanas_pipeline.evaluate import run_evaluate
+from lanas_pipeline.report.stage import run_report
+from lanas_pipeline.report.tables import BUDGET_FIELDS
+from lanas_pipeline.rows import dataset_dir
+from lanas_pipeline.rundir import RunDir
+from lanas_pipeline.search.penalties import measured_ratios
+from lanas_pipeline.search.stage import run_search
 
 SPEC = "cpu-t1-torch-b1"
 
@@ -122,7 +124,7 @@ def test_budget_config_is_checked():
 def test_a_refused_budget_from_the_cli_leaves_the_run_as_it_was(fitted, tmp_path, capsys):
     """`lanas search --budget-ms` with a budget below the space's reach is refused in one
     line and writes nothing: the run's config.yaml does not keep the refused budget."""
-    from pipeline.config import dump_config
+    from lanas_pipeline.config import dump_config
 
     run = copy_fitted(fitted[0], tmp_path / "run")
     (tmp_path / "c.yaml").write_text(dump_config(run.config))

@@ -9,13 +9,14 @@ import pandas as pd
 import pytest
 from conftest import copy_fitted, smoke_config
 
-from pipeline import dataset as ds
-from pipeline import predictor_store
-from pipeline import search as search_stage
-from pipeline.report import rounds_section
-from pipeline.rows import dataset_dir
-from pipeline.rundir import read_jsonl
-from pipeline.search import results_path, run_search
+from lanas_pipeline import dataset as ds
+from lanas_pipeline import predictor_store
+from lanas_pipeline.closed_loop import results_path
+from lanas_pipeline.report.markdown import rounds_section
+from lanas_pipeline.rows import dataset_dir
+from lanas_pipeline.rundir import read_jsonl
+from lanas_pipeline.search import stage as search_stage
+from lanas_pipeline.search.stage import run_search
 
 SPEC = "cpu-t1-torch-b1"
 

@@ -9,8 +9,8 @@ import ray.autoscaler
 import yaml
 from conftest import ROOT
 
-from pipeline.config import load_config
-from pipeline.submit import entrypoint
+from lanas_pipeline.config import load_config
+from lanas_pipeline.submit import entrypoint
 
 CLUSTER = ROOT / "cluster"
 

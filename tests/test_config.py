@@ -1,7 +1,7 @@
 import pytest
 from conftest import ROOT, lanas
 
-from pipeline.config import ConfigError, RunConfig, config_from_dict, load_config
+from lanas_pipeline.config import ConfigError, RunConfig, config_from_dict, load_config
 
 
 @pytest.mark.parametrize("name", sorted(p.stem for p in (ROOT / "configs").glob("*.yaml")))

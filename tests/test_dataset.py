@@ -8,8 +8,8 @@ from lanas.encoding import encode_genotype
 from lanas.network import MacroSettings
 from lanas.space import SearchSpace
 from lanas.target import Target
-from pipeline import dataset as ds
-from pipeline.errors import PipelineError
+from lanas_pipeline import dataset as ds
+from lanas_pipeline.errors import PipelineError
 
 
 def _rows(n, hw_seed=0):

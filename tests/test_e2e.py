@@ -32,7 +32,7 @@ TRIALS = 1 + len(SPECS)  # lambda = 0 once, lambda = 2 per target
 
 
 def _start(run, *flags):
-    args = [sys.executable, "-m", "pipeline", "reproduce", "--config", CONFIG, "--run-dir", str(run), *flags]
+    args = [sys.executable, "-m", "lanas_pipeline", "reproduce", "--config", CONFIG, "--run-dir", str(run), *flags]
     return subprocess.Popen(
         args, cwd=ROOT, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )

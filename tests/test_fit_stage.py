@@ -11,12 +11,12 @@ from conftest import run_cli, smoke_config
 
 from lanas.encoding import encode_alpha, encode_genotype
 from lanas.genotype import published
-from pipeline import dataset as ds
-from pipeline import predictor_store
-from pipeline.errors import PipelineError
-from pipeline.fit import run_fit
-from pipeline.rows import dataset_dir
-from pipeline.rundir import RunDir
+from lanas_pipeline import dataset as ds
+from lanas_pipeline import predictor_store
+from lanas_pipeline.errors import PipelineError
+from lanas_pipeline.fit.stage import run_fit
+from lanas_pipeline.rows import dataset_dir
+from lanas_pipeline.rundir import RunDir
 
 SPEC = "cpu-t1-torch-b1"
 
@@ -55,7 +55,7 @@ def test_fit_exports_a_checked_predictor_with_baselines(fitted):
     # recomputed here from the Parquet rows without Ray
     import pandas as pd
 
-    from pipeline.fit import split_of
+    from lanas_pipeline.fit.data import split_of
 
     df = pd.read_parquet(dataset_dir(run))
     df = df[(df["hardware"] == hw) & (df["status"] == "ok")]
@@ -217,7 +217,7 @@ def test_fit_refuses_a_resource_the_cluster_lacks_before_training(measured_run, 
 
 
 def test_search_refuses_a_gpu_the_cluster_lacks_before_any_trial(fitted):
-    from pipeline.search import run_search
+    from lanas_pipeline.search.stage import run_search
 
     run, _ = fitted
     cfg = smoke_config(**{"search.resources.num_gpus": 1})

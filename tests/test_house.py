@@ -1,9 +1,12 @@
 """House rules that keep the code easy to see, checked on the source (no Ray, no torch):
 no import circle between the project's modules, no function-level import of one (except
 the command line's, which keeps `lanas --help` from importing torch and Ray), no function
-over 45 lines, and no Ray in the plain-PyTorch library."""
+over 45 lines, no Ray in the plain-PyTorch library, and the folder `pipeline/` importing
+itself only relatively (installed as `lanas_pipeline`, run from an uploaded job directory
+as `pipeline`)."""
 
 import ast
+import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -19,14 +22,25 @@ def _modules():
             yield name, path, ast.parse(path.read_text())
 
 
-def _project_import(node, names):
-    """The project modules an import statement names (``from pipeline import x`` may name one)."""
-    if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] in PACKAGES:
-        subs = [f"{node.module}.{a.name}" for a in node.names if f"{node.module}.{a.name}" in names]
-        return subs or [node.module]
-    if isinstance(node, ast.Import):
+def _package_of(path: Path) -> str:
+    return ".".join(path.parent.relative_to(ROOT).parts)
+
+
+def _project_import(node, names, path: Path):
+    """The project modules an import statement names (``from . import x`` may name one);
+    a relative import is resolved from ``path``'s package."""
+    if isinstance(node, ast.ImportFrom) and node.level:
+        base = _package_of(path).split(".")
+        base = ".".join(base[: len(base) - node.level + 1])
+        module = f"{base}.{node.module}" if node.module else base
+    elif isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] in PACKAGES:
+        module = node.module
+    elif isinstance(node, ast.Import):
         return [a.name for a in node.names if a.name.split(".")[0] in PACKAGES]
-    return []
+    else:
+        return []
+    subs = [f"{module}.{a.name}" for a in node.names if f"{module}.{a.name}" in names]
+    return subs or [module]
 
 
 def test_no_import_circle_and_no_function_level_import_of_the_project():
@@ -34,10 +48,10 @@ def test_no_import_circle_and_no_function_level_import_of_the_project():
     names = {name for name, _, _ in modules}
     graph, late = {}, []
     for name, path, tree in modules:
-        graph[name] = {m for node in tree.body for m in _project_import(node, names) if m in names}
+        graph[name] = {m for node in tree.body for m in _project_import(node, names, path) if m in names}
         for f in (n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))):
             for node in ast.walk(f):
-                if _project_import(node, names) and str(path.relative_to(ROOT)) not in LAZY:
+                if _project_import(node, names, path) and str(path.relative_to(ROOT)) not in LAZY:
                     late.append(f"{path.relative_to(ROOT)}:{node.lineno} in {f.name}")
     assert not late, late
     state, cycle = {}, []
@@ -68,3 +82,22 @@ def test_no_function_over_45_lines_and_no_ray_in_the_library():
            and any((a.name if isinstance(n, ast.Import) else (n.module or "")).split(".")[0] == "ray"
                    for a in (n.names if isinstance(n, ast.Import) else [n]))]  # fmt: skip
     assert not ray, ray
+
+
+def test_pipeline_imports_itself_relatively_and_installs_as_lanas_pipeline():
+    """Every package folder is installed (pyproject's explicit list), pipeline/ under the
+    name lanas_pipeline; inside pipeline/ no absolute import of either name."""
+    tool = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    assert tool["package-dir"] == {"lanas_pipeline": "pipeline"}
+    folders = {
+        ".".join(p.parent.relative_to(ROOT).parts) for pkg in PACKAGES for p in (ROOT / pkg).rglob("__init__.py")
+    }
+    assert set(tool["packages"]) == {f.replace("pipeline", "lanas_pipeline", 1) if f.startswith("pipeline") else f
+                                     for f in folders}  # fmt: skip
+    absolute = [f"{p.relative_to(ROOT)}:{n.lineno}" for p in (ROOT / "pipeline").rglob("*.py")
+                for n in ast.walk(ast.parse(p.read_text()))
+                if (isinstance(n, ast.ImportFrom) and not n.level and (n.module or "").split(".")[0]
+                    in ("pipeline", "lanas_pipeline"))
+                or (isinstance(n, ast.Import) and any(a.name.split(".")[0] in ("pipeline", "lanas_pipeline")
+                                                      for a in n.names))]  # fmt: skip
+    assert not absolute, absolute

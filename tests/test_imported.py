@@ -137,8 +137,8 @@ def test_a_darts_run_takes_imported_genotype_tables_too(tmp_path, capsys):
 def test_a_device_with_a_few_hundred_timings_gets_the_whole_space_from_its_own_predictor(run, tmp_path, capsys, tables):
     import dataclasses
 
-    from pipeline.nb201_stages import load_space_latency, run_space_latency
-    from pipeline.rundir import RunDir
+    from lanas_pipeline.nb201_stages import load_space_latency, run_space_latency
+    from lanas_pipeline.rundir import RunDir
 
     rng = np.random.default_rng(1)
     picked = [tables.arch_strs[i] for i in rng.choice(len(tables.arch_strs), 300, replace=False)]

@@ -8,10 +8,10 @@ import json
 import pytest
 from conftest import copy_fitted, kill_worker_while, smoke_config
 
-from pipeline.errors import PipelineError
-from pipeline.fit import run_fit
-from pipeline.rundir import RunDir
-from pipeline.search import run_search
+from lanas_pipeline.errors import PipelineError
+from lanas_pipeline.fit.stage import run_fit
+from lanas_pipeline.rundir import RunDir
+from lanas_pipeline.search.stage import run_search
 
 pytestmark = pytest.mark.slow
 EPOCHS = 6  # long enough to kill a trial between its first checkpoint and its end

@@ -6,9 +6,9 @@ import pytest
 from conftest import smoke_config
 from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback, TBXLoggerCallback
 
-from pipeline.config import ConfigError
-from pipeline.errors import PipelineError
-from pipeline.search import loggers
+from lanas_pipeline.config import ConfigError
+from lanas_pipeline.errors import PipelineError
+from lanas_pipeline.search.stage import loggers
 
 
 def test_the_default_loggers_are_tunes_own_and_each_can_be_left_out(tmp_path):

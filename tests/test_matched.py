@@ -8,7 +8,7 @@ from lanas.genotype import Genotype
 from lanas.predictor import LatencyPredictor
 from lanas.space import SearchSpace
 from lanas.topology import CONCAT, NODES
-from pipeline.evaluate import MATCH_POOL, match_pool
+from lanas_pipeline.evaluate import MATCH_POOL, match_pool
 
 SPACE = SearchSpace()
 COST = {"none": 0.0, "max_pool_3x3": 1.0, "avg_pool_3x3": 1.0, "skip_connect": 0.5, "sep_conv_3x3": 6.0,

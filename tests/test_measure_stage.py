@@ -12,11 +12,11 @@ import pytest
 from conftest import ROOT, kill_worker_while, run_cli, smoke_config
 
 from lanas.genotype import published
-from pipeline import dataset as ds
-from pipeline.errors import PipelineError
-from pipeline.measure import published_probes, run_measure
-from pipeline.rows import dataset_dir
-from pipeline.rundir import RunDir
+from lanas_pipeline import dataset as ds
+from lanas_pipeline.errors import PipelineError
+from lanas_pipeline.measure import published_probes, run_measure
+from lanas_pipeline.rows import dataset_dir
+from lanas_pipeline.rundir import RunDir
 
 PROBES = len(published_probes(smoke_config()))  # the published genotypes stage 1 measures beside the random ones
 
@@ -113,7 +113,7 @@ def test_interrupted_run_is_completed_by_a_rerun_without_duplicates(tmp_path):
         .replace("num_archs: 60", "num_archs: 40")
     )
     run = tmp_path / "run"
-    args = [sys.executable, "-m", "pipeline", "measure", "--config", str(cfg), "--run-dir", str(run), "--quiet"]
+    args = [sys.executable, "-m", "lanas_pipeline", "measure", "--config", str(cfg), "--run-dir", str(run), "--quiet"]
     proc = subprocess.Popen(
         args, cwd=ROOT, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
@@ -157,7 +157,7 @@ def test_a_measuring_worker_killed_mid_chunk_is_retried_and_every_row_lands_once
 
 def test_a_failed_measurement_is_a_row_with_its_error_never_a_number(tmp_path):
     from lanas.genotype import Genotype
-    from pipeline.measure import measure_genotypes
+    from lanas_pipeline.measure import measure_genotypes
 
     cfg = smoke_config()
     good = published("darts_v2")
@@ -176,7 +176,7 @@ def test_a_failed_measurement_is_a_row_with_its_error_never_a_number(tmp_path):
 def test_several_targets_one_partition_each_and_target_selection(ray_start, tmp_path):
     from conftest import ROOT as root_dir
 
-    from pipeline.config import load_config
+    from lanas_pipeline.config import load_config
 
     cfg = load_config(root_dir / "configs" / "targets-smoke.yaml", {"measure.chunk_size": 3})
     run = RunDir.open(tmp_path / "run", cfg)

@@ -17,10 +17,10 @@ from lanas.quality import network_flops
 from lanas.random_search import candidate_pool, pick, score_candidate, score_within_budget
 from lanas.space import SearchSpace
 from lanas.train import TrainSettings
-from pipeline.compare import compare_methods, section
-from pipeline.config import ConfigError
-from pipeline.evaluate import accuracy, candidate_name
-from pipeline.search import plan, trial_key
+from lanas_pipeline.compare import compare_methods, section
+from lanas_pipeline.config import ConfigError
+from lanas_pipeline.evaluate import accuracy, candidate_name
+from lanas_pipeline.search.plan import plan, trial_key
 
 SPACE = SearchSpace()
 METHODS = ["ladnas", "lut", "flops", "random"]
@@ -178,9 +178,9 @@ def test_accuracy_over_training_seeds_is_a_mean_with_its_spread():
 
 @pytest.mark.slow
 def test_every_method_runs_through_reproduce_and_the_same_seeds_derive_the_same_genotypes(fitted, tmp_path, capsys):
-    from pipeline.reproduce import reproduce
-    from pipeline.search import run_search
-    from pipeline.stages import Options
+    from lanas_pipeline.reproduce import reproduce
+    from lanas_pipeline.search.stage import run_search
+    from lanas_pipeline.stages import Options
 
     cfg = smoke_config(**{"search.methods": METHODS, "search.seeds": [0, 1], "evaluate.seeds": [0, 1]})
     run = copy_fitted(fitted[0], tmp_path / "run", cfg)

@@ -82,8 +82,8 @@ def test_a_bad_npz_is_refused_in_one_line_when_the_config_is_read(tmp_path, make
 def test_search_and_evaluate_on_your_own_image_folder(fitted, tmp_path):
     """The fitted smoke run's network takes 8x8 grayscale images and 10 classes: a folder of
     such images searches and evaluates on it with the same predictors."""
-    from pipeline.evaluate import run_evaluate
-    from pipeline.search import run_search
+    from lanas_pipeline.evaluate import run_evaluate
+    from lanas_pipeline.search.stage import run_search
 
     classes = tuple(f"c{k}" for k in range(10))
     root = write_folder(tmp_path / "images", n_per_class=12, classes=classes, side=8, mode="L")

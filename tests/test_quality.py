@@ -14,7 +14,7 @@ from lanas.quality import (
     select_model,
     verdict,
 )
-from pipeline.fit import split_of, split_row
+from lanas_pipeline.fit.data import split_of, split_row
 
 
 def test_regression_metrics_on_hand_computed_values():
@@ -136,7 +136,7 @@ def test_noise_ceiling_is_what_a_perfect_predictor_reaches_against_noisy_labels(
 def test_ddp_shards_are_equal_and_cover_every_row():
     import torch
 
-    from pipeline.fit import shard
+    from lanas_pipeline.fit.train import shard
 
     for n in (1, 2, 7, 129, 130):
         for world in (1, 2, 3):

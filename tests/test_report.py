@@ -3,7 +3,8 @@ matrix and the specialisation table."""
 
 import pytest
 
-from pipeline.report import _error_by_kind, analyse, budget_section, budgets, latency_matrix, on_target, specialisation
+from lanas_pipeline.report.analysis import analyse, budgets, latency_matrix, on_target, specialisation
+from lanas_pipeline.report.markdown import _error_by_kind, budget_section
 
 A, B = "cpu-t1-torch-b1", "cpu-t1-onnxruntime-b1"
 # (name, kind, lam, searched_for, test_acc, ms on A, ms on B)

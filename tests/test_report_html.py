@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline.report import plot
-from pipeline.report_html import render
+from lanas_pipeline.report.html import render
+from lanas_pipeline.report.plots import plot
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 

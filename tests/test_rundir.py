@@ -1,9 +1,9 @@
 import pytest
 from conftest import smoke_config
 
-from pipeline.errors import PipelineError
-from pipeline.rundir import RunDir
-from pipeline.staleness import mark_done
+from lanas_pipeline.errors import PipelineError
+from lanas_pipeline.rundir import RunDir
+from lanas_pipeline.staleness import mark_done
 
 
 def test_same_config_reopens_and_other_config_is_refused(tmp_path):
@@ -31,7 +31,7 @@ def test_reopening_keeps_the_manifest_of_the_code_that_ran_and_a_finished_stage_
     records the code that ran it."""
     import json
 
-    import pipeline.rundir as rundir
+    import lanas_pipeline.rundir as rundir
 
     RunDir.open(tmp_path / "r", smoke_config())
     before = (tmp_path / "r" / "manifest.json").read_bytes()

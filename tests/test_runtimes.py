@@ -16,7 +16,7 @@ from lanas.ops import register
 from lanas.runtimes import compile_for, export_onnx
 from lanas.space import SearchSpace
 from lanas.target import Target
-from pipeline import dataset as ds
+from lanas_pipeline import dataset as ds
 
 EVERY_OP = list(SearchSpace().choosable_ops)  # the 7 DARTS ops a genotype can choose
 
@@ -70,7 +70,7 @@ class _FFT(nn.Module):
 
 def test_an_op_a_runtime_cannot_export_is_a_failed_row_nothing_lost(tmp_path, monkeypatch):
     from lanas import ops
-    from pipeline.measure import measure_genotypes
+    from lanas_pipeline.measure import measure_genotypes
 
     # registered for this test only: the registry is global, and other tests list its ops
     monkeypatch.setattr(ops, "_REGISTRY", dict(ops._REGISTRY))
@@ -107,7 +107,16 @@ def test_a_missing_runtime_is_one_line_before_anything_runs(tmp_path):
 
     for cmd in ("measure", "reproduce"):
         r = subprocess.run(
-            [sys.executable, "-m", "pipeline", cmd, "--config", "configs/targets-smoke.yaml", "--run-dir", str(run)],
+            [
+                sys.executable,
+                "-m",
+                "lanas_pipeline",
+                cmd,
+                "--config",
+                "configs/targets-smoke.yaml",
+                "--run-dir",
+                str(run),
+            ],
             cwd=ROOT,
             env=env,
             capture_output=True,

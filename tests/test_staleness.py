@@ -10,13 +10,13 @@ import pandas as pd
 import pytest
 from conftest import copy_fitted
 
-from pipeline import cli
-from pipeline.measure import run_measure
-from pipeline.reproduce import reproduce
-from pipeline.rows import dataset_dir
-from pipeline.rundir import STAGES, RunDir
-from pipeline.stages import Options
-from pipeline.staleness import stale_reason, upstream_warning
+from lanas_pipeline import cli
+from lanas_pipeline.measure import run_measure
+from lanas_pipeline.reproduce import reproduce
+from lanas_pipeline.rows import dataset_dir
+from lanas_pipeline.rundir import STAGES, RunDir
+from lanas_pipeline.stages import Options
+from lanas_pipeline.staleness import stale_reason, upstream_warning
 
 pytestmark = pytest.mark.slow
 
@@ -79,7 +79,7 @@ def test_a_grown_dataset_makes_fit_and_what_follows_stale_and_reproduce_reruns_t
 
     # a config changed with --overwrite makes the stages that depend on what changed stale:
     # the search settings leave the dataset and the predictor current ...
-    from pipeline.config import config_from_dict
+    from lanas_pipeline.config import config_from_dict
 
     cfg = RunDir.existing(run.path).config
     changed = cfg.to_dict()

@@ -196,7 +196,7 @@ def test_submit_reproduce_on_two_nodes_with_token_follow_logs_and_refusals(ray_h
         """`lanas submit` of the smoke profile with this token file and no RAY_AUTH* in the environment."""
         args = ["submit", "--address", address, "--config", "configs/smoke.yaml", "--token-file", str(token)]
         return subprocess.run(
-            [sys.executable, "-m", "pipeline", *args], cwd=ROOT, capture_output=True, text=True, env=env
+            [sys.executable, "-m", "lanas_pipeline", *args], cwd=ROOT, capture_output=True, text=True, env=env
         )
 
     # without a token the head refuses (and nothing is submitted)

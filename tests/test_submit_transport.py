@@ -4,8 +4,8 @@ the token file is readable by others (no Ray needed: refused before any connecti
 import pytest
 from conftest import lanas
 
-from pipeline.errors import PipelineError
-from pipeline.submit import check_transport, read_token
+from lanas_pipeline.errors import PipelineError
+from lanas_pipeline.submit import check_transport, read_token
 
 
 @pytest.mark.parametrize(

@@ -238,7 +238,7 @@ def test_diverse_picks_cover_the_source_latency_the_costs_and_the_op_composition
 
 
 def test_the_report_says_whether_the_source_was_kept():
-    from pipeline.report import transfer_sentence
+    from lanas_pipeline.report.markdown import transfer_sentence
 
     t = {"source": "cpu-t1-torch-b1", "hardware": "hw", "samples": 20, "model": "costs",
          "loo_mape": {"costs": 0.05}, "costs": ["mflops", "aten_ops"]}  # fmt: skip

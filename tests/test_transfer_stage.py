@@ -6,11 +6,11 @@ import shutil
 import pytest
 from conftest import run_cli
 
-from pipeline import predictor_store
-from pipeline.errors import PipelineError
-from pipeline.predictor_store import stored_metas
-from pipeline.rundir import RunDir
-from pipeline.transfer import run_transfer
+from lanas_pipeline import predictor_store
+from lanas_pipeline.errors import PipelineError
+from lanas_pipeline.predictor_store import stored_metas
+from lanas_pipeline.rundir import RunDir
+from lanas_pipeline.transfer import run_transfer
 
 SPEC = "cpu-t1-torch-b1"
 
@@ -83,7 +83,7 @@ def test_more_samples_than_measured_says_so_and_a_transfer_is_recorded(run_copy,
 
 
 def test_diverse_picks_for_a_new_target_are_valid_distinct_and_repeatable(run_copy, tmp_path):
-    from pipeline.transfer import diverse_genotypes
+    from lanas_pipeline.transfer import diverse_genotypes
 
     source = str(_foreign(run_copy, tmp_path))
     picked = diverse_genotypes(run_copy, source, SPEC, 6)
