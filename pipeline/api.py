@@ -32,6 +32,7 @@ from pathlib import Path
 from .config import RunConfig, load_config
 from .errors import PipelineError
 from .ray_env import init_ray
+from .records import MEASURED_MS, PREDICTED_MS, TEST_ACC
 from .reproduce import reproduce as _reproduce
 from .rundir import RunDir
 from .stages import BY_NAME, Options
@@ -60,8 +61,8 @@ class Candidate:
         return cls(
             name=row["name"], kind=row["kind"], method=row["method"] or None, target=row["target"],
             searched_for=row["searched_for"] or None, lam=num(row["lam"]), seed=num(row["seed"], int),
-            test_acc=float(row["test_acc"]), measured_latency_ms=num(row["measured_latency_ms"]),
-            predicted_latency_ms=num(row["predicted_latency_ms"]), on_front=row["on_front"] == "True",
+            test_acc=float(row[TEST_ACC]), measured_latency_ms=num(row[MEASURED_MS]),
+            predicted_latency_ms=num(row[PREDICTED_MS]), on_front=row["on_front"] == "True",
             genotype=genotypes.get(row["name"], ""),
         )  # fmt: skip
 

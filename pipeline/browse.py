@@ -18,6 +18,7 @@ import yaml
 from lanas.target import Target
 
 from .errors import PipelineError
+from .records import MEASURED_MS, PREDICTED_MS, TEST_ACC
 from .rundir import STAGES, read_jsonl
 
 
@@ -101,11 +102,11 @@ def front_text(run: Path) -> list[str]:
     for spec in dict.fromkeys(r["target"] for r in rows):
         mine = [r for r in rows if r["target"] == spec and (r["kind"] != "searched" or r["on_front"] == "True")]
         mine = [r for r in mine if r["kind"] in ("searched", "baseline", "published", "budget")]
-        mine.sort(key=lambda r: float(r["measured_latency_ms"] or "inf"))
+        mine.sort(key=lambda r: float(r[MEASURED_MS] or "inf"))
         out += [f"Front on {spec} (searched architectures on it, and the references):", table(
             ["candidate", "kind", "λ", "test acc %", "measured ms", "predicted ms"],
-            [[r["name"], r["kind"], _num(r["lam"], "g"), _num(r["test_acc"], ".1f", 100),
-              _num(r["measured_latency_ms"], ".4g"), _num(r["predicted_latency_ms"], ".4g")] for r in mine],
+            [[r["name"], r["kind"], _num(r["lam"], "g"), _num(r[TEST_ACC], ".1f", 100),
+              _num(r[MEASURED_MS], ".4g"), _num(r[PREDICTED_MS], ".4g")] for r in mine],
         ), ""]  # fmt: skip
     return out
 
@@ -164,7 +165,7 @@ def budgets_text(run: Path) -> list[str]:
     return ["Budgets:", table(
         ["target", "budget ms", "measured ms", "met", "test acc %"],
         [[r["target"], r["budget_ms"], _num(r.get("measured_ms", ""), ".4g"), r.get("met", ""),
-          _num(r.get("test_acc", ""), ".1f", 100)] for r in rows],
+          _num(r.get(TEST_ACC, ""), ".1f", 100)] for r in rows],
     ), ""]  # fmt: skip
 
 

@@ -219,7 +219,7 @@ def cmd_select(args: argparse.Namespace) -> None:
 def cmd_predict(args: argparse.Namespace) -> None:
     import json
 
-    from .fit import predict_genotypes
+    from .fit.predict import predict_genotypes
     from .imported import predict
     from .rundir import RunDir
 
@@ -269,7 +269,7 @@ def cmd_stage(args: argparse.Namespace) -> None:
     run = _open_run(args, write_config=not budgets)
     if budgets:  # refused budgets leave the run's config as it was
         from .predictor_store import load_all
-        from .search import check_budgets
+        from .search.penalties import check_budgets
 
         check_budgets(run, load_all(run, force=args.force_predictor))
         run.save_config()

@@ -18,6 +18,7 @@ from . import predictor_store
 from .fit import finish, write_metrics_md
 from .measure import measure_into, missing, probe_same_hardware
 from .predictor_store import StoredPredictor
+from .records import LATENCY_RATIO, TrialResult
 from .rows import dataset_dir, usable_rows
 from .rundir import RunDir, read_jsonl, write_jsonl
 
@@ -28,7 +29,7 @@ def results_path(run: RunDir, r: int) -> Path:
     return run.path / "search" / ("results.jsonl" if last else f"round{r}/results.jsonl")
 
 
-def measure_derived(run: RunDir, r: int, rows: list[dict[str, Any]], progress: bool) -> None:
+def measure_derived(run: RunDir, r: int, rows: list[TrialResult], progress: bool) -> None:
     """Measure round ``r``'s derived architectures on every target into the stage-1 dataset (once)."""
     cfg = run.config
     genotypes = list({x["arch_id"]: Genotype.from_json(x["genotype"], cfg.space.ops) for x in rows}.values())
@@ -58,7 +59,7 @@ def _standing(meta: predictor_store.PredictorMeta) -> dict[str, Any]:
     }
 
 
-def record_derived(run: RunDir, r: int, rows: list[dict[str, Any]], stored: dict[str, StoredPredictor]) -> None:
+def record_derived(run: RunDir, r: int, rows: list[TrialResult], stored: dict[str, StoredPredictor]) -> None:
     """Score the predictors that searched round ``r`` on what it derived: ``search/rounds.jsonl``
     (one line per round and target) and the ``derived-round<r>`` set of each predictor's metadata."""
 
@@ -68,13 +69,13 @@ def record_derived(run: RunDir, r: int, rows: list[dict[str, Any]], stored: dict
     lines = [x for x in (read_jsonl(log) if log.is_file() else []) if x["round"] != r]
     for t in cfg.targets:
         p = stored[t.spec]
-        got = [x for x in usable_rows(run, t, p.meta.hardware, ["status", "latency_ratio", "encoding", "sampler",
+        got = [x for x in usable_rows(run, t, p.meta.hardware, ["status", LATENCY_RATIO, "encoding", "sampler",
                "round"]) if x["arch_id"] in wanted]  # fmt: skip
         seen = sum(not (x["sampler"] == "derived" and x["round"] == r) for x in got)  # measured before this round
         if not got:
             continue
         pred = p.predict_ratio(torch.tensor([x["encoding"] for x in got], dtype=torch.float32)).numpy()
-        m = regression_metrics(pred, [x["latency_ratio"] for x in got], p.reference_ms)
+        m = regression_metrics(pred, [x[LATENCY_RATIO] for x in got], p.reference_ms)
         meta = dataclasses.replace(p.meta, ood={**p.meta.ood, f"derived-round{r}": {"predictor": m}})
         predictor_store.save_meta(predictor_store.folder(run, meta.hardware), meta)
         write_metrics_md(run, meta)

@@ -37,6 +37,8 @@ import numpy as np
 from lanas.pareto import hypervolume, pareto_mask
 from lanas.penalty import GRADIENT_METHODS, METHODS
 
+from .records import MEASURED_MS, TEST_ACC, EvaluatedRow
+
 HV_ACCURACY_MARGIN = 0.01  # reference point: this much below the lowest accuracy ...
 HV_LATENCY_FACTOR = 1.1  # ... and this times the highest latency
 BOOTSTRAP_DRAWS = 1000
@@ -51,33 +53,33 @@ LABELS = {
 }
 
 
-def method_of(r: dict[str, Any]) -> str | None:
+def method_of(r: EvaluatedRow) -> str | None:
     """The search method of an evaluated row (None for the reference kinds)."""
     if r["kind"] != "searched":
         return None
     return r.get("method") or "ladnas"
 
 
-def rows_of(rows: list[dict[str, Any]], method: str) -> list[dict[str, Any]]:
+def rows_of(rows: list[EvaluatedRow], method: str) -> list[EvaluatedRow]:
     """A method's measured architectures on one target; gradient methods share lambda = 0."""
     shared = method in GRADIENT_METHODS
     return [
         r
         for r in rows
-        if r["measured_latency_ms"] is not None
+        if r[MEASURED_MS] is not None
         and (method_of(r) == method or (shared and method_of(r) == "ladnas" and r["lam"] == 0.0))
     ]
 
 
-def seed_noise(rows: list[dict[str, Any]]) -> float | None:
+def seed_noise(rows: list[EvaluatedRow]) -> float | None:
     """Pooled standard deviation of test accuracy over training seeds (rows with >= 2)."""
     var = [r["test_acc_std"] ** 2 for r in rows if r.get("test_acc_std") is not None]
     return float(np.sqrt(np.mean(var))) if var else None
 
 
 def _stats(
-    methods: dict[str, list[dict[str, Any]]],
-    base: dict[int, dict[str, Any]],
+    methods: dict[str, list[EvaluatedRow]],
+    base: dict[int, EvaluatedRow],
     seeds: list[int],
     ref: tuple[float, float],
     tol: float,
@@ -91,11 +93,11 @@ def _stats(
         hv, saved = [], []
         for s in seeds:
             pts = [r for r in mine if r["seed"] == s]
-            hv.append(hypervolume([(acc[r["arch_id"]], r["measured_latency_ms"]) for r in pts], ref) / box)
+            hv.append(hypervolume([(acc[r["arch_id"]], r[MEASURED_MS]) for r in pts], ref) / box)
             floor = acc[base[s]["arch_id"]] - tol
-            fastest = min((r["measured_latency_ms"] for r in pts if r["lam"] > 0 and acc[r["arch_id"]] >= floor),
+            fastest = min((r[MEASURED_MS] for r in pts if r["lam"] > 0 and acc[r["arch_id"]] >= floor),
                           default=None)  # fmt: skip
-            saved.append(max(0.0, 1 - fastest / base[s]["measured_latency_ms"]) if fastest else 0.0)
+            saved.append(max(0.0, 1 - fastest / base[s][MEASURED_MS]) if fastest else 0.0)
         out[m] = {"hypervolume": hv, "saved": saved}
     return out
 
@@ -132,12 +134,12 @@ def _interval(mean: float | None, values: list[float], n: int) -> dict[str, Any]
     return {"mean": mean, "lo": lo, "hi": hi, "n": n}
 
 
-def _summary(m: str, mine: list[dict[str, Any]], seeds: list[int], point: dict, boot: dict) -> dict[str, Any]:
+def _summary(m: str, mine: list[EvaluatedRow], seeds: list[int], point: dict, boot: dict) -> dict[str, Any]:
     """One method's row: its intervals, per-seed figures, best architecture, wall time, front."""
-    best = max(mine, key=lambda r: (r["test_acc"], -r["measured_latency_ms"]))
+    best = max(mine, key=lambda r: (r[TEST_ACC], -r[MEASURED_MS]))
     trials = {r.get("trial_path"): r.get("search_s") for r in mine if method_of(r) == m}
     wall = [v for v in trials.values() if v is not None]
-    front = pareto_mask([(r["test_acc"], r["measured_latency_ms"]) for r in mine])
+    front = pareto_mask([(r[TEST_ACC], r[MEASURED_MS]) for r in mine])
     return {
         "label": LABELS[m],
         "architectures": len({r["arch_id"] for r in mine}),
@@ -146,23 +148,23 @@ def _summary(m: str, mine: list[dict[str, Any]], seeds: list[int], point: dict, 
         "per_seed": {w: dict(zip(seeds, point[w])) for w in STATS},
         "best": {
             "name": best["name"],
-            "test_acc": best["test_acc"],
+            TEST_ACC: best[TEST_ACC],
             "test_acc_std": best.get("test_acc_std"),
-            "ms": best["measured_latency_ms"],
+            "ms": best[MEASURED_MS],
         },  # fmt: skip
-        "mean_acc": statistics.mean(r["test_acc"] for r in mine),
+        "mean_acc": statistics.mean(r[TEST_ACC] for r in mine),
         "search_s": sum(wall) if wall else None,
         "front": [r["name"] for r, keep in zip(mine, front) if keep],
     }
 
 
-def references(rows: list[dict[str, Any]], seeds: list[int]) -> dict[str, list[dict[str, Any]]]:
+def references(rows: list[EvaluatedRow], seeds: list[int]) -> dict[str, list[EvaluatedRow]]:
     """The peers that are no search, per search seed, as rows ``_stats`` reads: ``matched``,
     the seed's plain search (lambda = 0) with the latency-matched random partners of its
     lambda > 0 architectures in their place (what the latency-aware search bought over
     random architectures of the same predicted latency); ``trivial``, the no-convolution
     network alone (one point, the same for every seed)."""
-    measured = [r for r in rows if r["measured_latency_ms"] is not None]
+    measured = [r for r in rows if r[MEASURED_MS] is not None]
     base = [r for r in measured if method_of(r) == "ladnas" and r["lam"] == 0.0]
     out = {}
     matched = [r for r in measured if r["kind"] == "matched" and r["seed"] in seeds]
@@ -174,7 +176,7 @@ def references(rows: list[dict[str, Any]], seeds: list[int]) -> dict[str, list[d
     return out
 
 
-def compare_methods(rows: list[dict[str, Any]], seed: int = 0, draws: int = BOOTSTRAP_DRAWS) -> dict[str, Any]:
+def compare_methods(rows: list[EvaluatedRow], seed: int = 0, draws: int = BOOTSTRAP_DRAWS) -> dict[str, Any]:
     """The method comparison on one target's rows (see the module docstring)."""
     names = [m for m in METHODS if any(method_of(r) == m for r in rows)]
     methods = {m: rows_of(rows, m) for m in names}
@@ -184,14 +186,14 @@ def compare_methods(rows: list[dict[str, Any]], seed: int = 0, draws: int = BOOT
     every = [r for mine in methods.values() for r in mine]
     if not every:
         return {"methods": {}, "versus_ladnas": {}}
-    ref = (min(r["test_acc"] for r in every) - HV_ACCURACY_MARGIN, HV_LATENCY_FACTOR * max(
-        r["measured_latency_ms"] for r in every))  # fmt: skip
-    noise = seed_noise([r for r in rows if r["measured_latency_ms"] is not None])
+    ref = (min(r[TEST_ACC] for r in every) - HV_ACCURACY_MARGIN, HV_LATENCY_FACTOR * max(
+        r[MEASURED_MS] for r in every))  # fmt: skip
+    noise = seed_noise([r for r in rows if r[MEASURED_MS] is not None])
     tol = noise or 0.0
     base = {r["seed"]: r for r in methods.get("ladnas", []) if method_of(r) == "ladnas" and r["lam"] == 0.0}
     seeds = sorted(base)
-    archs = {r["arch_id"]: r.get("test_accs") or [r["test_acc"]] for r in every}
-    point = _stats(methods, base, seeds, ref, tol, {r["arch_id"]: r["test_acc"] for r in every})
+    archs = {r["arch_id"]: r.get("test_accs") or [r[TEST_ACC]] for r in every}
+    point = _stats(methods, base, seeds, ref, tol, {r["arch_id"]: r[TEST_ACC] for r in every})
     boot, diffs = _bootstrap(methods, base, seeds, ref, tol, archs, seed, draws)
     out = {m: _summary(m, mine, seeds, point[m], boot[m]) for m, mine in methods.items()}
     versus: dict[str, Any] = {}
@@ -204,7 +206,7 @@ def compare_methods(rows: list[dict[str, Any]], seed: int = 0, draws: int = BOOT
             "versus_ladnas": versus}  # fmt: skip
 
 
-def task_spread(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+def task_spread(rows: list[EvaluatedRow]) -> dict[str, Any] | None:
     """Is accuracy saturated? The spread (std) of the random cloud's mean accuracies
     (uniform samples) against the seed-to-seed noise (pooled training-seed std), and the
     same for the latency-matched random architectures, which span the latency range."""
@@ -212,7 +214,7 @@ def task_spread(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
     out: dict[str, Any] = {"noise": noise}
     for kind, key in (("random", "random_archs"), ("matched", "matched_archs")):
         cloud = [r for r in rows if r["kind"] == kind]
-        spread = statistics.stdev(r["test_acc"] for r in cloud) if len(cloud) >= 2 else None
+        spread = statistics.stdev(r[TEST_ACC] for r in cloud) if len(cloud) >= 2 else None
         out[key] = len(cloud)
         out["spread" if kind == "random" else "matched_spread"] = spread
         out["ratio" if kind == "random" else "matched_ratio"] = spread / noise if spread is not None and noise else None
@@ -258,7 +260,7 @@ def section(spec: str, c: dict[str, Any], spread: dict[str, Any] | None) -> list
         wall = f"{x['search_s']:.0f} s" if x["search_s"] is not None else "—"
         lines.append(
             f"| {x['label']} | {x['architectures']} | {_ci(x['hypervolume'], 100, '.1f', ' %')} | "
-            f"{100 * b['test_acc']:.1f}{std} % ({b['ms']:.3f} ms) | {_ci(x['saved'], 100, '.1f', ' %')} | {wall} |"
+            f"{100 * b[TEST_ACC]:.1f}{std} % ({b['ms']:.3f} ms) | {_ci(x['saved'], 100, '.1f', ' %')} | {wall} |"
         )
     return lines + [""] + _verdict_lines(c, spread) + [""]
 
@@ -300,7 +302,7 @@ def _spread_line(spread: dict[str, Any]) -> str:
     return f"- Is the task saturated? Accuracy spread {'; '.join(parts)}; {noise}."
 
 
-def plot(path, per_target: dict[str, list[dict[str, Any]]], hardware: dict[str, str]) -> None:
+def plot(path, per_target: dict[str, list[EvaluatedRow]], hardware: dict[str, str]) -> None:
     """One panel per target: every method's architectures (mean accuracy, with the
     training-seed std as error bars) and each method's front."""
     import matplotlib
@@ -313,7 +315,7 @@ def plot(path, per_target: dict[str, list[dict[str, Any]]], hardware: dict[str, 
     for ax, (spec, rows) in zip(axes[0], per_target.items()):
         for i, m in enumerate(m for m in METHODS if any(method_of(r) == m for r in rows)):
             mine = rows_of(rows, m)
-            x, y = [r["measured_latency_ms"] for r in mine], [100 * r["test_acc"] for r in mine]
+            x, y = [r[MEASURED_MS] for r in mine], [100 * r[TEST_ACC] for r in mine]
             err = [100 * (r.get("test_acc_std") or 0.0) for r in mine]
             ax.errorbar(x, y, yerr=err, fmt="o", ms=5, c=f"C{i}", alpha=0.7, label=LABELS[m], capsize=2)
             front = sorted(p for p, k in zip(zip(x, y), pareto_mask([(a, ms) for ms, a in zip(x, y)])) if k)

@@ -26,6 +26,7 @@ from lanas.network import MacroSettings
 from lanas.target import Target
 
 from .errors import PipelineError
+from .records import LATENCY_RATIO, MeasuredRow
 
 PARTITION = "hardware"
 
@@ -55,7 +56,7 @@ FILE_SCHEMA = pa.schema(
         ("latency_p10_ms", pa.float64()),
         ("latency_p90_ms", pa.float64()),
         ("ref_latency_ms", pa.float64()),  # the interleaved reference network's median
-        ("latency_ratio", pa.float64()),  # latency_ms / ref_latency_ms: what the predictor fits
+        (LATENCY_RATIO, pa.float64()),  # latency_ms / ref_latency_ms: what the predictor fits
         ("latency_ratio_p10", pa.float64()),
         ("latency_ratio_p90", pa.float64()),
         ("repeats", pa.int32()),
@@ -147,7 +148,7 @@ def check_dataset(root: Path) -> list[Path]:
     return files
 
 
-def write_shard(root: Path, hardware: str, rows: list[dict[str, Any]], tmp_dir: Path) -> Path:
+def write_shard(root: Path, hardware: str, rows: list[MeasuredRow], tmp_dir: Path) -> Path:
     """Write ``rows`` as one shard of partition ``hardware``, atomically."""
     table = pa.Table.from_pylist(rows, schema=FILE_SCHEMA)
     part = root / f"{PARTITION}={hardware}"
@@ -185,12 +186,12 @@ def read_table(root: Path, hardware: str | None = None, columns: Iterable[str] |
     return ds.to_table(columns=list(columns) if columns else None, filter=flt)
 
 
-def sampler_of(row: dict[str, Any]) -> str:
+def sampler_of(row: MeasuredRow) -> str:
     """A row's sampler (rows written before the column existed were uniform samples)."""
     return row.get("sampler") or "uniform"
 
 
-def setting_of(row: dict[str, Any]) -> tuple:
+def setting_of(row: MeasuredRow) -> tuple:
     return tuple(row[c] for c in SETTING_COLUMNS)
 
 

@@ -45,6 +45,16 @@ from .config import RunConfig
 from .fanout import check_resources, fan_out, slots
 from .measure import measure_into, missing, probe_same_hardware
 from .predictor_store import StoredPredictor, load_all
+from .records import (
+    LATENCY_RATIO,
+    MEASURED_MS,
+    PREDICTED_MS,
+    TEST_ACC,
+    Candidate,
+    EvaluatedRow,
+    MeasuredRow,
+    TrialResult,
+)
 from .rundir import RunDir, read_jsonl, write_jsonl
 from .search import method_of
 from .staleness import mark_done
@@ -57,7 +67,7 @@ TRAIN_RETRIES = 2  # retries of a training task whose worker died
 METHOD_PREFIX = {"random": "rs"}  # candidate names of other methods: prefix (rs: random search, not the cloud)
 
 
-def candidate_name(row: dict[str, Any]) -> str:
+def candidate_name(row: TrialResult) -> str:
     """``lam0-seed0`` (shared by every target), ``lam0.3-seed0-cpu-t1-onnxruntime-b1``,
     ``budget0.2ms-seed0-cpu-t1-onnxruntime-b1``; other methods than ladnas are prefixed
     (``lut-lam0.3-seed0-cpu-t1-torch-b1``, ``flops-lam0.3-seed0``, ``rs-lam0-seed0``)."""
@@ -70,7 +80,7 @@ def candidate_name(row: dict[str, Any]) -> str:
     return f"{base}-{row['target']}" if row["target"] else base
 
 
-def _row(name: str, kind: str, genotype: Genotype, **extra: Any) -> dict[str, Any]:
+def _row(name: str, kind: str, genotype: Genotype, **extra: Any) -> Candidate:
     return {
         "name": name,
         "kind": kind,
@@ -84,7 +94,7 @@ def _row(name: str, kind: str, genotype: Genotype, **extra: Any) -> dict[str, An
     }
 
 
-def candidates(run: RunDir, stored: dict[str, StoredPredictor]) -> list[dict[str, Any]]:
+def candidates(run: RunDir, stored: dict[str, StoredPredictor]) -> list[Candidate]:
     cfg = run.config
     out = [
         {
@@ -124,9 +134,7 @@ def match_pool(space: SearchSpace, seed: int) -> list[Genotype]:
     return [g for g, _ in sample_mixed(space, MATCH_POOL, seed + MATCH_SEED_OFFSET, LATENCY_RANGE)]
 
 
-def matched_random(
-    cfg: RunConfig, searched: list[dict[str, Any]], stored: dict[str, StoredPredictor]
-) -> list[dict[str, Any]]:
+def matched_random(cfg: RunConfig, searched: list[Candidate], stored: dict[str, StoredPredictor]) -> list[Candidate]:
     """For each searched architecture, the random one (out of ``MATCH_POOL``, drawn by
     ``lanas.space.LATENCY_RANGE``) whose predicted latency on the target it was searched for is
     closest to its own."""
@@ -169,7 +177,7 @@ def train_candidate(genotype_json: str, cfg: RunConfig, seed: int) -> dict[str, 
     return {
         "arch_id": g.arch_id,
         "train_seed": seed,
-        "test_acc": test_acc,
+        TEST_ACC: test_acc,
         "test_loss": test_loss,
         "val_acc": val_acc,
         "train_acc": metrics["train_acc"],
@@ -234,10 +242,10 @@ def accuracy(trained: dict[tuple[str, int], dict[str, Any]], arch_id: str, seeds
     """An architecture's scores over its training seeds: the mean accuracy (test, val,
     train), the test accuracy's sample standard deviation and every seed's test accuracy."""
     rs = [trained[(arch_id, s)] for s in seeds]
-    tests = [r["test_acc"] for r in rs]
+    tests = [r[TEST_ACC] for r in rs]
     vals = [r["val_acc"] for r in rs if r["val_acc"] is not None]
     return {
-        "test_acc": statistics.mean(tests),
+        TEST_ACC: statistics.mean(tests),
         "test_acc_std": statistics.stdev(tests) if len(tests) > 1 else None,
         "test_accs": tests,
         "train_seeds": list(seeds),
@@ -247,7 +255,7 @@ def accuracy(trained: dict[tuple[str, int], dict[str, Any]], arch_id: str, seeds
     }
 
 
-def measure_all(run: RunDir, unique: dict[str, str], progress: bool) -> dict[tuple[str, str], dict[str, Any]]:
+def measure_all(run: RunDir, unique: dict[str, str], progress: bool) -> dict[tuple[str, str], MeasuredRow]:
     """Phase 2: every architecture on every target; returns (spec, arch_id) -> dataset row."""
     cfg = run.config
     root = run.stage("evaluate") / "latency"
@@ -270,7 +278,7 @@ def measure_all(run: RunDir, unique: dict[str, str], progress: bool) -> dict[tup
     return out
 
 
-def run_evaluate(run: RunDir, progress: bool = True) -> list[dict[str, Any]]:
+def run_evaluate(run: RunDir, progress: bool = True) -> list[EvaluatedRow]:
     cfg = run.config
     t0 = time.perf_counter()
     stored = load_all(run, gate=False)
@@ -294,13 +302,13 @@ def run_evaluate(run: RunDir, progress: bool = True) -> list[dict[str, Any]]:
                     "target": t.spec,
                     "hardware": p.meta.hardware,
                     **tr,
-                    "measured_latency_ratio": m.get("latency_ratio") if ok else None,
-                    "measured_latency_ms": m["latency_ratio"] * p.reference_ms if ok else None,
+                    "measured_latency_ratio": m.get(LATENCY_RATIO) if ok else None,
+                    MEASURED_MS: m[LATENCY_RATIO] * p.reference_ms if ok else None,
                     "measured_raw_ms": m.get("latency_ms") if ok else None,
                     "measurement_error": None if ok else (m.get("error") or "not measured"),
                     "predicted_latency_ratio": ratio,
-                    "predicted_latency_ms": ratio * p.reference_ms,
-                    "prediction_error": (ratio / m["latency_ratio"] - 1.0) if ok else None,
+                    PREDICTED_MS: ratio * p.reference_ms,
+                    "prediction_error": (ratio / m[LATENCY_RATIO] - 1.0) if ok else None,
                 }
             )
     write_jsonl(run.stage("evaluate") / "results.jsonl", results)
@@ -311,7 +319,7 @@ def run_evaluate(run: RunDir, progress: bool = True) -> list[dict[str, Any]]:
     return results
 
 
-def print_matrix(cfg: RunConfig, results: list[dict[str, Any]]) -> None:
+def print_matrix(cfg: RunConfig, results: list[EvaluatedRow]) -> None:
     """One line per candidate: test accuracy, then measured ms on each target."""
     specs = [t.spec for t in cfg.targets]
     by = {(r["name"], r["target"]): r for r in results}
@@ -320,6 +328,6 @@ def print_matrix(cfg: RunConfig, results: list[dict[str, Any]]) -> None:
         first = by[(name, specs[0])]
         cells = []
         for s in specs:
-            ms = by[(name, s)]["measured_latency_ms"]
+            ms = by[(name, s)][MEASURED_MS]
             cells.append(f"{'failed' if ms is None else f'{ms:.3f} ms':>24}")
-        print(f"[evaluate] {name:<36} {100 * first['test_acc']:7.1f}%  " + "  ".join(cells), flush=True)
+        print(f"[evaluate] {name:<36} {100 * first[TEST_ACC]:7.1f}%  " + "  ".join(cells), flush=True)

@@ -42,6 +42,7 @@ from lanas.spaces import ArchError, ArchSpace, space_of
 from . import dataset as ds
 from .config import VENDORED, ImportedDevice
 from .errors import PipelineError
+from .records import PREDICTED_MS, MeasuredRow, TimedArch
 from .rows import dataset_dir
 from .rundir import RunDir, write_atomic, write_jsonl
 
@@ -81,7 +82,7 @@ def _parsed(space: ArchSpace, text: str, memo: dict[str, tuple]) -> tuple:
     return memo[text]
 
 
-def timings(table: pa.Table, space: ArchSpace, where: str, memo: dict | None = None) -> dict[str, dict[str, Any]]:
+def timings(table: pa.Table, space: ArchSpace, where: str, memo: dict | None = None) -> dict[str, TimedArch]:
     """arch_id -> {arch, text, encoding, latency_ms, latency_p10_ms, latency_p90_ms} of a
     timed table, checked: an architecture of the run's space on every row, latencies finite
     and > 0, and an architecture listed twice only with the same values. Refusals name the row."""
@@ -94,7 +95,7 @@ def timings(table: pa.Table, space: ArchSpace, where: str, memo: dict | None = N
     cols = {c: _column(table, c, where) for c in ("latency_ms", "latency_p10_ms", "latency_p90_ms")
             if c in table.column_names}  # fmt: skip
     memo = {} if memo is None else memo
-    out: dict[str, dict[str, Any]] = {}
+    out: dict[str, TimedArch] = {}
     for i, text in enumerate(table.column(arch_col).to_pylist()):
         row = f"{where} row {i + 1}"
         try:
@@ -121,14 +122,14 @@ def vendored_table(tables: Nb201Tables, device: str) -> pa.Table:
     return pa.table({"arch": list(tables.arch_strs), "latency_ms": tables.latency_ms[device]})
 
 
-def partition_rows(run: RunDir, hardware: str) -> dict[str, dict[str, Any]]:
+def partition_rows(run: RunDir, hardware: str) -> dict[str, MeasuredRow]:
     """arch_id -> row of partition ``hardware`` with a usable latency (ok, finite, > 0)."""
     cols = ["arch_id", "genotype", "status", "latency_ms", "runtime", "source"]
     rows = ds.read_table(dataset_dir(run), hardware, columns=cols).to_pylist()
     return {r["arch_id"]: r for r in rows if r["status"] == "ok" and r["latency_ms"] and r["latency_ms"] > 0}
 
 
-def _rows(run: RunDir, name: str, new: dict[str, dict[str, Any]], space: ArchSpace, source: str) -> list[dict]:
+def _rows(run: RunDir, name: str, new: dict[str, TimedArch], space: ArchSpace, source: str) -> list[MeasuredRow]:
     cfg, macro = run.config, run.config.macro()
     fixed = {
         "layout_version": space.layout_version, "space_ops": ",".join(cfg.space.ops), "device": RUNTIME,
@@ -322,7 +323,7 @@ def predict(run: RunDir, target: str, archs_file: str | Path) -> list[dict[str, 
         if key not in index:
             raise PipelineError(f"{space.text(arch)}: not every source of {target} has a latency for it")
         row = {"arch": space.text(arch), "arch_id": key, "target": target,
-               "predicted_latency_ms": round(float(point[index[key]]), 6),
+               PREDICTED_MS: round(float(point[index[key]]), 6),
                "upper_latency_ms": round(float(upper[index[key]]), 6)}  # fmt: skip
         out.append(row | ({"timed_latency_ms": timed[key]} if key in timed else {}))
     return out

@@ -33,6 +33,7 @@ from . import dataset as ds
 from .config import RunConfig
 from .errors import PipelineError
 from .fanout import check_resources, fan_out, slots
+from .records import LATENCY_RATIO, MeasuredRow
 from .rows import dataset_dir
 from .rundir import RunDir
 from .staleness import mark_done
@@ -42,7 +43,7 @@ def _timing_columns(m) -> dict[str, Any]:
     """The latency columns of one measurement (lanas.measure.Measurement)."""
     t = m.timing
     return {"latency_ms": t.arch.median_ms, "latency_p10_ms": t.arch.p10_ms, "latency_p90_ms": t.arch.p90_ms,
-            "ref_latency_ms": t.reference.median_ms, "latency_ratio": t.ratio, "latency_ratio_p10": t.ratio_p10,
+            "ref_latency_ms": t.reference.median_ms, LATENCY_RATIO: t.ratio, "latency_ratio_p10": t.ratio_p10,
             "latency_ratio_p90": t.ratio_p90, "repeats": t.arch.repeats, "export_s": m.export_s,
             "compile_s": m.compile_s, "build_path": m.build_path}  # fmt: skip
 
@@ -324,7 +325,7 @@ def summarise_targets(run: RunDir, targets: Sequence[Target], ids: dict[str, str
     return out
 
 
-def summarise(rows: list[dict[str, Any]], hardware: str) -> dict[str, Any]:
+def summarise(rows: list[MeasuredRow], hardware: str) -> dict[str, Any]:
     """Counts and latency range of one target's rows."""
     ok = [r for r in rows if r["status"] == "ok"]
     lat = [r["latency_ms"] for r in ok]
@@ -342,7 +343,7 @@ def summarise(rows: list[dict[str, Any]], hardware: str) -> dict[str, Any]:
     }
 
 
-def plot_histogram(run: RunDir, hardware: str, rows: list[dict[str, Any]]) -> Path | None:
+def plot_histogram(run: RunDir, hardware: str, rows: list[MeasuredRow]) -> Path | None:
     """Histograms of raw and reference-normalised latency of the successful ``rows``."""
     import matplotlib
 
@@ -354,7 +355,7 @@ def plot_histogram(run: RunDir, hardware: str, rows: list[dict[str, Any]]) -> Pa
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
     axes[0].hist([r["latency_ms"] for r in rows], bins=40, color="tab:blue")
     axes[0].set(xlabel="latency (ms, median of repeats)", ylabel="architectures", title=f"raw latency, {hardware}")
-    axes[1].hist([r["latency_ratio"] for r in rows], bins=40, color="tab:orange")
+    axes[1].hist([r[LATENCY_RATIO] for r in rows], bins=40, color="tab:orange")
     axes[1].set(xlabel="latency / reference network", title=f"reference-normalised ({len(rows)} archs)")
     fig.tight_layout()
     out = run.stage("measure") / f"latency_hist_{hardware}.png"

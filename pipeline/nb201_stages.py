@@ -43,6 +43,7 @@ from lanas.search import search
 
 from .errors import PipelineError
 from .imported import import_listed, partition_rows, predicted
+from .records import PREDICTED_MS, MeasuredRow, Nb201Evaluated, Nb201Result, Nb201Trial
 from .rundir import RunDir, read_jsonl, write_atomic, write_jsonl
 from .staleness import mark_done
 
@@ -78,7 +79,7 @@ MIN_OWN_ROWS = 100  # timings of its own from which a device's latency of the wh
 VAL_SHARE = 0.1  # of them, held out to choose the predictor (lanas.nb201_predictor)
 
 
-def _own_predictor(rows: dict[str, dict[str, Any]], cells: list[Cell], seed: int) -> tuple[np.ndarray, str]:
+def _own_predictor(rows: dict[str, MeasuredRow], cells: list[Cell], seed: int) -> tuple[np.ndarray, str]:
     ids = [c.arch_id for c in cells]
     have = np.array([i for i, a in enumerate(ids) if a in rows])
     y = np.full(len(cells), np.nan)
@@ -142,7 +143,7 @@ def load_space_latency(run: RunDir, device: str) -> tuple[list[str], np.ndarray,
     return t["arch"], np.array(t["latency_ms"]), t["source"][0]
 
 
-def plan(run: RunDir) -> list[dict[str, Any]]:
+def plan(run: RunDir) -> list[Nb201Trial]:
     """Per device: a trial per (λ, seed), then per (latency budget, seed) one whose λ starts
     at 0 and moves to land the derived cell inside the budget (:mod:`lanas.budget`)."""
     s, devices = run.config.search, search_devices(run)
@@ -151,7 +152,7 @@ def plan(run: RunDir) -> list[dict[str, Any]]:
     return out + [{"device": d, "lam": 0.0, "seed": n, "budget_ms": t} for d, t in s.budget_list() for n in s.seeds]
 
 
-def _key(trial: dict[str, Any]) -> tuple:
+def _key(trial: Nb201Trial) -> tuple:
     budget = trial.get("budget_ms")
     return trial["device"], float(trial["lam"]), int(trial["seed"]), None if budget is None else float(budget)
 
@@ -178,13 +179,13 @@ def _trainable(config: dict[str, Any], cfg, latency: dict) -> None:
     search(net, term, train, val, s, trial["lam"], on_epoch=on_epoch, seed=trial["seed"], budget=budget)
 
 
-def _row(trial: dict[str, Any], m: dict[str, Any]) -> dict[str, Any]:
+def _row(trial: Nb201Trial, m: dict[str, Any]) -> Nb201Result:
     """A finished trial's result row from its last reported metrics."""
-    return {**trial, "arch": json.loads(m["genotype"]), "predicted_latency_ms": m["predicted_latency_ratio"],
+    return {**trial, "arch": json.loads(m["genotype"]), PREDICTED_MS: m["predicted_latency_ratio"],
             "val_acc": m["val_acc"], "epochs": m["epoch"], "final_lam": m["lam"]}  # fmt: skip
 
 
-def _sweep(run: RunDir, todo: list[dict[str, Any]], verbose: bool, keep: Callable[[dict[str, Any]], None]) -> None:
+def _sweep(run: RunDir, todo: list[Nb201Trial], verbose: bool, keep: Callable[[Nb201Result], None]) -> None:
     """Run ``todo`` as one Tune sweep; ``keep(row)`` as each trial completes (in the driver),
     so a sweep that dies keeps the trials it finished."""
     from ray import tune
@@ -215,7 +216,7 @@ def _sweep(run: RunDir, todo: list[dict[str, Any]], verbose: bool, keep: Callabl
             raise PipelineError(f"a search trial failed: {str(result.error).splitlines()[0]}")
 
 
-def run_search(run: RunDir, verbose: bool = False) -> list[dict[str, Any]]:
+def run_search(run: RunDir, verbose: bool = False) -> list[Nb201Result]:
     """The search stage: every (device, λ or budget, seed) trial not in ``search/results.jsonl``
     yet; each finished trial is added to the file at once, so a re-run after a crash runs
     only the trials that had not finished."""
@@ -224,12 +225,12 @@ def run_search(run: RunDir, verbose: bool = False) -> list[dict[str, Any]]:
     todo = [t for t in plan(run) if _key(t) not in done]
     print(f"[search] {len(todo)} NAS-Bench-201 searches to run ({len(done)} done)", flush=True)
 
-    def keep(r: dict[str, Any]) -> None:
+    def keep(r: Nb201Result) -> None:
         done[_key(r)] = r
         write_jsonl(results, list(done.values()))
         what = f"λ={r['lam']:g}" if r.get("budget_ms") is None else f"budget {r['budget_ms']:g} ms"
         print(f"[search] {r['device']} {what} seed {r['seed']}: {r['arch']} "
-              f"(expected {r['predicted_latency_ms']:.3g} ms)", flush=True)  # fmt: skip
+              f"(expected {r[PREDICTED_MS]:.3g} ms)", flush=True)  # fmt: skip
 
     if todo:
         _sweep(run, todo, verbose, keep)
@@ -239,7 +240,7 @@ def run_search(run: RunDir, verbose: bool = False) -> list[dict[str, Any]]:
     return rows
 
 
-def run_lookup(run: RunDir) -> list[dict[str, Any]]:
+def run_lookup(run: RunDir) -> list[Nb201Evaluated]:
     """The evaluate stage: each searched cell's table accuracy and its latency on every searched device."""
     tables, cfg = nb201_tables.load(), run.config
     index = {a: i for i, a in enumerate(tables.arch_strs)}
@@ -272,7 +273,7 @@ def device_front(accuracy: np.ndarray, ms: np.ndarray, searched: list[tuple[floa
     return {"front": front, "reference": reference, "hypervolume_share": share}
 
 
-def _plot(path, fronts: dict[str, dict[str, Any]], spaces: dict[str, tuple], rows: list[dict[str, Any]]) -> None:
+def _plot(path, fronts: dict[str, dict[str, Any]], spaces: dict[str, tuple], rows: list[Nb201Evaluated]) -> None:
     fig, axes = plt.subplots(1, len(fronts), figsize=(5.5 * len(fronts), 4.2), squeeze=False)
     for ax, (device, f) in zip(axes[0], fronts.items()):
         acc, ms = spaces[device]
@@ -324,7 +325,7 @@ def run_report(run: RunDir) -> str:
     return str(out / "report.md")
 
 
-def _markdown(run: RunDir, fronts: dict[str, dict[str, Any]], rows: list[dict[str, Any]]) -> str:
+def _markdown(run: RunDir, fronts: dict[str, dict[str, Any]], rows: list[Nb201Evaluated]) -> str:
     lines = [f"# {run.config.name}: NAS-Bench-201 search against the true front", "",
              f"Accuracies are looked up ({run.config.data.dataset}, NAS-Bench-201's 200-epoch validation accuracy), "
              "never trained here; latencies are the devices' published tables (or a cross-device prediction where "

@@ -25,6 +25,7 @@ from lanas.target import Target
 
 from .config import ConfigError, RunConfig, build
 from .errors import PipelineError
+from .records import LATENCY_RATIO
 from .rundir import RunDir, write_atomic
 
 WEIGHTS, META = "predictor.pt", "predictor.json"
@@ -42,7 +43,7 @@ class PredictorMeta:
     resolution: int  # its input height = width
     hidden: tuple[int, ...]  # MLP widths of the predictor
     reference_ms: float  # median reference-network latency: ms = predicted ratio x this
-    fits: str = "latency_ratio"  # the regression target (reference-normalised latency)
+    fits: str = LATENCY_RATIO  # the regression target (reference-normalised latency)
     rows: dict[str, int] = field(default_factory=dict)  # architectures per split (train, test, held-out sets)
     dropped: dict[str, int] = field(default_factory=dict)  # rows left out, by reason
     test: dict[str, float] = field(default_factory=dict)  # held-out test metrics of the predictor (reported only)

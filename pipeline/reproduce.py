@@ -13,6 +13,7 @@ from pathlib import Path
 from .config import RunConfig, load_config
 from .measure import check_runtimes
 from .ray_env import check_reachable, init_ray
+from .records import MEASURED_MS, PREDICTED_MS, TEST_ACC
 from .rundir import RunDir
 from .stages import STAGES, Options
 from .staleness import refresh
@@ -61,12 +62,12 @@ def print_summary(run: RunDir) -> None:
         if r["kind"] in ("searched", "budget") and r["searched_for"] in (None, r["target"])
     ]
     for r in sorted(rows, key=lambda r: (r["target"], r["kind"], r["seed"], r.get("budget_ms") or 0.0, r["lam"])):
-        ms = r["measured_latency_ms"]
+        ms = r[MEASURED_MS]
         lat = "measurement failed" if ms is None else f"{ms:.3f} ms measured"
         if r["kind"] == "budget" and ms is not None:
             lat += f" ({'meets' if ms <= r['budget_ms'] else 'MISSES'} the {r['budget_ms']:g} ms budget)"
         print(
-            f"[result] {r['target']}: {r['name']}: test acc {100 * r['test_acc']:.1f} %, {lat}, "
-            f"{r['predicted_latency_ms']:.3f} ms predicted\n         genotype {r['genotype']}",
+            f"[result] {r['target']}: {r['name']}: test acc {100 * r[TEST_ACC]:.1f} %, {lat}, "
+            f"{r[PREDICTED_MS]:.3f} ms predicted\n         genotype {r['genotype']}",
             flush=True,
         )

@@ -35,6 +35,7 @@ from typing import Any, Callable
 from lanas.target import Target
 
 from .predictor_store import WEIGHTS
+from .records import LATENCY_RATIO
 from .rows import usable_rows
 from .rundir import STAGES, RunDir, write_atomic
 
@@ -51,7 +52,7 @@ def dataset_identity(run: RunDir, target: Target) -> str:
     hw = run.hardware_ids().get(target.spec)
     if hw is None:
         return "0:none"
-    rows = usable_rows(run, target, hw, ["status", "latency_ratio", "sampler"])
+    rows = usable_rows(run, target, hw, ["status", LATENCY_RATIO, "sampler"])
     ids = sorted(r["arch_id"] for r in rows if r["sampler"] != "derived")
     return f"{len(ids)}:{hashlib.sha1(json.dumps(ids).encode()).hexdigest()[:12]}"
 

@@ -34,6 +34,7 @@ from . import predictor_store
 from .errors import PipelineError
 from .measure import select_targets
 from .predictor_store import PredictorMeta, StoredPredictor
+from .records import LATENCY_RATIO
 from .rows import usable_rows
 from .rundir import RunDir, write_atomic
 
@@ -104,7 +105,7 @@ def run_transfer(run: RunDir, target: str, source: str, samples: int | None = No
     k = len(rows) if samples is None else samples
     _check_samples(k, len(rows), new.spec)
     x = torch.tensor(np.stack([r["encoding"] for r in rows]), dtype=torch.float32)
-    y = np.array([r["latency_ratio"] for r in rows])
+    y = np.array([r[LATENCY_RATIO] for r in rows])
     s, groups = predict_np(src.model)(x), table_np(src.model, x)
     prior = _prior(run, new, src)
     pick = np.array(select_diverse(s, groups, k, prior)) if k < len(rows) else np.arange(len(rows))

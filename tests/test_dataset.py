@@ -106,3 +106,11 @@ def test_shards_from_before_the_sampler_column_are_read_as_uniform(tmp_path):
     pq.write_table(old.drop_columns(["latency_ratio"]), part / "part-bad.parquet")
     with pytest.raises(PipelineError, match=r"foreign schema .*\(missing columns \['latency_ratio'\]"):
         ds.check_dataset(tmp_path)
+
+
+def test_measured_row_type_has_the_dataset_columns():
+    """The typed dataset row and the Parquet schema name the same columns (plus the partition)."""
+    from lanas_pipeline import dataset
+    from lanas_pipeline.records import MeasuredRow
+
+    assert set(MeasuredRow.__annotations__) == {*dataset.FILE_SCHEMA.names, dataset.PARTITION}

@@ -16,6 +16,7 @@ from lanas.target import Target
 from .. import dataset as ds
 from ..errors import PipelineError
 from ..ray_env import quiet_ray_data
+from ..records import LATENCY_RATIO
 from ..rows import dataset_dir
 from ..rundir import RunDir
 
@@ -29,7 +30,7 @@ COLUMNS = [
     "status",
     "latency_ms",
     "ref_latency_ms",
-    "latency_ratio",
+    LATENCY_RATIO,
     "sampler",
     "round",
     *ds.SETTING_COLUMNS,
@@ -81,7 +82,7 @@ def load_rows(run: RunDir, target: Target, hardware: str) -> tuple[dict[str, Any
     rows = _read_partition(run, target, hardware)
     dropped = {"failed": int((rows["status"] != "ok").sum())}
     ok = rows[rows["status"] == "ok"]
-    lat, ms = ok["latency_ratio"].astype(float), ok["latency_ms"].astype(float)
+    lat, ms = ok[LATENCY_RATIO].astype(float), ok["latency_ms"].astype(float)
     bad = ~np.isfinite(lat) | (lat <= 0) | ~np.isfinite(ms) | (ms <= 0)
     dropped["nan_zero_or_negative"] = int(bad.sum())
     ok = ok[~bad].drop_duplicates("arch_id")
@@ -115,5 +116,5 @@ def predictor_round(train) -> int:
 
 def arrays(frame) -> tuple[torch.Tensor, torch.Tensor]:
     x = torch.tensor(np.stack(frame["encoding"].to_numpy()), dtype=torch.float32)
-    y = torch.tensor(frame["latency_ratio"].to_numpy(), dtype=torch.float32)
+    y = torch.tensor(frame[LATENCY_RATIO].to_numpy(), dtype=torch.float32)
     return x, y

@@ -11,6 +11,7 @@ from lanas.genotype import read_jsonl
 
 from .. import predictor_store
 from ..measure import select_targets
+from ..records import PREDICTED_MS
 from ..rundir import RunDir
 
 
@@ -31,7 +32,7 @@ def predict_genotypes(run_dir: str, genotypes_file: str, target: str | None = No
                         "target": t.spec,
                         "hardware": stored.meta.hardware,
                         "predicted_latency_ratio": round(r, 6),
-                        "predicted_latency_ms": round(r * stored.reference_ms, 6),
+                        PREDICTED_MS: round(r * stored.reference_ms, 6),
                     }
                 )
             )

@@ -12,6 +12,7 @@ from lanas.transfer import REPEATS
 
 from .. import compare, predictor_store
 from .. import dataset as ds
+from ..records import MEASURED_MS, PREDICTED_MS, TEST_ACC, BudgetRow, EvaluatedRow, MatrixRow, SpecialisationRow
 from ..rundir import RunDir, read_jsonl
 from .analysis import MATCH_TOLERANCE
 
@@ -20,7 +21,7 @@ def _fmt(x: Any, spec: str) -> str:
     return "—" if x is None else format(x, spec)
 
 
-def target_section(spec: str, hardware: str, rows: list[dict[str, Any]], a: dict[str, Any]) -> list[str]:
+def target_section(spec: str, hardware: str, rows: list[EvaluatedRow], a: dict[str, Any]) -> list[str]:
     lines = [
         f"## Target `{spec}`",
         "",
@@ -31,14 +32,14 @@ def target_section(spec: str, hardware: str, rows: list[dict[str, Any]], a: dict
     ]
     for r in sorted(rows, key=lambda r: (r["kind"] != "searched", r["lam"] or 0, r["name"])):
         lines.append(
-            f"| {r['name']} | {r['kind']} | {_fmt(r['lam'], 'g')} | {100 * r['test_acc']:.1f} % | "
-            f"{_fmt(r['measured_latency_ms'], '.3f')} | {r['predicted_latency_ms']:.3f} | "
+            f"| {r['name']} | {r['kind']} | {_fmt(r['lam'], 'g')} | {100 * r[TEST_ACC]:.1f} % | "
+            f"{_fmt(r[MEASURED_MS], '.3f')} | {r[PREDICTED_MS]:.3f} | "
             f"{_fmt(r['prediction_error'], '+.1%')} | {'yes' if r.get('on_front') else ''} |"
         )
     return lines + _error_by_kind(rows) + _hypervolume_lines(rows, a) + _comparison_lines(a) + _saving_lines(a) + [""]
 
 
-def _error_by_kind(rows: list[dict[str, Any]]) -> list[str]:
+def _error_by_kind(rows: list[EvaluatedRow]) -> list[str]:
     """One line: the predictor's mean |error| on the evaluated architectures, kind by kind
     (searched and published ones are where a predictor fitted on random samples extrapolates)."""
     parts = []
@@ -76,7 +77,7 @@ def rounds_section(run: RunDir) -> list[str]:
     return lines + [""]
 
 
-def _hypervolume_lines(rows: list[dict[str, Any]], a: dict[str, Any]) -> list[str]:
+def _hypervolume_lines(rows: list[EvaluatedRow], a: dict[str, Any]) -> list[str]:
     ref_acc, ref_lat = a["reference_point"]
     lines: list[str] = []
     lines += [
@@ -154,7 +155,7 @@ def _saving_lines(a: dict[str, Any]) -> list[str]:
     return lines
 
 
-def budget_section(rows: list[dict[str, Any]]) -> list[str]:
+def budget_section(rows: list[BudgetRow]) -> list[str]:
     """The budget table: every budget, met or missed by its measured latency."""
     if not rows:
         return []
@@ -179,13 +180,13 @@ def budget_section(rows: list[dict[str, Any]]) -> list[str]:
         )
         lines.append(
             f"| {r['target']} | {r['budget_ms']:g} | {r['predicted_ms']:.3f} | {_fmt(r['measured_ms'], '.3f')} | "
-            f"{_fmt(r['share_of_budget'], '.0%')} | {verdict} | {100 * r['test_acc']:.1f} % | {r['lam']:+.3f} | "
+            f"{_fmt(r['share_of_budget'], '.0%')} | {verdict} | {100 * r[TEST_ACC]:.1f} % | {r['lam']:+.3f} | "
             f"{sweep} |"
         )
     return lines + [""]
 
 
-def cross_target_section(matrix: list[dict[str, Any]], spec_rows: list[dict[str, Any]], specs: list[str]) -> list[str]:
+def cross_target_section(matrix: list[MatrixRow], spec_rows: list[SpecialisationRow], specs: list[str]) -> list[str]:
     lines = [
         "## Cross-target latency matrix",
         "",
@@ -197,12 +198,12 @@ def cross_target_section(matrix: list[dict[str, Any]], spec_rows: list[dict[str,
     for m in matrix:
         lines.append(
             f"| {m['name']} | {m['searched_for'] or ('all (λ = 0)' if m['kind'] == 'searched' else '—')} | "
-            f"{100 * m['test_acc']:.1f} % | " + " | ".join(_fmt(m[s], ".3f") for s in specs) + " |"
+            f"{100 * m[TEST_ACC]:.1f} % | " + " | ".join(_fmt(m[s], ".3f") for s in specs) + " |"
         )
     return lines + _specialisation_lines(spec_rows)
 
 
-def _specialisation_lines(spec_rows: list[dict[str, Any]]) -> list[str]:
+def _specialisation_lines(spec_rows: list[SpecialisationRow]) -> list[str]:
     lines = [
         "",
         "## Specialisation: searching for the wrong target",

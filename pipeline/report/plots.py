@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+
+from ..records import MEASURED_MS, TEST_ACC, EvaluatedRow, SpecialisationRow
 
 
-def _lam_norm(searched: list[dict[str, Any]]):
+def _lam_norm(searched: list[EvaluatedRow]):
     """Colour scale of lambda: logarithmic above the smallest lambda > 0 (the grid is a log grid)."""
     from matplotlib.colors import SymLogNorm
 
@@ -28,25 +29,25 @@ KIND_STYLE = {  # plot style of the candidate kinds drawn as plain points
 }
 
 
-def _xy(rows: list[dict[str, Any]]) -> tuple[list[float], list[float]]:
-    return [r["measured_latency_ms"] for r in rows], [100 * r["test_acc"] for r in rows]
+def _xy(rows: list[EvaluatedRow]) -> tuple[list[float], list[float]]:
+    return [r[MEASURED_MS] for r in rows], [100 * r[TEST_ACC] for r in rows]
 
 
-def _note(ax, r: dict[str, Any], text: str, offset: tuple[int, int]) -> None:
-    ax.annotate(text, (r["measured_latency_ms"], 100 * r["test_acc"]), textcoords="offset points", xytext=offset,
+def _note(ax, r: EvaluatedRow, text: str, offset: tuple[int, int]) -> None:
+    ax.annotate(text, (r[MEASURED_MS], 100 * r[TEST_ACC]), textcoords="offset points", xytext=offset,
                 fontsize=8)  # fmt: skip
 
 
-def _budget_points(ax, ok: list[dict[str, Any]]) -> None:
+def _budget_points(ax, ok: list[EvaluatedRow]) -> None:
     for r in (r for r in ok if r["kind"] == "budget"):
-        colour = "tab:green" if r["measured_latency_ms"] <= r["budget_ms"] else "tab:red"
+        colour = "tab:green" if r[MEASURED_MS] <= r["budget_ms"] else "tab:red"
         ax.axvline(r["budget_ms"], ls=":", c=colour, lw=1)
         ax.scatter(*_xy([r]), marker="s", s=55, c=colour, edgecolors="k", zorder=3,
                    label="budget search (green: met, red: missed; dotted: its budget)")  # fmt: skip
         _note(ax, r, f"≤{r['budget_ms']:g} ms", (6, -10))
 
 
-def _searched_points(ax, ok: list[dict[str, Any]], colorbar) -> None:
+def _searched_points(ax, ok: list[EvaluatedRow], colorbar) -> None:
     searched = [r for r in ok if r["kind"] == "searched"]
     if not searched:
         return
@@ -55,12 +56,12 @@ def _searched_points(ax, ok: list[dict[str, Any]], colorbar) -> None:
     colorbar(sc, ax=ax, label="λ")
     for r in searched:
         _note(ax, r, f"λ={r['lam']:g}", (6, 4))
-    front = sorted((r for r in searched if r.get("on_front")), key=lambda r: r["measured_latency_ms"])
+    front = sorted((r for r in searched if r.get("on_front")), key=lambda r: r[MEASURED_MS])
     ax.step(*_xy(front), where="post", c="tab:red", lw=1.5, label="Pareto front (searched)")
 
 
-def _panel(ax, rows: list[dict[str, Any]], hardware: str, colorbar) -> None:
-    ok = [r for r in rows if r["measured_latency_ms"] is not None]
+def _panel(ax, rows: list[EvaluatedRow], hardware: str, colorbar) -> None:
+    ok = [r for r in rows if r[MEASURED_MS] is not None]
     for kind, style in KIND_STYLE.items():
         points = [r for r in ok if r["kind"] == kind]
         if points:
@@ -76,7 +77,7 @@ def _panel(ax, rows: list[dict[str, Any]], hardware: str, colorbar) -> None:
     ax.legend(unique.values(), unique.keys(), loc="best", fontsize=7)
 
 
-def plot(path: Path, per_target: dict[str, list[dict[str, Any]]], hardware: dict[str, str]) -> None:
+def plot(path: Path, per_target: dict[str, list[EvaluatedRow]], hardware: dict[str, str]) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -93,7 +94,7 @@ def plot(path: Path, per_target: dict[str, list[dict[str, Any]]], hardware: dict
     plt.close(fig)
 
 
-def plot_specialisation(path: Path, spec_rows: list[dict[str, Any]], specs: list[str]) -> None:
+def plot_specialisation(path: Path, spec_rows: list[SpecialisationRow], specs: list[str]) -> None:
     """One panel per deployed target: measured ms of the architecture searched for it
     against those searched for the other targets, at each (lambda, seed)."""
     import matplotlib

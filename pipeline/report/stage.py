@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from .. import compare
+from ..records import TEST_ACC
 from ..rundir import RunDir, write_atomic
 from ..staleness import mark_done
 from . import html as report_html
@@ -32,7 +33,7 @@ def run_report(run: RunDir) -> str:
     if budget_rows:
         write_table(folder / "budgets.csv", budget_rows, BUDGET_FIELDS)
     write_table(
-        folder / "latency_matrix.csv", matrix, ["name", "kind", "searched_for", "lam", "seed", "test_acc", *specs]
+        folder / "latency_matrix.csv", matrix, ["name", "kind", "searched_for", "lam", "seed", TEST_ACC, *specs]
     )
     write_table(folder / "specialisation.csv", spec_rows, list(spec_rows[0]) if spec_rows else ["deployed_on"])
     plot(folder / "pareto.png", per_target, hardware)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
+from ..records import MEASURED_MS, PREDICTED_MS, TEST_ACC, EvaluatedRow
 from ..rundir import write_atomic
 
 CSV_FIELDS = [
@@ -19,12 +20,12 @@ CSV_FIELDS = [
     "budget_ms",
     "seed",
     "arch_id",
-    "test_acc",
+    TEST_ACC,
     "test_acc_std",
     "val_acc",
-    "measured_latency_ms",
+    MEASURED_MS,
     "measured_raw_ms",
-    "predicted_latency_ms",
+    PREDICTED_MS,
     "prediction_error",
     "params",
     "on_front",
@@ -37,7 +38,7 @@ BUDGET_FIELDS = [
     "budget_ms",
     "predicted_ms",
     "measured_ms",
-    "test_acc",
+    TEST_ACC,
     "met",
     "share_of_budget",
     "name",
@@ -49,7 +50,7 @@ BUDGET_FIELDS = [
 ]
 
 
-def write_table(path: Path, rows: list[dict[str, Any]], fields: list[str]) -> None:
+def write_table(path: Path, rows: Sequence[Mapping[str, object]], fields: list[str]) -> None:
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore")
     w.writeheader()
@@ -58,6 +59,6 @@ def write_table(path: Path, rows: list[dict[str, Any]], fields: list[str]) -> No
     write_atomic(path, buf.getvalue())
 
 
-def write_csv(path: Path, results: list[dict[str, Any]]) -> None:
+def write_csv(path: Path, results: list[EvaluatedRow]) -> None:
     key = lambda r: (r["target"], r["kind"], r["lam"] if r["lam"] is not None else -1, r["name"])  # noqa: E731
     write_table(path, [{**r, "on_front": r.get("on_front", False)} for r in sorted(results, key=key)], CSV_FIELDS)

@@ -12,6 +12,7 @@ from lanas.target import Target
 from ..errors import PipelineError
 from ..fit import arrays, load_rows
 from ..predictor_store import StoredPredictor
+from ..records import LATENCY_RATIO
 from ..rows import usable_rows
 from ..rundir import RunDir
 
@@ -55,7 +56,7 @@ def penalties(run: RunDir, stored: dict[str, StoredPredictor]) -> dict[str, Pena
 
 def measured_ratios(run: RunDir, target: Target, hardware: str) -> list[float]:
     """The usable latency ratios stage 1 measured on ``target`` at this run's setting."""
-    return [r["latency_ratio"] for r in usable_rows(run, target, hardware, columns=["status", "latency_ratio"])]
+    return [r[LATENCY_RATIO] for r in usable_rows(run, target, hardware, columns=["status", LATENCY_RATIO])]
 
 
 def check_budgets(run: RunDir, stored: dict[str, StoredPredictor]) -> None:

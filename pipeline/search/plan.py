@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any
 
 from lanas.penalty import GRADIENT_METHODS
 from lanas.penalty import METHODS as METHOD_ORDER
 
 from ..config import RunConfig
 from ..errors import PipelineError
+from ..records import Trial, TrialResult
 
 
-def plan(cfg: RunConfig) -> list[dict[str, Any]]:
+def plan(cfg: RunConfig) -> list[Trial]:
     """The trials of the sweep, per seed: lambda = 0 once (target None: it ignores latency,
     so it is the same plain search for every gradient method and target); per lambda > 0
     and method, one trial per target (``ladnas``, ``lut``) or one for all (``flops``); one
@@ -34,12 +34,12 @@ def plan(cfg: RunConfig) -> list[dict[str, Any]]:
     return out
 
 
-def method_of(row: dict[str, Any]) -> str:
+def method_of(row: Trial) -> str:
     """A trial's or row's method (rows written before methods existed are ``ladnas``)."""
     return row.get("method") or "ladnas"
 
 
-def trial_key(trial: dict[str, Any]) -> tuple:
+def trial_key(trial: Trial) -> tuple:
     """What identifies a trial (a budget trial's final lambda is a result, not a key; every
     row a random trial picked shares the trial's key)."""
     method = method_of(trial)
@@ -51,7 +51,7 @@ def trial_key(trial: dict[str, Any]) -> tuple:
     return key if method == "ladnas" else (method, *key)
 
 
-def trial_name(trial: dict[str, Any]) -> str:
+def trial_name(trial: Trial) -> str:
     method = method_of(trial)
     prefix = "" if method == "ladnas" else f"{method},"
     if method == "random" and trial["lam"] is None:
@@ -61,7 +61,7 @@ def trial_name(trial: dict[str, Any]) -> str:
     return f"search[{prefix}{where}{what},seed={trial['seed']}]"
 
 
-def penalty_key(trial: dict[str, Any], cfg: RunConfig) -> str:
+def penalty_key(trial: Trial, cfg: RunConfig) -> str:
     """The penalty model a gradient trial minimises: ``<method>:<target spec>`` (lambda = 0
     reports the first target's predicted latency; it does not steer the search)."""
     method = method_of(trial)
@@ -70,7 +70,7 @@ def penalty_key(trial: dict[str, Any], cfg: RunConfig) -> str:
     return f"{method if trial['lam'] else 'ladnas'}:{trial['target'] or cfg.targets[0].spec}"
 
 
-def random_budget(cfg: RunConfig, rows: list[dict[str, Any]], seed: int) -> float:
+def random_budget(cfg: RunConfig, rows: list[TrialResult], seed: int) -> float:
     """A random trial's seconds of proxy training: ``search.random_budget_s``, or if 0 the
     time of the seed's LA-DNAS sweep (its lambda = 0 and lambda > 0 trials, summed: each
     ran on the same resources a random trial gets)."""
@@ -86,10 +86,10 @@ def random_budget(cfg: RunConfig, rows: list[dict[str, Any]], seed: int) -> floa
     return float(sum(times))
 
 
-def row_order(r: dict[str, Any]) -> tuple:
+def row_order(r: TrialResult) -> tuple:
     return (METHOD_ORDER.index(method_of(r)), r["target"] or "", r.get("budget_ms") or 0.0, r["lam"], r["seed"])
 
 
-def extension_name(todo: list[dict[str, Any]]) -> str:
+def extension_name(todo: list[Trial]) -> str:
     """An extension of a sweep is named by the trials it adds, so an interrupted extension resumes under that name."""
     return hashlib.sha1(json.dumps(sorted(map(str, map(trial_key, todo)))).encode()).hexdigest()[:8]

@@ -11,15 +11,14 @@ from lanas.genotype import Genotype
 from ..config import RunConfig
 from ..errors import PipelineError
 from ..predictor_store import StoredPredictor
+from ..records import PREDICTED_MS, Trial, TrialResult
 from .plan import method_of, trial_name
 
 
-def _row(
-    trial: dict[str, Any], m: dict[str, Any], stored: dict[str, StoredPredictor], cfg: RunConfig, path: str
-) -> dict[str, Any]:
+def _row(trial: Trial, m: dict[str, Any], stored: dict[str, StoredPredictor], cfg: RunConfig, path: str) -> TrialResult:
     """A results.jsonl row of one finished trial (a budget trial's lambda: its final multiplier)."""
     g = Genotype.from_json(m["genotype"], cfg.space.ops)
-    ms = m.get("predicted_latency_ms")
+    ms = m.get(PREDICTED_MS)
     budget = trial["budget_ms"]
     return {
         **trial,
@@ -32,7 +31,7 @@ def _row(
         "train_acc": m.get("train_acc"),
         "latency_term": m.get("latency_term"),
         "predicted_latency_ratio": m.get("predicted_latency_ratio"),
-        "predicted_latency_ms": ms,
+        PREDICTED_MS: ms,
         "predicted_mflops": m.get("predicted_mflops"),
         "epochs": m.get("epoch"),
         "lam_updates": m.get("lam_updates"),
@@ -44,8 +43,8 @@ def _row(
 
 
 def _random_rows(
-    trial: dict[str, Any], m: dict[str, Any], stored: dict[str, StoredPredictor], cfg: RunConfig, path: str
-) -> list[dict[str, Any]]:
+    trial: Trial, m: dict[str, Any], stored: dict[str, StoredPredictor], cfg: RunConfig, path: str
+) -> list[TrialResult]:
     """The rows of a random trial: one per (target, lambda) pick (lambda = 0 once, target None);
     ``val_acc`` is the proxy's validation accuracy (``random_epochs`` from scratch)."""
     out = []
@@ -56,16 +55,14 @@ def _random_rows(
             "hardware": stored[p["target"]].meta.hardware if p["target"] else None,
             "arch_id": g.arch_id, "genotype": g.to_json(), "val_acc": p["proxy_val_acc"],
             "proxy_val_ce": p["proxy_val_ce"], "latency_term": p["latency_term"],
-            "predicted_latency_ratio": p["predicted_latency_ratio"], "predicted_latency_ms": p["predicted_latency_ms"],
+            "predicted_latency_ratio": p["predicted_latency_ratio"], PREDICTED_MS: p[PREDICTED_MS],
             "epochs": m.get("epoch"), "candidates": p["candidates"], "proxy_s": p["proxy_s"],
             "budget_s": trial["budget_s"], "search_s": m.get("time_total_s"), "trial_path": path,
         })  # fmt: skip
     return out
 
 
-def collect(
-    results, trials: list[dict[str, Any]], stored: dict[str, StoredPredictor], cfg: RunConfig
-) -> list[dict[str, Any]]:
+def collect(results, trials: list[Trial], stored: dict[str, StoredPredictor], cfg: RunConfig) -> list[TrialResult]:
     """The rows of a finished Tune sweep; one line naming every trial that did not finish."""
     rows, errors = [], []
     for r in results:
@@ -87,13 +84,13 @@ def collect(
     return rows
 
 
-def print_row(r: dict[str, Any]) -> None:
+def print_row(r: TrialResult) -> None:
     where = f" on {r['target']}" if r["target"] else ""
     budget = ""
     if r.get("budget_ms"):
         window = "inside" if r["in_window"] else "OUTSIDE"
         budget = f", budget {r['budget_ms']:g} ms ({window} its window; lambda ended at {r['lam']:.3g})"
-    cost = (f"predicted {r['predicted_latency_ms']:.3f} ms{where}" if r.get("predicted_mflops") is None
+    cost = (f"predicted {r[PREDICTED_MS]:.3f} ms{where}" if r.get("predicted_mflops") is None
             else f"expected {r['predicted_mflops']:.3g} MFLOPs")  # fmt: skip
     acc = "proxy val acc" if method_of(r) == "random" else "val acc"
     print(f"[search] {trial_name(r)}: {cost}{budget}, {acc} {r['val_acc']:.3f}, arch {r['arch_id'][:10]}",

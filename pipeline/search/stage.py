@@ -6,7 +6,6 @@ import importlib.util
 import os
 import time
 from pathlib import Path
-from typing import Any
 
 from ..closed_loop import measure_derived, record_derived, results_path
 from ..config import RunConfig
@@ -14,6 +13,7 @@ from ..errors import PipelineError
 from ..fanout import check_resources
 from ..fit import run_fit
 from ..predictor_store import StoredPredictor, load_all
+from ..records import Trial, TrialResult
 from ..rundir import RunDir, read_jsonl, write_jsonl
 from ..staleness import mark_done
 from .penalties import check_budgets, penalties
@@ -45,7 +45,7 @@ def loggers(names: tuple[str, ...], mlruns: Path, experiment: str) -> list:
     return out
 
 
-def _tuner(run: RunDir, trials: list[dict[str, Any]], stored: dict, resume: bool, verbose: bool, experiment: str):
+def _tuner(run: RunDir, trials: list[Trial], stored: dict, resume: bool, verbose: bool, experiment: str):
     from ray import tune
 
     cfg = run.config
@@ -97,7 +97,7 @@ def _announce(cfg: RunConfig, todo: int, kept: int) -> None:
 
 def _sweep(
     run: RunDir, stored: dict[str, StoredPredictor], results_file: Path, experiment: str, resume: bool, verbose: bool
-) -> list[dict[str, Any]]:
+) -> list[TrialResult]:
     """One Tune sweep of the trials of ``plan`` that ``results_file`` lacks; returns all its rows."""
     cfg = run.config
     check_budgets(run, stored)
@@ -126,13 +126,13 @@ def _sweep(
 
 def _run_trials(
     run: RunDir,
-    trials: list[dict[str, Any]],
-    kept: list[dict[str, Any]],
+    trials: list[Trial],
+    kept: list[TrialResult],
     stored: dict[str, StoredPredictor],
     resume: bool,
     verbose: bool,
     name: str,
-) -> list[dict[str, Any]]:
+) -> list[TrialResult]:
     """The gradient trials in one Tune run, then the random ones in another: the LA-DNAS
     trials' time is the random trials' budget (:func:`random_budget`). Their rows."""
     cfg = run.config
@@ -151,7 +151,7 @@ def _run_trials(
 
 def run_search(
     run: RunDir, resume: bool = False, force_predictor: bool = False, progress: bool = True, verbose: bool = False
-) -> list[dict[str, Any]]:
+) -> list[TrialResult]:
     """The sweep, ``search.rounds`` + 1 times: after each round its derived architectures
     are measured on every target (stage-1 code, into the stage-1 dataset, sampler
     ``derived``), the predictor that searched is scored on them (``search/rounds.jsonl``,
@@ -161,7 +161,7 @@ def run_search(
 
     cfg = run.config
     t0 = time.perf_counter()
-    rows: list[dict[str, Any]] = []
+    rows: list[TrialResult] = []
     for r in range(cfg.search.rounds + 1):
         stored = load_all(run, force=force_predictor)
         served = min(p.meta.round for p in stored.values())

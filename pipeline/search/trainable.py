@@ -18,6 +18,7 @@ from lanas.search import build_supernet, search
 from lanas.train import TrainSettings
 
 from ..config import RunConfig
+from ..records import PREDICTED_MS, Trial
 from .penalties import PenaltyModel
 from .plan import method_of, penalty_key
 
@@ -84,7 +85,7 @@ def run_trial(config: dict[str, Any], cfg: RunConfig, penalties: dict[str, Penal
 
 
 def _random_trial(
-    trial: dict[str, Any], cfg: RunConfig, penalties: dict, device: str, scored: list[dict[str, Any]] | None
+    trial: Trial, cfg: RunConfig, penalties: dict[str, PenaltyModel], device: str, scored: list[dict[str, Any]] | None
 ) -> None:
     """A random trial: candidates of ``search.settings``' network size trained from scratch for
     ``random_epochs`` on the train split, scored on val, within the trial's ``budget_s``;
@@ -110,5 +111,5 @@ def _random_trial(
     picks = pick(scored, cfg.space, {k: v.model() for k, v in ladnas.items()},
                  list(cfg.search.lambdas))  # fmt: skip
     for p in picks:
-        p["predicted_latency_ms"] = p["predicted_latency_ratio"] * ladnas[p["target"] or cfg.targets[0].spec].reference
+        p[PREDICTED_MS] = p["predicted_latency_ratio"] * ladnas[p["target"] or cfg.targets[0].spec].reference
     tune.report({"done": True, "seed": seed, "picks": json.dumps(picks), "epoch": cfg.search.random_epochs})
