@@ -101,4 +101,3 @@ def test_pipeline_imports_itself_relatively_and_installs_as_lanas_pipeline():
                 or (isinstance(n, ast.Import) and any(a.name.split(".")[0] in ("pipeline", "lanas_pipeline")
                                                       for a in n.names))]  # fmt: skip
     assert not absolute, absolute
-

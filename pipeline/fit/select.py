@@ -7,15 +7,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from lanas import quality
+from lanas import penalty, quality
 from lanas.encoding import group_matrix
-from lanas.genotype import Genotype
 from lanas.predictor import LatencyPredictor, additive_predictor
 
 from ..rundir import RunDir
 from .data import EVAL_SETS, arrays
 
-FLOPS_SAMPLE = 1000  # training rows whose FLOPs are counted for the FLOPs baseline
+FLOPS_SAMPLE = 1000  # training rows the FLOPs baseline's line is fitted on
 
 
 def select(run: RunDir, mlp: tuple[LatencyPredictor, np.ndarray], train, reference_ms: float):
@@ -37,9 +36,11 @@ def select(run: RunDir, mlp: tuple[LatencyPredictor, np.ndarray], train, referen
     return model, {**sel, "folds": run.config.fit.folds, "rows": len(y), "sharing": sharing, "repeats": repeats}
 
 
-def _baselines(run: RunDir, train, flops: dict[str, int]):
+def _baselines(run: RunDir, train, flops: dict[str, LatencyPredictor]):
     """Name -> predict(frame) of every baseline, fitted on the ``train`` rows. ``flops``
-    caches FLOPs by arch_id across targets (the same architectures on each)."""
+    caches the run's FLOPs table across targets (:func:`lanas.penalty.flops_table`: the
+    deployed network's FLOPs add up exactly over (edge group, op), so one table fitted on
+    a few networks counted op by op gives every row's FLOPs from its encoding)."""
     cfg = run.config
     xtr, ytr = (t.numpy() for t in arrays(train))
     groups = group_matrix(cfg.space).numpy()
@@ -48,14 +49,13 @@ def _baselines(run: RunDir, train, flops: dict[str, int]):
         quality.fit_lut(xtr @ groups, ytr),
         quality.fit_trees(xtr, ytr, cfg.seed),
     )
-    macro, res = cfg.macro(), cfg.data.resolution
+    if "table" not in flops:
+        flops["table"] = penalty.flops_table(cfg.space, cfg.macro(), cfg.data.resolution)[0]
     sample = np.random.default_rng(cfg.seed).choice(len(train), size=min(len(train), FLOPS_SAMPLE), replace=False)
 
     def flops_of(frame) -> np.ndarray:
-        for a, g in zip(frame["arch_id"], frame["genotype"]):
-            if a not in flops:
-                flops[a] = quality.network_flops(Genotype.from_json(g), macro, res)
-        return np.asarray([flops[a] for a in frame["arch_id"]], dtype=float)
+        with torch.no_grad():
+            return flops["table"](arrays(frame)[0]).double().numpy() * 1e6
 
     slope, intercept = quality.fit_flops(flops_of(train.iloc[sample]), ytr[sample])
     x = lambda frame: arrays(frame)[0].numpy()  # noqa: E731
@@ -67,7 +67,13 @@ def _baselines(run: RunDir, train, flops: dict[str, int]):
     }
 
 
-def score(run: RunDir, model: LatencyPredictor, splits: dict[str, Any], reference_ms: float, flops: dict[str, int]):
+def score(
+    run: RunDir,
+    model: LatencyPredictor,
+    splits: dict[str, Any],
+    reference_ms: float,
+    flops: dict[str, LatencyPredictor],
+):
     """Metrics of the shipped predictor and of every baseline on each evaluation set
     (:data:`EVAL_SETS` that have rows): set -> model -> metrics; the paired bootstrap of
     the predictor's relative errors on the random test split against the best baseline's;
