@@ -15,12 +15,11 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 from common import record
+from common import run as run_command
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -34,27 +33,10 @@ def main() -> None:
     run = ROOT / args.run_dir
     if run.exists():
         shutil.rmtree(run)
-    t0 = time.perf_counter()
-    r = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "lanas_pipeline",
-            "reproduce",
-            "--config",
-            args.config,
-            "--run-dir",
-            str(run),
-            "--quiet",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
+    wall, out = run_command(
+        [sys.executable, "-m", "lanas_pipeline", "reproduce", "--config", args.config, "--run-dir", str(run), "--quiet"]
     )
-    wall = time.perf_counter() - t0
-    if r.returncode != 0:
-        sys.exit(f"reproduce failed ({r.returncode}):\n{r.stderr[-3000:]}")
-    stages = [line for line in r.stdout.splitlines() if line.startswith("[reproduce]") and "done in" in line]
+    stages = [line for line in out.splitlines() if line.startswith("[reproduce]") and "done in" in line]
     analysis = json.loads((run / "report" / "analysis.json").read_text())
     results = [json.loads(x) for x in (run / "evaluate" / "results.jsonl").read_text().splitlines()]
     print("\n".join(stages))

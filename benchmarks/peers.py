@@ -15,14 +15,13 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 from common import RESULTS, ROOT, record
+from common import run as run_command
 
 from lanas.encoding import encode_genotype
 from lanas.genotype import Genotype
@@ -76,23 +75,20 @@ def main() -> None:
     else:
         if run.exists():
             shutil.rmtree(run)
-        t0 = time.perf_counter()
-        cmd = [
-            sys.executable,
-            "-m",
-            "lanas_pipeline",
-            "reproduce",
-            "--config",
-            args.config,
-            "--run-dir",
-            str(run),
-            "--quiet",
-        ]
-        r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
-        wall = time.perf_counter() - t0
-        if r.returncode != 0:
-            sys.exit(f"reproduce failed ({r.returncode}):\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}")
-        stages = [line for line in r.stdout.splitlines() if line.startswith("[reproduce]") and "done in" in line]
+        wall, out = run_command(
+            [
+                sys.executable,
+                "-m",
+                "lanas_pipeline",
+                "reproduce",
+                "--config",
+                args.config,
+                "--run-dir",
+                str(run),
+                "--quiet",
+            ]
+        )
+        stages = [line for line in out.splitlines() if line.startswith("[reproduce]") and "done in" in line]
     print("\n".join(stages))
     analysis = json.loads((run / "report" / "analysis.json").read_text())
     lines = [
