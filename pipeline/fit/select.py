@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from lanas import penalty, quality
+from lanas import quality
 from lanas.encoding import group_matrix
 from lanas.predictor import LatencyPredictor, additive_predictor
 
@@ -36,11 +36,11 @@ def select(run: RunDir, mlp: tuple[LatencyPredictor, np.ndarray], train, referen
     return model, {**sel, "folds": run.config.fit.folds, "rows": len(y), "sharing": sharing, "repeats": repeats}
 
 
-def _baselines(run: RunDir, train, flops: dict[str, LatencyPredictor]):
-    """Name -> predict(frame) of every baseline, fitted on the ``train`` rows. ``flops``
-    caches the run's FLOPs table across targets (:func:`lanas.penalty.flops_table`: the
-    deployed network's FLOPs add up exactly over (edge group, op), so one table fitted on
-    a few networks counted op by op gives every row's FLOPs from its encoding)."""
+def _baselines(run: RunDir, train, flops: LatencyPredictor):
+    """Name -> predict(frame) of every baseline, fitted on the ``train`` rows. ``flops`` is
+    the run's FLOPs table (:func:`lanas.penalty.flops_table`: the deployed network's FLOPs
+    add up exactly over (edge group, op), so a table fitted on a few networks counted op by
+    op gives every row's FLOPs from its encoding)."""
     cfg = run.config
     xtr, ytr = (t.numpy() for t in arrays(train))
     groups = group_matrix(cfg.space).numpy()
@@ -49,13 +49,11 @@ def _baselines(run: RunDir, train, flops: dict[str, LatencyPredictor]):
         quality.fit_lut(xtr @ groups, ytr),
         quality.fit_trees(xtr, ytr, cfg.seed),
     )
-    if "table" not in flops:
-        flops["table"] = penalty.flops_table(cfg.space, cfg.macro(), cfg.data.resolution)[0]
     sample = np.random.default_rng(cfg.seed).choice(len(train), size=min(len(train), FLOPS_SAMPLE), replace=False)
 
     def flops_of(frame) -> np.ndarray:
         with torch.no_grad():
-            return flops["table"](arrays(frame)[0]).double().numpy() * 1e6
+            return flops(arrays(frame)[0]).double().numpy() * 1e6
 
     slope, intercept = quality.fit_flops(flops_of(train.iloc[sample]), ytr[sample])
     x = lambda frame: arrays(frame)[0].numpy()  # noqa: E731
@@ -67,13 +65,7 @@ def _baselines(run: RunDir, train, flops: dict[str, LatencyPredictor]):
     }
 
 
-def score(
-    run: RunDir,
-    model: LatencyPredictor,
-    splits: dict[str, Any],
-    reference_ms: float,
-    flops: dict[str, LatencyPredictor],
-):
+def score(run: RunDir, model: LatencyPredictor, splits: dict[str, Any], reference_ms: float, flops: LatencyPredictor):
     """Metrics of the shipped predictor and of every baseline on each evaluation set
     (:data:`EVAL_SETS` that have rows): set -> model -> metrics; the paired bootstrap of
     the predictor's relative errors on the random test split against the best baseline's;

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from lanas import penalty
 from lanas.encoding import LAYOUT_VERSION
 from lanas.predictor import LatencyPredictor
 from lanas.target import Target
@@ -46,7 +47,7 @@ def run_fit(run: RunDir, target: str | None = None) -> dict[str, Any]:
     models, train_metrics = train_with_ray(run, splits)
     print(f"[fit] Ray Train job {time.perf_counter() - t1:.1f} s", flush=True)
     summary: dict[str, Any] = {"targets": {}}
-    flops: dict[str, LatencyPredictor] = {}  # the FLOPs table, fitted once for every target
+    flops = penalty.flops_table(cfg.space, cfg.macro(), cfg.data.resolution)[0]  # once: every target, same networks
     for t in targets:
         meta = _export(run, t, ids[t.spec], models[t.spec], splits[t.spec], dropped[t.spec], train_metrics, flops)
         summary["targets"][t.spec] = {"hardware": ids[t.spec], "test": meta.test, "chosen": meta.selection["chosen"]}
@@ -79,7 +80,7 @@ def _export(
     splits: dict[str, Any],
     dropped: dict[str, int],
     train_metrics: dict[str, Any],
-    flops: dict[str, LatencyPredictor],
+    flops: LatencyPredictor,
 ) -> PredictorMeta:
     """Choose, score and write one target's predictor to ``fit/<hw>/``."""
     cfg = run.config
