@@ -25,9 +25,7 @@ from __future__ import annotations
 from typing import Callable
 
 import numpy as np
-import onnx
 import torch
-from onnx import TensorProto, helper
 from torch import nn
 
 from lanas.network import Cell, Network
@@ -35,11 +33,11 @@ from lanas.ops import FactorizedReduce, Zero
 
 OPSET = 17  # the ONNX opset of every graph lanas makes, written or traced (lanas.runtimes.export_onnx)
 _BIG = np.iinfo(np.int64).max
-_DTYPES = {
-    np.dtype(np.float32): TensorProto.FLOAT,
-    np.dtype(np.int64): TensorProto.INT64,
-    np.dtype(np.int32): TensorProto.INT32,
-}
+# onnx.TensorProto's data types (FLOAT, INT64, INT32). onnx itself is imported where a graph
+# is written: importing it costs about a second and a half, and every Ray worker that
+# imports lanas.runtimes (a search trial, a Train worker) would pay it for nothing
+_FLOAT, _INT64, _INT32 = 1, 7, 6
+_DTYPES = {np.dtype(np.float32): _FLOAT, np.dtype(np.int64): _INT64, np.dtype(np.int32): _INT32}
 
 
 class Unsupported(TypeError):
@@ -48,6 +46,9 @@ class Unsupported(TypeError):
 
 class _Graph:
     def __init__(self) -> None:
+        import onnx
+
+        self._onnx = onnx
         self.nodes: list[onnx.NodeProto] = []
         self.initializers: list[onnx.TensorProto] = []
         self._count = 0
@@ -61,17 +62,18 @@ class _Graph:
     def const(self, array: np.ndarray, hint: str) -> str:
         name = self.name(hint)
         array = np.ascontiguousarray(array)
-        self.initializers.append(
-            onnx.TensorProto(name=name, data_type=_DTYPES[array.dtype], dims=array.shape, raw_data=array.tobytes())
+        tensor = self._onnx.TensorProto(
+            name=name, data_type=_DTYPES[array.dtype], dims=array.shape, raw_data=array.tobytes()
         )
+        self.initializers.append(tensor)
         return name
 
     def node(self, op: str, inputs: list[str], **attrs) -> str:
         out = self.name(op.lower())
-        node = onnx.NodeProto(op_type=op, input=inputs, output=[out])
+        node = self._onnx.NodeProto(op_type=op, input=inputs, output=[out])
         key = tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in sorted(attrs.items()))
         if key not in self._attributes:
-            self._attributes[key] = [helper.make_attribute(k, v) for k, v in sorted(attrs.items())]
+            self._attributes[key] = [self._onnx.helper.make_attribute(k, v) for k, v in sorted(attrs.items())]
         node.attribute.extend(self._attributes[key])
         self.nodes.append(node)
         return out
@@ -143,7 +145,7 @@ def _factorized_reduce(g: _Graph, x: str, op: FactorizedReduce) -> str:
     a = _conv(g, r, op.conv_1)
     # the exporter computes F.pad's pads in the graph (constant-folded only after ONNX Runtime's
     # Pad-into-Conv fusion has run, so the Pad stays): a Cast of a constant keeps that order
-    pads = g.node("Cast", [g.const(np.array([0, 0, 0, 0, 0, 0, 1, 1], np.int32), "pads")], to=TensorProto.INT64)
+    pads = g.node("Cast", [g.const(np.array([0, 0, 0, 0, 0, 0, 1, 1], np.int32), "pads")], to=_INT64)
     shifted = g.node("Pad", [_slice(g, r, 1, 1), pads, ""])
     b = _conv(g, shifted, op.conv_2)
     return _batch_norm(g, g.node("Concat", [a, b], axis=1), op.bn)
@@ -205,12 +207,13 @@ def network_onnx(model: nn.Module, x: torch.Tensor) -> bytes:
     flat = g.node("Flatten", [g.node("GlobalAveragePool", [s1])], axis=1)
     fc = model.classifier
     logits = g.node("Gemm", [flat, g.const(_f32(fc.weight), "fc_w"), g.const(_f32(fc.bias), "fc_b")], transB=1)
+    helper = g._onnx.helper
     g.nodes.append(helper.make_node("Identity", [logits], ["logits"]))
     graph = helper.make_graph(
         g.nodes,
         "lanas_network",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(x.shape))],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [x.shape[0], fc.out_features])],
+        [helper.make_tensor_value_info("x", _FLOAT, list(x.shape))],
+        [helper.make_tensor_value_info("logits", _FLOAT, [x.shape[0], fc.out_features])],
         g.initializers,
     )
     model_proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="lanas")

@@ -21,7 +21,6 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
-from scipy import stats
 
 from lanas.costs import network_costs
 from lanas.genotype import Genotype
@@ -31,6 +30,8 @@ from lanas.predictor import RIDGE_GRID
 
 def regression_metrics(pred: np.ndarray, true: np.ndarray, ms_per_unit: float = 1.0) -> dict[str, float]:
     """MAPE, RMSE (in ms: units x ``ms_per_unit``), share within +-5 / +-10 %, Kendall tau, Spearman rho."""
+    from scipy import stats  # here, not at the top: a second of import for every Ray worker that imports lanas
+
     pred, true = np.asarray(pred, dtype=float), np.asarray(true, dtype=float)
     rel = np.abs(pred - true) / np.abs(true)
     varied = len(true) > 1 and np.ptp(pred) > 0 and np.ptp(true) > 0  # rank correlation is undefined otherwise

@@ -143,7 +143,7 @@ def cmd_measure(args: argparse.Namespace) -> None:
 
 
 def cmd_fit(args: argparse.Namespace) -> None:
-    from .fit import run_fit
+    from .fit.stage import run_fit
     from .ray_env import init_ray
 
     if args.transfer_from is None and args.samples is not None:
@@ -154,7 +154,7 @@ def cmd_fit(args: argparse.Namespace) -> None:
         run = _run_of(args)
         if run.config.imported_device(args.target) is not None:
             return _fit_imported(run, args)
-        from .fit import finish
+        from .fit.render import finish
         from .transfer import run_transfer
 
         meta = run_transfer(run, args.target, args.transfer_from, args.samples)

@@ -15,7 +15,7 @@ from lanas.genotype import Genotype
 from lanas.quality import regression_metrics
 
 from . import predictor_store
-from .fit import finish, write_metrics_md
+from .fit.render import finish, write_metrics_md
 from .measure import measure_into, missing, probe_same_hardware
 from .predictor_store import StoredPredictor
 from .records import LATENCY_RATIO, TrialResult

@@ -33,7 +33,7 @@ from lanas.space import SamplingSettings, SearchSpace
 from lanas.target import Target
 from lanas.train import TrainSettings
 
-from .dataset import Setting
+from .records import Setting
 
 LOGGERS = ("tensorboard", "csv", "mlflow")  # search.loggers: Tune's experiment loggers
 

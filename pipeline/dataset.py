@@ -14,19 +14,15 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Iterable
 
 import pyarrow as pa
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
-from lanas.network import MacroSettings
-from lanas.target import Target
-
 from .errors import PipelineError
-from .records import LATENCY_RATIO, MeasuredRow
+from .records import LATENCY_RATIO, SETTING_COLUMNS, MeasuredRow
 
 PARTITION = "hardware"
 
@@ -81,40 +77,6 @@ FILE_SCHEMA = pa.schema(
 )
 # columns added after the first release: a shard without them is read with nulls ("uniform", no round)
 OPTIONAL_COLUMNS = ("sampler", "round", "build_path", "source")
-
-
-@dataclass(frozen=True)
-class Setting:
-    """What a latency row depends on besides the architecture and the machine: the
-    target, the deployed network's macro, the input size and the encoding's op list.
-    The one definition of the setting columns of the dataset."""
-
-    target: Target
-    macro: MacroSettings
-    resolution: int
-    space_ops: tuple[str, ...]
-
-    def columns(self) -> dict[str, Any]:
-        t, m = self.target, self.macro
-        return {
-            "device": t.device,
-            "runtime": t.runtime,
-            "dtype": t.dtype,
-            "batch_size": t.batch_size,
-            "threads": t.threads,
-            "resolution": self.resolution,
-            "in_channels": m.in_channels,
-            "channels": m.channels,
-            "layers": m.layers,
-            "stem_multiplier": m.stem_multiplier,
-            "space_ops": ",".join(self.space_ops),
-        }
-
-    def key(self) -> tuple:
-        return tuple(self.columns().values())
-
-
-SETTING_COLUMNS = tuple(Setting(Target(), MacroSettings(), 1, ()).columns())
 
 
 def _files(root: Path) -> list[Path]:

@@ -56,7 +56,7 @@ from .records import (
     TrialResult,
 )
 from .rundir import RunDir, read_jsonl, write_jsonl
-from .search import method_of
+from .search.plan import method_of
 from .staleness import mark_done
 
 RANDOM_SEED_OFFSET = 10_000  # random reference architectures use seed + this

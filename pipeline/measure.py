@@ -33,7 +33,7 @@ from . import dataset as ds
 from .config import RunConfig
 from .errors import PipelineError
 from .fanout import check_resources, fan_out, slots
-from .records import LATENCY_RATIO, MeasuredRow
+from .records import LATENCY_RATIO, MeasuredRow, Setting
 from .rows import dataset_dir
 from .rundir import RunDir
 from .staleness import mark_done
@@ -57,7 +57,7 @@ def ray_node() -> str:
 
 
 def measure_genotypes(
-    genotypes: Sequence[Genotype], setting: ds.Setting, protocol: MeasureSettings, seed: int
+    genotypes: Sequence[Genotype], setting: Setting, protocol: MeasureSettings, seed: int
 ) -> dict[str, Any]:
     """Measure ``genotypes`` here (inside a Ray task) on ``setting.target``. Returns the
     hardware id, rows and timing totals; a genotype that fails (an op the runtime cannot

@@ -10,18 +10,57 @@ columns more than one module reads as constants.
   (:func:`.evaluate.run_evaluate`), which the report (:mod:`.report`) and the method
   comparison (:mod:`.compare`) read; ``report/pareto.csv`` writes its :data:`.report.tables.CSV_FIELDS`.
 
+:class:`Setting` names the dataset's measurement-setting columns (:data:`SETTING_COLUMNS`).
 They are dicts at run time (JSON lines and Parquet rows stay as they are); the types say
 which keys a row has, and the constants spell the shared ones once.
 """
 
 from __future__ import annotations
 
-from typing import TypedDict
+from dataclasses import dataclass
+from typing import Any, TypedDict
+
+from lanas.network import MacroSettings
+from lanas.target import Target
 
 LATENCY_RATIO = "latency_ratio"  # latency_ms / the interleaved reference network's: what the predictor fits
 MEASURED_MS = "measured_latency_ms"  # an evaluated candidate's measured latency, reference-normalised (ms)
 PREDICTED_MS = "predicted_latency_ms"  # the predictor's latency of an architecture (ms)
 TEST_ACC = "test_acc"  # mean test accuracy over the training seeds
+
+
+@dataclass(frozen=True)
+class Setting:
+    """What a latency row depends on besides the architecture and the machine: the
+    target, the deployed network's macro, the input size and the encoding's op list.
+    The one definition of the setting columns of the dataset."""
+
+    target: Target
+    macro: MacroSettings
+    resolution: int
+    space_ops: tuple[str, ...]
+
+    def columns(self) -> dict[str, Any]:
+        t, m = self.target, self.macro
+        return {
+            "device": t.device,
+            "runtime": t.runtime,
+            "dtype": t.dtype,
+            "batch_size": t.batch_size,
+            "threads": t.threads,
+            "resolution": self.resolution,
+            "in_channels": m.in_channels,
+            "channels": m.channels,
+            "layers": m.layers,
+            "stem_multiplier": m.stem_multiplier,
+            "space_ops": ",".join(self.space_ops),
+        }
+
+    def key(self) -> tuple:
+        return tuple(self.columns().values())
+
+
+SETTING_COLUMNS = tuple(Setting(Target(), MacroSettings(), 1, ()).columns())
 
 
 class MeasuredRow(TypedDict, total=False):

@@ -39,13 +39,13 @@ def _measure(run: RunDir, o: Options) -> Any:
 
 
 def _fit(run: RunDir, o: Options) -> Any:
-    from .fit import run_fit
+    from .fit.stage import run_fit
 
     return run_fit(run)
 
 
 def _search(run: RunDir, o: Options) -> Any:
-    from .search import run_search
+    from .search.stage import run_search
 
     return run_search(run, resume=o.resume, force_predictor=o.force_predictor, progress=o.progress, verbose=o.verbose)
 
@@ -57,7 +57,7 @@ def _evaluate(run: RunDir, o: Options) -> Any:
 
 
 def _report(run: RunDir, o: Options) -> Any:
-    from .report import run_report
+    from .report.stage import run_report
 
     return run_report(run)
 

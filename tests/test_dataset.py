@@ -10,11 +10,12 @@ from lanas.space import SearchSpace
 from lanas.target import Target
 from lanas_pipeline import dataset as ds
 from lanas_pipeline.errors import PipelineError
+from lanas_pipeline.records import Setting
 
 
 def _rows(n, hw_seed=0):
     space = SearchSpace()
-    setting = ds.Setting(Target(), MacroSettings(3, 8), 8, space.ops)
+    setting = Setting(Target(), MacroSettings(3, 8), 8, space.ops)
     out = []
     for g in space.sample_unique(n, hw_seed):
         out.append(
@@ -80,8 +81,8 @@ def test_corrupt_and_foreign_files_are_named_and_left_alone(tmp_path):
 
 def test_the_setting_is_the_one_definition_of_the_setting_columns():
     space = SearchSpace()
-    a = ds.Setting(Target(runtime="onnxruntime"), MacroSettings(3, 8), 8, space.ops)
-    b = ds.Setting(Target(runtime="torch"), MacroSettings(3, 8), 8, space.ops)
+    a = Setting(Target(runtime="onnxruntime"), MacroSettings(3, 8), 8, space.ops)
+    b = Setting(Target(runtime="torch"), MacroSettings(3, 8), 8, space.ops)
     assert tuple(a.columns()) == ds.SETTING_COLUMNS and a.key() != b.key()
     assert all(c in ds.FILE_SCHEMA.names for c in ds.SETTING_COLUMNS)
     row = {**a.columns(), "arch_id": "x"}

@@ -17,6 +17,7 @@ from lanas.runtimes import compile_for, export_onnx
 from lanas.space import SearchSpace
 from lanas.target import Target
 from lanas_pipeline import dataset as ds
+from lanas_pipeline.records import Setting
 
 EVERY_OP = list(SearchSpace().choosable_ops)  # the 7 DARTS ops a genotype can choose
 
@@ -83,7 +84,7 @@ def test_an_op_a_runtime_cannot_export_is_a_failed_row_nothing_lost(tmp_path, mo
     bad = Genotype.from_dict({**good.to_dict(), "normal": [["fft_test", p[1]] for p in good.normal]}, space.ops)
     cfg = smoke_config()
     for runtime, bad_status in (("torch", "ok"), ("onnxruntime", "failed")):
-        setting = ds.Setting(Target(runtime=runtime), cfg.macro(), 8, space.ops)
+        setting = Setting(Target(runtime=runtime), cfg.macro(), 8, space.ops)
         out = measure_genotypes([good, bad], setting, cfg.measure.protocol, 0)
         rows = {r["arch_id"]: r for r in out["rows"]}
         assert rows[good.arch_id]["status"] == "ok" and rows[good.arch_id]["latency_ms"] > 0

@@ -20,10 +20,8 @@ One module per concern: :mod:`.data` (rows and splits), :mod:`.train` (the Ray T
 loop and its driver), :mod:`.select` (model selection, baselines, scores), :mod:`.render`
 (metrics.md and the scatter plot), :mod:`.predict` (``lanas predict``) and :mod:`.stage`
 (what ``lanas fit`` runs).
+
+The package imports none of them: a Ray worker that runs one (a trial, a Train worker)
+imports that module and what it needs, not the whole stage. Import the module itself,
+e.g. ``from lanas_pipeline.fit.stage import run_fit``.
 """
-
-from .data import arrays, load_rows
-from .render import finish, write_metrics_md
-from .stage import run_fit
-
-__all__ = ["arrays", "finish", "load_rows", "run_fit", "write_metrics_md"]

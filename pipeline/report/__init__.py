@@ -26,8 +26,8 @@ reference latency (``measured_latency_ms``), so runs drifting on a shared CPU co
 One module per concern: :mod:`.analysis` (fronts, hypervolume, comparisons, budgets),
 :mod:`.tables` (the CSV files), :mod:`.plots` (matplotlib), :mod:`.markdown` (report.md's
 sections), :mod:`.html` (report.html) and :mod:`.stage` (what ``lanas report`` runs).
+
+The package imports none of them: a Ray worker that runs one (a trial, a Train worker)
+imports that module and what it needs, not the whole stage. Import the module itself,
+e.g. ``from lanas_pipeline.report.stage import run_report``.
 """
-
-from .stage import run_report
-
-__all__ = ["run_report"]

@@ -28,10 +28,8 @@ seed), :mod:`.penalties` (the models a trial minimises, and which budgets are
 reachable), :mod:`.trainable` (one Tune trial), :mod:`.results` (a finished trial's rows)
 and :mod:`.stage` (the Tune sweep and ``lanas search``); the rounds of the closed loop are
 :mod:`pipeline.closed_loop`.
+
+The package imports none of them: a Ray worker that runs one (a trial, a Train worker)
+imports that module and what it needs, not the whole stage. Import the module itself,
+e.g. ``from lanas_pipeline.search.stage import run_search``.
 """
-
-from .penalties import measured_ratios
-from .plan import method_of, plan, trial_key
-from .stage import run_search
-
-__all__ = ["measured_ratios", "method_of", "plan", "run_search", "trial_key"]

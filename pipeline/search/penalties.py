@@ -2,33 +2,17 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 from lanas import penalty
 from lanas.budget import reachable
-from lanas.predictor import LatencyPredictor
 from lanas.target import Target
 
 from ..errors import PipelineError
-from ..fit import arrays, load_rows
+from ..fit.data import arrays, load_rows
 from ..predictor_store import StoredPredictor
 from ..records import LATENCY_RATIO
 from ..rows import usable_rows
 from ..rundir import RunDir
-
-
-@dataclasses.dataclass(frozen=True)
-class PenaltyModel:
-    """A model a trial minimises, as it travels to the Tune workers: the predictor's weights
-    and hidden sizes, its reference (ms per unit ratio; 1 for FLOPs) and what it predicts."""
-
-    state: dict
-    hidden: tuple[int, ...]
-    reference: float
-    unit: str  # latency_ms or mflops
-
-    def model(self) -> LatencyPredictor:
-        return LatencyPredictor.from_state(self.state, self.hidden)
+from .plan import PenaltyModel
 
 
 def penalties(run: RunDir, stored: dict[str, StoredPredictor]) -> dict[str, PenaltyModel]:

@@ -1,12 +1,15 @@
-"""The sweep's trials (method, target, lambda or budget, seed), their keys and names."""
+"""The sweep's trials (method, target, lambda or budget, seed), their keys and names, and the
+penalty models they minimise as those travel to the Tune workers."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 
 from lanas.penalty import GRADIENT_METHODS
 from lanas.penalty import METHODS as METHOD_ORDER
+from lanas.predictor import LatencyPredictor
 
 from ..config import RunConfig
 from ..errors import PipelineError
@@ -93,3 +96,17 @@ def row_order(r: TrialResult) -> tuple:
 def extension_name(todo: list[Trial]) -> str:
     """An extension of a sweep is named by the trials it adds, so an interrupted extension resumes under that name."""
     return hashlib.sha1(json.dumps(sorted(map(str, map(trial_key, todo)))).encode()).hexdigest()[:8]
+
+
+@dataclasses.dataclass(frozen=True)
+class PenaltyModel:
+    """A model a trial minimises, as it travels to the Tune workers: the predictor's weights
+    and hidden sizes, its reference (ms per unit ratio; 1 for FLOPs) and what it predicts."""
+
+    state: dict
+    hidden: tuple[int, ...]
+    reference: float
+    unit: str  # latency_ms or mflops
+
+    def model(self) -> LatencyPredictor:
+        return LatencyPredictor.from_state(self.state, self.hidden)

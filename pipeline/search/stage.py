@@ -11,7 +11,7 @@ from ..closed_loop import measure_derived, record_derived, results_path
 from ..config import RunConfig
 from ..errors import PipelineError
 from ..fanout import check_resources
-from ..fit import run_fit
+from ..fit.stage import run_fit
 from ..predictor_store import StoredPredictor, load_all
 from ..records import Trial, TrialResult
 from ..rundir import RunDir, read_jsonl, write_jsonl

@@ -19,8 +19,7 @@ from lanas.train import TrainSettings
 
 from ..config import RunConfig
 from ..records import PREDICTED_MS, Trial
-from .penalties import PenaltyModel
-from .plan import method_of, penalty_key
+from .plan import PenaltyModel, method_of, penalty_key
 
 RANDOM_STATE = "random_scored.json"  # a random trial's checkpoint: the candidates it has scored
 
