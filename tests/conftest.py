@@ -112,6 +112,29 @@ def fitted(measured_run):
     return measured_run, summary
 
 
+@pytest.fixture(scope="session")
+def reproduced(fitted, tmp_path_factory):
+    """A copy of the fitted smoke run carried through search, evaluate and report (one
+    in-process ``reproduce``): the tests that start from a finished run (staleness, the
+    API example, budgets added to a run) work on copies of it (:func:`copy_run`)."""
+    from lanas_pipeline.reproduce import reproduce
+    from lanas_pipeline.stages import Options
+
+    run = copy_fitted(fitted[0], tmp_path_factory.mktemp("reproduced") / "run")
+    reproduce(run.path / "config.yaml", run.path, options=Options(progress=False))
+    return run
+
+
+def copy_run(run, dst):
+    """A copy of a whole run directory (every stage) in ``dst``."""
+    import shutil
+
+    from lanas_pipeline.rundir import RunDir
+
+    shutil.copytree(run.path, dst)
+    return RunDir.existing(dst)
+
+
 def copy_fitted(run, dst, config=None):
     """A copy of a fitted run's stages 1-2 in ``dst`` (with ``config``, if given, as its
     config): the run directory of a test that searches on."""

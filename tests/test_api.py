@@ -5,7 +5,7 @@ import doctest
 import tempfile
 
 import pytest
-from conftest import copy_fitted
+from conftest import copy_run
 
 import lanas_pipeline.api
 from lanas_pipeline.api import Candidate, load
@@ -13,11 +13,12 @@ from lanas_pipeline.errors import PipelineError
 
 
 @pytest.mark.slow
-def test_the_documented_example_runs(fitted, monkeypatch, tmp_path):
+def test_the_documented_example_runs(reproduced, monkeypatch, tmp_path):
     monkeypatch.chdir(lanas_pipeline.api.__file__.rsplit("/pipeline/", 1)[0])  # the example names configs/smoke.yaml
-    # the example's fresh run directory holds the session's measured and fitted smoke run (the same
-    # profile): it runs search, evaluate and report through the API; stages 1-2 are tested on their own
-    copy_fitted(fitted[0], tmp_path / "run")
+    # the example's fresh run directory holds the session's reproduced smoke run (the same profile, so
+    # every stage is complete): the example goes through the API's reproduce, which skips what is done,
+    # and reads the result; the stages themselves are tested on their own
+    copy_run(reproduced, tmp_path / "run")
     monkeypatch.setattr(tempfile, "mkdtemp", lambda: str(tmp_path))
     result = doctest.testmod(lanas_pipeline.api, optionflags=doctest.ELLIPSIS)
     assert result.attempted >= 8 and result.failed == 0

@@ -2,13 +2,13 @@
 and ``reproduce`` skipped them): every done-marker records the identity of its inputs;
 ``reproduce`` re-runs a stage whose inputs changed, keeping its old outputs under
 ``stale/``; a stage run alone on stale inputs says so in one line. Real local Ray, smoke
-profile, on a copy of the session's fitted run."""
+profile, on a copy of the session's reproduced run."""
 
 import json
 
 import pandas as pd
 import pytest
-from conftest import copy_fitted
+from conftest import copy_run
 
 from lanas_pipeline import cli
 from lanas_pipeline.measure import run_measure
@@ -26,10 +26,10 @@ def _reproduce(run, capsys):
     return capsys.readouterr().out
 
 
-def test_a_grown_dataset_makes_fit_and_what_follows_stale_and_reproduce_reruns_them(fitted, tmp_path, capsys):
-    run = copy_fitted(fitted[0], tmp_path / "run")
+def test_a_grown_dataset_makes_fit_and_what_follows_stale_and_reproduce_reruns_them(reproduced, tmp_path, capsys):
+    run = copy_run(reproduced, tmp_path / "run")
     out = _reproduce(run, capsys)
-    assert "[reproduce] fit: complete, skipped" in out and "stale" not in out
+    assert all(f"[reproduce] {s}: complete, skipped" in out for s in STAGES) and "stale" not in out
     assert all(stale_reason(run, s) is None for s in STAGES)
     assert all("inputs" in json.loads((run.path / s / "DONE.json").read_text()) for s in STAGES)
     trained_before = (run.path / "evaluate" / "trained.jsonl").read_text().splitlines()
