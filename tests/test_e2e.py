@@ -126,10 +126,16 @@ def test_reproduce_interrupted_in_search_and_in_evaluate_then_completed(tmp_path
         meta = json.loads((run / "fit" / ids[spec] / "predictor.json").read_text())
         assert meta["hardware"] == ids[spec] and meta["test"]["mape"] > 0 and meta["target"]["runtime"] in spec
         assert f"| {spec} | `{ids[spec]}` |" in side
-    for trial_dir in sorted(sweep.glob("trial*")):  # every epoch run, in order; only an unrecorded last one again
+    # Tune's result.json here is not the record: it is the storage copy Tune syncs from its staging
+    # folder now and then, so a SIGKILLed driver can leave it behind and a resumed sweep does not sync
+    # a finished trial again (seen beside a busy core: a trial finished before the kill with an empty
+    # result.json, a restored one with [2]); it never holds an epoch the trial did not run
+    for trial_dir in sorted(sweep.glob("trial*")):
         epochs = [json.loads(x)["epoch"] for x in (trial_dir / "result.json").read_text().splitlines() if x.strip()]
-        assert epochs in ([1, 2], [1, 2, 2], [1, 1, 2]), (trial_dir.name, epochs)
+        assert set(epochs) <= {1, 2}, (trial_dir.name, epochs)
     trials = [json.loads(x) for x in (run / "search" / "results.jsonl").read_text().splitlines()]
+    # our record: every trial ran its two epochs, each once; a resumed one says from which
+    assert all(t["epochs"] == 2 and 0 <= t["resumed_from_epoch"] < 2 for t in trials), trials
     assert sorted((t["lam"], t["target"] or "") for t in trials) == [(0.0, "")] + [(2.0, s) for s in sorted(SPECS)]
     assert (run / "search" / "tune" / "sweep").is_dir()  # Tune's own outputs stay available
     assert list((run / "search" / "tune" / "sweep").rglob("events.out.tfevents*"))  # TensorBoard's, by default
