@@ -116,7 +116,7 @@ def fitted(measured_run):
 def reproduced(fitted, tmp_path_factory):
     """A copy of the fitted smoke run carried through search, evaluate and report (one
     in-process ``reproduce``): the tests that start from a finished run (staleness, the
-    API example, budgets added to a run) work on copies of it (:func:`copy_run`)."""
+    API example) work on copies of it (:func:`copy_run`)."""
     from lanas_pipeline.reproduce import reproduce
     from lanas_pipeline.stages import Options
 

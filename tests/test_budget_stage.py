@@ -7,7 +7,7 @@ import csv
 
 import pandas as pd
 import pytest
-from conftest import copy_fitted, copy_run, lanas, smoke_config
+from conftest import copy_fitted, lanas, smoke_config
 
 from lanas.budget import reachable
 from lanas_pipeline import predictor_store
@@ -24,9 +24,8 @@ SPEC = "cpu-t1-torch-b1"
 
 
 @pytest.fixture(scope="module")
-def run_copy(reproduced, tmp_path_factory):
-    """A copy of the session's reproduced smoke run: budgets grow its sweep."""
-    return copy_run(reproduced, tmp_path_factory.mktemp("budget") / "run")
+def run_copy(fitted, tmp_path_factory):
+    return copy_fitted(fitted[0], tmp_path_factory.mktemp("budget") / "run")
 
 
 def test_budgets_are_met_and_reported(run_copy):
