@@ -48,7 +48,6 @@ class _Graph:
     def __init__(self) -> None:
         import onnx
 
-        self._onnx = onnx
         self.nodes: list[onnx.NodeProto] = []
         self.initializers: list[onnx.TensorProto] = []
         self._count = 0
@@ -62,18 +61,20 @@ class _Graph:
     def const(self, array: np.ndarray, hint: str) -> str:
         name = self.name(hint)
         array = np.ascontiguousarray(array)
-        tensor = self._onnx.TensorProto(
-            name=name, data_type=_DTYPES[array.dtype], dims=array.shape, raw_data=array.tobytes()
-        )
+        import onnx
+
+        tensor = onnx.TensorProto(name=name, data_type=_DTYPES[array.dtype], dims=array.shape, raw_data=array.tobytes())
         self.initializers.append(tensor)
         return name
 
     def node(self, op: str, inputs: list[str], **attrs) -> str:
+        from onnx import NodeProto, helper
+
         out = self.name(op.lower())
-        node = self._onnx.NodeProto(op_type=op, input=inputs, output=[out])
+        node = NodeProto(op_type=op, input=inputs, output=[out])
         key = tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in sorted(attrs.items()))
         if key not in self._attributes:
-            self._attributes[key] = [self._onnx.helper.make_attribute(k, v) for k, v in sorted(attrs.items())]
+            self._attributes[key] = [helper.make_attribute(k, v) for k, v in sorted(attrs.items())]
         node.attribute.extend(self._attributes[key])
         self.nodes.append(node)
         return out
@@ -207,7 +208,8 @@ def network_onnx(model: nn.Module, x: torch.Tensor) -> bytes:
     flat = g.node("Flatten", [g.node("GlobalAveragePool", [s1])], axis=1)
     fc = model.classifier
     logits = g.node("Gemm", [flat, g.const(_f32(fc.weight), "fc_w"), g.const(_f32(fc.bias), "fc_b")], transB=1)
-    helper = g._onnx.helper
+    from onnx import helper
+
     g.nodes.append(helper.make_node("Identity", [logits], ["logits"]))
     graph = helper.make_graph(
         g.nodes,
